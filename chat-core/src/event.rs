@@ -1,0 +1,125 @@
+//! What a topology reports to the program embedding the chat.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChatMessage, MessageId, NodeId, UserName};
+
+/// Machine-readable error codes, shared by both topologies and shown as `"code"` in `--json`
+/// error events. Serialized in `snake_case` (`name_taken`, `unknown_user`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Another user online already has that name.
+    NameTaken,
+    /// A named recipient is not online.
+    UnknownUser,
+    /// A command line could not be understood.
+    BadCommand,
+    /// A body or list is over its limit.
+    TooLong,
+    /// The name breaks the naming rules.
+    InvalidName,
+    /// The connection to the server or the network was lost.
+    Disconnected,
+    /// This client could not keep up and was disconnected by the server.
+    SlowConsumer,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The server or node is at its connection limit.
+    Busy,
+    /// A protocol rule was broken (unexpected frame).
+    Protocol,
+}
+
+impl ErrorCode {
+    /// The `snake_case` string used on the wire and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::BadCommand => "bad_command",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::Disconnected => "disconnected",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Protocol => "protocol",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One participant as a topology sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The participant's unique name.
+    pub name: UserName,
+    /// Its node ID (P2P topology only).
+    pub node_id: Option<NodeId>,
+    /// The address it listens on (P2P topology only).
+    pub addr: Option<SocketAddr>,
+    /// Whether it is the current coordinator (always false in the server topology).
+    pub coordinator: bool,
+}
+
+impl PeerInfo {
+    /// A participant known only by name (server topology).
+    pub fn named(name: UserName) -> Self {
+        PeerInfo { name, node_id: None, addr: None, coordinator: false }
+    }
+}
+
+/// Something that happened, reported by [`crate::Transport::recv`] and [`crate::Chat::next_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message this participant may see, in delivery order (including its own messages).
+    Message(ChatMessage),
+    /// Somebody joined.
+    PeerJoined(PeerInfo),
+    /// Somebody left or was found dead.
+    PeerLeft(PeerInfo),
+    /// A (new) coordinator is known (P2P topology).
+    CoordinatorChanged {
+        /// Its name.
+        name: UserName,
+        /// Its node ID.
+        node_id: NodeId,
+        /// The election epoch (term) it won.
+        epoch: u64,
+    },
+    /// An error reported asynchronously (for instance recipients unknown when the message was routed).
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The connection is gone; `recv` returns `None` after this.
+    Disconnected {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        reason: String,
+    },
+}
+
+/// What [`crate::Transport::send`] answers once the message has been accepted and ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// The ID the message was given.
+    pub id: MessageId,
+    /// Named recipients that are not online and so did not receive it (the others did).
+    pub unknown: Vec<UserName>,
+}

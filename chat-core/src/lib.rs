@@ -1,0 +1,38 @@
+//! # chat-core
+//!
+//! The topology-independent heart of the distributed chat: what a message is, who may see it, how
+//! logical time flows, and the [`Transport`] trait every topology implements. No sockets, no tasks
+//! and no clock reads live here, so everything can be tested with exact expected values and embedded
+//! in any Rust program.
+//!
+//! | module      | owns                                                                    |
+//! |-------------|-------------------------------------------------------------------------|
+//! | `id`        | [`UserName`] (validated), [`NodeId`], [`MessageId`]                      |
+//! | `clock`     | [`LamportClock`] and totally ordered [`Timestamp`]s                      |
+//! | `message`   | [`ChatMessage`], [`Recipients`], [`MessageKind`], [`MAX_BODY_LEN`]       |
+//! | `buffer`    | [`MessageBuffer`] (bounded history, lookup by ID) and [`DedupWindow`]    |
+//! | `delivery`  | [`HoldBack`]: releases messages in FIFO or total (Lamport) order         |
+//! | `event`     | [`Event`], [`PeerInfo`], [`ErrorCode`], [`SendReceipt`]                  |
+//! | `transport` | the [`Transport`] trait and [`OutgoingMessage`]                          |
+//! | `chat`      | [`Chat`]: one API for programs over any transport                        |
+//! | `error`     | [`CoreError`]                                                           |
+
+pub mod buffer;
+mod chat;
+mod clock;
+pub mod delivery;
+mod error;
+mod event;
+mod id;
+mod message;
+mod transport;
+
+pub use buffer::{DedupWindow, MessageBuffer};
+pub use chat::Chat;
+pub use clock::{LamportClock, Timestamp};
+pub use delivery::HoldBack;
+pub use error::CoreError;
+pub use event::{ErrorCode, Event, PeerInfo, SendReceipt};
+pub use id::{MAX_NAME_LEN, MessageId, NodeId, UserName};
+pub use message::{ChatMessage, MAX_BODY_LEN, MAX_MULTICAST_RECIPIENTS, MessageKind, Recipients, check_body};
+pub use transport::{OutgoingMessage, Transport};
