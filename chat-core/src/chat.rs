@@ -49,6 +49,11 @@ impl Chat {
         self.transport.local_name()
     }
 
+    /// The local node ID, in topologies that assign one (P2P).
+    pub fn node_id(&self) -> Option<NodeId> {
+        self.transport.local_node_id()
+    }
+
     /// The local Lamport clock's counter.
     pub fn clock(&self) -> u64 {
         self.clock.counter()

@@ -34,6 +34,11 @@ pub trait Transport: Send + Sync {
     /// The local participant's name.
     fn local_name(&self) -> &UserName;
 
+    /// The local node ID, in topologies that assign one (P2P); `None` otherwise.
+    fn local_node_id(&self) -> Option<crate::NodeId> {
+        None
+    }
+
     /// Sends a message; resolves once it has been accepted and ordered, with its ID and the named
     /// recipients that are not online. Fails with [`CoreError::Rejected`] (e.g. every recipient unknown)
     /// or [`CoreError::Closed`].

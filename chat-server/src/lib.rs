@@ -1,1 +1,4 @@
-//! chat-server
+//! # chat-server
+mod error;
+pub mod record;
+pub use error::ServerError;

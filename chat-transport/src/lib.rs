@@ -1,1 +1,24 @@
-//! chat-transport
+//! # chat-transport
+//!
+//! The wire of the distributed chat: how bytes move, never what they mean.
+//!
+//! | module       | owns                                                                        |
+//! |--------------|-----------------------------------------------------------------------------|
+//! | `codec`      | frames = 4-byte length + `bincode` payload; the only place `bincode` is called |
+//! | `handshake`  | the `Hello` frame that opens every connection (magic, protocol version)      |
+//! | `connection` | [`FrameReader`], [`FrameWriter`], [`Connection`]: framed I/O over any stream  |
+//! | `discovery`  | UDP multicast sockets (join a group on an interface, send, receive)          |
+//! | `memory`     | an in-memory network of framed endpoints, with partitions, for tests         |
+//! | `error`      | [`TransportError`]                                                           |
+
+pub mod codec;
+mod connection;
+pub mod discovery;
+mod error;
+pub mod handshake;
+pub mod memory;
+
+pub use codec::{FrameCodec, MAX_FRAME_LEN, decode_payload, encode_frame, encode_payload};
+pub use connection::{Connection, FrameReader, FrameWriter, INITIAL_READ_BUFFER};
+pub use error::TransportError;
+pub use handshake::{PROTOCOL_VERSION, Role, handshake};

@@ -1,0 +1,41 @@
+//! The one error type of `chat-server`.
+
+use std::path::PathBuf;
+
+use chat_core::CoreError;
+use chat_transport::TransportError;
+
+/// Errors of the server topology (server, client, journal).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A socket or file operation failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The wire layer failed (bad frame, version mismatch...).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server refused or ended the session; the code says why (e.g. `name_taken`).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The journal in `dir` is damaged before its tail: refuse to start; inspect with `chat-cli log verify`.
+    #[error("journal {path} is corrupt at byte {offset}: {reason}")]
+    CorruptJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// Byte offset of the first bad record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The journal writer stopped (disk full, I/O error); the server cannot log and must stop.
+    #[error("journal writer stopped: {0}")]
+    JournalStopped(String),
+    /// The server could not be reached within the connect timeout.
+    #[error("could not reach the server at {addr}: {reason}")]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
