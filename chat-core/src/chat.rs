@@ -1,8 +1,8 @@
 //! `Chat`: one API for programs, whatever the topology.
 
 use crate::{
-    ChatMessage, CoreError, Event, LamportClock, MessageBuffer, NodeId, OutgoingMessage, PeerInfo,
-    Recipients, SendReceipt, Timestamp, Transport, UserName, buffer::Inserted, message::check_body,
+    ChatMessage, CoreError, Event, LamportClock, MessageBuffer, NodeId, OutgoingMessage, PeerInfo, Recipients,
+    SendReceipt, Timestamp, Transport, UserName, buffer::Inserted, message::check_body,
 };
 
 /// A chat session over any [`Transport`].

@@ -48,8 +48,8 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Transpor
     if payload.len() > MAX_FRAME_LEN {
         return Err(TransportError::FrameTooLarge { len: payload.len() as u64, max: MAX_FRAME_LEN });
     }
-    let (value, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| TransportError::Malformed(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config()).map_err(|e| TransportError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(TransportError::Malformed(format!("{} trailing bytes", payload.len() - used)));
     }
@@ -108,11 +108,7 @@ impl<In, Out> Default for FrameCodec<In, Out> {
 
 fn map_io(err: std::io::Error, src: &BytesMut) -> TransportError {
     if err.get_ref().is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>()) {
-        let len = if src.len() >= LEN_PREFIX {
-            u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as u64
-        } else {
-            0
-        };
+        let len = if src.len() >= LEN_PREFIX { u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as u64 } else { 0 };
         TransportError::FrameTooLarge { len, max: MAX_FRAME_LEN }
     } else {
         TransportError::Io(err)

@@ -121,9 +121,7 @@ where
     }
 
     /// Splits into independently owned halves (for a reader task and a writer task).
-    pub fn into_split(
-        self,
-    ) -> (FrameReader<tokio::io::ReadHalf<S>, In>, FrameWriter<tokio::io::WriteHalf<S>, Out>) {
+    pub fn into_split(self) -> (FrameReader<tokio::io::ReadHalf<S>, In>, FrameWriter<tokio::io::WriteHalf<S>, Out>) {
         (self.reader, self.writer)
     }
 }
