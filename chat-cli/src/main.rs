@@ -1,1 +1,194 @@
-fn main() {}
+//! `chat-cli`: run a chat server, join it, or join a peer-to-peer chat, with the same commands.
+//!
+//! | module     | owns                                                   |
+//! |------------|--------------------------------------------------------|
+//! | `args`     | command-line flags (clap)                              |
+//! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
+//! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
+//! | `render`   | human output and `--json` events                       |
+//! | `session`  | the chat loop shared by both modes                     |
+//!
+//! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors; 1 with a one-line reason
+//! otherwise (server unreachable, name taken, connection lost, log verification failed).
+
+mod args;
+mod commands;
+mod input;
+mod render;
+mod session;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use args::{Cli, Cmd, LogAction, Mode, ServeArgs};
+use chat_core::{Chat, CoreError, UserName};
+use chat_server::ServerError;
+use chat_server::server::{Server, ServerConfig};
+use clap::Parser;
+use render::{Renderer, Stdout};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat-cli: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chat-cli: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Cmd::Serve(ref serve)) => {
+            if cli.mode == Mode::P2p {
+                usage("`serve` is for --mode server; in p2p mode every node serves: just join with --name")
+            } else {
+                run_server(&cli, serve).await
+            }
+        }
+        Some(Cmd::Log { action: LogAction::Show { ref dir } }) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            chat_server::logview::show(dir, &mut out).with_context(|| format!("cannot read the log in {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Log { action: LogAction::Verify { ref dir } }) => {
+            let report = chat_server::logview::verify(dir)
+                .with_context(|| format!("cannot read the log in {}", dir.display()))?;
+            println!("{report}");
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Some(Cmd::Join) | None => join(&cli).await,
+    }
+}
+
+fn usage(message: &str) -> Result<ExitCode> {
+    eprintln!("chat-cli: {message}");
+    Ok(ExitCode::from(2))
+}
+
+async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
+    let fsync = match serve.fsync.parse() {
+        Ok(policy) => policy,
+        Err(e) => return usage(&format!("bad --fsync {:?}: {e}", serve.fsync)),
+    };
+    let defaults = ServerConfig::default();
+    let config = ServerConfig {
+        listen: cli.listen.unwrap_or(defaults.listen),
+        data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
+        fsync,
+        history: serve.history,
+        heartbeat: cli.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat),
+        max_connections: serve.max_connections,
+        outbox_capacity: serve.outbox.max(1),
+    };
+    let server = Server::bind(config).await.context("cannot start the server")?;
+    let addr = server.local_addr()?;
+    let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
+    out.listening(&addr.to_string());
+    server.run(shutdown_signal()).await.context("server failed")?;
+    out.info("server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The user name: from `--name`, or asked for on a terminal.
+fn user_name(cli: &Cli) -> Result<Option<UserName>> {
+    let raw = match &cli.name {
+        Some(name) => name.clone(),
+        None if std::io::stdin().is_terminal() => {
+            let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
+            editor.readline("your name: ").context("no name given")?.trim().to_string()
+        }
+        None => return Ok(None),
+    };
+    match UserName::new(raw) {
+        Ok(name) => Ok(Some(name)),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+async fn join(cli: &Cli) -> Result<ExitCode> {
+    let Some(name) = user_name(cli)? else {
+        return usage("--name NAME is required when standard input is not a terminal");
+    };
+    let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
+    let chat = match connect(cli, name).await {
+        Ok(chat) => chat,
+        Err(failure) => {
+            if cli.json {
+                out.error(failure.code, &failure.message);
+            }
+            eprintln!("chat-cli: {}", failure.message);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    out.ready(chat.name(), chat.node_id());
+    let (lines, sink) = input::start();
+    if let Some(sink) = sink {
+        out.set_sink(sink);
+    }
+    Ok(match session::run(chat, &mut out, lines).await {
+        session::Ending::Left => ExitCode::SUCCESS,
+        session::Ending::Lost => ExitCode::FAILURE,
+    })
+}
+
+/// Why joining failed, for the error event and the exit message.
+struct JoinFailure {
+    code: chat_core::ErrorCode,
+    message: String,
+}
+
+async fn connect(cli: &Cli, name: UserName) -> std::result::Result<Chat, JoinFailure> {
+    match cli.mode {
+        Mode::Server => {
+            let config = chat_server::client::ClientConfig::new(cli.server.clone(), name);
+            match chat_server::client::connect(config).await {
+                Ok(transport) => Ok(Chat::new(transport)),
+                Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
+                Err(e) => Err(JoinFailure { code: chat_core::ErrorCode::Disconnected, message: e.to_string() }),
+            }
+        }
+        Mode::P2p => Err(JoinFailure {
+            code: chat_core::ErrorCode::Disconnected,
+            message: "p2p mode is not available in this build yet".into(),
+        }),
+    }
+}

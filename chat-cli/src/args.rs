@@ -1,0 +1,110 @@
+//! Command-line arguments. Global flags are accepted before or after a subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The distributed chat: one binary for the server topology and the peer-to-peer topology.
+#[derive(Debug, Parser)]
+#[command(name = "chat-cli", version, about, long_about = None)]
+pub struct Cli {
+    /// Topology: `server` (a central server) or `p2p` (every node is client and server).
+    #[arg(long, value_enum, default_value_t = Mode::Server, global = true)]
+    pub mode: Mode,
+    /// One JSON object per line on standard output, for scripts and bots.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Your user name (asked for interactively if missing and standard input is a terminal).
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    /// Server address to join (server mode).
+    #[arg(long, global = true, default_value = "127.0.0.1:7878")]
+    pub server: String,
+    /// Show Lamport timestamps in human output.
+    #[arg(long, global = true)]
+    pub show_clock: bool,
+    /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Heartbeat interval in milliseconds (server default 5000, p2p default 250).
+    #[arg(long, global = true)]
+    pub heartbeat_ms: Option<u64>,
+    /// P2P: multicast group for discovery, IP:PORT.
+    #[arg(long, global = true)]
+    pub group: Option<String>,
+    /// P2P: interface for multicast (default 127.0.0.1; a LAN address for LAN use).
+    #[arg(long, global = true)]
+    pub interface: Option<String>,
+    /// P2P: join through this known node instead of multicast discovery (repeatable).
+    #[arg(long = "peer", global = true)]
+    pub peers: Vec<SocketAddr>,
+    /// P2P: coordinator failure timeout in milliseconds (default 1000).
+    #[arg(long, global = true)]
+    pub timeout_ms: Option<u64>,
+    /// What to do (default: join).
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// The topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Centralized: `serve` runs the server, the default command joins it.
+    Server,
+    /// Peer-to-peer: every node is client and server.
+    P2p,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Join the chat (the default).
+    Join,
+    /// Run the server (server mode).
+    Serve(ServeArgs),
+    /// Inspect the server's persistent log.
+    Log {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: LogAction,
+    },
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of the persistent log.
+    #[arg(long, default_value = "chat-data")]
+    pub data_dir: PathBuf,
+    /// Run without a persistent log.
+    #[arg(long)]
+    pub no_log: bool,
+    /// When the log is synced to disk: `batch` (after every group commit), `interval:MS`, or `never`.
+    #[arg(long, default_value = "batch")]
+    pub fsync: String,
+    /// Messages kept for history (survive restarts through the log).
+    #[arg(long, default_value_t = 1000)]
+    pub history: usize,
+    /// Most simultaneous connections.
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Frames queued per client before it is disconnected as a slow consumer.
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_OUTBOX)]
+    pub outbox: usize,
+}
+
+/// `log` actions.
+#[derive(Debug, Subcommand)]
+pub enum LogAction {
+    /// Print every record, one line each (consumption expanded to one line per delivery).
+    Show {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Check the log's consistency; exits 1 with a report on any violation.
+    Verify {
+        /// The data directory.
+        dir: PathBuf,
+    },
+}
