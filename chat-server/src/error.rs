@@ -30,6 +30,16 @@ pub enum ServerError {
     /// The journal writer stopped (disk full, I/O error); the server cannot log and must stop.
     #[error("journal writer stopped: {0}")]
     JournalStopped(String),
+    /// A configuration value could not be parsed (for instance `--fsync`): fix the setting.
+    #[error("invalid {setting} value {value:?}: expected {expected}")]
+    InvalidConfig {
+        /// Which setting.
+        setting: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
     /// The server could not be reached within the connect timeout.
     #[error("could not reach the server at {addr}: {reason}")]
     Unreachable {

@@ -1,0 +1,335 @@
+//! The server's persistent log: every message stored (once) and every delivery, appended,
+//! checksummed, replayed on start.
+//!
+//! # File format
+//!
+//! One file, `DIR/journal.log` (`DIR` = `--data-dir`, default `./chat-data`):
+//!
+//! ```text
+//! offset 0        8
+//!        +--------+----------------------------------------------------+-----+
+//!        |DCHTLOG1| record 0                                           | ... |
+//!        +--------+----------------------------------------------------+-----+
+//!
+//! record:  +-----------------+-----------------+----------------------------------+
+//!          | len: u32 LE     | crc: u32 LE     | payload: len bytes               |
+//!          +-----------------+-----------------+----------------------------------+
+//!          len <= MAX_FRAME_LEN (256 KiB); crc = CRC-32 (IEEE, crc32fast) of the payload;
+//!          payload = chat_transport::codec::encode_payload(&Record)   (see crate::record)
+//! ```
+//!
+//! Records are [`Record`]s: `Start` (once per server start, after recovery), `Join`, `Store`, `Leave`,
+//! and `Consumed` watermarks (`(user, upto)`: every message intended for `user` with server sequence
+//! `<= upto` was written to its connection). `Consumed` is written once per batch for the users whose
+//! watermark advanced, and just before each `Leave`; watermarks never go backwards.
+//!
+//! # Recovery
+//!
+//! [`Journal::open`] reads the file sequentially (buffered, never all at once). A bad record (short,
+//! length over the limit, CRC mismatch, undecodable) is then classified by scanning forward byte by
+//! byte for any position where a whole valid record starts:
+//!
+//! - none found: a **torn tail** (a crash during a write). The file is truncated at the bad record,
+//!   a `warn` is traced and [`Recovered::truncated_bytes`] says how much was dropped;
+//! - one found: **corruption in the middle**. [`Journal::open`] fails with
+//!   [`ServerError::CorruptJournal`] (`path`, byte `offset`, `reason`) and the server refuses to start;
+//!   `chat-cli log verify DIR` gives the full report.
+//!
+//! (A torn record whose message body happens to contain the bytes of a whole valid frame would be
+//! taken for corruption in the middle: the safe side.)
+//!
+//! # Writing and durability
+//!
+//! A dedicated OS thread owns the file. [`Journal::send`] hands inputs to it over a bounded channel of
+//! [`CHANNEL_CAPACITY`] (65 536) inputs, so logging never blocks the router's fan-out unless the disk
+//! falls that far behind (then `send` waits: back-pressure). Group commit: the thread waits for one
+//! input, takes everything else already queued (at most [`MAX_BATCH`] = 65 536), encodes it all plus
+//! one `Consumed` record into one buffer and writes it with a single `write_all`. With no input it
+//! wakes every [`IDLE_TICK`] (50 ms) to write advanced watermarks.
+//!
+//! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                                   | lost on power failure |
+//! |----------------------|---------------|---------------------------------------------------------|-----------------------|
+//! | `EveryBatch` (default) | `batch`     | after every batch write                                 | nothing written       |
+//! | `Interval(d)`        | `interval:MS` | after a batch once `d` has passed since the last sync, and by a timer so an idle log is synced within `d` | up to `d` |
+//! | `Never`              | `never`       | only at [`Journal::close`]                              | whatever the OS had not flushed |
+//!
+//! A process crash (not a power failure) loses nothing that reached `write_all` under any policy.
+//! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
+//! If a write or sync fails the thread stops and every later call returns
+//! [`ServerError::JournalStopped`]: the server cannot log and must stop.
+
+mod format;
+mod recover;
+pub(crate) mod replay;
+mod writer;
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chat_core::{ChatMessage, UserName};
+use tokio::sync::{mpsc, oneshot};
+
+pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
+pub(crate) use format::{Item, Opened, RecordReader, encode_record};
+
+use crate::ServerError;
+use crate::record::Record;
+use writer::{Msg, Writer};
+
+/// Name of the journal file inside the data directory.
+pub const JOURNAL_FILE: &str = "journal.log";
+
+/// Default data directory (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "chat-data";
+
+/// Default number of messages recovered as history.
+pub const DEFAULT_HISTORY: usize = chat_core::buffer::DEFAULT_HISTORY;
+
+/// Capacity of the channel to the writer thread, in inputs (65 536). When it is full,
+/// [`Journal::send`] waits and [`Journal::try_send`] hands the input back.
+pub const CHANNEL_CAPACITY: usize = 64 * 1024;
+
+/// Most inputs written in one batch (one `write_all`, at most one sync).
+pub const MAX_BATCH: usize = 64 * 1024;
+
+/// Most watermarks in one `Consumed` record (keeps each record far below `MAX_FRAME_LEN`).
+pub const MARKS_PER_RECORD: usize = 1024;
+
+/// How often an idle writer wakes to write advanced watermarks (50 ms).
+pub const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// When the journal is forced to stable storage (see the module docs). Parsed from and displayed as
+/// `batch`, `never` or `interval:MS` (milliseconds, e.g. `interval:100`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// `sync_data` after every batch: nothing acknowledged is lost on power failure.
+    #[default]
+    EveryBatch,
+    /// `sync_data` at most this long after a write (group commit across batches).
+    Interval(Duration),
+    /// Only at close: fastest; a power failure may lose what the OS had not written back.
+    Never,
+}
+
+impl FromStr for FsyncPolicy {
+    type Err = ServerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ServerError::InvalidConfig {
+            setting: "fsync",
+            value: s.to_owned(),
+            expected: "batch, never or interval:MS (milliseconds, e.g. interval:100)",
+        };
+        match s {
+            "batch" => Ok(FsyncPolicy::EveryBatch),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => {
+                let ms = s.strip_prefix("interval:").ok_or_else(bad)?;
+                let ms: u64 = ms.parse().map_err(|_| bad())?;
+                Ok(FsyncPolicy::Interval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsyncPolicy::EveryBatch => f.write_str("batch"),
+            FsyncPolicy::Interval(d) => write!(f, "interval:{}", d.as_millis()),
+            FsyncPolicy::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// Where and how the journal is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// The data directory (created if missing); the log is `dir/journal.log`.
+    pub dir: PathBuf,
+    /// When to sync (default [`FsyncPolicy::EveryBatch`]).
+    pub fsync: FsyncPolicy,
+    /// How many of the last stored messages recovery returns as history (default 1000).
+    pub history: usize,
+}
+
+impl JournalConfig {
+    /// The defaults, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig { dir: dir.into(), fsync: FsyncPolicy::default(), history: DEFAULT_HISTORY }
+    }
+
+    /// The journal file: `dir/journal.log`.
+    pub fn path(&self) -> PathBuf {
+        journal_path(&self.dir)
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig::new(DEFAULT_DATA_DIR)
+    }
+}
+
+/// The journal file of a data directory.
+pub fn journal_path(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL_FILE)
+}
+
+/// What recovery rebuilt from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// Highest server sequence number in the log (0 if none): the next message gets `last_seq + 1`.
+    pub last_seq: u64,
+    /// Highest Lamport counter in the log: the server clock resumes from it.
+    pub lamport: u64,
+    /// The last `history` stored messages, oldest first.
+    pub history: Vec<ChatMessage>,
+    /// Bytes of torn tail (or torn header) truncated (0 if the file ended cleanly).
+    pub truncated_bytes: u64,
+    /// Valid records replayed (not counting the `Start` appended by this open).
+    pub records: u64,
+}
+
+/// What the router tells the journal.
+#[derive(Debug)]
+pub enum JournalInput {
+    /// A message was accepted; `message.id.seq` is its server sequence number (contiguous from
+    /// [`Recovered::last_seq`]` + 1`).
+    Store(ChatMessage),
+    /// A user logged in.
+    Join {
+        /// Who.
+        name: UserName,
+        /// Highest sequence number stored before the login.
+        after: u64,
+        /// Highest sequence number written to this user's socket so far: the connection's writer
+        /// task stores it (`Release`) as it writes; starts at `after`.
+        mark: Arc<AtomicU64>,
+    },
+    /// A user left: its final watermark is written, then the `Leave` record.
+    Leave {
+        /// Who.
+        name: UserName,
+        /// Highest sequence number stored before the departure.
+        after: u64,
+        /// Why (`quit`, `disconnected`, `slow_consumer`, `shutdown`, ...).
+        reason: String,
+    },
+}
+
+/// Why [`Journal::try_send`] did not take an input.
+#[derive(Debug, thiserror::Error)]
+pub enum TrySendError {
+    /// The channel is full: here is the input back; await [`Journal::send`] with it.
+    #[error("journal channel full")]
+    Full(JournalInput),
+    /// The writer stopped ([`ServerError::JournalStopped`]): the server must stop.
+    #[error(transparent)]
+    Stopped(ServerError),
+}
+
+/// Handle to the journal writer thread. Dropping it without [`Journal::close`] still lets the thread
+/// write the final watermarks and sync, but nobody waits for it.
+#[derive(Debug)]
+pub struct Journal {
+    tx: mpsc::Sender<Msg>,
+    stopped: Arc<OnceLock<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Creates `config.dir` if needed, recovers the log (truncating a torn tail), appends and syncs
+    /// a `Start { after: last_seq }` record, and starts the writer thread.
+    ///
+    /// Fails with [`ServerError::CorruptJournal`] on corruption before the tail, or [`ServerError::Io`].
+    /// Blocking (file I/O): call it before serving, or from `spawn_blocking`.
+    pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), ServerError> {
+        std::fs::create_dir_all(&config.dir)?;
+        let path = config.path();
+        let (mut file, recovered) = recover::recover(&path, config.history)?;
+        let mut buf = Vec::new();
+        encode_record(&Record::Start { after: recovered.last_seq }, &mut buf)?;
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        sync_dir(&config.dir)?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let stopped = Arc::new(OnceLock::new());
+        let writer = Writer::new(file, path.clone(), config.fsync, recovered.last_seq);
+        let flag = Arc::clone(&stopped);
+        let thread = std::thread::Builder::new().name("chat-journal".into()).spawn(move || writer.run(rt, rx, flag))?;
+        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
+        Ok((Journal { tx, stopped, thread: Some(thread), path }, recovered))
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands `input` to the writer, waiting while the channel is full (back-pressure on the caller).
+    ///
+    /// **Cancel-safety**: all or nothing. If the future is dropped before it completes, the input was
+    /// not queued (it is dropped with the future) and nothing of it reaches the file; if it completed,
+    /// the input is queued. Do not race it in a `select!` whose losing branch must not lose the input.
+    pub async fn send(&self, input: JournalInput) -> Result<(), ServerError> {
+        let permit = self.tx.reserve().await.map_err(|_| self.stopped_error())?;
+        permit.send(Msg::Input(input));
+        Ok(())
+    }
+
+    /// Non-waiting [`Journal::send`] for hot paths: [`TrySendError::Full`] gives the input back when
+    /// the channel is full (then await `send` with it).
+    pub fn try_send(&self, input: JournalInput) -> Result<(), TrySendError> {
+        self.tx.try_send(Msg::Input(input)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(Msg::Input(input)) => TrySendError::Full(input),
+            _ => TrySendError::Stopped(self.stopped_error()),
+        })
+    }
+
+    /// Writes the final watermarks of every tracked user, syncs (`sync_all`), stops the writer thread
+    /// and waits for it. Inputs queued before `close` are all written first.
+    ///
+    /// **Cancel-safety**: if dropped while waiting, the writer still finishes on its own.
+    pub async fn close(mut self) -> Result<(), ServerError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.tx.send(Msg::Close(reply_tx)).await.map_err(|_| self.stopped_error())?;
+        let outcome = reply_rx.await.map_err(|_| self.stopped_error())?;
+        if let Some(thread) = self.thread.take() {
+            // The thread has replied and is returning: joining takes microseconds.
+            let joined = tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| ServerError::JournalStopped(format!("cannot join the writer: {e}")))?;
+            if joined.is_err() {
+                return Err(ServerError::JournalStopped("the writer thread panicked".into()));
+            }
+        }
+        tracing::info!(path = %self.path.display(), "journal closed");
+        outcome.map_err(ServerError::JournalStopped)
+    }
+
+    fn stopped_error(&self) -> ServerError {
+        let reason = self.stopped.get().cloned().unwrap_or_else(|| "the writer thread exited".to_owned());
+        ServerError::JournalStopped(reason)
+    }
+}
+
+/// Syncs the directory entry so a newly created journal survives a power failure (Unix only; other
+/// platforms do not support opening a directory).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,485 @@
+//! Reading the journal for people: `chat-cli log show DIR` ([`show`]) and `chat-cli log verify DIR`
+//! ([`verify`]). Both only read `DIR/journal.log` (never truncate it), so they are safe on the log of
+//! a running server: they read up to the length the file had when opened.
+//!
+//! # `show`: one line per record, `Consumed` expanded to one line per delivery
+//!
+//! | record                      | line(s)                                                             |
+//! |-----------------------------|---------------------------------------------------------------------|
+//! | `Start`                     | `START after 41`                                                    |
+//! | `Join`                      | `JOIN bob after 41`                                                 |
+//! | `Store` (broadcast)         | `STORE [12] BROADCAST FROM alice TO ALL: hi`                        |
+//! | `Store` (unicast)           | `STORE [13] UNICAST FROM alice TO bob: hi`                          |
+//! | `Store` (multicast)         | `STORE [14] MULTICAST FROM alice TO bob,carol: hi`                  |
+//! | `Consumed`                  | per user, per message it covers: `CONSUME [12] BROADCAST BY bob FROM alice: hi` (none if it covers nothing) |
+//! | `Leave`                     | `LEAVE bob after 57 (quit)`                                         |
+//!
+//! `[n]` is the message's Lamport counter; no sequence-number prefix is printed (`after N` carries it).
+//! Bodies are escaped so a record stays on one line: `\` → `\\`, newline → `\n`, carriage return →
+//! `\r`, tab → `\t`, other control characters → `\u{..}`.
+//!
+//! # `verify`: the rules checked
+//!
+//! Every record's checksum (corruption before the tail is a [`Violation`] with its byte offset; a torn
+//! tail is only a warning, [`VerifyReport::torn_tail`]); stored sequence numbers contiguous from 1 with
+//! ID `(0, seq)`; Lamport counters strictly increasing along them; `START`/`JOIN`/`LEAVE` `after` equal
+//! to the highest stored sequence number; no `JOIN` of an online user nor `LEAVE` of an offline one;
+//! senders and named recipients online when a message is stored; watermarks only for online users,
+//! never backwards (no duplicate consumption) and never beyond the highest stored sequence number
+//! (no consumption of an unproduced message). Deliveries are derived from the watermarks and the
+//! intended recipients (see `crate::record`), so each one matches a produced message and an intended
+//! recipient, and each recipient's deliveries follow the server order, by construction.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use chat_core::{ChatMessage, Recipients};
+
+use crate::ServerError;
+use crate::journal::replay::{Delivery, Replay};
+use crate::journal::{Item, Opened, RecordReader, TornTail, journal_path};
+use crate::record::Record;
+
+pub use crate::journal::replay::ViolationKind;
+
+/// What [`show`] printed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShowSummary {
+    /// Valid records read.
+    pub records: u64,
+    /// Lines printed.
+    pub lines: u64,
+    /// A damaged tail after the last whole record (the server truncates it on its next start).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Prints the journal in `dir`, one line per record, with each `Consumed` record expanded to one
+/// `CONSUME` line per delivery it covers (format in the module docs).
+///
+/// Fails with [`ServerError::CorruptJournal`] (after printing every record before it) on corruption
+/// before the tail, and with [`ServerError::Io`] if the file cannot be read or `out` written.
+pub fn show(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError> {
+    let path = journal_path(dir);
+    let mut summary = ShowSummary::default();
+    let mut reader = match RecordReader::open(File::open(&path)?)? {
+        Opened::Reader(reader) => reader,
+        Opened::TornHeader { len } => {
+            summary.torn_tail =
+                (len > 0).then(|| TornTail { offset: 0, bytes: len, reason: "short file header".into() });
+            return Ok(summary);
+        }
+        Opened::BadHeader { found } => {
+            let reason = ViolationKind::BadHeader { found }.to_string();
+            return Err(ServerError::CorruptJournal { path, offset: 0, reason });
+        }
+    };
+    let mut replay = Replay::default();
+    let mut deliveries = Vec::new();
+    let mut ignored = Vec::new();
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Record { record, .. } => {
+                summary.records += 1;
+                replay.apply(&record, &mut deliveries, &mut ignored);
+                ignored.clear();
+                if let Some(line) = record_line(&record) {
+                    writeln!(out, "{line}")?;
+                    summary.lines += 1;
+                }
+                for Delivery { user, message } in deliveries.drain(..) {
+                    let kind = kind_upper(&message.recipients);
+                    writeln!(
+                        out,
+                        "CONSUME [{}] {kind} BY {user} FROM {}: {}",
+                        lamport(&message),
+                        message.sender,
+                        escape(&message.body)
+                    )?;
+                    summary.lines += 1;
+                }
+            }
+            Item::Bad { offset, reason, resume: Some(next), .. } => {
+                let reason = ViolationKind::Corrupt { reason, resume: next }.to_string();
+                return Err(ServerError::CorruptJournal { path, offset, reason });
+            }
+            Item::Bad { offset, reason, resume: None, end } => {
+                summary.torn_tail = Some(TornTail { offset, bytes: end - offset, reason });
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The line of a record (`None` for `Consumed`, which is shown as its deliveries).
+fn record_line(record: &Record) -> Option<String> {
+    Some(match record {
+        Record::Start { after } => format!("START after {after}"),
+        Record::Join { name, after } => format!("JOIN {name} after {after}"),
+        Record::Leave { name, after, reason } => format!("LEAVE {name} after {after} ({})", escape(reason)),
+        Record::Store { message } => {
+            let to = match &message.recipients {
+                Recipients::Broadcast => "ALL".to_owned(),
+                named => named.names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","),
+            };
+            let kind = kind_upper(&message.recipients);
+            format!("STORE [{}] {kind} FROM {} TO {to}: {}", lamport(message), message.sender, escape(&message.body))
+        }
+        Record::Consumed { .. } => return None,
+    })
+}
+
+fn lamport(message: &ChatMessage) -> u64 {
+    message.lamport.counter
+}
+
+fn kind_upper(recipients: &Recipients) -> &'static str {
+    match recipients {
+        Recipients::Broadcast => "BROADCAST",
+        Recipients::Unicast(_) => "UNICAST",
+        Recipients::Multicast(_) => "MULTICAST",
+    }
+}
+
+/// Escapes `text` so it fits on one line (see the module docs).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One broken rule, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Byte offset of the offending record (or of the corrupt bytes).
+    pub offset: u64,
+    /// Index (from 0) of the offending valid record; for corrupt bytes, the index the next valid
+    /// record gets.
+    pub record: u64,
+    /// What is wrong.
+    pub kind: ViolationKind,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ViolationKind::Corrupt { .. } | ViolationKind::BadHeader { .. } => {
+                write!(f, "byte {} (before record #{}): {}", self.offset, self.record, self.kind)
+            }
+            _ => write!(f, "record #{} at byte {}: {}", self.record, self.offset, self.kind),
+        }
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Valid records read.
+    pub records: u64,
+    /// `Store` records (messages produced).
+    pub messages: u64,
+    /// Deliveries covered by the `Consumed` watermarks.
+    pub deliveries: u64,
+    /// Every broken rule, in file order.
+    pub violations: Vec<Violation>,
+    /// A damaged tail (a warning, not a violation: the server truncates it on start).
+    pub torn_tail: Option<TornTail>,
+}
+
+impl VerifyReport {
+    /// Whether no rule is broken (a torn tail is allowed).
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "journal: {} records, {} messages, {} deliveries: ", self.records, self.messages, self.deliveries)?;
+        match self.violations.len() {
+            0 => writeln!(f, "OK")?,
+            1 => writeln!(f, "1 violation")?,
+            n => writeln!(f, "{n} violations")?,
+        }
+        for v in &self.violations {
+            writeln!(f, "  {v}")?;
+        }
+        if let Some(t) = &self.torn_tail {
+            writeln!(
+                f,
+                "warning: torn tail at byte {}: {} bytes ({}); the server truncates it on its next start",
+                t.offset, t.bytes, t.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the journal in `dir` against the rules in the module docs. Broken rules are collected in
+/// the report (checking resumes after corrupt bytes); only failing to read the file is an `Err`.
+pub fn verify(dir: &Path) -> Result<VerifyReport, ServerError> {
+    let mut report = VerifyReport::default();
+    let mut reader = match RecordReader::open(File::open(journal_path(dir))?)? {
+        Opened::Reader(reader) => reader,
+        Opened::TornHeader { len } => {
+            report.torn_tail =
+                (len > 0).then(|| TornTail { offset: 0, bytes: len, reason: "short file header".into() });
+            return Ok(report);
+        }
+        Opened::BadHeader { found } => {
+            report.violations.push(Violation { offset: 0, record: 0, kind: ViolationKind::BadHeader { found } });
+            return Ok(report);
+        }
+    };
+    let mut replay = Replay::default();
+    let mut deliveries = Vec::new();
+    let mut problems = Vec::new();
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Record { offset, record } => {
+                replay.apply(&record, &mut deliveries, &mut problems);
+                deliveries.clear();
+                let index = report.records;
+                report.violations.extend(problems.drain(..).map(|kind| Violation { offset, record: index, kind }));
+                report.records += 1;
+            }
+            Item::Bad { offset, reason, resume: Some(resume), .. } => {
+                let kind = ViolationKind::Corrupt { reason, resume };
+                report.violations.push(Violation { offset, record: report.records, kind });
+            }
+            Item::Bad { offset, reason, resume: None, end } => {
+                report.torn_tail = Some(TornTail { offset, bytes: end - offset, reason });
+            }
+        }
+    }
+    report.messages = replay.messages;
+    report.deliveries = replay.deliveries;
+    if report.is_ok() {
+        tracing::debug!(records = report.records, deliveries = report.deliveries, "journal verified");
+    } else {
+        tracing::warn!(violations = report.violations.len(), "journal has violations");
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use chat_core::{MessageId, NodeId, Timestamp, UserName};
+
+    use super::*;
+    use crate::journal::{MAGIC, encode_record};
+
+    fn name(s: &str) -> UserName {
+        UserName::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn store(seq: u64, lamport: u64, sender: &str, recipients: Recipients, body: &str) -> Record {
+        Record::Store {
+            message: ChatMessage {
+                id: MessageId::new(NodeId::SERVER, seq),
+                sender: name(sender),
+                recipients,
+                body: body.into(),
+                lamport: Timestamp::new(lamport, NodeId::SERVER),
+            },
+        }
+    }
+
+    fn join(user: &str, after: u64) -> Record {
+        Record::Join { name: name(user), after }
+    }
+
+    fn leave(user: &str, after: u64) -> Record {
+        Record::Leave { name: name(user), after, reason: "quit".into() }
+    }
+
+    fn consumed(marks: &[(&str, u64)]) -> Record {
+        Record::Consumed { marks: marks.iter().map(|(u, m)| (name(u), *m)).collect() }
+    }
+
+    /// Writes a journal made of exactly `records`; returns the byte offset of each.
+    fn write_raw(dir: &Path, records: &[Record]) -> Vec<u64> {
+        let mut bytes = MAGIC.to_vec();
+        let mut offsets = Vec::new();
+        for r in records {
+            offsets.push(bytes.len() as u64);
+            encode_record(r, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(journal_path(dir), bytes).unwrap_or_else(|e| panic!("{e}"));
+        offsets
+    }
+
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().to_path_buf();
+        (dir, path)
+    }
+
+    fn scripted() -> Vec<Record> {
+        vec![
+            Record::Start { after: 0 },
+            join("alice", 0),
+            join("bob", 0),
+            store(1, 1, "alice", Recipients::Broadcast, "hi"),
+            join("carol", 1),
+            store(2, 2, "alice", Recipients::Unicast(name("bob")), "psst"),
+            store(3, 5, "bob", Recipients::Multicast(vec![name("alice"), name("carol")]), "line1\nline2"),
+            consumed(&[("alice", 3), ("bob", 2), ("carol", 3)]),
+            leave("bob", 3),
+            store(4, 6, "carol", Recipients::Broadcast, "back\\slash"),
+            consumed(&[("alice", 4)]),
+        ]
+    }
+
+    #[test]
+    fn show_expands_watermarks_to_intended_recipients() {
+        let (_guard, dir) = tmp();
+        write_raw(&dir, &scripted());
+        let mut out = Vec::new();
+        let summary = show(&dir, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        let expected = "\
+START after 0
+JOIN alice after 0
+JOIN bob after 0
+STORE [1] BROADCAST FROM alice TO ALL: hi
+JOIN carol after 1
+STORE [2] UNICAST FROM alice TO bob: psst
+STORE [5] MULTICAST FROM bob TO alice,carol: line1\\nline2
+CONSUME [5] MULTICAST BY alice FROM bob: line1\\nline2
+CONSUME [1] BROADCAST BY bob FROM alice: hi
+CONSUME [2] UNICAST BY bob FROM alice: psst
+CONSUME [5] MULTICAST BY carol FROM bob: line1\\nline2
+LEAVE bob after 3 (quit)
+STORE [6] BROADCAST FROM carol TO ALL: back\\\\slash
+CONSUME [6] BROADCAST BY alice FROM carol: back\\\\slash
+";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert_eq!(summary, ShowSummary { records: 11, lines: 14, torn_tail: None });
+        let report = verify(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.is_ok(), "{report}");
+        assert_eq!((report.records, report.messages, report.deliveries), (11, 4, 5));
+    }
+
+    fn kinds(records: &[Record]) -> Vec<(u64, ViolationKind)> {
+        let (_guard, dir) = tmp();
+        let offsets = write_raw(&dir, records);
+        let report = verify(&dir).unwrap_or_else(|e| panic!("{e}"));
+        for v in &report.violations {
+            assert_eq!(v.offset, offsets[v.record as usize], "offset of {v}");
+        }
+        report.violations.into_iter().map(|v| (v.record, v.kind)).collect()
+    }
+
+    #[test]
+    fn verify_finds_each_kind_of_violation() {
+        let base = || vec![Record::Start { after: 0 }, join("alice", 0), join("bob", 0)];
+        let hi = |seq, lamport| store(seq, lamport, "alice", Recipients::Broadcast, "hi");
+
+        let mut backwards = base();
+        backwards.extend([hi(1, 1), hi(2, 2), consumed(&[("bob", 2)]), consumed(&[("bob", 1)])]);
+        let bob = name("bob");
+        assert_eq!(
+            kinds(&backwards),
+            [(6, ViolationKind::WatermarkBackwards { user: bob.clone(), previous: 2, upto: 1 })]
+        );
+
+        let mut beyond = base();
+        beyond.extend([hi(1, 1), consumed(&[("bob", 2)])]);
+        assert_eq!(
+            kinds(&beyond),
+            [(4, ViolationKind::WatermarkBeyondStored { user: bob.clone(), upto: 2, last_seq: 1 })]
+        );
+
+        let mut lamport = base();
+        lamport.extend([hi(1, 5), hi(2, 5)]);
+        assert_eq!(kinds(&lamport), [(4, ViolationKind::LamportNotIncreasing { seq: 2, previous: 5, found: 5 })]);
+
+        let mut gap = base();
+        gap.extend([hi(1, 1), hi(3, 2)]);
+        assert_eq!(kinds(&gap), [(4, ViolationKind::SeqGap { expected: 2, found: 3 })]);
+
+        let mut offline = base();
+        offline.extend([hi(1, 1), leave("bob", 1), consumed(&[("bob", 1)])]);
+        assert_eq!(kinds(&offline), [(5, ViolationKind::ConsumeByOffline { user: bob.clone(), upto: 1 })]);
+
+        let mut membership = base();
+        membership.extend([
+            join("bob", 0),
+            leave("carol", 0),
+            store(1, 1, "alice", Recipients::Unicast(name("dave")), "x"),
+            Record::Start { after: 0 },
+            consumed(&[("alice", 1)]),
+        ]);
+        assert_eq!(
+            kinds(&membership),
+            [
+                (3, ViolationKind::JoinWhileOnline { user: bob }),
+                (4, ViolationKind::LeaveWhileOffline { user: name("carol") }),
+                (5, ViolationKind::RecipientOffline { seq: 1, user: name("dave") }),
+                (6, ViolationKind::StartMismatch { after: 0, last_seq: 1 }),
+                (7, ViolationKind::ConsumeByOffline { user: name("alice"), upto: 1 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn verify_reports_corruption_with_its_offset_and_keeps_checking() {
+        let (_guard, dir) = tmp();
+        let offsets = write_raw(&dir, &scripted());
+        let path = journal_path(&dir);
+        let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let victim = offsets[3] as usize + FRAME_HEADER + 2; // inside the payload of record #3
+        bytes[victim] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let report = verify(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let first = &report.violations[0];
+        assert_eq!((first.offset, first.record), (offsets[3], 3));
+        match &first.kind {
+            ViolationKind::Corrupt { reason, resume } => {
+                assert!(reason.contains("checksum"), "{reason}");
+                assert_eq!(*resume, offsets[4]);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(report.to_string().contains(&format!("byte {} (before record #3): corrupt record", offsets[3])));
+        assert_eq!(report.records, 10);
+        let err = show(&dir, &mut Vec::new());
+        assert!(matches!(err, Err(ServerError::CorruptJournal { offset, .. }) if offset == offsets[3]));
+    }
+
+    const FRAME_HEADER: usize = crate::journal::FRAME_HEADER_LEN;
+
+    #[test]
+    fn torn_tail_is_a_warning_not_a_violation() {
+        let (_guard, dir) = tmp();
+        let offsets = write_raw(&dir, &scripted());
+        let path = journal_path(&dir);
+        let len = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}")).len();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap_or_else(|e| panic!("{e}"));
+        file.set_len(len - 3).unwrap_or_else(|e| panic!("{e}"));
+        let report = verify(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.is_ok(), "{report}");
+        let torn = report.torn_tail.clone().unwrap_or_else(|| panic!("no torn tail"));
+        assert_eq!((torn.offset, torn.bytes), (offsets[10], len - 3 - offsets[10]));
+        assert!(report.to_string().contains("warning: torn tail"));
+        let summary = show(&dir, &mut Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(summary.torn_tail, Some(torn));
+    }
+
+    #[test]
+    fn escape_keeps_one_line() {
+        assert_eq!(escape("a\nb\\c\r\t\u{7}"), "a\\nb\\\\c\\r\\t\\u{7}");
+    }
+}
