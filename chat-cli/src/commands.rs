@@ -59,7 +59,11 @@ fn names(list: &str) -> Result<Vec<UserName>, BadCommand> {
 }
 
 fn non_empty(text: &str, usage: &str) -> Result<String, BadCommand> {
-    if text.trim().is_empty() { Err(BadCommand(format!("no text to send; usage: {usage}"))) } else { Ok(text.to_string()) }
+    if text.trim().is_empty() {
+        Err(BadCommand(format!("no text to send; usage: {usage}")))
+    } else {
+        Ok(text.to_string())
+    }
 }
 
 fn unicast(user: &str, text: &str, usage: &str) -> Result<Command, BadCommand> {

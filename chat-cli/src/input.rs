@@ -31,10 +31,7 @@ pub fn start() -> (mpsc::Receiver<Line>, Option<Box<dyn Sink>>) {
 async fn read_pipe(tx: mpsc::Sender<Line>) {
     let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(MAX_LINE));
     loop {
-        let next = std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut lines), cx)
-        })
-        .await;
+        let next = std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut lines), cx)).await;
         let line = match next {
             None => return,
             Some(Ok(line)) => Ok(line),
@@ -65,7 +62,11 @@ fn start_editor(tx: mpsc::Sender<Line>) -> Option<Box<dyn Sink>> {
                     if !line.trim().is_empty() {
                         let _ = editor.add_history_entry(line.as_str());
                     }
-                    let line = if line.len() > MAX_LINE { Err(format!("line longer than {MAX_LINE} bytes")) } else { Ok(line) };
+                    let line = if line.len() > MAX_LINE {
+                        Err(format!("line longer than {MAX_LINE} bytes"))
+                    } else {
+                        Ok(line)
+                    };
                     if tx.blocking_send(line).is_err() {
                         return;
                     }

@@ -63,7 +63,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Cmd::Log { action: LogAction::Show { ref dir } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            chat_server::logview::show(dir, &mut out).with_context(|| format!("cannot read the log in {}", dir.display()))?;
+            chat_server::logview::show(dir, &mut out)
+                .with_context(|| format!("cannot read the log in {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Log { action: LogAction::Verify { ref dir } }) => {

@@ -223,7 +223,7 @@ impl Router {
             Input::Peers { conn, req } => {
                 let mut names: Vec<UserName> = self.conns.keys().cloned().collect();
                 names.sort();
-                self.to_one(conn, ServerFrame::Peers { req, names });
+                self.reply(conn, ServerFrame::Peers { req, names });
             }
             Input::History { conn, req, limit } => self.history(conn, req, limit),
             Input::Disconnected { conn, reason } => self.disconnected(conn, reason),
@@ -241,13 +241,13 @@ impl Router {
             .clone()
     }
 
-    fn to_one(&mut self, conn: ConnId, frame: ServerFrame) {
+    fn reply(&mut self, conn: ConnId, frame: ServerFrame) {
         self.outputs.push_back(Output::ToOne { conn, frame });
     }
 
     fn login(&mut self, conn: ConnId, name: UserName) {
         if self.names.contains_key(&conn) {
-            self.to_one(
+            self.reply(
                 conn,
                 ServerFrame::Rejected { req: 0, code: ErrorCode::Protocol, message: "already logged in".into() },
             );
@@ -255,7 +255,7 @@ impl Router {
         }
         if self.conns.contains_key(&name) {
             let message = format!("the name {name} is already taken by a user online");
-            self.to_one(conn, ServerFrame::Refused { code: ErrorCode::NameTaken, message });
+            self.reply(conn, ServerFrame::Refused { code: ErrorCode::NameTaken, message });
             self.outputs.push_back(Output::Close { conn });
             return;
         }
@@ -267,13 +267,13 @@ impl Router {
         let mut online: Vec<UserName> = self.conns.keys().cloned().collect();
         online.sort();
         let heartbeat_ms = self.config.heartbeat_ms;
-        self.to_one(conn, ServerFrame::Welcome { name: name.clone(), online, heartbeat_ms });
+        self.reply(conn, ServerFrame::Welcome { name: name.clone(), online, heartbeat_ms });
         let to = self.everyone();
         self.outputs.push_back(Output::Fanout { to, except: Some(conn), frame: ServerFrame::Joined { name }, seq: 0 });
     }
 
     fn reject(&mut self, conn: ConnId, req: u64, code: ErrorCode, message: String) {
-        self.to_one(conn, ServerFrame::Rejected { req, code, message });
+        self.reply(conn, ServerFrame::Rejected { req, code, message });
     }
 
     fn send(&mut self, conn: ConnId, req: u64, recipients: Recipients, body: String, sent_at: Timestamp) {
@@ -316,7 +316,7 @@ impl Router {
         self.history.insert(message.clone());
         self.outputs.push_back(Output::Store(message.clone()));
         self.outputs.push_back(Output::Fanout { to, except: None, frame: ServerFrame::Message(message), seq });
-        self.to_one(conn, ServerFrame::Sent { req, id, unknown });
+        self.reply(conn, ServerFrame::Sent { req, id, unknown });
     }
 
     fn history(&mut self, conn: ConnId, req: u64, limit: usize) {
@@ -329,13 +329,13 @@ impl Router {
         for m in messages {
             if !chunk.is_empty() && bytes + m.body.len() > HISTORY_CHUNK_BYTES {
                 let messages = std::mem::take(&mut chunk);
-                self.to_one(conn, ServerFrame::History { req, messages, done: false });
+                self.reply(conn, ServerFrame::History { req, messages, done: false });
                 bytes = 0;
             }
             bytes += m.body.len();
             chunk.push(m);
         }
-        self.to_one(conn, ServerFrame::History { req, messages: chunk, done: true });
+        self.reply(conn, ServerFrame::History { req, messages: chunk, done: true });
     }
 
     fn disconnected(&mut self, conn: ConnId, reason: String) {

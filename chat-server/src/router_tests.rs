@@ -157,7 +157,11 @@ fn multicast_to_partly_unknown_list_delivers_to_known_and_reports_unknown() {
         drain(&mut r),
         vec![Output::ToOne {
             conn: 1,
-            frame: ServerFrame::Rejected { req: 6, code: ErrorCode::UnknownUser, message: "none of x, y is online".into() }
+            frame: ServerFrame::Rejected {
+                req: 6,
+                code: ErrorCode::UnknownUser,
+                message: "none of x, y is online".into()
+            }
         }]
     );
 }
@@ -169,8 +173,14 @@ fn too_long_and_not_logged_in_are_rejected() {
     r.handle(Input::Send { conn: 1, req: 1, recipients: Recipients::Broadcast, body, sent_at: ts(0) });
     r.handle(Input::Send { conn: 42, req: 2, recipients: Recipients::Broadcast, body: "x".into(), sent_at: ts(0) });
     let out = drain(&mut r);
-    assert!(matches!(&out[0], Output::ToOne { conn: 1, frame: ServerFrame::Rejected { code: ErrorCode::TooLong, .. } }));
-    assert!(matches!(&out[1], Output::ToOne { conn: 42, frame: ServerFrame::Rejected { code: ErrorCode::Protocol, .. } }));
+    assert!(matches!(
+        &out[0],
+        Output::ToOne { conn: 1, frame: ServerFrame::Rejected { code: ErrorCode::TooLong, .. } }
+    ));
+    assert!(matches!(
+        &out[1],
+        Output::ToOne { conn: 42, frame: ServerFrame::Rejected { code: ErrorCode::Protocol, .. } }
+    ));
     assert_eq!(out.len(), 2);
 }
 
@@ -191,7 +201,13 @@ fn disconnect_announces_and_removes() {
         ]
     );
     // bob is now unknown; the name is free again.
-    r.handle(Input::Send { conn: 1, req: 1, recipients: Recipients::Unicast(n("bob")), body: "?".into(), sent_at: ts(0) });
+    r.handle(Input::Send {
+        conn: 1,
+        req: 1,
+        recipients: Recipients::Unicast(n("bob")),
+        body: "?".into(),
+        sent_at: ts(0),
+    });
     assert!(matches!(drain(&mut r)[0], Output::ToOne { frame: ServerFrame::Rejected { .. }, .. }));
     r.handle(Input::Login { conn: 4, name: n("bob") });
     assert!(matches!(drain(&mut r)[0], Output::SessionStarted { conn: 4, .. }));

@@ -133,14 +133,17 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let (journal, state) = match &config.data_dir {
             Some(dir) => {
-                let jc = JournalConfig { dir: dir.clone(), fsync: config.fsync.clone(), history: config.history };
+                let jc = JournalConfig { dir: dir.clone(), fsync: config.fsync, history: config.history };
                 let (journal, recovered) = Journal::open(jc)?;
                 if recovered.truncated_bytes > 0 {
                     warn!(bytes = recovered.truncated_bytes, "journal had a torn tail; truncated");
                 }
                 info!(last_seq = recovered.last_seq, records = recovered.records, "journal recovered");
-                let state =
-                    RouterState { last_seq: recovered.last_seq, lamport: recovered.lamport, history: recovered.history };
+                let state = RouterState {
+                    last_seq: recovered.last_seq,
+                    lamport: recovered.lamport,
+                    history: recovered.history,
+                };
                 (Some(journal), state)
             }
             None => (None, RouterState::default()),

@@ -315,7 +315,7 @@ async fn restart_keeps_history_and_a_log_that_verifies() {
     let shown = String::from_utf8(shown).unwrap();
     assert!(shown.contains("BROADCAST FROM alice TO ALL: one"), "{shown}");
     assert!(shown.contains("UNICAST BY bob FROM alice: secret"), "{shown}");
-    assert!(shown.contains("BROADCAST BY carol FROM bob: two") == false, "carol was not online then: {shown}");
+    assert!(!shown.contains("BROADCAST BY carol FROM bob: two"), "carol was not online then: {shown}");
 }
 
 #[tokio::test]

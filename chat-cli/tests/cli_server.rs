@@ -1,0 +1,186 @@
+//! Cross-process tests: the real `chat-cli` binary, a server and three clients, read through `--json`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A child process that is killed if the test ends early.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chat-cli starts");
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Proc { child, stdin, lines }
+}
+
+impl Proc {
+    /// The next JSON event; every stdout line must be one JSON object.
+    fn event(&self) -> Value {
+        let line = self.lines.recv_timeout(WAIT).expect("an event in time");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
+    }
+
+    /// Skips events until one has this type.
+    fn event_of(&self, kind: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let e = self.event();
+            if e["type"] == kind {
+                return e;
+            }
+        }
+        panic!("no {kind} event in time")
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin (a clean leave) and waits for the exit code.
+    fn finish(mut self) -> i32 {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn terminate(self) -> i32 {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+        assert!(ok);
+        self.finish()
+    }
+}
+
+#[test]
+fn server_and_three_clients_over_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--json"]);
+    let listening = server.event();
+    assert_eq!(listening["type"], "listening");
+    let addr = listening["addr"].as_str().unwrap().to_string();
+
+    // Global flags after the subcommand work too.
+    let mut alice = spawn(&["join", "--json", "--name", "alice", "--server", &addr]);
+    assert_eq!(alice.event(), serde_json::json!({"type": "ready", "name": "alice"}));
+    let mut bob = spawn(&["--json", "--name", "bob", "--server", &addr]);
+    bob.event_of("ready");
+    let mut carol = spawn(&["--mode", "server", "--json", "--name", "carol", "--server", &addr]);
+    carol.event_of("ready");
+    assert_eq!(alice.event_of("joined")["name"], "bob");
+    assert_eq!(alice.event_of("joined")["name"], "carol");
+
+    alice.say("hello everyone");
+    let m = bob.event_of("message");
+    assert_eq!(
+        (m["from"].as_str(), m["kind"].as_str(), m["text"].as_str()),
+        (Some("alice"), Some("broadcast"), Some("hello everyone"))
+    );
+    assert_eq!(m["to"], serde_json::json!([]));
+    assert!(m["lamport"].as_u64().unwrap() > 0);
+    assert_eq!(carol.event_of("message")["id"], m["id"]);
+
+    bob.say("MSG:carol:just for you");
+    let m = carol.event_of("message");
+    assert_eq!((m["kind"].as_str(), m["text"].as_str()), (Some("unicast"), Some("just for you")));
+    assert_eq!(m["to"], serde_json::json!(["carol"]));
+
+    carol.say("/mc alice,bob,nobody team");
+    let m = alice.event_of("message"); // alice's own broadcast echo comes first
+    assert_eq!(m["text"], "hello everyone");
+    let m = alice.event_of("message");
+    assert_eq!((m["kind"].as_str(), m["text"].as_str()), (Some("multicast"), Some("team")));
+    assert_eq!(m["to"], serde_json::json!(["alice", "bob"]));
+    let e = carol.event_of("error");
+    assert_eq!(e["code"], "unknown_user");
+
+    alice.say("/peers");
+    let peers = alice.event_of("peers");
+    assert_eq!(peers["peers"], serde_json::json!([{"name": "alice"}, {"name": "bob"}, {"name": "carol"}]));
+    alice.say("/history 10");
+    let history = alice.event_of("history");
+    let texts: Vec<&str> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["hello everyone", "team"], "alice must not see bob's direct message to carol");
+    alice.say("/nonsense");
+    assert_eq!(alice.event_of("error")["code"], "bad_command");
+
+    // A taken name: refused with name_taken and a non-zero exit.
+    let dup = spawn(&["--json", "--name", "bob", "--server", &addr]);
+    assert_eq!(dup.event_of("error")["code"], "name_taken");
+    assert_ne!(dup.finish(), 0);
+
+    // Leaving: exit, /quit and end of input all exit 0; the others hear about it.
+    bob.say("exit");
+    assert_eq!(bob.finish(), 0);
+    assert_eq!(alice.event_of("left")["name"], "bob");
+    carol.say("/quit");
+    assert_eq!(carol.finish(), 0);
+    assert_eq!(alice.finish(), 0);
+
+    assert_eq!(server.terminate(), 0, "SIGTERM is a clean shutdown");
+    let verify =
+        Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["log", "verify", data.to_str().unwrap()]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let show =
+        Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["log", "show", data.to_str().unwrap()]).output().unwrap();
+    let show = String::from_utf8(show.stdout).unwrap();
+    assert!(show.contains("STORE [") && show.contains("BROADCAST FROM alice TO ALL: hello everyone"), "{show}");
+    assert!(show.contains("UNICAST BY carol FROM bob: just for you"), "{show}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_unreachable_server_exits_1() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["--mode", "nonsense"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli")).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "no --name and no terminal");
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["--name", "x", "--server", "127.0.0.1:1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one-line reason: {stderr}");
+    assert!(out.stdout.is_empty(), "human mode prints the reason on stderr only");
+}
