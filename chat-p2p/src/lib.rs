@@ -1,1 +1,5 @@
-//! chat-p2p
+//! # chat-p2p
+//!
+//! The peer-to-peer topology (work in progress).
+
+pub mod election;

@@ -1,0 +1,310 @@
+//! The Bully election as a sans-IO state machine.
+//!
+//! ```text
+//!                 start() / coordinator lost / Resign received
+//!                               │
+//!                               ▼
+//!          no higher peer ┌────────────┐ higher peers exist: Election ──► each higher ID
+//!        ┌────────────────│   start    │───────────────────────┐
+//!        ▼                └────────────┘                       ▼
+//!  ┌───────────┐  answer deadline, no Answer          ┌──────────────┐
+//!  │  I win:   │◄──────────────────────────────────────│  Electing    │
+//!  │ epoch+1,  │                                       └──────────────┘
+//!  │Coordinator│                                 Answer │
+//!  │ ──► all   │                                        ▼
+//!  └───────────┘   announce deadline, none came  ┌──────────────┐  Coordinator(higher term)
+//!        ▲        ┌──────────── restart ◄────────│  Awaiting    │──────────► Idle (follower)
+//!        │        ▼                               └──────────────┘
+//!      start()                                   
+//! ```
+//!
+//! Rules, with `me` the local ID:
+//! - `Election` from a lower ID: reply `Answer`; if coordinator, re-announce `Coordinator` to it,
+//!   otherwise start an own election (unless one is running).
+//! - `Coordinator{e}` from `j`: if `j > me` and `(e, j)` is newer than the known term, accept it
+//!   (a stale coordinator steps down this way). If `j < me`, bully: start an election, which wins
+//!   with an epoch above `e`. An older term is answered with the current `Coordinator` so its
+//!   sender learns it is stale.
+//! - `Resign` from the current coordinator: start an election at once (no timeout to wait for).
+//!
+//! Call order (as in quinn-proto): feed [`Bully::handle`] / [`Bully::handle_timeout`], then drain
+//! [`Bully::poll_output`] and re-arm the timer from [`Bully::poll_timeout`].
+
+mod messages;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use chat_core::NodeId;
+
+pub use messages::{ElectionMsg, Term};
+
+/// Timeouts of the election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectionConfig {
+    /// How long a candidate waits for an `Answer` before declaring itself coordinator.
+    pub answer_timeout: Duration,
+    /// How long a candidate that got an `Answer` waits for the `Coordinator` announcement before
+    /// starting again.
+    pub announce_timeout: Duration,
+}
+
+impl Default for ElectionConfig {
+    fn default() -> Self {
+        ElectionConfig { answer_timeout: Duration::from_millis(500), announce_timeout: Duration::from_secs(1) }
+    }
+}
+
+/// Something the election tells its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionOutput {
+    /// Send `msg` to node `to`.
+    Send {
+        /// Destination node.
+        to: NodeId,
+        /// The message.
+        msg: ElectionMsg,
+    },
+    /// A coordinator is now known (possibly this node).
+    CoordinatorChanged {
+        /// Its term.
+        term: Term,
+    },
+}
+
+/// What the election receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionInput {
+    /// Start an election (the coordinator is silent or gone, or this node just joined).
+    Start,
+    /// A message from node `from`.
+    Receive {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: ElectionMsg,
+    },
+    /// This node leaves cleanly: if coordinator, hand over (`Resign` to every peer).
+    Leave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Electing { deadline: Instant },
+    Awaiting { deadline: Instant },
+    Left,
+}
+
+/// The Bully state machine of one node.
+#[derive(Debug, Clone)]
+pub struct Bully {
+    me: NodeId,
+    config: ElectionConfig,
+    peers: BTreeSet<NodeId>,
+    term: Option<Term>,
+    max_epoch: u64,
+    state: State,
+    out: VecDeque<ElectionOutput>,
+}
+
+impl Bully {
+    /// A node `me` that knows no coordinator and no peer yet.
+    pub fn new(me: NodeId, config: ElectionConfig) -> Self {
+        Bully { me, config, peers: BTreeSet::new(), term: None, max_epoch: 0, state: State::Idle, out: VecDeque::new() }
+    }
+
+    // ---- getters ----
+
+    /// The current coordinator, if known.
+    pub fn coordinator(&self) -> Option<NodeId> {
+        self.term.map(|t| t.coordinator)
+    }
+
+    /// The current term, if a coordinator is known.
+    pub fn term(&self) -> Option<Term> {
+        self.term
+    }
+
+    /// Whether this node is the coordinator.
+    pub fn is_coordinator(&self) -> bool {
+        self.coordinator() == Some(self.me)
+    }
+
+    /// Whether an election is running here.
+    pub fn is_electing(&self) -> bool {
+        matches!(self.state, State::Electing { .. } | State::Awaiting { .. })
+    }
+
+    /// The highest epoch heard of.
+    pub fn max_epoch(&self) -> u64 {
+        self.max_epoch
+    }
+
+    /// This node's ID.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    // ---- inputs ----
+
+    /// Replaces the set of known peers (the local node is ignored if present).
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = NodeId>) {
+        self.peers = peers.into_iter().filter(|p| *p != self.me).collect();
+    }
+
+    /// Records an epoch learned elsewhere (heartbeats, join acknowledgements, sync).
+    pub fn observe_epoch(&mut self, epoch: u64) {
+        self.max_epoch = self.max_epoch.max(epoch);
+    }
+
+    /// Adopts a term learned outside an election (a join acknowledgement), if newer.
+    pub fn adopt(&mut self, term: Term) {
+        self.observe_epoch(term.epoch);
+        if self.term.is_none_or(|t| term > t) {
+            self.term = Some(term);
+        }
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: ElectionInput) {
+        match input {
+            ElectionInput::Start => self.start(now),
+            ElectionInput::Leave => self.leave(),
+            ElectionInput::Receive { from, msg } => self.receive(now, from, msg),
+        }
+    }
+
+    /// Fires whatever deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Electing { deadline } if now >= deadline => self.win(),
+            State::Awaiting { deadline } if now >= deadline => {
+                tracing::debug!(me = %self.me, "no coordinator announced after an answer: restarting the election");
+                self.state = State::Idle;
+                self.start(now);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next output, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<ElectionOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`Bully::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Electing { deadline } | State::Awaiting { deadline } => Some(deadline),
+            State::Idle | State::Left => None,
+        }
+    }
+
+    // ---- internals ----
+
+    fn send(&mut self, to: NodeId, msg: ElectionMsg) {
+        self.out.push_back(ElectionOutput::Send { to, msg });
+    }
+
+    fn start(&mut self, now: Instant) {
+        if self.state != State::Idle {
+            return;
+        }
+        let higher: Vec<NodeId> = self.peers.range(NodeId(self.me.0 + 1)..).copied().collect();
+        if higher.is_empty() {
+            self.win();
+            return;
+        }
+        tracing::debug!(me = %self.me, ?higher, "starting an election");
+        for to in higher {
+            self.send(to, ElectionMsg::Election { epoch: self.max_epoch });
+        }
+        self.state = State::Electing { deadline: now + self.config.answer_timeout };
+    }
+
+    fn win(&mut self) {
+        self.max_epoch += 1;
+        let term = Term::new(self.max_epoch, self.me);
+        tracing::info!(me = %self.me, epoch = term.epoch, "won the election");
+        self.term = Some(term);
+        self.state = State::Idle;
+        let peers: Vec<NodeId> = self.peers.iter().copied().collect();
+        for to in peers {
+            self.send(to, ElectionMsg::Coordinator { epoch: term.epoch });
+        }
+        self.out.push_back(ElectionOutput::CoordinatorChanged { term });
+    }
+
+    fn leave(&mut self) {
+        if self.is_coordinator() {
+            let epoch = self.term.map_or(0, |t| t.epoch);
+            let peers: Vec<NodeId> = self.peers.iter().copied().collect();
+            for to in peers {
+                self.send(to, ElectionMsg::Resign { epoch });
+            }
+        }
+        self.state = State::Left;
+    }
+
+    fn receive(&mut self, now: Instant, from: NodeId, msg: ElectionMsg) {
+        if self.state == State::Left {
+            return;
+        }
+        self.observe_epoch(msg.epoch());
+        match msg {
+            ElectionMsg::Election { .. } => {
+                if from < self.me {
+                    self.send(from, ElectionMsg::Answer { epoch: self.max_epoch });
+                    match self.term {
+                        Some(term) if term.coordinator == self.me => {
+                            self.send(from, ElectionMsg::Coordinator { epoch: term.epoch })
+                        }
+                        _ => self.start(now),
+                    }
+                }
+            }
+            ElectionMsg::Answer { .. } => {
+                if from > self.me && matches!(self.state, State::Electing { .. }) {
+                    self.state = State::Awaiting { deadline: now + self.config.announce_timeout };
+                }
+            }
+            ElectionMsg::Coordinator { epoch } => {
+                let offered = Term::new(epoch, from);
+                if from < self.me {
+                    // Bully: a lower node claims the role while this one is alive.
+                    if self.is_coordinator() && self.term.is_some_and(|t| t > offered) {
+                        self.send(from, ElectionMsg::Coordinator { epoch: self.term.map_or(0, |t| t.epoch) });
+                    } else {
+                        self.term = None;
+                        self.state = if self.state == State::Left { State::Left } else { State::Idle };
+                        self.start(now);
+                    }
+                } else if self.term.is_none_or(|t| offered > t) {
+                    tracing::info!(me = %self.me, coordinator = %from, epoch, "new coordinator");
+                    self.term = Some(offered);
+                    self.state = State::Idle;
+                    self.out.push_back(ElectionOutput::CoordinatorChanged { term: offered });
+                } else if let Some(current) = self.term.filter(|t| *t > offered && t.coordinator == self.me) {
+                    // A stale coordinator: tell it who rules now.
+                    self.send(from, ElectionMsg::Coordinator { epoch: current.epoch });
+                }
+            }
+            ElectionMsg::Resign { epoch } => {
+                if self.term.is_some_and(|t| t.coordinator == from && t.epoch == epoch) {
+                    tracing::info!(me = %self.me, coordinator = %from, "coordinator resigned: electing at once");
+                    self.term = None;
+                    self.peers.remove(&from);
+                    self.state = State::Idle;
+                    self.start(now);
+                }
+            }
+        }
+    }
+}

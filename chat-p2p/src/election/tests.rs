@@ -1,0 +1,191 @@
+//! Textbook Bully scenarios with exact expected outputs.
+
+use super::*;
+use ElectionMsg::*;
+use ElectionOutput::{CoordinatorChanged, Send as Out};
+
+const ANSWER: Duration = Duration::from_millis(500);
+const ANNOUNCE: Duration = Duration::from_secs(1);
+
+fn n(id: u64) -> NodeId {
+    NodeId(id)
+}
+
+fn node(me: u64, peers: &[u64]) -> Bully {
+    let mut b = Bully::new(n(me), ElectionConfig { answer_timeout: ANSWER, announce_timeout: ANNOUNCE });
+    b.set_peers(peers.iter().map(|p| n(*p)));
+    b
+}
+
+fn drain(b: &mut Bully) -> Vec<ElectionOutput> {
+    std::iter::from_fn(|| b.poll_output()).collect()
+}
+
+fn recv(b: &mut Bully, now: Instant, from: u64, msg: ElectionMsg) -> Vec<ElectionOutput> {
+    b.handle(now, ElectionInput::Receive { from: n(from), msg });
+    drain(b)
+}
+
+fn out(to: u64, msg: ElectionMsg) -> ElectionOutput {
+    Out { to: n(to), msg }
+}
+
+fn changed(epoch: u64, coordinator: u64) -> ElectionOutput {
+    CoordinatorChanged { term: Term::new(epoch, n(coordinator)) }
+}
+
+#[test]
+fn highest_live_id_wins_at_once() {
+    let t0 = Instant::now();
+    let mut b = node(5, &[1, 2, 3]);
+    b.handle(t0, ElectionInput::Start);
+    assert_eq!(
+        drain(&mut b),
+        [
+            out(1, Coordinator { epoch: 1 }),
+            out(2, Coordinator { epoch: 1 }),
+            out(3, Coordinator { epoch: 1 }),
+            changed(1, 5)
+        ]
+    );
+    assert!(b.is_coordinator());
+    assert_eq!(b.poll_timeout(), None);
+}
+
+#[test]
+fn low_id_starts_and_higher_ids_take_over() {
+    // Nodes 1..=4; 4 (the coordinator) crashed. 1 notices first.
+    let t0 = Instant::now();
+    let mut one = node(1, &[2, 3, 4]);
+    let mut two = node(2, &[1, 3, 4]);
+    let mut three = node(3, &[1, 2, 4]);
+    one.handle(t0, ElectionInput::Start);
+    assert_eq!(
+        drain(&mut one),
+        [out(2, Election { epoch: 0 }), out(3, Election { epoch: 0 }), out(4, Election { epoch: 0 })]
+    );
+    assert_eq!(one.poll_timeout(), Some(t0 + ANSWER));
+    // 2 and 3 answer and run their own elections.
+    assert_eq!(
+        recv(&mut two, t0, 1, Election { epoch: 0 }),
+        [out(1, Answer { epoch: 0 }), out(3, Election { epoch: 0 }), out(4, Election { epoch: 0 })]
+    );
+    assert_eq!(
+        recv(&mut three, t0, 1, Election { epoch: 0 }),
+        [out(1, Answer { epoch: 0 }), out(4, Election { epoch: 0 })]
+    );
+    assert_eq!(recv(&mut one, t0, 2, Answer { epoch: 0 }), []);
+    assert_eq!(one.poll_timeout(), Some(t0 + ANNOUNCE));
+    assert_eq!(recv(&mut three, t0, 2, Election { epoch: 0 }), [out(2, Answer { epoch: 0 })]);
+    assert_eq!(recv(&mut two, t0, 3, Answer { epoch: 0 }), []);
+    // 4 is dead: 3 hears nothing and wins when its answer deadline passes.
+    three.handle_timeout(t0 + ANSWER);
+    assert_eq!(
+        drain(&mut three),
+        [
+            out(1, Coordinator { epoch: 1 }),
+            out(2, Coordinator { epoch: 1 }),
+            out(4, Coordinator { epoch: 1 }),
+            changed(1, 3)
+        ]
+    );
+    assert_eq!(recv(&mut one, t0 + ANSWER, 3, Coordinator { epoch: 1 }), [changed(1, 3)]);
+    assert_eq!(recv(&mut two, t0 + ANSWER, 3, Coordinator { epoch: 1 }), [changed(1, 3)]);
+    assert_eq!((one.poll_timeout(), two.poll_timeout()), (None, None));
+    assert_eq!(two.coordinator(), Some(n(3)));
+}
+
+#[test]
+fn higher_node_answers_then_crashes_before_announcing() {
+    let t0 = Instant::now();
+    let mut one = node(1, &[2]);
+    one.handle(t0, ElectionInput::Start);
+    assert_eq!(drain(&mut one), [out(2, Election { epoch: 0 })]);
+    assert_eq!(recv(&mut one, t0, 2, Answer { epoch: 0 }), []);
+    // 2 crashes; the announce deadline passes and 1 starts again.
+    one.handle_timeout(t0 + ANNOUNCE);
+    assert_eq!(drain(&mut one), [out(2, Election { epoch: 0 })]);
+    // Nobody answers this time: 1 wins.
+    one.handle_timeout(t0 + ANNOUNCE + ANSWER);
+    assert_eq!(drain(&mut one), [out(2, Coordinator { epoch: 1 }), changed(1, 1)]);
+}
+
+#[test]
+fn concurrent_elections_converge_on_the_highest() {
+    let t0 = Instant::now();
+    let mut one = node(1, &[2, 3]);
+    let mut two = node(2, &[1, 3]);
+    let mut three = node(3, &[1, 2]);
+    one.handle(t0, ElectionInput::Start);
+    two.handle(t0, ElectionInput::Start);
+    assert_eq!(drain(&mut one), [out(2, Election { epoch: 0 }), out(3, Election { epoch: 0 })]);
+    assert_eq!(drain(&mut two), [out(3, Election { epoch: 0 })]);
+    // 2 is already electing: it only answers 1.
+    assert_eq!(recv(&mut two, t0, 1, Election { epoch: 0 }), [out(1, Answer { epoch: 0 })]);
+    assert_eq!(
+        recv(&mut three, t0, 1, Election { epoch: 0 }),
+        [
+            out(1, Answer { epoch: 0 }),
+            out(1, Coordinator { epoch: 1 }),
+            out(2, Coordinator { epoch: 1 }),
+            changed(1, 3)
+        ]
+    );
+    // 3 is now coordinator: a second Election is answered and re-announced.
+    assert_eq!(
+        recv(&mut three, t0, 2, Election { epoch: 0 }),
+        [out(2, Answer { epoch: 1 }), out(2, Coordinator { epoch: 1 })]
+    );
+    assert_eq!(recv(&mut two, t0, 3, Coordinator { epoch: 1 }), [changed(1, 3)]);
+    assert_eq!(recv(&mut two, t0, 3, Answer { epoch: 1 }), []);
+    assert_eq!(recv(&mut one, t0, 3, Coordinator { epoch: 1 }), [changed(1, 3)]);
+    // A repeated announcement of the same term changes nothing.
+    assert_eq!(recv(&mut one, t0, 3, Coordinator { epoch: 1 }), []);
+    assert_eq!((one.poll_timeout(), two.poll_timeout(), three.poll_timeout()), (None, None, None));
+}
+
+#[test]
+fn stale_coordinator_returning_with_an_old_epoch_steps_down() {
+    let t0 = Instant::now();
+    // 3 ruled in epoch 1, was cut off; 4 joined later and rules in epoch 2.
+    let mut three = node(3, &[1, 2, 4]);
+    three.adopt(Term::new(1, n(3)));
+    let mut one = node(1, &[2, 3, 4]);
+    one.adopt(Term::new(2, n(4)));
+    // 3 re-announces its old term to 1: 1 ignores it (older term, lower than its coordinator).
+    assert_eq!(recv(&mut one, t0, 3, Coordinator { epoch: 1 }), []);
+    assert_eq!(one.coordinator(), Some(n(4)));
+    // The real coordinator 4 tells 3: 3 steps down.
+    assert_eq!(recv(&mut three, t0, 4, Coordinator { epoch: 2 }), [changed(2, 4)]);
+    assert!(!three.is_coordinator());
+    // And a coordinator hearing an older, lower claim tells the claimant who rules.
+    let mut four = node(4, &[1, 2, 3]);
+    four.adopt(Term::new(2, n(4)));
+    assert_eq!(recv(&mut four, t0, 3, Coordinator { epoch: 1 }), [out(3, Coordinator { epoch: 2 })]);
+}
+
+#[test]
+fn lower_claimant_is_bullied_with_a_newer_epoch() {
+    let t0 = Instant::now();
+    let mut five = node(5, &[2]);
+    assert_eq!(recv(&mut five, t0, 2, Coordinator { epoch: 7 }), [out(2, Coordinator { epoch: 8 }), changed(8, 5)]);
+}
+
+#[test]
+fn clean_exit_hands_over_at_once() {
+    let t0 = Instant::now();
+    let mut three = node(3, &[1, 2]);
+    three.handle(t0, ElectionInput::Start);
+    drain(&mut three);
+    three.handle(t0, ElectionInput::Leave);
+    assert_eq!(drain(&mut three), [out(1, Resign { epoch: 1 }), out(2, Resign { epoch: 1 })]);
+    // 2 does not wait for a heartbeat timeout: it wins immediately (no higher peer left).
+    let mut two = node(2, &[1, 3]);
+    two.adopt(Term::new(1, n(3)));
+    assert_eq!(recv(&mut two, t0, 3, Resign { epoch: 1 }), [out(1, Coordinator { epoch: 2 }), changed(2, 2)]);
+    // A resign from someone who is not the coordinator is ignored.
+    let mut one = node(1, &[2, 3]);
+    one.adopt(Term::new(2, n(2)));
+    assert_eq!(recv(&mut one, t0, 3, Resign { epoch: 1 }), []);
+    assert_eq!(recv(&mut one, t0, 2, Coordinator { epoch: 2 }), []);
+}
