@@ -3,3 +3,6 @@
 //! The peer-to-peer topology (work in progress).
 
 pub mod election;
+pub mod membership;
+pub mod ordering;
+pub mod wire;
