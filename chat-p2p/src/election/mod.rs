@@ -168,6 +168,15 @@ impl Bully {
         }
     }
 
+    /// Forgets the coordinator without an election (it stepped down, or is silent): the caller
+    /// starts an election or waits for a new coordinator to call.
+    pub fn step_down(&mut self) {
+        self.term = None;
+        if self.state != State::Left {
+            self.state = State::Idle;
+        }
+    }
+
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: ElectionInput) {
         match input {

@@ -1,0 +1,229 @@
+//! The chaos scenario shared by the simulation invariants, and the invariant checks.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chat_core::{MessageId, NodeId, Recipients};
+use chat_p2p::sim::Sim;
+
+/// Seeds per invariant file (five files: 1250 seeds in the default run).
+pub const SEEDS: u64 = 40;
+
+/// Which faults a seed may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faults {
+    /// Crashes and restarts only.
+    Crashes,
+    /// Crashes, restarts, broken links and partitions.
+    All,
+}
+
+/// Runs one seeded scenario: form a group, chaos, heal, quiet, a final broadcast from everybody.
+pub fn run(seed: u64, faults: Faults) -> Sim {
+    let mut n = 3 + (seed % 4) as usize;
+    let mut steps = 25;
+    if seed % 25 == 7 {
+        n = 8 + (seed % 5) as usize; // up to 12 nodes, fewer steps
+        steps = 10;
+    }
+    let mut sim = Sim::new(seed, n);
+    sim.run_for(Duration::from_millis(1500));
+    let mut counter = 0;
+    for _ in 0..steps {
+        let live = sim.live();
+        let pick = |sim: &mut Sim, from: &[usize]| from[sim.random(from.len() as u64) as usize];
+        let roll = sim.random(100);
+        match roll {
+            0..=54 if !live.is_empty() => {
+                let i = pick(&mut sim, &live);
+                let j = sim.random(n as u64) as usize;
+                let k = sim.random(n as u64) as usize;
+                let (nj, nk) = (sim.slots[j].name.clone(), sim.slots[k].name.clone());
+                let recipients = match sim.random(3) {
+                    0 => Recipients::Broadcast,
+                    1 => Recipients::Unicast(nj),
+                    _ => Recipients::multicast([nj, nk]).unwrap_or(Recipients::Broadcast),
+                };
+                counter += 1;
+                sim.send(i, recipients, &format!("m{counter}"));
+            }
+            55..=64 if live.len() > 2 => {
+                let i = pick(&mut sim, &live);
+                sim.crash(i);
+            }
+            65..=74 => {
+                let i = sim.random(n as u64) as usize;
+                sim.restart(i);
+            }
+            75..=82 if faults == Faults::All && live.len() >= 2 => {
+                let i = pick(&mut sim, &live);
+                let j = pick(&mut sim, &live);
+                if i != j {
+                    sim.break_link(i, j);
+                }
+            }
+            83..=87 if faults == Faults::All => {
+                let side: Vec<usize> = (0..n).filter(|_| sim.random(2) == 0).collect();
+                sim.partition(&side);
+            }
+            88..=92 => sim.heal(),
+            _ => {}
+        }
+        let pause = sim.random(200);
+        sim.run_for(Duration::from_millis(pause));
+    }
+    sim.heal();
+    sim.run_for(Duration::from_secs(8));
+    for i in sim.live() {
+        sim.send(i, Recipients::Broadcast, &format!("final{i}"));
+    }
+    sim.run_for(Duration::from_secs(4));
+    sim
+}
+
+/// Runs `check` over `SEEDS` seeds starting at `first`, printing the seed on failure.
+pub fn for_seeds(first: u64, faults: Faults, check: impl Fn(&Sim) -> Result<(), String>) {
+    for seed in first..first + SEEDS {
+        let sim = run(seed, faults);
+        if let Err(e) = check(&sim) {
+            panic!("seed {seed} ({faults:?}) broke the invariant: {e}\n{}", describe(&sim));
+        }
+    }
+}
+
+/// A short state dump for failure messages.
+pub fn describe(sim: &Sim) -> String {
+    let mut s = String::new();
+    for (i, slot) in sim.slots.iter().enumerate() {
+        let state = slot.node.as_ref().map(|n| {
+            format!(
+                "id={:?} coord={:?} term={:?} member={} pending={}",
+                n.id(),
+                n.coordinator(),
+                n.term(),
+                n.is_member(),
+                n.pending()
+            )
+        });
+        s += &format!("  slot {i} {}: {:?} ids={:?} delivered={}\n", slot.name, state, slot.ids, slot.delivered.len());
+    }
+    s
+}
+
+/// Exactly one coordinator, known to every live node, and it is the highest live ID.
+pub fn one_coordinator(sim: &Sim) -> Result<(), String> {
+    let live: Vec<_> = sim.live().into_iter().filter_map(|i| sim.node(i)).collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let coords: Vec<NodeId> = live.iter().filter(|n| n.is_coordinator()).filter_map(|n| n.id()).collect();
+    if coords.len() != 1 {
+        return Err(format!("{} coordinators: {coords:?}", coords.len()));
+    }
+    let c = coords[0];
+    if let Some(n) = live.iter().find(|n| n.coordinator() != Some(c) || !n.is_member()) {
+        return Err(format!("{:?} follows {:?}, not {c}", n.id(), n.coordinator()));
+    }
+    let max = live.iter().filter_map(|n| n.id()).max();
+    if max != Some(c) {
+        return Err(format!("coordinator {c} is not the highest live ID {max:?}"));
+    }
+    Ok(())
+}
+
+/// No ID was ever given to two processes.
+pub fn unique_ids(sim: &Sim) -> Result<(), String> {
+    let mut owner: HashMap<NodeId, usize> = HashMap::new();
+    for (i, slot) in sim.slots.iter().enumerate() {
+        for id in &slot.ids {
+            if let Some(j) = owner.insert(*id, i).filter(|j| *j != i) {
+                return Err(format!("ID {id} given to slots {j} and {i}"));
+            }
+        }
+    }
+    let live: Vec<NodeId> = sim.live().into_iter().filter_map(|i| sim.node(i).and_then(|n| n.id())).collect();
+    let distinct: HashSet<_> = live.iter().collect();
+    if distinct.len() != live.len() {
+        return Err(format!("live nodes share IDs: {live:?}"));
+    }
+    Ok(())
+}
+
+/// Any two messages delivered by two live nodes are delivered in the same relative order.
+pub fn same_order(sim: &Sim) -> Result<(), String> {
+    let logs: Vec<(usize, Vec<MessageId>)> =
+        sim.live().into_iter().map(|i| (i, sim.slots[i].delivered.iter().map(|m| m.id).collect())).collect();
+    for (a, la) in &logs {
+        for (b, lb) in &logs {
+            if a >= b {
+                continue;
+            }
+            let pos_b: HashMap<MessageId, usize> = lb.iter().enumerate().map(|(k, id)| (*id, k)).collect();
+            let mut last: Option<(usize, MessageId)> = None;
+            for id in la {
+                if let Some(&p) = pos_b.get(id) {
+                    if let Some((q, prev)) = last.filter(|(q, _)| *q > p) {
+                        return Err(format!("slots {a} and {b} disagree: {prev} vs {id} (positions {q} > {p} at {b})"));
+                    }
+                    last = Some((p, *id));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivery respects causality: what a sender had delivered before sending comes first, and
+/// Lamport stamps increase strictly along every log.
+pub fn causal_order(sim: &Sim) -> Result<(), String> {
+    let deps: HashMap<MessageId, &Vec<MessageId>> = sim.submitted.iter().map(|s| (s.id, &s.deps)).collect();
+    for (i, slot) in sim.slots.iter().enumerate() {
+        let index: HashMap<MessageId, usize> = slot.delivered.iter().enumerate().map(|(k, m)| (m.id, k)).collect();
+        for (k, m) in slot.delivered.iter().enumerate() {
+            if k > 0 && slot.delivered[k - 1].lamport >= m.lamport && !slot.crashed_ever {
+                return Err(format!(
+                    "slot {i}: stamps not increasing at {}: {} then {}",
+                    m.id,
+                    slot.delivered[k - 1].lamport,
+                    m.lamport
+                ));
+            }
+            for d in deps.get(&m.id).into_iter().flat_map(|v| v.iter()) {
+                if index.get(d).is_some_and(|&p| p > k) {
+                    return Err(format!("slot {i}: {} delivered before its cause {d}", m.id));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Nothing duplicated anywhere; every message of a live sender was ordered; the final
+/// broadcasts reached every live node.
+pub fn nothing_lost(sim: &Sim) -> Result<(), String> {
+    for (i, slot) in sim.slots.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for m in &slot.delivered {
+            if !seen.insert(m.id) {
+                return Err(format!("slot {i} delivered {} twice", m.id));
+            }
+        }
+    }
+    let live = sim.live();
+    for s in &sim.submitted {
+        if live.contains(&s.node) && !sim.slots[s.node].crashed_ever && !s.resolved {
+            return Err(format!("{} from live slot {} was never ordered", s.id, s.node));
+        }
+    }
+    let finals: Vec<_> = sim.submitted.iter().filter(|s| s.recipients == Recipients::Broadcast).collect();
+    for &i in &live {
+        let got: HashSet<MessageId> = sim.slots[i].delivered.iter().map(|m| m.id).collect();
+        for s in finals.iter().rev().take(live.len()) {
+            if live.contains(&s.node) && !got.contains(&s.id) {
+                return Err(format!("slot {i} never got the final broadcast {} of slot {}", s.id, s.node));
+            }
+        }
+    }
+    Ok(())
+}

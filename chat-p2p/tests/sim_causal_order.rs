@@ -1,0 +1,10 @@
+//! Invariant: delivery respects causality and Lamport stamps increase along every log.
+
+mod common;
+
+use common::{Faults, causal_order, for_seeds};
+
+#[test]
+fn causal_order_under_crashes_and_restarts() {
+    for_seeds(3000, Faults::Crashes, causal_order);
+}

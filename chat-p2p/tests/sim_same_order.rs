@@ -1,0 +1,10 @@
+//! Invariant: any two messages delivered by two live nodes are delivered in the same relative order.
+
+mod common;
+
+use common::{Faults, for_seeds, same_order};
+
+#[test]
+fn same_order_under_crashes_and_restarts() {
+    for_seeds(2000, Faults::Crashes, same_order);
+}
