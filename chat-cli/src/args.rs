@@ -89,9 +89,12 @@ pub struct ServeArgs {
     /// Most simultaneous connections.
     #[arg(long, default_value_t = chat_server::server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Frames queued per client before it is disconnected as a slow consumer.
+    /// Private frames (unicasts, multicasts, replies) queued per client before it is disconnected as a slow consumer.
     #[arg(long, default_value_t = chat_server::server::DEFAULT_OUTBOX)]
     pub outbox: usize,
+    /// MiB a client may lag behind the broadcast stream before it is disconnected as a slow consumer.
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_BACKLOG / (1024 * 1024))]
+    pub backlog_mib: u64,
 }
 
 /// `log` actions.

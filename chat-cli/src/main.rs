@@ -96,6 +96,7 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
         heartbeat: cli.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat),
         max_connections: serve.max_connections,
         outbox_capacity: serve.outbox.max(1),
+        backlog_bytes: serve.backlog_mib.max(1) * 1024 * 1024,
     };
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;

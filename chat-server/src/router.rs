@@ -9,7 +9,7 @@
 //!
 //! | input          | outputs                                                                         |
 //! |----------------|---------------------------------------------------------------------------------|
-//! | `Login` ok     | `SessionStarted`, `ToOne(Welcome)`, `Fanout(Joined)` to the others               |
+//! | `Login` ok     | `SessionStarted`, `ToOne(Welcome)`, `Fanout(Joined)` to everyone else            |
 //! | `Login` taken  | `ToOne(Refused { name_taken })`, `Close`                                         |
 //! | `Send` ok      | `Store(msg)`, `Fanout(Message)` to recipients + sender, `ToOne(Sent)`            |
 //! | `Send` bad     | `ToOne(Rejected { unknown_user / too_long / protocol })`                        |
@@ -18,7 +18,6 @@
 //! | `Disconnected` | `SessionEnded`, `Fanout(Left)` to the others                                    |
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use chat_core::{
     ChatMessage, ErrorCode, LamportClock, MAX_BODY_LEN, MessageBuffer, MessageId, NodeId, Recipients, Timestamp,
@@ -107,6 +106,15 @@ pub enum Input {
     },
 }
 
+/// Who receives a fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every logged-in connection (broadcasts, join and leave notices).
+    Everyone,
+    /// These connections (a unicast or multicast and its sender).
+    Only(Vec<ConnId>),
+}
+
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -119,9 +127,9 @@ pub enum Output {
     },
     /// Send one frame (encode it once) to many connections.
     Fanout {
-        /// Destinations, in no particular order.
-        to: Arc<[ConnId]>,
-        /// A connection in `to` to skip (the subject of a join/leave notice).
+        /// Destinations.
+        to: Audience,
+        /// A logged-in connection to skip (the subject of a join notice).
         except: Option<ConnId>,
         /// The frame.
         frame: ServerFrame,
@@ -165,7 +173,6 @@ pub struct Router {
     last_seq: u64,
     names: HashMap<ConnId, UserName>,
     conns: HashMap<UserName, ConnId>,
-    everyone: Option<Arc<[ConnId]>>,
     history: MessageBuffer,
     outputs: VecDeque<Output>,
 }
@@ -182,7 +189,6 @@ impl Router {
             last_seq: state.last_seq,
             names: HashMap::new(),
             conns: HashMap::new(),
-            everyone: None,
             history,
             outputs: VecDeque::new(),
             config,
@@ -202,11 +208,6 @@ impl Router {
     /// The name logged in on `conn`, if any.
     pub fn name_of(&self, conn: ConnId) -> Option<&UserName> {
         self.names.get(&conn)
-    }
-
-    /// Every logged-in connection, sorted.
-    pub fn connections(&mut self) -> Arc<[ConnId]> {
-        self.everyone()
     }
 
     /// The next thing the shell must do.
@@ -230,17 +231,6 @@ impl Router {
         }
     }
 
-    fn everyone(&mut self) -> Arc<[ConnId]> {
-        let names = &self.names;
-        self.everyone
-            .get_or_insert_with(|| {
-                let mut all: Vec<ConnId> = names.keys().copied().collect();
-                all.sort_unstable();
-                all.into()
-            })
-            .clone()
-    }
-
     fn reply(&mut self, conn: ConnId, frame: ServerFrame) {
         self.outputs.push_back(Output::ToOne { conn, frame });
     }
@@ -262,14 +252,13 @@ impl Router {
         let after = self.last_seq;
         self.names.insert(conn, name.clone());
         self.conns.insert(name.clone(), conn);
-        self.everyone = None;
         self.outputs.push_back(Output::SessionStarted { conn, name: name.clone(), after });
         let mut online: Vec<UserName> = self.conns.keys().cloned().collect();
         online.sort();
         let heartbeat_ms = self.config.heartbeat_ms;
         self.reply(conn, ServerFrame::Welcome { name: name.clone(), online, heartbeat_ms });
-        let to = self.everyone();
-        self.outputs.push_back(Output::Fanout { to, except: Some(conn), frame: ServerFrame::Joined { name }, seq: 0 });
+        let frame = ServerFrame::Joined { name };
+        self.outputs.push_back(Output::Fanout { to: Audience::Everyone, except: Some(conn), frame, seq: 0 });
     }
 
     fn reject(&mut self, conn: ConnId, req: u64, code: ErrorCode, message: String) {
@@ -284,12 +273,12 @@ impl Router {
             let message = format!("message body is {} bytes, the limit is {MAX_BODY_LEN}", body.len());
             return self.reject(conn, req, ErrorCode::TooLong, message);
         }
-        let (to, recipients, unknown): (Arc<[ConnId]>, Recipients, Vec<UserName>) = match recipients {
-            Recipients::Broadcast => (self.everyone(), Recipients::Broadcast, Vec::new()),
+        let (to, recipients, unknown) = match recipients {
+            Recipients::Broadcast => (Audience::Everyone, Recipients::Broadcast, Vec::new()),
             Recipients::Unicast(name) => match self.conns.get(&name) {
                 Some(&target) => {
-                    let to: Arc<[ConnId]> = if target == conn { Arc::new([conn]) } else { Arc::new([target, conn]) };
-                    (to, Recipients::Unicast(name), Vec::new())
+                    let to = if target == conn { vec![conn] } else { vec![target, conn] };
+                    (Audience::Only(to), Recipients::Unicast(name), Vec::new())
                 }
                 None => return self.reject(conn, req, ErrorCode::UnknownUser, format!("{name} is not online")),
             },
@@ -305,7 +294,7 @@ impl Router {
                 if !to.contains(&conn) {
                     to.push(conn);
                 }
-                (to.into(), Recipients::Multicast(known), unknown)
+                (Audience::Only(to), Recipients::Multicast(known), unknown)
             }
         };
         self.last_seq += 1;
@@ -341,11 +330,10 @@ impl Router {
     fn disconnected(&mut self, conn: ConnId, reason: String) {
         let Some(name) = self.names.remove(&conn) else { return };
         self.conns.remove(&name);
-        self.everyone = None;
         let after = self.last_seq;
         self.outputs.push_back(Output::SessionEnded { conn, name: name.clone(), after, reason: reason.clone() });
-        let to = self.everyone();
-        self.outputs.push_back(Output::Fanout { to, except: None, frame: ServerFrame::Left { name, reason }, seq: 0 });
+        let frame = ServerFrame::Left { name, reason };
+        self.outputs.push_back(Output::Fanout { to: Audience::Everyone, except: None, frame, seq: 0 });
     }
 }
 

@@ -14,9 +14,11 @@ fn drain(r: &mut Router) -> Vec<Output> {
     std::iter::from_fn(|| r.poll_output()).collect()
 }
 
-fn to(conns: &[ConnId]) -> Arc<[ConnId]> {
-    conns.into()
+fn to(conns: &[ConnId]) -> Audience {
+    Audience::Only(conns.to_vec())
 }
+
+const ALL: Audience = Audience::Everyone;
 
 fn msg(seq: u64, lamport: u64, sender: &str, recipients: Recipients, body: &str) -> ChatMessage {
     ChatMessage {
@@ -51,13 +53,13 @@ fn login_welcomes_and_announces() {
                 conn: 1,
                 frame: ServerFrame::Welcome { name: n("alice"), online: vec![n("alice")], heartbeat_ms: 1000 }
             },
-            Output::Fanout { to: to(&[1]), except: Some(1), frame: ServerFrame::Joined { name: n("alice") }, seq: 0 },
+            Output::Fanout { to: ALL, except: Some(1), frame: ServerFrame::Joined { name: n("alice") }, seq: 0 },
             Output::SessionStarted { conn: 2, name: n("bob"), after: 0 },
             Output::ToOne {
                 conn: 2,
                 frame: ServerFrame::Welcome { name: n("bob"), online: vec![n("alice"), n("bob")], heartbeat_ms: 1000 }
             },
-            Output::Fanout { to: to(&[1, 2]), except: Some(2), frame: ServerFrame::Joined { name: n("bob") }, seq: 0 },
+            Output::Fanout { to: ALL, except: Some(2), frame: ServerFrame::Joined { name: n("bob") }, seq: 0 },
         ]
     );
 }
@@ -97,10 +99,10 @@ fn broadcast_goes_to_everyone_in_order_with_increasing_stamps() {
         drain(&mut r),
         vec![
             Output::Store(m1.clone()),
-            Output::Fanout { to: to(&[1, 2, 3]), except: None, frame: ServerFrame::Message(m1.clone()), seq: 1 },
+            Output::Fanout { to: ALL, except: None, frame: ServerFrame::Message(m1.clone()), seq: 1 },
             Output::ToOne { conn: 2, frame: ServerFrame::Sent { req: 7, id: m1.id, unknown: vec![] } },
             Output::Store(m2.clone()),
-            Output::Fanout { to: to(&[1, 2, 3]), except: None, frame: ServerFrame::Message(m2.clone()), seq: 2 },
+            Output::Fanout { to: ALL, except: None, frame: ServerFrame::Message(m2.clone()), seq: 2 },
             Output::ToOne { conn: 1, frame: ServerFrame::Sent { req: 1, id: m2.id, unknown: vec![] } },
         ]
     );
@@ -193,7 +195,7 @@ fn disconnect_announces_and_removes() {
         vec![
             Output::SessionEnded { conn: 2, name: n("bob"), after: 0, reason: "timeout".into() },
             Output::Fanout {
-                to: to(&[1, 3]),
+                to: ALL,
                 except: None,
                 frame: ServerFrame::Left { name: n("bob"), reason: "timeout".into() },
                 seq: 0

@@ -6,14 +6,15 @@
 //!                                          writer task ◄──(bounded outbox, Bytes)──┘ Router + Journal
 //! ```
 //!
-//! **Fan-out**: a message is encoded once into a `Bytes` frame; each recipient's outbox gets a clone
-//! (a reference count). Each writer drains its outbox into one buffer (up to [`MAX_WRITE_BATCH`]
-//! bytes) and writes it with one `write_all`, so a busy connection writes many frames per syscall.
+//! **Fan-out** (see [`crate::outbox`]): a broadcast is encoded once and appended to a shared stream;
+//! at the end of each owner turn the stream is sealed and every writer copies nothing: it writes
+//! reference-counted slices of the shared chunks with vectored writes. Unicasts, multicasts and
+//! replies go through a bounded per-connection queue, merged in server order by the writer.
 //!
-//! **Slow consumers**: each connection's outbox holds at most `outbox_capacity` frames (default
-//! [`DEFAULT_OUTBOX`]). If a frame cannot be queued because the outbox is full, that client is
-//! disconnected with `slow_consumer`: its queue is dropped, a `Closing` frame is attempted for up to
-//! [`KILL_GRACE`], and the socket is closed. Nobody else waits for it.
+//! **Slow consumers**: a client is disconnected with `slow_consumer` when its private queue
+//! (`outbox_capacity` frames, default [`DEFAULT_OUTBOX`]) is full, or when it lags the shared stream
+//! by more than `backlog_bytes` (default [`DEFAULT_BACKLOG`]): its queue is dropped, a `Closing` frame
+//! is attempted for up to [`KILL_GRACE`], and the socket is closed. Nobody else waits for it.
 //!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
 //! nothing for three heartbeats ends the connection (`timeout`).
@@ -27,14 +28,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chat_core::ErrorCode;
 use chat_transport::{FrameReader, Role, TransportError, encode_frame, handshake};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -43,21 +44,21 @@ use tracing::{debug, info, warn};
 
 use crate::ServerError;
 use crate::journal::{FsyncPolicy, Journal, JournalConfig, JournalInput};
+use crate::outbox::{Private, Progress, Stream, StreamReader, write_loop};
 use crate::protocol::{ClientFrame, ServerFrame};
-use crate::router::{ConnId, Input, Output, Router, RouterConfig, RouterState};
+use crate::router::{Audience, ConnId, Input, Output, Router, RouterConfig, RouterState};
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
-/// Default frames queued per connection before it counts as a slow consumer.
+/// Default frames queued per connection (unicasts, multicasts, replies) before it counts as a slow consumer.
 pub const DEFAULT_OUTBOX: usize = 8192;
+/// Default lag behind the broadcast stream, in bytes, before a connection counts as a slow consumer.
+pub const DEFAULT_BACKLOG: u64 = 32 * 1024 * 1024;
 /// Default maximum number of simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Most bytes a writer gathers into one `write_all`.
-pub const MAX_WRITE_BATCH: usize = 256 * 1024;
-/// How long a disconnected slow consumer gets to accept its `Closing` frame.
-pub const KILL_GRACE: Duration = Duration::from_secs(1);
+pub use crate::outbox::{KILL_GRACE, MAX_WRITE_BATCH};
 /// How long shutdown waits for writers to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Capacity of the queue from readers to the owner task.
@@ -80,8 +81,10 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     /// Most simultaneous connections; more are refused with `busy`.
     pub max_connections: usize,
-    /// Frames queued per connection before it counts as a slow consumer.
+    /// Frames queued per connection (unicasts, multicasts, replies) before it counts as a slow consumer.
     pub outbox_capacity: usize,
+    /// Bytes a connection may lag behind the broadcast stream before it counts as a slow consumer.
+    pub backlog_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -94,15 +97,9 @@ impl Default for ServerConfig {
             heartbeat: DEFAULT_HEARTBEAT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             outbox_capacity: DEFAULT_OUTBOX,
+            backlog_bytes: DEFAULT_BACKLOG,
         }
     }
-}
-
-/// A frame queued for a connection: the encoded bytes and, for messages, the server sequence.
-#[derive(Debug, Clone)]
-struct OutFrame {
-    bytes: Bytes,
-    seq: u64,
 }
 
 /// What readers tell the owner task.
@@ -114,10 +111,11 @@ enum Inbound {
 
 /// The owner task's handle on one connection.
 struct ConnEntry {
-    outbox: mpsc::Sender<OutFrame>,
-    mark: Arc<AtomicU64>,
+    private: mpsc::Sender<Private>,
+    progress: Arc<Progress>,
     kill: Option<oneshot::Sender<(ErrorCode, String)>>,
     reader: AbortHandle,
+    subscribed: bool,
 }
 
 /// A bound server, ready to [`Server::run`].
@@ -164,25 +162,26 @@ impl Server {
             RouterConfig { history: config.history, heartbeat_ms: config.heartbeat.as_millis() as u64 },
             state,
         );
-        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let tracker = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(config.max_connections));
-        let mut owner = Owner { router, journal, conns: HashMap::new(), kicked: Vec::new() };
+        let mut owner = Owner::new(router, journal, config.backlog_bytes);
+        let stream_reader = owner.stream.reader();
         let mut next_conn: ConnId = 0;
         tokio::pin!(shutdown);
-        let mut inbound_rx = inbound_rx;
         loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 Some(first) = inbound_rx.recv() => {
                     owner.apply(first).await?;
-                    for _ in 0..256 {
+                    for _ in 0..TURN_INPUTS {
                         match inbound_rx.try_recv() {
                             Ok(more) => owner.apply(more).await?,
                             Err(_) => break,
                         }
                     }
+                    owner.end_turn().await?;
                 }
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
@@ -198,13 +197,14 @@ impl Server {
                     let inbound = inbound_tx.clone();
                     let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
                     let writers = tracker.clone();
+                    let reader = stream_reader.clone();
                     tracker.spawn(async move {
                         let _permit = permit.as_ref();
                         if permit.is_none() {
                             refuse_busy(stream).await;
                             return;
                         }
-                        if let Err(e) = serve_connection(next_conn, stream, inbound, settings, writers).await {
+                        if let Err(e) = serve_connection(next_conn, stream, inbound, settings, writers, reader).await {
                             debug!(conn = next_conn, %peer, error = %e, "connection ended");
                         }
                     });
@@ -214,6 +214,7 @@ impl Server {
         info!("shutting down");
         drop(listener);
         owner.shutdown().await?;
+        drop(owner);
         tracker.close();
         drop(inbound_rx);
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
@@ -222,6 +223,11 @@ impl Server {
         Ok(())
     }
 }
+
+/// Most inputs handled in one owner turn before the stream is sealed and writers are woken.
+const TURN_INPUTS: usize = 256;
+/// Stream growth between two checks of every connection's lag (and trims of the stream).
+const LAG_CHECK_EVERY: u64 = 256 * 1024;
 
 /// Per-connection settings handed to the connection task.
 #[derive(Debug, Clone, Copy)]
@@ -250,18 +256,19 @@ async fn serve_connection(
     inbound: mpsc::Sender<Inbound>,
     settings: ConnSettings,
     tracker: TaskTracker,
+    stream_reader: StreamReader,
 ) -> Result<(), ServerError> {
     stream.set_nodelay(true)?;
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, Role::Server))
         .await
         .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
     let (read, write) = stream.into_split();
-    let (outbox, rx) = mpsc::channel(settings.outbox);
+    let (private, rx) = mpsc::channel(settings.outbox);
     let (kill_tx, kill_rx) = oneshot::channel();
-    let mark = Arc::new(AtomicU64::new(0));
-    tracker.spawn(write_loop(write, rx, kill_rx, mark.clone(), settings.heartbeat));
+    let progress = Progress::new();
+    tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
     let reader = tokio::spawn(read_loop(conn, read, inbound.clone(), settings.heartbeat * 3));
-    let entry = ConnEntry { outbox, mark, kill: Some(kill_tx), reader: reader.abort_handle() };
+    let entry = ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle(), subscribed: false };
     if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
         reader.abort();
     }
@@ -290,72 +297,35 @@ async fn read_loop(conn: ConnId, read: OwnedReadHalf, inbound: mpsc::Sender<Inbo
     let _ = inbound.send(Inbound::Closed { conn, reason }).await;
 }
 
-async fn write_loop(
-    mut write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<OutFrame>,
-    mut kill: oneshot::Receiver<(ErrorCode, String)>,
-    mark: Arc<AtomicU64>,
-    heartbeat: Duration,
-) {
-    let ping = encode_frame(&ServerFrame::Ping).expect("ping encodes");
-    let mut buf = BytesMut::new();
-    // The kill switch is dropped (not fired) when the owner simply forgets the connection: then the
-    // writer drains what is queued and closes.
-    let mut kill_armed = true;
-    loop {
-        let first = tokio::select! {
-            biased;
-            killed = &mut kill, if kill_armed => {
-                kill_armed = false;
-                if let Ok((code, reason)) = killed {
-                    rx.close();
-                    if let Ok(frame) = encode_frame(&ServerFrame::Closing { code, reason }) {
-                        let _ = tokio::time::timeout(KILL_GRACE, write.write_all(&frame)).await;
-                    }
-                    return;
-                }
-                continue;
-            }
-            next = rx.recv() => match next {
-                Some(frame) => frame,
-                None => break,
-            },
-            () = tokio::time::sleep(heartbeat) => OutFrame { bytes: ping.clone(), seq: 0 },
-        };
-        let mut last_seq = first.seq;
-        buf.extend_from_slice(&first.bytes);
-        while buf.len() < MAX_WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    buf.extend_from_slice(&frame.bytes);
-                    last_seq = last_seq.max(frame.seq);
-                }
-                Err(_) => break,
-            }
-        }
-        if write.write_all(&buf).await.is_err() {
-            return;
-        }
-        if last_seq > 0 {
-            mark.fetch_max(last_seq, Ordering::Release);
-        }
-        buf.clear();
-        if buf.capacity() > 64 * 1024 {
-            buf = BytesMut::new();
-        }
-    }
-    let _ = write.shutdown().await;
-}
-
-/// The owner task's state: the router, the journal and the connection table.
+/// The owner task's state: the router, the journal, the broadcast stream and the connection table.
 struct Owner {
     router: Router,
     journal: Option<Journal>,
     conns: HashMap<ConnId, ConnEntry>,
+    stream: Stream,
+    /// Private frames produced during this turn, in order; handed to the writers at the end of the turn.
+    pending: Vec<(ConnId, Private)>,
     kicked: Vec<ConnId>,
+    closing: Vec<ConnId>,
+    backlog: u64,
+    checked_at: u64,
 }
 
 impl Owner {
+    fn new(router: Router, journal: Option<Journal>, backlog: u64) -> Self {
+        Owner {
+            router,
+            journal,
+            conns: HashMap::new(),
+            stream: Stream::new(),
+            pending: Vec::new(),
+            kicked: Vec::new(),
+            closing: Vec::new(),
+            backlog,
+            checked_at: 0,
+        }
+    }
+
     async fn apply(&mut self, inbound: Inbound) -> Result<(), ServerError> {
         match inbound {
             Inbound::Open { conn, entry } => {
@@ -370,7 +340,7 @@ impl Owner {
                 ClientFrame::History { req, limit } => {
                     self.router.handle(Input::History { conn, req, limit: limit as usize })
                 }
-                ClientFrame::Ping => self.push(conn, &ServerFrame::Pong, 0),
+                ClientFrame::Ping => self.queue(conn, &ServerFrame::Pong),
                 ClientFrame::Pong | ClientFrame::Leave => {}
             },
             Inbound::Closed { conn, reason } => {
@@ -378,15 +348,86 @@ impl Owner {
                 self.router.handle(Input::Disconnected { conn, reason });
             }
         }
-        self.drain().await
+        self.perform().await
     }
 
-    /// Performs everything the router asked for, then disconnects slow consumers found meanwhile.
-    async fn drain(&mut self) -> Result<(), ServerError> {
-        loop {
-            while let Some(output) = self.router.poll_output() {
-                self.perform(output).await?;
+    /// Performs everything the router asked for.
+    async fn perform(&mut self) -> Result<(), ServerError> {
+        let mut subscribe = None;
+        while let Some(output) = self.router.poll_output() {
+            match output {
+                Output::ToOne { conn, frame } => self.queue(conn, &frame),
+                Output::Fanout { to: Audience::Everyone, except, frame, seq } => {
+                    let bytes = encode_frame(&frame)?;
+                    match except.filter(|c| self.conns.get(c).is_some_and(|e| e.subscribed)) {
+                        // The subject already reads the stream: send to each of the others instead.
+                        Some(skip) => {
+                            let others: Vec<ConnId> = self
+                                .conns
+                                .iter()
+                                .filter(|(c, e)| e.subscribed && **c != skip)
+                                .map(|(c, _)| *c)
+                                .collect();
+                            for conn in others {
+                                self.queue_bytes(conn, bytes.clone(), seq);
+                            }
+                        }
+                        None => self.stream.append(&bytes, seq),
+                    }
+                }
+                Output::Fanout { to: Audience::Only(list), frame, seq, .. } => {
+                    let bytes = encode_frame(&frame)?;
+                    for conn in list {
+                        self.queue_bytes(conn, bytes.clone(), seq);
+                    }
+                }
+                Output::Store(message) => self.journal(JournalInput::Store(message)).await?,
+                Output::SessionStarted { conn, name, after } => {
+                    let Some(entry) = self.conns.get(&conn) else { continue };
+                    entry.progress.mark.store(after, Ordering::Release);
+                    let mark = entry.progress.mark.clone();
+                    debug!(conn, %name, "logged in");
+                    subscribe = Some(conn);
+                    self.journal(JournalInput::Join { name, after, mark }).await?;
+                }
+                Output::SessionEnded { conn, name, after, reason } => {
+                    debug!(conn, %name, %reason, "session ended");
+                    self.journal(JournalInput::Leave { name, after, reason }).await?;
+                }
+                // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
+                Output::Close { conn } => self.closing.push(conn),
             }
+        }
+        // A new session reads the stream from here on: after its own join notice, which it must not get.
+        if let Some(conn) = subscribe {
+            let from = self.stream.offset();
+            if let Some(entry) = self.conns.get_mut(&conn) {
+                entry.subscribed = true;
+                entry.progress.cursor.store(from, Ordering::Release);
+                self.pending.push((conn, Private::Subscribe { from }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a turn: publishes the stream, hands private frames to the writers, and disconnects slow
+    /// consumers (whose departure notices are published in turn).
+    async fn end_turn(&mut self) -> Result<(), ServerError> {
+        loop {
+            self.stream.seal();
+            for (conn, item) in std::mem::take(&mut self.pending) {
+                if let Some(entry) = self.conns.get(&conn) {
+                    if entry.private.try_send(item).is_err() && !self.kicked.contains(&conn) {
+                        self.kicked.push(conn);
+                    }
+                }
+            }
+            for conn in std::mem::take(&mut self.closing) {
+                if let Some(entry) = self.conns.remove(&conn) {
+                    entry.reader.abort();
+                }
+            }
+            self.check_lag();
             if self.kicked.is_empty() {
                 return Ok(());
             }
@@ -395,44 +436,39 @@ impl Owner {
                     warn!(conn, "slow consumer disconnected");
                     entry.reader.abort();
                     if let Some(kill) = entry.kill.take() {
-                        let _ = kill.send((ErrorCode::SlowConsumer, "outgoing queue full: too slow".into()));
+                        let _ =
+                            kill.send((ErrorCode::SlowConsumer, "too slow: outgoing backlog over its limit".into()));
                     }
                     self.router.handle(Input::Disconnected { conn, reason: "slow_consumer".into() });
+                    self.perform().await?;
                 }
             }
         }
     }
 
-    async fn perform(&mut self, output: Output) -> Result<(), ServerError> {
-        match output {
-            Output::ToOne { conn, frame } => self.push(conn, &frame, 0),
-            Output::Fanout { to, except, frame, seq } => {
-                let bytes = encode_frame(&frame)?;
-                for &conn in to.iter() {
-                    if Some(conn) != except {
-                        self.push_bytes(conn, bytes.clone(), seq);
-                    }
+    /// Every [`LAG_CHECK_EVERY`] bytes of stream: kicks readers lagging more than the backlog limit and
+    /// drops the chunks everybody has passed.
+    fn check_lag(&mut self) {
+        let head = self.stream.head();
+        if head < self.checked_at + LAG_CHECK_EVERY {
+            return;
+        }
+        self.checked_at = head;
+        let mut min_cursor = head;
+        for (&conn, entry) in &self.conns {
+            if !entry.subscribed {
+                continue;
+            }
+            let cursor = entry.progress.cursor.load(Ordering::Acquire).min(head);
+            if head - cursor > self.backlog {
+                if !self.kicked.contains(&conn) {
+                    self.kicked.push(conn);
                 }
-            }
-            Output::Store(message) => self.journal(JournalInput::Store(message)).await?,
-            Output::SessionStarted { conn, name, after } => {
-                let Some(entry) = self.conns.get(&conn) else { return Ok(()) };
-                entry.mark.store(after, Ordering::Release);
-                let mark = entry.mark.clone();
-                debug!(conn, %name, "logged in");
-                self.journal(JournalInput::Join { name, after, mark }).await?;
-            }
-            Output::SessionEnded { conn, name, after, reason } => {
-                debug!(conn, %name, %reason, "session ended");
-                self.journal(JournalInput::Leave { name, after, reason }).await?;
-            }
-            Output::Close { conn } => {
-                if let Some(entry) = self.conns.remove(&conn) {
-                    entry.reader.abort();
-                }
+            } else {
+                min_cursor = min_cursor.min(cursor);
             }
         }
-        Ok(())
+        self.stream.trim(min_cursor);
     }
 
     async fn journal(&mut self, input: JournalInput) -> Result<(), ServerError> {
@@ -442,18 +478,16 @@ impl Owner {
         }
     }
 
-    fn push(&mut self, conn: ConnId, frame: &ServerFrame, seq: u64) {
+    fn queue(&mut self, conn: ConnId, frame: &ServerFrame) {
         match encode_frame(frame) {
-            Ok(bytes) => self.push_bytes(conn, bytes, seq),
+            Ok(bytes) => self.queue_bytes(conn, bytes, 0),
             Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
         }
     }
 
-    fn push_bytes(&mut self, conn: ConnId, bytes: Bytes, seq: u64) {
-        let Some(entry) = self.conns.get(&conn) else { return };
-        if entry.outbox.try_send(OutFrame { bytes, seq }).is_err() && !self.kicked.contains(&conn) {
-            self.kicked.push(conn);
-        }
+    fn queue_bytes(&mut self, conn: ConnId, bytes: Bytes, seq: u64) {
+        let bpos = self.stream.offset();
+        self.pending.push((conn, Private::Frame { bytes, seq, bpos }));
     }
 
     async fn shutdown(&mut self) -> Result<(), ServerError> {
@@ -462,14 +496,22 @@ impl Owner {
             reason: "the server is shutting down".into(),
         })?;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for &conn in &conns {
+            self.queue_bytes(conn, closing.clone(), 0);
+        }
+        self.stream.seal();
+        for (conn, item) in std::mem::take(&mut self.pending) {
+            if let Some(entry) = self.conns.get(&conn) {
+                let _ = entry.private.try_send(item);
+            }
+        }
         for conn in conns {
-            self.push_bytes(conn, closing.clone(), 0);
             if let Some(entry) = self.conns.remove(&conn) {
                 entry.reader.abort();
             }
             self.router.handle(Input::Disconnected { conn, reason: "shutdown".into() });
         }
-        // Departures are journaled; announcements to the others are moot (every queue is closing).
+        // Departures are journaled; announcements to the others are moot (every connection is closing).
         while let Some(output) = self.router.poll_output() {
             if let Output::SessionEnded { name, after, reason, .. } = output {
                 self.journal(JournalInput::Leave { name, after, reason }).await?;
