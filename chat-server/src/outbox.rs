@@ -290,8 +290,24 @@ pub(crate) async fn write_loop(
         if segments.is_empty() {
             continue;
         }
-        if write_all_vectored(&mut write, &mut segments).await.is_err() {
-            return;
+        // A client that stopped reading blocks this write; the kill switch must still get through.
+        tokio::select! {
+            biased;
+            killed = &mut kill, if kill_armed => {
+                if killed.is_ok() {
+                    // Mid-frame: a Closing frame would be garbage now. Just drop the socket.
+                    return;
+                }
+                kill_armed = false;
+                if write_all_vectored(&mut write, &mut segments).await.is_err() {
+                    return;
+                }
+            }
+            written = write_all_vectored(&mut write, &mut segments) => {
+                if written.is_err() {
+                    return;
+                }
+            }
         }
         if let Some(c) = cursor {
             progress.cursor.store(c, Ordering::Release);
