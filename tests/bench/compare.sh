@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# compare.sh: the chat server against what a user would otherwise pick (Redis, NATS), one command.
+#
+#   tests/bench/compare.sh            full run, about 25 minutes on 2 cores
+#   QUICK=1 tests/bench/compare.sh    a small run to check the set-up, under 3 minutes once built
+#
+# It installs redis-server and nats-server from Debian packages if missing (a target that cannot be
+# installed is skipped with the reason), builds chat-cli and fanbench in release, starts every
+# server on 127.0.0.1 on non-default ports pinned to CPU 1 (the generator runs on CPU 0), runs each
+# scenario with the targets rotated REPS times (A B C A B C ...), stops everything it started by
+# PID (also on failure or Ctrl-C), prints medians and ratios, and leaves in $OUT:
+#   results.txt (one RESULT line per run)  summary.md (tables)  bench.svg (chart)  machine.txt  *.log
+#
+# Scenarios (SCENARIOS selects some, by name):
+#   fanout-c100-16B  fanout-c100-256B  fanout-c1000-16B  fanout-c1000-256B
+#         1 publisher, C subscribers, MSGS messages, window WINDOW: deliveries/s, server CPU s per M
+#   open-c100-16B-20k   open loop at OPEN_RATE msg/s, OPEN_MSGS messages: p50/p99/p999 latency
+#   unicast-c100        UNICAST_CLIENTS clients each sending UNICAST_MSGS unicasts to random others,
+#                       one in flight each (Redis: per-client channels, NATS: per-client subjects)
+#   idle                IDLE_CLIENTS idle connections to a fresh server: RSS per connection, join time
+#   log-c100-16B        ours only: --fsync batch (the default) vs --fsync never vs --no-log
+# A run counts only if every subscriber received every message (ok=1 in results.txt).
+#
+# Environment (full-run defaults; QUICK=1 lowers the counts and sets REPS=1):
+#   REPS=5 MSGS=100000 MSGS_C1000=$MSGS WINDOW=1000 OPEN_RATE=20000 OPEN_MSGS=100000
+#   UNICAST_CLIENTS=100 UNICAST_MSGS=1000 IDLE_CLIENTS=10000 TIMEOUT=300 (seconds per run)
+#   TARGETS="ours redis nats"  OUT=target/bench/<date>  SKIP_BUILD=1 (use the binaries as they are)
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  REPS=${REPS:-1}; MSGS=${MSGS:-20000}; MSGS_C1000=${MSGS_C1000:-5000}; OPEN_MSGS=${OPEN_MSGS:-20000}
+  UNICAST_MSGS=${UNICAST_MSGS:-200}; IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
+fi
+REPS=${REPS:-5}
+MSGS=${MSGS:-100000}
+MSGS_C1000=${MSGS_C1000:-$MSGS}
+WINDOW=${WINDOW:-1000}
+OPEN_RATE=${OPEN_RATE:-20000}
+OPEN_MSGS=${OPEN_MSGS:-100000}
+UNICAST_CLIENTS=${UNICAST_CLIENTS:-100}
+UNICAST_MSGS=${UNICAST_MSGS:-1000}
+IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
+TIMEOUT=${TIMEOUT:-300}
+TARGETS=${TARGETS:-"ours redis nats"}
+SCENARIOS=${SCENARIOS:-"fanout-c100-16B fanout-c100-256B fanout-c1000-16B fanout-c1000-256B open-c100-16B-20k unicast-c100 idle log-c100-16B"}
+OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
+CHAT=$ROOT/target/release/chat-cli
+FB=$ROOT/target/release/fanbench
+# Ports: non-default, loopback only.
+P_OURS=17878 P_OURS_NEVER=17879 P_OURS_NOLOG=17880 P_OURS_IDLE=17881
+P_REDIS=16379 P_REDIS_IDLE=16380 P_NATS=14222 P_NATS_IDLE=14223
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+RES=$OUT/results.txt
+ERR=$OUT/fanbench.log
+WORK=$(mktemp -d /tmp/chat-compare.XXXXXX)
+STARTED=()
+
+log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
+
+stop_pid() {
+  local pid=$1 i
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "PID $pid did not stop in 5 s; killing it"
+  kill -9 "$pid" 2>/dev/null
+}
+
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_ready PID PORT LOG NAME: until the port accepts connections (ours: until it logs "listening").
+wait_ready() {
+  local pid=$1 port=$2 logf=$3 name=$4 i
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { log "server on port $port exited: $(tail -3 "$logf")"; return 1; }
+    if [[ $name == ours* ]]; then grep -q '"listening"' "$logf" && return 0
+    elif port_busy "$port"; then return 0; fi
+    sleep 0.1
+  done
+  log "server on port $port not ready after 10 s"; return 1
+}
+
+# start NAME PORT [extra args]: starts a server pinned to CPU 1; sets SERVER_PID.
+start() {
+  local name=$1 port=$2; shift 2
+  local logf=$OUT/$name-$port.log
+  SERVER_PID=
+  if port_busy "$port"; then log "port $port is already in use: not starting $name"; return 1; fi
+  case $name in
+    redis) taskset -c 1 redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+             --maxclients 19000 --daemonize no "$@" >"$logf" 2>&1 & ;;
+    nats)  taskset -c 1 "$NATS_BIN" -a 127.0.0.1 -p "$port" "$@" >"$logf" 2>&1 & ;;
+    ours*) mkdir -p "$WORK/data-$port"
+           taskset -c 1 "$CHAT" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" --json "$@" \
+             >"$logf" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  STARTED+=("$SERVER_PID")
+  wait_ready "$SERVER_PID" "$port" "$logf" "$name" || return 1
+}
+
+# ---------------------------------------------------------------- peers
+NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+[ -x "$NATS_BIN" ] || need+=(nats-server)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ${need[*]} from Debian packages"
+    apt-get update -qq >"$OUT/apt.log" 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nats-server >>"$OUT/apt.log" 2>&1 \
+      || log "apt-get install failed (see $OUT/apt.log)"
+  else
+    log "cannot install ${need[*]}: needs root and apt-get"
+  fi
+  NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+fi
+AVAILABLE=()
+for t in $TARGETS; do
+  case $t in
+    redis) command -v redis-server >/dev/null && AVAILABLE+=(redis) || echo "SKIP redis: redis-server is not installed" ;;
+    nats)  [ -x "$NATS_BIN" ] && AVAILABLE+=(nats) || echo "SKIP nats: nats-server is not installed" ;;
+    *)     AVAILABLE+=("$t") ;;
+  esac
+done
+
+# ---------------------------------------------------------------- build
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  log "building chat-cli and fanbench (release)"
+  cargo build --release -p chat-cli -p tests --bin chat-cli --bin fanbench >"$OUT/build.log" 2>&1 \
+    || { log "build failed: see $OUT/build.log"; tail -20 "$OUT/build.log"; exit 1; }
+fi
+
+# 10,000 idle clients need 10,000 descriptors in the generator and in each server.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+log "open files limit: $(ulimit -n)"
+
+{
+  echo "date: $(date -Is)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null) (files modified in the tree: $(git status --short 2>/dev/null | wc -l))"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
+  echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo "redis: $(redis-server --version 2>/dev/null)"
+  echo "nats: $("$NATS_BIN" --version 2>/dev/null)"
+  echo "settings: QUICK=$QUICK REPS=$REPS MSGS=$MSGS MSGS_C1000=$MSGS_C1000 WINDOW=$WINDOW OPEN_RATE=$OPEN_RATE OPEN_MSGS=$OPEN_MSGS UNICAST_CLIENTS=$UNICAST_CLIENTS UNICAST_MSGS=$UNICAST_MSGS IDLE_CLIENTS=$IDLE_CLIENTS"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+# ---------------------------------------------------------------- long-running servers
+declare -A PID ADDR
+for t in "${AVAILABLE[@]}"; do
+  case $t in
+    ours)  start ours "$P_OURS" && { PID[ours]=$SERVER_PID; ADDR[ours]=127.0.0.1:$P_OURS; } ;;
+    redis) start redis "$P_REDIS" && { PID[redis]=$SERVER_PID; ADDR[redis]=127.0.0.1:$P_REDIS; } ;;
+    nats)  start nats "$P_NATS" && { PID[nats]=$SERVER_PID; ADDR[nats]=127.0.0.1:$P_NATS; } ;;
+  esac
+done
+RUNNING=()
+for t in "${AVAILABLE[@]}"; do
+  if [ -n "${PID[$t]:-}" ]; then RUNNING+=("$t"); else echo "SKIP $t: its server did not start (see $OUT)"; fi
+done
+
+# run SCENARIO LABEL KIND PID ADDR TARGET-PROTOCOL ARGS...: one fanbench run, RESULT appended to $RES.
+run() {
+  local scenario=$1 label=$2 kind=$3 pid=$4 addr=$5 proto=$6; shift 6
+  local line rc
+  line=$(timeout $((TIMEOUT + 60)) taskset -c 0 "$FB" "$kind" --target "$proto" --addr "$addr" \
+           --server-pid "$pid" --scenario "$scenario" --label "$label" --timeout "$TIMEOUT" "$@" 2>>"$ERR")
+  rc=$?
+  if [[ $line != RESULT* ]]; then
+    line="RESULT scenario=$scenario target=$label kind=$kind ok=0 err=fanbench_exit_$rc"
+  fi
+  echo "$line" >>"$RES"
+  echo "$line" | tr ' ' '\n' | grep -E '^(scenario|target|deliv_per_s|p50_us|p99_us|p999_us|cpu_s_per_M|gen_util|join_ms|rss_per_conn_b|ok)=' \
+    | tr '\n' ' ' >&2
+  echo >&2
+}
+
+rotate() {  # rotate SCENARIO ARGS...: the running targets, A B C A B C ..., REPS times
+  local scenario=$1 r t; shift
+  log "scenario $scenario (load average $(cut -d' ' -f1 /proc/loadavg))"
+  for r in $(seq 1 "$REPS"); do
+    for t in "${RUNNING[@]}"; do run "$scenario" "$t" bench "${PID[$t]}" "${ADDR[$t]}" "$t" "$@"; done
+  done
+}
+
+idle_rotation() {
+  local r t port
+  log "scenario idle: $IDLE_CLIENTS connections to a fresh server each run"
+  for r in $(seq 1 "$REPS"); do
+    for t in "${RUNNING[@]}"; do
+      case $t in ours) port=$P_OURS_IDLE ;; redis) port=$P_REDIS_IDLE ;; nats) port=$P_NATS_IDLE ;; esac
+      rm -rf "$WORK/data-$port"
+      if start "$t" "$port"; then
+        run "idle-$IDLE_CLIENTS" "$t" idle "$SERVER_PID" "127.0.0.1:$port" "$t" --clients "$IDLE_CLIENTS"
+        stop_pid "$SERVER_PID"
+      fi
+    done
+  done
+}
+
+log_rotation() {
+  [ -n "${PID[ours]:-}" ] || { echo "SKIP log-c100-16B: our server is not running"; return; }
+  local never nolog r
+  start ours "$P_OURS_NEVER" --fsync never && never=$SERVER_PID || return
+  start ours "$P_OURS_NOLOG" --no-log && nolog=$SERVER_PID || return
+  log "scenario log-c100-16B (load average $(cut -d' ' -f1 /proc/loadavg))"
+  for r in $(seq 1 "$REPS"); do
+    run log-c100-16B ours-fsync-batch bench "${PID[ours]}" "${ADDR[ours]}" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
+    run log-c100-16B ours-fsync-never bench "$never" "127.0.0.1:$P_OURS_NEVER" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
+    run log-c100-16B ours-no-log bench "$nolog" "127.0.0.1:$P_OURS_NOLOG" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
+  done
+  stop_pid "$never"; stop_pid "$nolog"
+}
+
+for s in $SCENARIOS; do
+  case $s in
+    fanout-c100-16B)   rotate "$s" --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW" ;;
+    fanout-c100-256B)  rotate "$s" --subs 100 --msgs "$MSGS" --size 256 --window "$WINDOW" ;;
+    fanout-c1000-16B)  rotate "$s" --subs 1000 --msgs "$MSGS_C1000" --size 16 --window "$WINDOW" ;;
+    fanout-c1000-256B) rotate "$s" --subs 1000 --msgs "$MSGS_C1000" --size 256 --window "$WINDOW" ;;
+    open-c100-16B-20k) rotate "$s" --subs 100 --msgs "$OPEN_MSGS" --size 16 --rate "$OPEN_RATE" ;;
+    unicast-c100)      rotate "$s" --pattern unicast --subs "$UNICAST_CLIENTS" --msgs "$UNICAST_MSGS" --size 32 --window 1 ;;
+    idle)              idle_rotation ;;
+    log-c100-16B)      log_rotation ;;
+    *)                 echo "SKIP $s: unknown scenario" ;;
+  esac
+done
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+"$FB" summarize "$RES" | tee "$OUT/summary.md"
+"$FB" chart "$RES" --out "$OUT/bench.svg" 2>>"$ERR" && echo "chart: $OUT/bench.svg"
+echo "results: $RES"

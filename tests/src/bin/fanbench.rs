@@ -1,0 +1,378 @@
+//! `fanbench`: the load generator behind `tests/bench/compare.sh`.
+//!
+//! | command      | what                                                                              |
+//! |--------------|-----------------------------------------------------------------------------------|
+//! | `bench`      | one run against `ours`, `redis` or `nats`; prints one `RESULT key=value ...` line |
+//! | `idle`       | opens N idle connections; join time and server memory per connection           |
+//! | `summarize`  | medians and ratios of `RESULT` files, as Markdown tables                          |
+//! | `chart`      | an SVG chart of `RESULT` files                                                    |
+//!
+//! Every target is driven by the same generator ([`chat_server::loadgen`]), on one thread by
+//! default, so the client-side cost is the same; only the wire differs. Loopback addresses only.
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use chat_server::loadgen::{
+    self, ChatWire, IdleConfig, IdleReport, LoadConfig, LoadReport, Pace, Pattern, Phase, Progress, Wire,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use bench::nats::NatsWire;
+use bench::procfs::{cpu_seconds, rss_kib};
+use bench::record::Record;
+use bench::redis::RedisWire;
+
+/// Load generator and report tools for comparing the chat server with Redis and NATS.
+#[derive(Debug, Parser)]
+#[command(name = "fanbench")]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One load run; prints a `RESULT` line.
+    Bench(BenchArgs),
+    /// Opens many idle connections; prints a `RESULT` line with join time and memory.
+    Idle(IdleArgs),
+    /// Prints medians and ratios of the `RESULT` lines in FILES.
+    Summarize {
+        /// Files holding `RESULT` lines.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Draws an SVG chart of the `RESULT` lines in FILES.
+    Chart {
+        /// Files holding `RESULT` lines.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The SVG file to write.
+        #[arg(long, default_value = "bench.svg")]
+        out: PathBuf,
+    },
+}
+
+/// The server kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// The chat server (`chat-cli serve`).
+    Ours,
+    /// `redis-server`.
+    Redis,
+    /// `nats-server`.
+    Nats,
+}
+
+/// Who publishes to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PatternArg {
+    /// Every publisher to every subscriber.
+    Fanout,
+    /// Publisher i to a random subscriber other than i (as many of each).
+    Unicast,
+}
+
+/// Options shared by `bench` and `idle`.
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// Which protocol to speak.
+    #[arg(long, value_enum)]
+    target: Target,
+    /// The server's address (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// The server's process ID, for CPU and memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Scenario name written in the `RESULT` line.
+    #[arg(long, default_value = "adhoc")]
+    scenario: String,
+    /// Target label written in the `RESULT` line (default: the target's name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Bound on the whole run, in seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// Prefix of user names / channels / subjects (default: from this process's ID).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Generator threads (1 = one current-thread runtime, as pinned to one CPU by compare.sh).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print progress to standard error.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// `bench` options.
+#[derive(Debug, Clone, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscribers (C).
+    #[arg(long, default_value_t = 100)]
+    subs: usize,
+    /// Publishers (P); for unicast, as many as subscribers.
+    #[arg(long, default_value_t = 1)]
+    pubs: usize,
+    /// Messages per publisher.
+    #[arg(long, default_value_t = 100_000)]
+    msgs: u64,
+    /// Body bytes (>= 16; >= 24 for unicast).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// Closed loop: messages published but not yet delivered (fan-out: all publishers together;
+    /// unicast: per publisher).
+    #[arg(long, default_value_t = 1000)]
+    window: u64,
+    /// Open loop: messages per second per publisher (0 = closed loop with --window).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Fan-out or unicast.
+    #[arg(long, value_enum, default_value_t = PatternArg::Fanout)]
+    pattern: PatternArg,
+    /// Seed of the unicast recipients.
+    #[arg(long, default_value_t = 0x5EED)]
+    seed: u64,
+}
+
+/// `idle` options.
+#[derive(Debug, Clone, Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// The server counts as settled once it used less than 2% of a CPU for this long (ms).
+    #[arg(long, default_value_t = 1000)]
+    quiet_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Bench(args) => {
+            let record = runtime(args.common.threads)?.block_on(bench_cmd(&args))?;
+            println!("{record}");
+        }
+        Cmd::Idle(args) => {
+            let record = runtime(args.common.threads)?.block_on(idle_cmd(&args))?;
+            println!("{record}");
+        }
+        Cmd::Summarize { files } => print!("{}", bench::summary::render(&Record::read_all(&files)?)),
+        Cmd::Chart { files, out } => {
+            bench::chart::draw(&Record::read_all(&files)?, &out)?;
+            eprintln!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    Ok(builder.enable_all().build()?)
+}
+
+impl Common {
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(self.addr.ip().is_loopback(), "fanbench only drives servers on loopback, not {}", self.addr);
+        Ok(())
+    }
+
+    fn prefix(&self) -> String {
+        self.prefix.clone().unwrap_or_else(|| format!("b{}", std::process::id()))
+    }
+
+    fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| format!("{:?}", self.target).to_lowercase())
+    }
+
+    fn pid(&self) -> Option<String> {
+        self.server_pid.map(|p| p.to_string())
+    }
+
+    fn record(&self, kind: &str) -> Record {
+        let mut r = Record::default();
+        r.set("scenario", &self.scenario).set("target", self.label()).set("kind", kind);
+        r
+    }
+}
+
+/// CPU seconds of the server and of this process at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuMark {
+    server: Option<f64>,
+    generator: Option<f64>,
+}
+
+impl CpuMark {
+    fn now(pid: Option<&str>) -> Self {
+        CpuMark { server: pid.and_then(cpu_seconds), generator: cpu_seconds("self") }
+    }
+}
+
+async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
+    let c = &args.common;
+    c.check()?;
+    let pattern = match args.pattern {
+        PatternArg::Fanout => Pattern::Fanout,
+        PatternArg::Unicast => Pattern::Unicast { seed: args.seed },
+    };
+    let pubs = if args.pattern == PatternArg::Unicast { args.subs } else { args.pubs };
+    let config = LoadConfig {
+        addr: c.addr,
+        subscribers: args.subs,
+        publishers: pubs,
+        messages: args.msgs,
+        size: args.size,
+        pace: if args.rate > 0 { Pace::Rate(args.rate) } else { Pace::Window(args.window) },
+        pattern,
+        timeout: Duration::from_secs(c.timeout),
+    };
+    let unicast = args.pattern == PatternArg::Unicast;
+    let prefix = c.prefix();
+    let report = match c.target {
+        Target::Ours => drive(ChatWire::new(&prefix, args.subs)?, &config, c).await?,
+        Target::Redis => drive(RedisWire::new(&prefix, unicast), &config, c).await?,
+        Target::Nats => drive(NatsWire::new(&prefix, unicast), &config, c).await?,
+    };
+    let (report, start, end) = report;
+    let mut r = c.record("bench");
+    let pct = report.percentiles();
+    let secs = report.elapsed.as_secs_f64();
+    r.set("pattern", format!("{:?}", args.pattern).to_lowercase())
+        .set("subs", args.subs)
+        .set("pubs", pubs)
+        .set("msgs", args.msgs)
+        .set("size", args.size)
+        .set("window", if args.rate > 0 { 0 } else { args.window })
+        .set("rate", args.rate)
+        .set("setup_ms", format!("{:.0}", report.setup.as_secs_f64() * 1e3))
+        .set("secs", format!("{secs:.3}"))
+        .set("published", report.published)
+        .set("acked", report.acked)
+        .set("delivered", report.deliveries)
+        .set("expected", report.expected)
+        .set("deliv_per_s", format!("{:.0}", report.deliveries_per_second()))
+        .set("pub_per_s", format!("{:.0}", report.published_per_second()))
+        .set("p50_us", pct.p50)
+        .set("p90_us", pct.p90)
+        .set("p99_us", pct.p99)
+        .set("p999_us", pct.p999)
+        .set("max_us", pct.max)
+        .set("incomplete_subs", report.incomplete_subscribers);
+    if let (Some(a), Some(b)) = (start.server, end.server) {
+        let cpu = b - a;
+        r.set("server_cpu_s", format!("{cpu:.2}"))
+            .set("cpu_s_per_M", format!("{:.3}", cpu / (report.deliveries.max(1) as f64 / 1e6)));
+    }
+    if let (Some(a), Some(b)) = (start.generator, end.generator) {
+        r.set("gen_cpu_s", format!("{:.2}", b - a)).set("gen_util", format!("{:.2}", (b - a) / secs.max(1e-9)));
+    }
+    let errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    r.set("ok", u8::from(report.complete())).set("err", errors.join(";"));
+    Ok(r)
+}
+
+/// Runs the load with `wire`, sampling CPU when publishing starts and when it is done.
+async fn drive<W: Wire>(wire: W, config: &LoadConfig, c: &Common) -> anyhow::Result<(LoadReport, CpuMark, CpuMark)> {
+    let pid = c.pid();
+    let (mut start, mut end) = (CpuMark::default(), CpuMark::default());
+    let show = c.progress;
+    let mut on_progress = |p: &Progress| match p.phase {
+        Phase::Publishing if start.generator.is_none() => start = CpuMark::now(pid.as_deref()),
+        Phase::Done => end = CpuMark::now(pid.as_deref()),
+        _ if show => eprint!(
+            "\r{:?} connected={} published={} delivered={}/{} ({:.0}%)   ",
+            p.phase,
+            p.connected,
+            p.published,
+            p.delivered,
+            p.expected,
+            100.0 * p.delivered as f64 / p.expected.max(1) as f64
+        ),
+        _ => {}
+    };
+    let report = loadgen::run(wire, config, &mut on_progress).await.context("load run")?;
+    if show {
+        eprintln!();
+    }
+    Ok((report, start, end))
+}
+
+async fn idle_cmd(args: &IdleArgs) -> anyhow::Result<Record> {
+    let c = &args.common;
+    c.check()?;
+    let Some(pid) = c.pid() else { bail!("idle needs --server-pid to read the server's memory") };
+    let config = IdleConfig { addr: c.addr, clients: args.clients, timeout: Duration::from_secs(c.timeout) };
+    let before_kib = rss_kib(&pid).context("server RSS")?;
+    let cpu_before = cpu_seconds(&pid);
+    let quiet = Duration::from_millis(args.quiet_ms);
+    let prefix = c.prefix();
+    let held = |joined: IdleReport| {
+        let pid = pid.clone();
+        async move {
+            let t = tokio::time::Instant::now();
+            settle(&pid, quiet).await;
+            (joined, t.elapsed(), rss_kib(&pid), cpu_seconds(&pid))
+        }
+    };
+    let (report, (joined, settle_time, after_kib, cpu_after)) = match c.target {
+        Target::Ours => loadgen::hold_idle(ChatWire::new(&prefix, 0)?, &config, held).await?,
+        Target::Redis => loadgen::hold_idle(RedisWire::new(&prefix, true), &config, held).await?,
+        Target::Nats => loadgen::hold_idle(NatsWire::new(&prefix, true), &config, held).await?,
+    };
+    let mut r = c.record("idle");
+    r.set("clients", args.clients)
+        .set("joined", joined.joined)
+        .set("failed", report.failed.max(joined.failed))
+        .set("join_ms", format!("{:.0}", joined.join_time.as_secs_f64() * 1e3))
+        .set("settle_ms", format!("{:.0}", settle_time.as_secs_f64() * 1e3))
+        .set("rss_before_kib", before_kib);
+    if let Some(after) = after_kib {
+        let per_conn = (after.saturating_sub(before_kib) * 1024) as f64 / joined.joined.max(1) as f64;
+        r.set("rss_after_kib", after).set("rss_per_conn_b", format!("{per_conn:.0}"));
+    }
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        r.set("server_cpu_s", format!("{:.2}", b - a));
+    }
+    let ok = joined.joined == args.clients && report.failed == 0 && joined.failed == 0;
+    let errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    r.set("ok", u8::from(ok)).set("err", errors.join(";"));
+    Ok(r)
+}
+
+/// Waits until the server has used under 2% of a CPU for `quiet` (the join notices are all out),
+/// at most 120 s.
+async fn settle(pid: &str, quiet: Duration) {
+    let step = Duration::from_millis(200);
+    let limit = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut calm_since = tokio::time::Instant::now();
+    let mut last = cpu_seconds(pid).unwrap_or(0.0);
+    while tokio::time::Instant::now() < limit {
+        tokio::time::sleep(step).await;
+        let now = cpu_seconds(pid).unwrap_or(last);
+        if now - last > 0.02 * step.as_secs_f64() + 0.011 {
+            calm_since = tokio::time::Instant::now();
+        }
+        last = now;
+        if calm_since.elapsed() >= quiet {
+            return;
+        }
+    }
+}
