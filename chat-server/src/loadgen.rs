@@ -192,6 +192,9 @@ pub struct LoadConfig {
     pub pattern: Pattern,
     /// Bound on the whole run, setup included.
     pub timeout: Duration,
+    /// Latencies of messages sent during this first part of the publishing phase are not
+    /// recorded (connections and buffers warm up); they still count as deliveries.
+    pub warmup: Duration,
 }
 
 /// Parameters of one run of [`hold_idle`].
@@ -265,7 +268,7 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Time to open every connection.
     pub setup: Duration,
-    /// Send-to-delivery latency of every delivery, in microseconds.
+    /// Send-to-delivery latency of every delivery after the warm-up, in microseconds.
     pub latency_us: Histogram<u64>,
     /// Subscribers that did not receive everything (the run does not count unless 0).
     pub incomplete_subscribers: usize,
@@ -333,6 +336,8 @@ struct Shared {
     /// One per publisher: woken when deliveries advance.
     wake: Vec<Notify>,
     first_publish_ns: AtomicU64,
+    /// Messages sent before this instant (ns since the origin) are not recorded in the histogram.
+    record_from_ns: AtomicU64,
     last_delivery_ns: AtomicU64,
     /// Subscriber tasks that ended (complete or failed).
     subscribers_ended: AtomicUsize,
@@ -356,6 +361,7 @@ impl Shared {
             delivered_from: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             wake: (0..publishers).map(|_| Notify::new()).collect(),
             first_publish_ns: AtomicU64::new(u64::MAX),
+            record_from_ns: AtomicU64::new(0),
             last_delivery_ns: AtomicU64::new(0),
             subscribers_ended: AtomicUsize::new(0),
             publisher_errors: AtomicUsize::new(0),
@@ -439,10 +445,14 @@ async fn subscriber<W: Wire>(
         let mut finished = false;
         loop {
             let now = sh.now_ns();
+            let record_from = sh.record_from_ns.load(Ordering::Relaxed);
             let mut batch = 0u64;
             while let Some(incoming) = wire.decode(&mut buf, &mut out)? {
                 if let Incoming::Message(stamp) = incoming {
-                    latency_us.saturating_record((now.saturating_sub(stamp.sent_ns) / 1000).clamp(1, MAX_LATENCY_US));
+                    if stamp.sent_ns >= record_from {
+                        let us = (now.saturating_sub(stamp.sent_ns) / 1000).clamp(1, MAX_LATENCY_US);
+                        latency_us.saturating_record(us);
+                    }
                     batch += 1;
                     if let Some(from) = stamp.sender.and_then(|s| sh.delivered_from.get(s)) {
                         from.fetch_add(1, Ordering::AcqRel);
@@ -755,6 +765,7 @@ pub async fn run<W: Wire>(
     // Let the server finish the logins' side effects (join notices) before the clock starts.
     tokio::time::sleep(Duration::from_millis(100)).await;
     progress(&snapshot(&sh, Phase::Publishing, expected));
+    sh.record_from_ns.store(sh.now_ns() + config.warmup.as_nanos() as u64, Ordering::Release);
     sh.go.store(true, Ordering::Release);
     let mut next_report = Instant::now() + PROGRESS_EVERY;
     while sh.subscribers_ended.load(Ordering::Acquire) < config.subscribers

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh: the chat server against what a user would otherwise pick (Redis, NATS), one command.
 #
-#   tests/bench/compare.sh            full run, about 25 minutes on 2 cores
+#   tests/bench/compare.sh            full run, about 28 minutes on 2 cores
 #   QUICK=1 tests/bench/compare.sh    a small run to check the set-up, under 3 minutes once built
 #
 # It installs redis-server and nats-server from Debian packages if missing (a target that cannot be
@@ -14,7 +14,8 @@
 # Scenarios (SCENARIOS selects some, by name):
 #   fanout-c100-16B  fanout-c100-256B  fanout-c1000-16B  fanout-c1000-256B
 #         1 publisher, C subscribers, MSGS messages, window WINDOW: deliveries/s, server CPU s per M
-#   open-c100-16B-20k   open loop at OPEN_RATE msg/s, OPEN_MSGS messages: p50/p99/p999 latency
+#   open-c100-16B-20k   open loop at OPEN_RATE msg/s, OPEN_MSGS messages: p50/p99/p999 latency of the
+#                       messages sent after OPEN_WARMUP_MS (the start-up transient dominates p99 otherwise)
 #   unicast-c100        UNICAST_CLIENTS clients each sending UNICAST_MSGS unicasts to random others,
 #                       one in flight each (Redis: per-client channels, NATS: per-client subjects)
 #   idle                IDLE_CLIENTS idle connections to a fresh server: RSS per connection, join time
@@ -22,8 +23,8 @@
 # A run counts only if every subscriber received every message (ok=1 in results.txt).
 #
 # Environment (full-run defaults; QUICK=1 lowers the counts and sets REPS=1):
-#   REPS=5 MSGS=100000 MSGS_C1000=$MSGS WINDOW=1000 OPEN_RATE=20000 OPEN_MSGS=100000
-#   UNICAST_CLIENTS=100 UNICAST_MSGS=1000 IDLE_CLIENTS=10000 TIMEOUT=300 (seconds per run)
+#   REPS=5 MSGS=100000 MSGS_C1000=$MSGS WINDOW=1000 OPEN_RATE=20000 OPEN_MSGS=100000 OPEN_WARMUP_MS=1000
+#   UNICAST_CLIENTS=100 UNICAST_MSGS=1000 IDLE_CLIENTS=10000 IDLE_REPS=$REPS TIMEOUT=300 (s per run)
 #   TARGETS="ours redis nats"  OUT=target/bench/<date>  SKIP_BUILD=1 (use the binaries as they are)
 set -u -o pipefail
 
@@ -32,8 +33,8 @@ cd "$ROOT"
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  REPS=${REPS:-1}; MSGS=${MSGS:-20000}; MSGS_C1000=${MSGS_C1000:-5000}; OPEN_MSGS=${OPEN_MSGS:-20000}
-  UNICAST_MSGS=${UNICAST_MSGS:-200}; IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
+  REPS=${REPS:-1}; MSGS=${MSGS:-20000}; MSGS_C1000=${MSGS_C1000:-5000}; OPEN_MSGS=${OPEN_MSGS:-30000}
+  OPEN_WARMUP_MS=${OPEN_WARMUP_MS:-500}; UNICAST_MSGS=${UNICAST_MSGS:-200}; IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
 fi
 REPS=${REPS:-5}
 MSGS=${MSGS:-100000}
@@ -41,9 +42,11 @@ MSGS_C1000=${MSGS_C1000:-$MSGS}
 WINDOW=${WINDOW:-1000}
 OPEN_RATE=${OPEN_RATE:-20000}
 OPEN_MSGS=${OPEN_MSGS:-100000}
+OPEN_WARMUP_MS=${OPEN_WARMUP_MS:-1000}  # open loop: latencies of the first second are not recorded
 UNICAST_CLIENTS=${UNICAST_CLIENTS:-100}
 UNICAST_MSGS=${UNICAST_MSGS:-1000}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
+IDLE_REPS=${IDLE_REPS:-$REPS}  # our server needs about 30 s per 10,000 joins: IDLE_REPS=3 saves 1.5 minutes
 TIMEOUT=${TIMEOUT:-300}
 TARGETS=${TARGETS:-"ours redis nats"}
 SCENARIOS=${SCENARIOS:-"fanout-c100-16B fanout-c100-256B fanout-c1000-16B fanout-c1000-256B open-c100-16B-20k unicast-c100 idle log-c100-16B"}
@@ -155,7 +158,7 @@ log "open files limit: $(ulimit -n)"
   echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "redis: $(redis-server --version 2>/dev/null)"
   echo "nats: $("$NATS_BIN" --version 2>/dev/null)"
-  echo "settings: QUICK=$QUICK REPS=$REPS MSGS=$MSGS MSGS_C1000=$MSGS_C1000 WINDOW=$WINDOW OPEN_RATE=$OPEN_RATE OPEN_MSGS=$OPEN_MSGS UNICAST_CLIENTS=$UNICAST_CLIENTS UNICAST_MSGS=$UNICAST_MSGS IDLE_CLIENTS=$IDLE_CLIENTS"
+  echo "settings: QUICK=$QUICK REPS=$REPS MSGS=$MSGS MSGS_C1000=$MSGS_C1000 WINDOW=$WINDOW OPEN_RATE=$OPEN_RATE OPEN_MSGS=$OPEN_MSGS OPEN_WARMUP_MS=$OPEN_WARMUP_MS UNICAST_CLIENTS=$UNICAST_CLIENTS UNICAST_MSGS=$UNICAST_MSGS IDLE_CLIENTS=$IDLE_CLIENTS IDLE_REPS=$IDLE_REPS"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
@@ -201,7 +204,7 @@ rotate() {  # rotate SCENARIO ARGS...: the running targets, A B C A B C ..., REP
 idle_rotation() {
   local r t port
   log "scenario idle: $IDLE_CLIENTS connections to a fresh server each run"
-  for r in $(seq 1 "$REPS"); do
+  for r in $(seq 1 "$IDLE_REPS"); do
     for t in "${RUNNING[@]}"; do
       case $t in ours) port=$P_OURS_IDLE ;; redis) port=$P_REDIS_IDLE ;; nats) port=$P_NATS_IDLE ;; esac
       rm -rf "$WORK/data-$port"
@@ -233,7 +236,7 @@ for s in $SCENARIOS; do
     fanout-c100-256B)  rotate "$s" --subs 100 --msgs "$MSGS" --size 256 --window "$WINDOW" ;;
     fanout-c1000-16B)  rotate "$s" --subs 1000 --msgs "$MSGS_C1000" --size 16 --window "$WINDOW" ;;
     fanout-c1000-256B) rotate "$s" --subs 1000 --msgs "$MSGS_C1000" --size 256 --window "$WINDOW" ;;
-    open-c100-16B-20k) rotate "$s" --subs 100 --msgs "$OPEN_MSGS" --size 16 --rate "$OPEN_RATE" ;;
+    open-c100-16B-20k) rotate "$s" --subs 100 --msgs "$OPEN_MSGS" --size 16 --rate "$OPEN_RATE" --warmup-ms "$OPEN_WARMUP_MS" ;;
     unicast-c100)      rotate "$s" --pattern unicast --subs "$UNICAST_CLIENTS" --msgs "$UNICAST_MSGS" --size 32 --window 1 ;;
     idle)              idle_rotation ;;
     log-c100-16B)      log_rotation ;;

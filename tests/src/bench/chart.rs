@@ -2,9 +2,11 @@
 //!
 //! | panel | x: one group per                         | bars                  | y                               |
 //! |-------|------------------------------------------|-----------------------|---------------------------------|
-//! | 1     | closed-loop scenario                     | one per target        | deliveries/s (millions)         |
+//! | 1     | closed-loop fan-out scenario             | one per target        | deliveries/s (millions)         |
 //! | 2     | (open-loop or unicast scenario, target)  | p50, p99, p999        | latency, µs, log scale          |
-//! | 3     | closed-loop scenario                     | one per target        | server CPU s per M deliveries   |
+//! | 3     | closed-loop fan-out scenario             | one per target        | server CPU s per M deliveries   |
+//!
+//! Within a group, only the series with a value take room: their bars share the group's width.
 
 use std::path::Path;
 
@@ -39,7 +41,8 @@ struct Bars {
 /// Draws `records` into an SVG file at `out`.
 pub fn draw(records: &[Record], out: &Path) -> anyhow::Result<()> {
     let scenarios = group(records);
-    let closed: Vec<&Scenario<'_>> = scenarios.iter().filter(|s| s.kind() == "bench" && !s.open_loop()).collect();
+    let closed: Vec<&Scenario<'_>> =
+        scenarios.iter().filter(|s| s.kind() == "bench" && !s.open_loop() && !s.name.contains("unicast")).collect();
     let mut targets: Vec<String> = Vec::new();
     for s in &closed {
         for (t, _) in &s.targets {
@@ -104,7 +107,14 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
     let values = bars.series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
     let max = values.clone().fold(0.0f64, f64::max).max(1e-3);
     let min = values.fold(f64::INFINITY, f64::min).min(max);
-    let width = 0.8 / bars.series.len().max(1) as f64;
+    // Slot of series k in group g and the bar width there: only series with a value take room.
+    let slot = |g: usize, k: usize| -> (f64, f64) {
+        let has = |i: usize| bars.series[i].1.get(g).is_some_and(|v| v.is_some());
+        let present: Vec<usize> = (0..bars.series.len()).filter(|&i| has(i)).collect();
+        let width = 0.8 / present.len().max(1) as f64;
+        let pos = present.iter().position(|&i| i == k).unwrap_or(0);
+        (g as f64 - 0.4 + pos as f64 * width, width)
+    };
     let label = |x: &f64| -> String {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
@@ -122,19 +132,20 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
     if bars.log {
         let lo = (min.max(1.0) / 2.0).max(1.0);
         let mut chart =
-            builder(area).build_cartesian_2d(x_range, (lo..max * 3.0).log_scale()).map_err(|e| anyhow!("{e:?}"))?;
+            builder(area).build_cartesian_2d(x_range, (lo..max * 10.0).log_scale()).map_err(|e| anyhow!("{e:?}"))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&label)
+            .y_label_formatter(&|v| if bars.log { format!("{v:.0}") } else { format!("{v:.2}") })
             .y_desc(bars.y_label.as_str())
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
         for (k, (name, values)) in bars.series.iter().enumerate() {
             let color = COLORS[k % COLORS.len()];
             let rects = values.iter().enumerate().filter_map(|(g, v)| {
-                let x0 = g as f64 - 0.4 + k as f64 * width;
+                let (x0, width) = slot(g, k);
                 v.map(|v| Rectangle::new([(x0, lo), (x0 + width * 0.9, v.max(lo))], color.filled()))
             });
             chart
@@ -143,7 +154,7 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
                 .label(name.as_str())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             let texts = values.iter().enumerate().filter_map(|(g, v)| {
-                let x0 = g as f64 - 0.4 + k as f64 * width;
+                let (x0, _) = slot(g, k);
                 v.map(|v| Text::new(format!("{v:.0}"), (x0, v.max(lo) * 1.15), ("sans-serif", 11)))
             });
             chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
@@ -152,22 +163,24 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.85))
+            .position(SeriesLabelPosition::UpperMiddle)
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
     } else {
-        let mut chart = builder(area).build_cartesian_2d(x_range, 0f64..max * 1.15).map_err(|e| anyhow!("{e:?}"))?;
+        let mut chart = builder(area).build_cartesian_2d(x_range, 0f64..max * 1.4).map_err(|e| anyhow!("{e:?}"))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&label)
+            .y_label_formatter(&|v| if bars.log { format!("{v:.0}") } else { format!("{v:.2}") })
             .y_desc(bars.y_label.as_str())
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
         for (k, (name, values)) in bars.series.iter().enumerate() {
             let color = COLORS[k % COLORS.len()];
             let rects = values.iter().enumerate().filter_map(|(g, v)| {
-                let x0 = g as f64 - 0.4 + k as f64 * width;
+                let (x0, width) = slot(g, k);
                 v.map(|v| Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.filled()))
             });
             chart
@@ -176,7 +189,7 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
                 .label(name.as_str())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             let texts = values.iter().enumerate().filter_map(|(g, v)| {
-                let x0 = g as f64 - 0.4 + k as f64 * width;
+                let (x0, _) = slot(g, k);
                 v.map(|v| Text::new(format!("{v:.2}"), (x0, v + max * 0.03), ("sans-serif", 11)))
             });
             chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
@@ -185,6 +198,7 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.85))
+            .position(SeriesLabelPosition::UpperMiddle)
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
     }

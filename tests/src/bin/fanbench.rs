@@ -143,6 +143,9 @@ struct BenchArgs {
     /// Seed of the unicast recipients.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
+    /// Do not record the latency of messages sent in the first MS milliseconds of publishing.
+    #[arg(long, default_value_t = 0)]
+    warmup_ms: u64,
 }
 
 /// `idle` options.
@@ -159,6 +162,8 @@ struct IdleArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Reads the clock-tick rate now (it runs `getconf`), not in the middle of a run.
+    let _ = cpu_seconds("self");
     match Cli::parse().cmd {
         Cmd::Bench(args) => {
             let record = runtime(args.common.threads)?.block_on(bench_cmd(&args))?;
@@ -243,6 +248,7 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
         pace: if args.rate > 0 { Pace::Rate(args.rate) } else { Pace::Window(args.window) },
         pattern,
         timeout: Duration::from_secs(c.timeout),
+        warmup: Duration::from_millis(args.warmup_ms),
     };
     let unicast = args.pattern == PatternArg::Unicast;
     let prefix = c.prefix();
@@ -275,7 +281,9 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
         .set("p99_us", pct.p99)
         .set("p999_us", pct.p999)
         .set("max_us", pct.max)
-        .set("incomplete_subs", report.incomplete_subscribers);
+        .set("incomplete_subs", report.incomplete_subscribers)
+        .set("warmup_ms", args.warmup_ms)
+        .set("latency_samples", report.latency_us.len());
     if let (Some(a), Some(b)) = (start.server, end.server) {
         let cpu = b - a;
         r.set("server_cpu_s", format!("{cpu:.2}"))
