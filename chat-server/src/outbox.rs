@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chat_core::ErrorCode;
-use chat_transport::encode_frame;
+use chat_transport::codec::encode_frame_into;
+use chat_transport::{TransportError, encode_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -90,13 +91,25 @@ impl Stream {
         self.sealed
     }
 
-    /// Appends one encoded frame; `seq` is its server sequence number if it is a message, else 0.
-    pub(crate) fn append(&mut self, frame: &[u8], seq: u64) {
-        self.pending.extend_from_slice(frame);
+    /// Encodes `frame` straight into the stream; `seq` is its server sequence number if it is a
+    /// message, else 0 (a notice).
+    pub(crate) fn append(&mut self, frame: &ServerFrame, seq: u64) -> Result<(), TransportError> {
+        encode_frame_into(frame, &mut self.pending)?;
         if seq > 0 {
             let end = self.offset();
             self.pending_seqs.push((end, seq));
         }
+        Ok(())
+    }
+
+    /// Whether the unsealed part holds a message (not only notices).
+    pub(crate) fn pending_messages(&self) -> bool {
+        !self.pending_seqs.is_empty()
+    }
+
+    /// Whether anything is waiting to be sealed.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Publishes everything appended since the last seal as one chunk.
@@ -353,23 +366,27 @@ mod tests {
 
     #[test]
     fn collect_slices_ranges_and_reports_the_last_whole_message() {
+        let frames = [ServerFrame::Ping, ServerFrame::Pong, ServerFrame::Ping];
+        let encoded: Vec<Bytes> = frames.iter().map(|f| encode_frame(f).unwrap()).collect();
+        let len = encoded[0].len() as u64; // 5: a 4-byte prefix and a one-byte variant
         let mut s = Stream::new();
-        s.append(b"aaaa", 1);
-        s.append(b"bb", 0);
+        s.append(&frames[0], 1).unwrap();
+        s.append(&frames[1], 0).unwrap();
+        assert!(s.pending_messages());
         s.seal();
-        s.append(b"cccccc", 2);
+        s.append(&frames[2], 2).unwrap();
         s.seal();
         let r = s.reader();
         let mut out = Vec::new();
-        assert_eq!(r.collect(0, 12, &mut out), 2);
-        assert_eq!(out.concat(), b"aaaabbcccccc");
+        assert_eq!(r.collect(0, 3 * len, &mut out), 2);
+        assert_eq!(out.concat(), encoded.concat());
         out.clear();
-        assert_eq!(r.collect(2, 8, &mut out), 1, "message 2 ends at 12, beyond 8");
-        assert_eq!(out.concat(), b"aabbcc");
-        s.trim(6);
+        assert_eq!(r.collect(2, 2 * len + 1, &mut out), 1, "message 2 ends beyond the range");
+        assert_eq!(out.len(), 2);
+        s.trim(2 * len);
         out.clear();
-        assert_eq!(r.collect(6, 12, &mut out), 2);
-        assert_eq!(out.concat(), b"cccccc");
+        assert_eq!(r.collect(2 * len, 3 * len, &mut out), 2);
+        assert_eq!(out.concat(), encoded[2]);
         assert_eq!(lock(&s.chunks).len(), 1);
     }
 }

@@ -31,14 +31,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chat_core::ErrorCode;
+use chat_transport::codec::encode_frame_into;
 use chat_transport::{FrameReader, Role, TransportError, encode_frame, handshake};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -183,6 +185,7 @@ impl Server {
                     }
                     owner.end_turn().await?;
                 }
+                () = sleep_until_opt(owner.notice_deadline) => owner.end_turn().await?,
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
@@ -228,6 +231,18 @@ impl Server {
 const TURN_INPUTS: usize = 256;
 /// Stream growth between two checks of every connection's lag (and trims of the stream).
 const LAG_CHECK_EVERY: u64 = 256 * 1024;
+/// Longest time join and leave notices wait in the stream so that a burst of them wakes writers once.
+pub const NOTICE_DELAY: Duration = Duration::from_millis(20);
+/// Bytes reserved at a time for encoding private frames.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Per-connection settings handed to the connection task.
 #[derive(Debug, Clone, Copy)]
@@ -309,6 +324,9 @@ struct Owner {
     closing: Vec<ConnId>,
     backlog: u64,
     checked_at: u64,
+    scratch: BytesMut,
+    /// When notices (joins, leaves) waiting in the stream must be published at the latest.
+    notice_deadline: Option<Instant>,
 }
 
 impl Owner {
@@ -323,6 +341,8 @@ impl Owner {
             closing: Vec::new(),
             backlog,
             checked_at: 0,
+            scratch: BytesMut::new(),
+            notice_deadline: None,
         }
     }
 
@@ -358,10 +378,10 @@ impl Owner {
             match output {
                 Output::ToOne { conn, frame } => self.queue(conn, &frame),
                 Output::Fanout { to: Audience::Everyone, except, frame, seq } => {
-                    let bytes = encode_frame(&frame)?;
                     match except.filter(|c| self.conns.get(c).is_some_and(|e| e.subscribed)) {
                         // The subject already reads the stream: send to each of the others instead.
                         Some(skip) => {
+                            let bytes = self.encode(&frame)?;
                             let others: Vec<ConnId> = self
                                 .conns
                                 .iter()
@@ -372,11 +392,11 @@ impl Owner {
                                 self.queue_bytes(conn, bytes.clone(), seq);
                             }
                         }
-                        None => self.stream.append(&bytes, seq),
+                        None => self.stream.append(&frame, seq)?,
                     }
                 }
                 Output::Fanout { to: Audience::Only(list), frame, seq, .. } => {
-                    let bytes = encode_frame(&frame)?;
+                    let bytes = self.encode(&frame)?;
                     for conn in list {
                         self.queue_bytes(conn, bytes.clone(), seq);
                     }
@@ -414,7 +434,7 @@ impl Owner {
     /// consumers (whose departure notices are published in turn).
     async fn end_turn(&mut self) -> Result<(), ServerError> {
         loop {
-            self.stream.seal();
+            self.publish();
             for (conn, item) in std::mem::take(&mut self.pending) {
                 if let Some(entry) = self.conns.get(&conn) {
                     if entry.private.try_send(item).is_err() && !self.kicked.contains(&conn) {
@@ -442,6 +462,27 @@ impl Owner {
                     self.router.handle(Input::Disconnected { conn, reason: "slow_consumer".into() });
                     self.perform().await?;
                 }
+            }
+        }
+    }
+
+    /// Seals the stream, unless it holds only notices published less than [`NOTICE_DELAY`] ago: a
+    /// storm of joins then wakes every writer once per delay, not once per join. Private frames
+    /// queued meanwhile are written before those notices (never before an earlier message: a
+    /// message always seals at once).
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let due = self.notice_deadline.is_some_and(|d| d <= now);
+        if self.stream.pending_messages() || due || !self.stream.has_pending() {
+            self.stream.seal();
+            self.notice_deadline = None;
+            return;
+        }
+        self.notice_deadline.get_or_insert(now + NOTICE_DELAY);
+        let sealed = self.stream.head();
+        for (_, item) in &mut self.pending {
+            if let Private::Frame { bpos, .. } = item {
+                *bpos = (*bpos).min(sealed);
             }
         }
     }
@@ -479,10 +520,20 @@ impl Owner {
     }
 
     fn queue(&mut self, conn: ConnId, frame: &ServerFrame) {
-        match encode_frame(frame) {
+        match self.encode(frame) {
             Ok(bytes) => self.queue_bytes(conn, bytes, 0),
             Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
         }
+    }
+
+    /// Encodes a frame into the scratch buffer and splits it off: one allocation per
+    /// [`SCRATCH_BYTES`] of frames instead of one (or several) per frame.
+    fn encode(&mut self, frame: &ServerFrame) -> Result<Bytes, TransportError> {
+        if self.scratch.capacity() - self.scratch.len() < SCRATCH_BYTES / 16 {
+            self.scratch.reserve(SCRATCH_BYTES);
+        }
+        encode_frame_into(frame, &mut self.scratch)?;
+        Ok(self.scratch.split().freeze())
     }
 
     fn queue_bytes(&mut self, conn: ConnId, bytes: Bytes, seq: u64) {

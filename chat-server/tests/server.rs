@@ -353,3 +353,42 @@ async fn shutdown_tells_clients() {
     let end = next_matching(&mut alice, |e| matches!(e, Event::Disconnected { .. })).await;
     assert!(matches!(end, Event::Disconnected { code: ErrorCode::ShuttingDown, .. }), "{end:?}");
 }
+
+#[tokio::test]
+async fn a_burst_of_joins_is_announced_completely_and_messages_keep_their_order() {
+    let server = start(config(None)).await;
+    let mut observer = join(server.addr, "observer").await;
+    let mut joins = Vec::new();
+    for i in 0..60 {
+        let addr = server.addr;
+        joins.push(tokio::spawn(async move { join(addr, &format!("u{i}")).await }));
+    }
+    observer.broadcast("during the burst").await.unwrap();
+    let mut clients = Vec::new();
+    for handle in joins {
+        clients.push(timeout(WAIT, handle).await.unwrap().unwrap());
+    }
+    observer.broadcast("after the burst").await.unwrap();
+    let mut joined = std::collections::BTreeSet::new();
+    let mut messages = Vec::new();
+    while joined.len() < 60 || messages.len() < 2 {
+        match timeout(WAIT, observer.next_event()).await.expect("events in time") {
+            Some(Event::PeerJoined(p)) => assert!(joined.insert(p.name), "each join announced once"),
+            Some(Event::Message(m)) => messages.push(m.body),
+            Some(other) => panic!("unexpected {other:?}"),
+            None => panic!("closed"),
+        }
+    }
+    assert_eq!(messages, ["during the burst", "after the burst"]);
+    // Everybody who joined sees the second message.
+    for chat in &mut clients {
+        let m = loop {
+            let m = next_message(chat).await;
+            if m.body == "after the burst" {
+                break m;
+            }
+        };
+        assert_eq!(m.sender, n("observer"));
+    }
+    server.stop().await;
+}

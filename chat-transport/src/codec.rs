@@ -16,7 +16,8 @@
 
 use std::marker::PhantomData;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::buf::BufMut;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -56,12 +57,22 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Transpor
     Ok(value)
 }
 
-/// Appends one complete frame (prefix + payload) for `value` to `dst`.
+/// Appends one complete frame (prefix + payload) for `value` to `dst`, encoding straight into `dst`
+/// (no intermediate buffer). On error `dst` is left as it was.
 pub fn encode_frame_into<T: Serialize>(value: &T, dst: &mut BytesMut) -> Result<(), TransportError> {
-    let payload = encode_payload(value)?;
-    dst.reserve(LEN_PREFIX + payload.len());
-    dst.put_u32(payload.len() as u32);
-    dst.put_slice(&payload);
+    let start = dst.len();
+    dst.put_u32(0);
+    let mut writer = (&mut *dst).writer();
+    if let Err(e) = bincode::serde::encode_into_std_write(value, &mut writer, config()) {
+        dst.truncate(start);
+        return Err(TransportError::Encode(e.to_string()));
+    }
+    let len = dst.len() - start - LEN_PREFIX;
+    if len > MAX_FRAME_LEN {
+        dst.truncate(start);
+        return Err(TransportError::FrameTooLarge { len: len as u64, max: MAX_FRAME_LEN });
+    }
+    dst[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())
 }
 
@@ -270,6 +281,17 @@ mod tests {
         payload.push(253); // varint marker for u64
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(matches!(decode_payload::<Sample>(&payload), Err(TransportError::Malformed(_))));
+    }
+
+    #[test]
+    fn encoding_into_a_buffer_appends_whole_frames_and_leaves_it_intact_on_error() {
+        let mut buf = BytesMut::from(&b"xy"[..]);
+        encode_frame_into(&Sample::Text("hello".into()), &mut buf).unwrap();
+        assert_eq!(&buf[..2], b"xy");
+        assert_eq!(&buf[2..], &encode_frame(&Sample::Text("hello".into())).unwrap()[..]);
+        let too_big = Sample::Numbers(vec![u64::MAX; MAX_FRAME_LEN / 8 + 1]);
+        assert!(matches!(encode_frame_into(&too_big, &mut buf), Err(TransportError::FrameTooLarge { .. })));
+        assert_eq!(buf.len(), 2 + encode_frame(&Sample::Text("hello".into())).unwrap().len());
     }
 
     #[test]
