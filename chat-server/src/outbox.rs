@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use chat_transport::codec::encode_frame_into;
 use chat_transport::{TransportError, encode_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::protocol::ServerFrame;
 
@@ -193,6 +193,75 @@ pub(crate) enum Private {
     },
 }
 
+/// A connection's bounded private queue. Unlike a channel it allocates nothing until used, and gives
+/// its memory back once drained, so 10 000 idle connections cost little.
+pub(crate) struct PrivateQueue {
+    items: Mutex<VecDeque<Private>>,
+    ready: Notify,
+    closed: AtomicBool,
+    capacity: usize,
+}
+
+impl PrivateQueue {
+    /// A queue holding at most `capacity` items, with its sending handle.
+    pub(crate) fn new(capacity: usize) -> (PrivateSender, Arc<PrivateQueue>) {
+        let queue = Arc::new(PrivateQueue {
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            capacity: capacity.max(1),
+        });
+        (PrivateSender(queue.clone()), queue)
+    }
+
+    fn items(&self) -> std::sync::MutexGuard<'_, VecDeque<Private>> {
+        self.items.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next item, if any.
+    fn pop(&self) -> Option<Private> {
+        let mut items = self.items();
+        let item = items.pop_front();
+        if items.is_empty() && items.capacity() > 64 {
+            *items = VecDeque::new();
+        }
+        item
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items().is_empty()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The owner's handle on a [`PrivateQueue`]; dropping it closes the queue (the writer then drains it
+/// and closes the connection).
+pub(crate) struct PrivateSender(Arc<PrivateQueue>);
+
+impl PrivateSender {
+    /// Queues `item`, or gives it back if the queue is full.
+    pub(crate) fn try_send(&self, item: Private) -> Result<(), Private> {
+        let mut items = self.0.items();
+        if items.len() >= self.0.capacity {
+            return Err(item);
+        }
+        items.push_back(item);
+        drop(items);
+        self.0.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for PrivateSender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+    }
+}
+
 /// Shared between the owner and a writer: how far the writer got.
 #[derive(Debug)]
 pub(crate) struct Progress {
@@ -211,7 +280,7 @@ impl Progress {
 /// The writer task of one connection.
 pub(crate) async fn write_loop(
     mut write: OwnedWriteHalf,
-    mut private: mpsc::Receiver<Private>,
+    private: Arc<PrivateQueue>,
     mut stream: StreamReader,
     mut kill: oneshot::Receiver<(ErrorCode, String)>,
     progress: Arc<Progress>,
@@ -220,18 +289,18 @@ pub(crate) async fn write_loop(
     let ping = encode_frame(&ServerFrame::Ping).expect("ping encodes");
     let mut cursor: Option<u64> = None;
     let mut kill_armed = true;
-    let mut private_open = true;
     let mut stream_open = true;
     let mut next: Option<Private> = None;
     let mut segments: Vec<Bytes> = Vec::new();
     loop {
+        // The owner forgot this connection (it left, or the server is stopping) and everything queued
+        // for it is written: close. The stream is not followed any further.
+        if next.is_none() && private.is_closed() && private.is_empty() {
+            break;
+        }
         // Wait only when there is nothing to write.
         let backlog = cursor.is_some_and(|c| c < *stream.head.borrow());
-        if next.is_none() && !backlog {
-            if !private_open {
-                // The owner forgot this connection and everything for it is written: close.
-                break;
-            }
+        if next.is_none() && !backlog && private.is_empty() {
             tokio::select! {
                 biased;
                 killed = &mut kill, if kill_armed => {
@@ -241,13 +310,7 @@ pub(crate) async fn write_loop(
                     }
                     continue;
                 }
-                item = private.recv(), if private_open => match item {
-                    Some(item) => next = Some(item),
-                    None => {
-                        private_open = false;
-                        continue;
-                    }
-                },
+                () = private.ready.notified() => {}
                 changed = stream.head.changed(), if cursor.is_some() && stream_open => {
                     // Err: the owner dropped the stream (shutdown); what was sealed stays readable.
                     stream_open = changed.is_ok();
@@ -266,15 +329,10 @@ pub(crate) async fn write_loop(
         while bytes < MAX_WRITE_BATCH && segments.len() < MAX_IOVECS {
             let item = match next.take() {
                 Some(item) => item,
-                None if private_open => match private.try_recv() {
-                    Ok(item) => item,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        private_open = false;
-                        break;
-                    }
+                None => match private.pop() {
+                    Some(item) => item,
+                    None => break,
                 },
-                None => break,
             };
             match item {
                 Private::Frame { bytes: frame, seq: s, bpos } => {
@@ -291,7 +349,7 @@ pub(crate) async fn write_loop(
                 Private::Subscribe { from } => cursor = Some(from),
             }
         }
-        if let Some(c) = cursor {
+        if let Some(c) = cursor.filter(|_| !private.is_closed()) {
             let head = *stream.head.borrow_and_update();
             let budget = MAX_WRITE_BATCH.saturating_sub(bytes) as u64;
             let to = head.min(c + budget.max(1));
@@ -321,6 +379,10 @@ pub(crate) async fn write_loop(
                     return;
                 }
             }
+        }
+        // An idle connection should not keep the segment list of its busiest moment (8 KiB budget per connection).
+        if segments.capacity() > 64 {
+            segments = Vec::new();
         }
         if let Some(c) = cursor {
             progress.cursor.store(c, Ordering::Release);

@@ -46,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::ServerError;
 use crate::journal::{FsyncPolicy, Journal, JournalConfig, JournalInput};
-use crate::outbox::{Private, Progress, Stream, StreamReader, write_loop};
+use crate::outbox::{Private, PrivateQueue, PrivateSender, Progress, Stream, StreamReader, write_loop};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::router::{Audience, ConnId, Input, Output, Router, RouterConfig, RouterState};
 
@@ -113,7 +113,7 @@ enum Inbound {
 
 /// The owner task's handle on one connection.
 struct ConnEntry {
-    private: mpsc::Sender<Private>,
+    private: PrivateSender,
     progress: Arc<Progress>,
     kill: Option<oneshot::Sender<(ErrorCode, String)>>,
     reader: AbortHandle,
@@ -278,7 +278,7 @@ async fn serve_connection(
         .await
         .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
     let (read, write) = stream.into_split();
-    let (private, rx) = mpsc::channel(settings.outbox);
+    let (private, rx) = PrivateQueue::new(settings.outbox);
     let (kill_tx, kill_rx) = oneshot::channel();
     let progress = Progress::new();
     tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));

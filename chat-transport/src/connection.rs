@@ -14,7 +14,7 @@ use crate::TransportError;
 use crate::codec::FrameCodec;
 
 /// Initial read buffer per connection: small, so idle connections cost little; it grows on demand.
-pub const INITIAL_READ_BUFFER: usize = 1024;
+pub const INITIAL_READ_BUFFER: usize = 256;
 
 /// Reads frames of type `In` from `R`.
 #[derive(Debug)]
