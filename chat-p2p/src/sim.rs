@@ -28,6 +28,9 @@ use crate::wire::Envelope;
 
 /// Most events processed by one [`Sim::run_for`] call, so every loop is bounded.
 const MAX_EVENTS_PER_RUN: usize = 2_000_000;
+/// Consecutive timer firings that leave a deadline in the past before the simulation calls it a
+/// busy loop (a bug: a real runtime would spin).
+const MAX_STALLED_TIMERS: usize = 1_000;
 
 /// One submitted message, as the simulation remembers it for the invariants.
 #[derive(Debug, Clone)]
@@ -89,6 +92,9 @@ pub struct Sim {
     cfg_template: (Duration, Duration, Duration),
     /// Deliveries per slot per incarnation, for checks that must ignore expelled incarnations.
     pub by_id: BTreeMap<NodeId, Vec<MessageId>>,
+    /// Print every delivered frame and fired timer to stderr (for reproducing a failing seed).
+    pub trace: bool,
+    origin: Instant,
 }
 
 fn ordered(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
@@ -98,10 +104,12 @@ fn ordered(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 impl Sim {
     /// `n` nodes that start joining one after the other (the first founds the group).
     pub fn new(seed: u64, n: usize) -> Self {
+        let origin = Instant::now();
         let mut sim = Sim {
+            origin,
             slots: Vec::new(),
             submitted: Vec::new(),
-            now: Instant::now(),
+            now: origin,
             rng: Rng::new(seed),
             seq: 0,
             queue: BinaryHeap::new(),
@@ -112,6 +120,7 @@ impl Sim {
             cut: BTreeSet::new(),
             cfg_template: (Duration::from_millis(50), Duration::from_millis(200), Duration::from_millis(300)),
             by_id: BTreeMap::new(),
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         };
         for i in 0..n {
             let name = UserName::new(format!("n{i}")).unwrap_or_else(|_| unreachable_name());
@@ -169,8 +178,15 @@ impl Sim {
         self.drain(i);
     }
 
+    fn note(&self, what: std::fmt::Arguments<'_>) {
+        if self.trace {
+            eprintln!("{:?} == {what}", self.now.duration_since(self.origin));
+        }
+    }
+
     /// Kills node `i` (no goodbye).
     pub fn crash(&mut self, i: usize) {
+        self.note(format_args!("crash {i}"));
         if self.slots[i].node.take().is_some() {
             self.slots[i].crashed_ever = true;
         }
@@ -179,6 +195,7 @@ impl Sim {
     /// Starts a new process for slot `i` (same name, new address) if it is down.
     pub fn restart(&mut self, i: usize) {
         if self.slots[i].node.as_ref().is_none_or(Node::is_closed) {
+            self.note(format_args!("restart {i}"));
             self.start(i);
         }
     }
@@ -195,6 +212,7 @@ impl Sim {
 
     /// Breaks the TCP link between `i` and `j`: frames in flight are lost, both ends notice.
     pub fn break_link(&mut self, i: usize, j: usize) {
+        self.note(format_args!("break {i}-{j}"));
         let (a, b) = (self.addrs[i], self.addrs[j]);
         *self.generation.entry(ordered(a, b)).or_default() += 1;
         self.notify_down(i, b);
@@ -211,6 +229,7 @@ impl Sim {
 
     /// Cuts every link between `side` and the other nodes.
     pub fn partition(&mut self, side: &[usize]) {
+        self.note(format_args!("partition {side:?}"));
         let n = self.slots.len();
         for &i in side {
             for j in (0..n).filter(|j| !side.contains(j)) {
@@ -222,6 +241,7 @@ impl Sim {
 
     /// Removes every cut.
     pub fn heal(&mut self) {
+        self.note(format_args!("heal"));
         self.cut.clear();
     }
 
@@ -262,7 +282,10 @@ impl Sim {
                         s.resolved = true;
                     }
                 }
-                Output::Joined { id } => self.slots[i].ids.push(id),
+                Output::Joined { id } => {
+                    self.note(format_args!("slot {i} joined as {id}"));
+                    self.slots[i].ids.push(id);
+                }
                 Output::Event(_) | Output::Refused { .. } => {}
             }
         }
@@ -292,6 +315,7 @@ impl Sim {
     /// Advances virtual time by `d`, delivering frames and firing timers in time order.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
+        let mut stalled = 0;
         for _ in 0..MAX_EVENTS_PER_RUN {
             let next_msg = self.queue.peek().map(|Reverse(f)| f.at);
             let next_timer = self
@@ -318,6 +342,13 @@ impl Sim {
                 let now = self.now;
                 if let Some(node) = self.slots[i].node.as_mut() {
                     node.handle_timeout(now);
+                    // A timer that does not move forward would make a real runtime spin.
+                    if node.poll_timeout().is_some_and(|t| t <= now) {
+                        stalled += 1;
+                        assert!(stalled < MAX_STALLED_TIMERS, "node {i}: handle_timeout does not advance its deadline");
+                    } else {
+                        stalled = 0;
+                    }
                 }
                 self.drain(i);
             }
@@ -336,6 +367,9 @@ impl Sim {
             Err(e) => panic!("frame does not decode: {e}"),
         };
         let now = self.now;
+        if self.trace && self.slots[j].node.is_some() {
+            eprintln!("{:?} {i}->{j} {:?}", now.duration_since(self.origin), env.wire);
+        }
         if let Some(node) = self.slots[j].node.as_mut() {
             node.handle(now, if f.datagram { Input::Datagram(env) } else { Input::Receive(env) });
         }

@@ -324,6 +324,8 @@ impl Node {
             Phase::Joining { retry_at, give_up_at, .. } => return Some(retry_at.min(give_up_at)),
             Phase::Member => match &self.coord {
                 Some(c) => Some(c.deadline()),
+                // While electing, the election's own deadlines drive progress.
+                None if self.bully.is_electing() => None,
                 None => Some(self.last_heard + self.cfg.timeout),
             },
         };

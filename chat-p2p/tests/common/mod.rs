@@ -7,8 +7,13 @@ use std::time::Duration;
 use chat_core::{MessageId, NodeId, Recipients};
 use chat_p2p::sim::Sim;
 
-/// Seeds per invariant file (five files: 1250 seeds in the default run).
-pub const SEEDS: u64 = 40;
+/// Seeds per invariant test in the default run (six tests: 3,000 seeds). `SIM_SEEDS=N` runs `N`
+/// seeds per test instead; `SIM_SEED=S` runs the single seed `S` (the reproduction command printed
+/// on failure); `SIM_TRACE=1` also prints every frame delivered and the state after every step.
+pub const SEEDS: u64 = 500;
+
+/// Most nodes in a scenario.
+pub const MAX_NODES: usize = 20;
 
 /// Which faults a seed may inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +24,22 @@ pub enum Faults {
     All,
 }
 
+/// The group size and number of chaos steps of a seed: 3 to 20 nodes, fewer steps for large groups
+/// (small groups are the common case and the fastest).
+pub fn shape(seed: u64) -> (usize, usize) {
+    let mix = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    match mix % 10 {
+        0..=5 => (3 + (mix / 10 % 4) as usize, 25),
+        6..=8 => (7 + (mix / 10 % 6) as usize, 18),
+        _ => (13 + (mix / 10 % (MAX_NODES as u64 - 12)) as usize, 12),
+    }
+}
+
 /// Runs one seeded scenario: form a group, chaos, heal, quiet, a final broadcast from everybody.
 pub fn run(seed: u64, faults: Faults) -> Sim {
-    let mut n = 3 + (seed % 4) as usize;
-    let mut steps = 25;
-    if seed % 25 == 7 {
-        n = 8 + (seed % 5) as usize; // up to 12 nodes, fewer steps
-        steps = 10;
-    }
+    let (n, steps) = shape(seed);
     let mut sim = Sim::new(seed, n);
+    let trace = sim.trace;
     sim.run_for(Duration::from_millis(1500));
     let mut counter = 0;
     for _ in 0..steps {
@@ -70,11 +82,17 @@ pub fn run(seed: u64, faults: Faults) -> Sim {
             88..=92 => sim.heal(),
             _ => {}
         }
+        if trace {
+            eprintln!("--- after step (roll {roll})\n{}", describe(&sim));
+        }
         let pause = sim.random(200);
         sim.run_for(Duration::from_millis(pause));
     }
     sim.heal();
     sim.run_for(Duration::from_secs(8));
+    if trace {
+        eprintln!("--- 8 s after the heal\n{}", describe(&sim));
+    }
     for i in sim.live() {
         sim.send(i, Recipients::Broadcast, &format!("final{i}"));
     }
@@ -82,13 +100,56 @@ pub fn run(seed: u64, faults: Faults) -> Sim {
     sim
 }
 
-/// Runs `check` over `SEEDS` seeds starting at `first`, printing the seed on failure.
-pub fn for_seeds(first: u64, faults: Faults, check: impl Fn(&Sim) -> Result<(), String>) {
-    for seed in first..first + SEEDS {
-        let sim = run(seed, faults);
-        if let Err(e) = check(&sim) {
-            panic!("seed {seed} ({faults:?}) broke the invariant: {e}\n{}", describe(&sim));
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse() {
+        Ok(v) => Some(v),
+        Err(_) => panic!("{name}={value:?} is not a number"),
+    }
+}
+
+/// Runs `check` over the seeds `first..first + SEEDS` (or `SIM_SEEDS` / `SIM_SEED`, see [`SEEDS`]),
+/// split over the available cores. On failure it panics with the seed, the broken invariant, a state
+/// dump and a one-line command reproducing exactly that seed. `test` is `"file::function"`.
+pub fn for_seeds(test: &str, first: u64, faults: Faults, check: impl Fn(&Sim) -> Result<(), String> + Sync) {
+    let seeds: Vec<u64> = match env_u64("SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (first..first + env_u64("SIM_SEEDS").unwrap_or(SEEDS)).collect(),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let failure = std::sync::Mutex::new(None::<(u64, String)>);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                // Bounded: each worker takes each seed at most once.
+                for _ in 0..seeds.len() {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(k) else { break };
+                    if failure.lock().map_or(true, |f| f.as_ref().is_some_and(|(s, _)| *s < seed)) {
+                        break;
+                    }
+                    let sim = run(seed, faults);
+                    if let Err(e) = check(&sim) {
+                        let report = format!("{e}\n{}", describe(&sim));
+                        if let Ok(mut f) = failure.lock() {
+                            if f.as_ref().is_none_or(|(s, _)| seed < *s) {
+                                *f = Some((seed, report));
+                            }
+                        }
+                    }
+                }
+            });
         }
+    });
+    let failure = failure.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some((seed, report)) = failure {
+        let (file, function) = test.split_once("::").unwrap_or((test, ""));
+        let (n, steps) = shape(seed);
+        panic!(
+            "seed {seed} ({faults:?}, {n} nodes, {steps} steps) broke the invariant: {report}\n\
+             reproduce: SIM_SEED={seed} cargo test -p chat-p2p --test {file} -- --exact {function}"
+        );
     }
 }
 
