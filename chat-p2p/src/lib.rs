@@ -12,13 +12,28 @@
 //! | `wire`       | every protocol message ([`wire::Wire`]) and its envelope                     |
 //! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing    |
 //! | `sim`        | a seeded in-memory simulation of many nodes with crashes and partitions      |
+//! | `runtime`    | the async shell: one task owning the node, TCP links, multicast, the clock   |
+//! | `handle`     | [`join`], [`P2pConfig`], [`P2pTransport`] (a [`chat_core::Transport`])      |
+//! | `error`      | [`P2pError`]                                                                 |
 //!
-//! Status: the sans-IO core and its simulation are done; the async runtime over TCP/UDP
-//! (`P2pTransport`, `join`) is not written yet.
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use chat_core::{Chat, UserName};
+//! let transport = chat_p2p::join(chat_p2p::P2pConfig::new(UserName::new("alice")?)).await?;
+//! let mut chat = Chat::new(transport);
+//! chat.broadcast("hello").await?;
+//! # Ok(()) }
+//! ```
 
 pub mod election;
+mod error;
+mod handle;
 pub mod membership;
 pub mod node;
 pub mod ordering;
+pub mod runtime;
 pub mod sim;
 pub mod wire;
+
+pub use error::P2pError;
+pub use handle::{P2pConfig, P2pTransport, join};

@@ -1,0 +1,217 @@
+//! The program's side of a P2P node: [`join`], [`P2pConfig`] and [`P2pTransport`], which
+//! implements [`chat_core::Transport`].
+//!
+//! [`join`] binds the TCP listener and the multicast socket, starts the node task (see
+//! [`crate::runtime`]) and resolves once the node is a member of a group, having been admitted by
+//! its coordinator or having founded the group itself when nobody answered within
+//! [`P2pConfig::join_timeout`]. Every method of the handle is a short hand-off to that task
+//! through bounded channels.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::{ChatMessage, CoreError, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName};
+use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::P2pError;
+use crate::node::{Node, NodeConfig};
+use crate::runtime::{Command, Driver, EVENT_QUEUE, Shared, now};
+
+/// Local commands queued for the node task.
+const COMMAND_QUEUE: usize = 64;
+
+/// Settings of a P2P node.
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    /// The user name to join with (unique in the group).
+    pub name: UserName,
+    /// TCP address to listen on (default `127.0.0.1:0`, any free port). An unspecified IP
+    /// (`0.0.0.0`) is advertised as [`P2pConfig::interface`].
+    pub listen: SocketAddr,
+    /// Multicast group and port for discovery (default [`DEFAULT_GROUP`], administratively scoped).
+    pub group: SocketAddrV4,
+    /// Interface for multicast (default `127.0.0.1`: this machine only; a LAN address for a LAN).
+    pub interface: Ipv4Addr,
+    /// Known nodes to join through, besides multicast discovery.
+    pub peers: Vec<SocketAddr>,
+    /// Coordinator heartbeat interval (default 250 ms).
+    pub heartbeat: Duration,
+    /// Silence after which a coordinator or member is considered dead (default 1 s).
+    pub timeout: Duration,
+    /// How long to look for a coordinator before founding a group (default 1.5 s).
+    pub join_timeout: Duration,
+    /// Messages kept in the history and sent to joiners (default 1000).
+    pub history: usize,
+}
+
+impl P2pConfig {
+    /// The defaults for `name`: loopback only, heartbeat 250 ms, timeout 1 s.
+    pub fn new(name: UserName) -> Self {
+        let node = NodeConfig::new(name.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 0);
+        P2pConfig {
+            name,
+            listen: node.addr,
+            group: DEFAULT_GROUP,
+            interface: Ipv4Addr::LOCALHOST,
+            peers: Vec::new(),
+            heartbeat: node.heartbeat,
+            timeout: node.timeout,
+            join_timeout: node.join_timeout,
+            history: node.history,
+        }
+    }
+}
+
+/// A running P2P node, seen as a [`Transport`].
+///
+/// Dropping it without [`Transport::leave`] leaves anyway (in the background).
+pub struct P2pTransport {
+    name: UserName,
+    addr: SocketAddr,
+    commands: mpsc::Sender<Command>,
+    shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    events: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    left: bool,
+}
+
+/// Starts a node and joins (or founds) a group.
+///
+/// Fails with [`P2pError::Refused`] (e.g. `name_taken`) if the coordinator refuses the name, with
+/// [`P2pError::Bind`] if a socket cannot be bound.
+pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
+    let mut addr = listener.local_addr().map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(config.interface));
+    }
+    let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
+    let discovery =
+        DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
+
+    let mut node_config = NodeConfig::new(config.name.clone(), addr, seed(addr));
+    node_config.peers = config.peers.clone();
+    node_config.heartbeat = config.heartbeat;
+    node_config.timeout = config.timeout;
+    node_config.join_timeout = config.join_timeout;
+    node_config.history = config.history;
+    let node = Node::new(now(), node_config);
+
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (shutdown, shutdown_rx) = mpsc::channel(1);
+    let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let (ready_tx, ready) = oneshot::channel();
+    let shared = Arc::new(Shared::default());
+    let driver = Driver::start(node, addr, listener, discovery, event_tx, ready_tx, Arc::clone(&shared));
+    let task = tokio::spawn(driver.run(shutdown_rx, command_rx));
+
+    // Generous: joining takes at most the join timeout plus an election.
+    let limit = config.join_timeout * 4 + config.timeout * 4 + Duration::from_secs(5);
+    let outcome = match tokio::time::timeout(limit, ready).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err(P2pError::Stopped),
+        Err(_) => Err(P2pError::Timeout(limit)),
+    };
+    match outcome {
+        Ok(()) => Ok(P2pTransport { name: config.name, addr, commands, shutdown, events, shared, task, left: false }),
+        Err(e) => {
+            task.abort();
+            Err(e)
+        }
+    }
+}
+
+/// A per-process random seed for the node's nonces and ID blocks.
+fn seed(addr: SocketAddr) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    addr.hash(&mut h);
+    std::process::id().hash(&mut h);
+    h.finish()
+}
+
+fn closed() -> CoreError {
+    CoreError::Closed("the p2p node has stopped".into())
+}
+
+impl P2pTransport {
+    /// The TCP address this node listens on and advertises.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the node abruptly, telling nobody: every socket closes as if the process died.
+    /// For failure tests; programs should [`Transport::leave`].
+    pub fn abort(&mut self) {
+        self.left = true;
+        self.task.abort();
+        self.events.close();
+    }
+
+    /// Whether the node task has stopped (after leave, abort, refusal or a slow consumer).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+#[async_trait]
+impl Transport for P2pTransport {
+    fn local_name(&self) -> &UserName {
+        &self.name
+    }
+
+    fn local_node_id(&self) -> Option<NodeId> {
+        self.shared.node_id.lock().ok().and_then(|g| *g)
+    }
+
+    async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Send { msg, reply }).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    async fn recv(&mut self) -> Option<Event> {
+        match self.events.recv().await {
+            Some(event) => Some(event),
+            None => {
+                let ended = self.shared.ended.lock().ok().and_then(|mut g| g.take());
+                ended.map(|(code, reason)| Event::Disconnected { code, reason })
+            }
+        }
+    }
+
+    async fn peers(&self) -> Result<Vec<PeerInfo>, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Peers { reply }).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::History { limit, reply }).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
+    }
+
+    async fn leave(&mut self) -> Result<(), CoreError> {
+        if self.left {
+            return Ok(());
+        }
+        self.left = true;
+        let (reply, rx) = oneshot::channel();
+        if self.shutdown.send(reply).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.events.close();
+        Ok(())
+    }
+}
