@@ -8,8 +8,8 @@
 //! | `Joined` / `Left`       | TCP                | coordinator → members     | membership changes                       |
 //! | `Heartbeat` / `Alive`   | TCP                | coordinator ⇄ member      | failure detection, commit point, clock   |
 //! | `Beacon`                | multicast          | coordinator → group       | lets partitioned coordinators find each other |
-//! | `Merge`                 | TCP                | lower coordinator → higher| "take my members", after a partition heals |
-//! | `NotMember` / `Stale`   | TCP                | coordinator / member      | "rejoin" / "your term is over"           |
+//! | `Merge`                 | TCP                | (legacy)                  | no longer sent; ignored on receipt       |
+//! | `NotMember` / `Stale`   | TCP                | coordinator / member      | "rejoin" / "your term is over: rejoin at `addr`" (also a lower coordinator handing its group to a higher one after a heal) |
 //! | `Election(..)`          | TCP                | any                       | Bully: see [`crate::election`]           |
 //! | `Submit`                | TCP                | sender → coordinator      | a message to order (`MessageId` = dedup key) |
 //! | `Order`                 | TCP                | coordinator → every member| position + text (or `Hidden` for non-recipients) |
@@ -105,6 +105,9 @@ pub enum Wire {
         addr: SocketAddr,
         /// Random number echoed in the answer.
         nonce: u64,
+        /// The joiner's Lamport counter: the coordinator observes it before admitting, so whatever
+        /// the joiner delivers next is stamped above what it delivered before (in another group).
+        clock: u64,
     },
     /// Admission.
     JoinAck {
@@ -167,7 +170,8 @@ pub enum Wire {
         /// Its address.
         addr: SocketAddr,
     },
-    /// A lower coordinator hands its members to a higher one.
+    /// Legacy: a lower coordinator handed its members to a higher one. No longer sent (groups now
+    /// merge by rejoining the higher coordinator, see `Stale`); ignored on receipt.
     Merge {
         /// The members, the sender included.
         members: Vec<Member>,
@@ -179,7 +183,8 @@ pub enum Wire {
         /// The coordinator's term.
         term: Term,
     },
-    /// "Your term is over; the current coordinator is at `addr`."
+    /// "Your term is over; the current coordinator is at `addr`": the receiver rejoins there. Sent
+    /// by a member to a stale coordinator, and by a coordinator that hands its group to a higher one.
     Stale {
         /// The current term.
         term: Term,

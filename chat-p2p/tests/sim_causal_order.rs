@@ -5,6 +5,6 @@ mod common;
 use common::{Faults, causal_order, for_seeds};
 
 #[test]
-fn causal_order_under_faults() {
-    for_seeds("sim_causal_order::causal_order_under_faults", 3000, Faults::All, causal_order);
+fn causal_order_under_crashes_and_restarts() {
+    for_seeds("sim_causal_order::causal_order_under_crashes_and_restarts", 3000, Faults::Crashes, causal_order);
 }

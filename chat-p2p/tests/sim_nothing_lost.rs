@@ -5,7 +5,7 @@ mod common;
 use common::{Faults, for_seeds, nothing_lost};
 
 #[test]
-#[ignore = "a final broadcast is not delivered everywhere after partitions (seed 4005)"]
-fn nothing_lost_under_faults() {
-    for_seeds("sim_nothing_lost::nothing_lost_under_faults", 4000, Faults::All, nothing_lost);
+#[ignore = "a live sender's message can stay pending after repeated failovers (seed 4288)"]
+fn nothing_lost_under_crashes_and_restarts() {
+    for_seeds("sim_nothing_lost::nothing_lost_under_crashes_and_restarts", 4000, Faults::Crashes, nothing_lost);
 }

@@ -10,7 +10,6 @@ fn one_coordinator_after_crashes() {
 }
 
 #[test]
-#[ignore = "partition-heal merge does not always converge yet (seed 10003)"]
 fn one_coordinator_after_partitions() {
     for_seeds("sim_one_coordinator::one_coordinator_after_partitions", 10_000, Faults::All, one_coordinator);
 }

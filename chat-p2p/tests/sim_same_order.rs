@@ -5,6 +5,6 @@ mod common;
 use common::{Faults, for_seeds, same_order};
 
 #[test]
-fn same_order_under_faults() {
-    for_seeds("sim_same_order::same_order_under_faults", 2000, Faults::All, same_order);
+fn same_order_under_crashes_and_restarts() {
+    for_seeds("sim_same_order::same_order_under_crashes_and_restarts", 2000, Faults::Crashes, same_order);
 }

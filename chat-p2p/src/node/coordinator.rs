@@ -8,9 +8,15 @@ use std::time::Instant;
 use chat_core::{ChatMessage, DedupWindow, ErrorCode, Event, MessageBuffer, NodeId, Recipients, Timestamp, UserName};
 
 use super::{MAX_PEERS, Node};
-use crate::election::{ElectionInput, Term};
+use crate::election::Term;
 use crate::ordering::{FRAME_BUDGET, Report, Sequencer, entry_for, plan_fills};
 use crate::wire::{Entry, Envelope, Member, Submission, Wire};
+
+/// Whether coordinator term `a` wins over `b` when two groups meet: the higher coordinator ID
+/// (Bully's rule), the higher epoch between equal IDs.
+pub(super) fn outranks(a: Term, b: Term) -> bool {
+    (a.coordinator, a.epoch) > (b.coordinator, b.epoch)
+}
 
 /// Heartbeats between two multicast beacons.
 const BEACON_EVERY: u32 = 4;
@@ -159,7 +165,8 @@ impl Node {
     /// Handles what only a coordinator handles; false to fall through to the member side.
     pub(super) fn coordinator_receive(&mut self, now: Instant, env: &Envelope) -> bool {
         let Some(from) = env.from else {
-            if let Wire::JoinRequest { name, addr, nonce } = &env.wire {
+            if let Wire::JoinRequest { name, addr, nonce, clock } = &env.wire {
+                self.clock.observe(Timestamp::new(*clock, NodeId::default()));
                 self.on_join_request(now, name.clone(), *addr, *nonce);
                 return true;
             }
@@ -186,7 +193,12 @@ impl Node {
             }
             Wire::Alive { .. } if member => {}
             Wire::Leave if member => self.remove_member(now, from),
-            Wire::Merge { members, epoch } => self.on_merge(now, members.clone(), *epoch),
+            // A node this coordinator dropped (silence, broken link) still follows it: tell it to
+            // rejoin instead of answering its elections forever.
+            Wire::Election(_) if !member && from != self.me() => {
+                self.send_to(env.addr, Wire::NotMember { term });
+            }
+            Wire::Merge { .. } => {} // no longer sent: groups merge by rejoining (see `on_beacon`)
             Wire::Stale { term: newer, addr } if *newer > term => {
                 tracing::info!(me = %self.me(), newer = %newer, "stale coordinator: rejoining the current group");
                 self.rejoin(now, Some(*addr));
@@ -347,43 +359,31 @@ impl Node {
         self.event(Event::PeerLeft(info));
     }
 
-    pub(super) fn on_beacon(&mut self, now: Instant, term: Term, addr: SocketAddr) {
-        let me = self.me();
-        let Some(c) = self.coord.as_ref() else { return };
-        if c.syncing.is_some() || term.coordinator <= me {
+    /// Another coordinator's beacon: after a partition heals, the coordinator with the lower
+    /// `(ID, epoch)` hands its whole group over. It tells every member (`Stale`, with the winner's
+    /// address) and rejoins the winner itself; the members rejoin too and get fresh IDs from the
+    /// winner's allocator. Their unordered messages stay pending and are resubmitted after the join.
+    ///
+    /// A member that knows no coordinator hearing the beacon of a coordinator outside its view (it
+    /// was left behind by its group) joins that coordinator.
+    pub(super) fn on_beacon(&mut self, now: Instant, other: Term, addr: SocketAddr) {
+        if self.coord.is_none() && self.term().is_none() && !self.view.contains(other.coordinator) {
+            tracing::info!(me = %self.me(), %other, "no coordinator here: joining the beaconing one");
+            self.rejoin(now, Some(addr));
             return;
         }
-        tracing::info!(%me, other = %term.coordinator, "found a higher coordinator: merging into its group");
-        let members: Vec<Member> = self.view.iter().cloned().collect();
-        self.send_to(addr, Wire::Merge { members, epoch: self.bully.max_epoch() });
-        self.coord = None;
-        self.bully.step_down();
-        self.last_heard = now;
-    }
-
-    fn on_merge(&mut self, now: Instant, members: Vec<Member>, epoch: u64) {
-        self.bully.observe_epoch(epoch);
-        let mut added = false;
-        for m in members {
-            self.alloc.observe(m.id);
-            if self.view.contains(m.id) || self.view.by_name(&m.name).is_some() || self.view.len() >= MAX_PEERS {
-                continue;
-            }
-            let id = m.id;
-            self.view.insert(m);
-            added = true;
-            if let Some(info) = self.peer_info(id) {
-                self.event(Event::PeerJoined(info));
+        let Some(mine) = self.term() else { return };
+        if self.coord.is_none() || addr == self.cfg.addr || !outranks(other, mine) {
+            return;
+        }
+        tracing::info!(me = %self.me(), %other, "found a higher coordinator: handing the group over");
+        let me = self.me();
+        for id in self.view.ids() {
+            if id != me {
+                self.send_id(id, Wire::Stale { term: other, addr });
             }
         }
-        if added {
-            self.sync_peers();
-            // A new term over the merged group (or a higher merged node wins it).
-            self.bully.step_down();
-            self.coord = None;
-            self.bully.handle(now, ElectionInput::Start);
-            self.pump_election(now);
-        }
+        self.rejoin(now, Some(addr));
     }
 
     pub(super) fn coordinator_timeout(&mut self, now: Instant) {

@@ -26,7 +26,8 @@ impl Node {
     }
 
     pub(super) fn send_join_requests(&mut self, nonce: u64, target: Option<SocketAddr>) {
-        let wire = Wire::JoinRequest { name: self.cfg.name.clone(), addr: self.cfg.addr, nonce };
+        let clock = self.clock.counter();
+        let wire = Wire::JoinRequest { name: self.cfg.name.clone(), addr: self.cfg.addr, nonce, clock };
         let env = self.envelope(wire.clone());
         self.out.push_back(Output::Multicast(env));
         let mut targets = self.cfg.peers.clone();
@@ -182,7 +183,9 @@ impl Node {
         };
         let from_coordinator = self.coordinator() == Some(from);
         match env.wire {
-            Wire::Election(msg) => {
+            // Elections are held within a group: a node outside the view (an orphan of an older
+            // group, or a member of another one) is not answered, so it cannot stall here.
+            Wire::Election(msg) if self.view.contains(from) => {
                 self.bully.handle(now, ElectionInput::Receive { from, msg });
                 self.pump_election(now);
             }
@@ -229,6 +232,10 @@ impl Node {
                     self.sync_peers();
                     self.event(Event::PeerLeft(info));
                 }
+            }
+            Wire::Stale { term, addr } if from_coordinator && self.term().is_some_and(|t| t != term) => {
+                tracing::info!(me = ?self.id, winner = %term, "the group is handed over: rejoining");
+                self.rejoin(now, Some(addr));
             }
             Wire::NotMember { .. } if from_coordinator => {
                 tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");

@@ -404,7 +404,8 @@ impl Node {
         if datagram {
             match env.wire {
                 Wire::Beacon { term, addr } => self.on_beacon(now, term, addr),
-                Wire::JoinRequest { name, addr, nonce } if self.coord.is_some() => {
+                Wire::JoinRequest { name, addr, nonce, clock } if self.coord.is_some() => {
+                    self.clock.observe(chat_core::Timestamp::new(clock, NodeId::default()));
                     self.on_join_request(now, name, addr, nonce)
                 }
                 _ => {}
