@@ -18,8 +18,8 @@ use std::marker::PhantomData;
 
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::TransportError;
@@ -51,6 +51,20 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Transpor
     }
     let (value, used) =
         bincode::serde::decode_from_slice(payload, config()).map_err(|e| TransportError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(TransportError::Malformed(format!("{} trailing bytes", payload.len() - used)));
+    }
+    Ok(value)
+}
+
+/// Decodes a payload into a type that may borrow from it (`&str` fields instead of `String`):
+/// no allocation per string, for hot paths that only look at a message. Trailing bytes are an error.
+pub fn decode_payload_borrowed<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<T, TransportError> {
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(TransportError::FrameTooLarge { len: payload.len() as u64, max: MAX_FRAME_LEN });
+    }
+    let (value, used) = bincode::serde::borrow_decode_from_slice(payload, config())
+        .map_err(|e| TransportError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(TransportError::Malformed(format!("{} trailing bytes", payload.len() - used)));
     }

@@ -18,7 +18,7 @@ mod error;
 pub mod handshake;
 pub mod memory;
 
-pub use codec::{FrameCodec, MAX_FRAME_LEN, decode_payload, encode_frame, encode_payload};
+pub use codec::{FrameCodec, MAX_FRAME_LEN, decode_payload, decode_payload_borrowed, encode_frame, encode_payload};
 pub use connection::{Connection, FrameReader, FrameWriter, INITIAL_READ_BUFFER};
 pub use error::TransportError;
 pub use handshake::{PROTOCOL_VERSION, Role, handshake};
