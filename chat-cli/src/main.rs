@@ -188,9 +188,46 @@ async fn connect(cli: &Cli, name: UserName) -> std::result::Result<Chat, JoinFai
                 Err(e) => Err(JoinFailure { code: chat_core::ErrorCode::Disconnected, message: e.to_string() }),
             }
         }
-        Mode::P2p => Err(JoinFailure {
-            code: chat_core::ErrorCode::Disconnected,
-            message: "p2p mode is not available in this build yet".into(),
-        }),
+        Mode::P2p => {
+            let config = p2p_config(cli, name)
+                .map_err(|message| JoinFailure { code: chat_core::ErrorCode::BadCommand, message })?;
+            match chat_p2p::join(config).await {
+                Ok(transport) => Ok(Chat::new(transport)),
+                Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
+            }
+        }
     }
+}
+
+/// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,
+/// `--timeout-ms`) onto the node's settings; unset flags keep [`chat_p2p::P2pConfig::new`]'s defaults.
+fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pConfig, String> {
+    let mut config = chat_p2p::P2pConfig::new(name);
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(group) = &cli.group {
+        config.group = match (group.parse::<std::net::SocketAddrV4>(), group.parse::<std::net::Ipv4Addr>()) {
+            (Ok(addr), _) => addr,
+            (_, Ok(ip)) => std::net::SocketAddrV4::new(ip, config.group.port()),
+            _ => {
+                return Err(format!("bad --group {group:?}: expected a multicast IPv4 address, optionally with :PORT"));
+            }
+        };
+        if !config.group.ip().is_multicast() {
+            return Err(format!("bad --group {group:?}: {} is not a multicast address", config.group.ip()));
+        }
+    }
+    if let Some(interface) = &cli.interface {
+        config.interface =
+            interface.parse().map_err(|_| format!("bad --interface {interface:?}: expected an IPv4 address"))?;
+    }
+    config.peers = cli.peers.clone();
+    if let Some(ms) = cli.heartbeat_ms {
+        config.heartbeat = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = cli.timeout_ms {
+        config.timeout = Duration::from_millis(ms.max(1));
+    }
+    Ok(config)
 }
