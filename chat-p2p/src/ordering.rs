@@ -68,11 +68,17 @@ impl Log {
         true
     }
 
-    /// Highest index of `term` held or delivered.
+    /// Highest index of `term` up to which every position is held or delivered (contiguous: a
+    /// gap stops it, so an acknowledgement never covers an entry this member lacks).
     pub fn held_index(&self, term: Term) -> u64 {
-        let held = self.received.range(Pos::new(term, 0)..=Pos::new(term, u64::MAX)).next_back().map(|(p, _)| p.index);
-        let done = self.last.filter(|l| l.term == term).map(|l| l.index);
-        held.max(done).unwrap_or(0)
+        let mut index = self.last.filter(|l| l.term == term).map_or(0, |l| l.index);
+        for pos in self.received.range(Pos::new(term, index + 1)..=Pos::new(term, u64::MAX)).map(|(p, _)| p) {
+            if pos.index != index + 1 {
+                break;
+            }
+            index = pos.index;
+        }
+        index
     }
 
     /// The term of the newest entry held or delivered: the lineage this member is in.

@@ -5,7 +5,6 @@ mod common;
 use common::{Faults, for_seeds, nothing_lost};
 
 #[test]
-#[ignore = "a live sender's message can stay pending after repeated failovers (seed 4288)"]
 fn nothing_lost_under_crashes_and_restarts() {
     for_seeds("sim_nothing_lost::nothing_lost_under_crashes_and_restarts", 4000, Faults::Crashes, nothing_lost);
 }

@@ -205,7 +205,9 @@ impl Node {
                     }
                 }
             }
-            Wire::Order { pos, entry, unknown } if from_coordinator => {
+            // Kept even while this node is between coordinators (it re-adopts the same term after an
+            // election): positions are unique per term, and dropping it would leave a gap.
+            Wire::Order { pos, entry, unknown } if from_coordinator || from == pos.term.coordinator => {
                 self.last_heard = now;
                 self.log.receive(pos, entry, unknown);
                 if Some(pos.term) == self.term() {

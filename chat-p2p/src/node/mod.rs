@@ -386,6 +386,11 @@ impl Node {
             self.become_coordinator(now, term);
         } else {
             self.coord = None;
+            // Acknowledge what arrived while no coordinator was known, so commits resume.
+            let index = self.log.held_index(term);
+            if index > 0 {
+                self.send_id(term.coordinator, Wire::Ack { term, index });
+            }
         }
         if let Some(m) = self.view.get(term.coordinator) {
             let event = Event::CoordinatorChanged { name: m.name.clone(), node_id: m.id, epoch: term.epoch };
