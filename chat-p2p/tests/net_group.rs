@@ -362,3 +362,23 @@ async fn a_restarted_old_coordinator_does_not_make_two_coordinators() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_through_a_known_peer_without_multicast() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let alice = start("alice", 47_606).await;
+        // Bob listens on another multicast port: only `peers` can lead him to alice.
+        let mut cfg = config("bob", 47_607);
+        cfg.peers = vec![alice.local_addr()];
+        let bob = match tokio::time::timeout(Duration::from_secs(10), join(cfg)).await {
+            Ok(Ok(t)) => t,
+            other => panic!("bob could not join through alice: {:?}", other.map(|r| r.map(|_| ()))),
+        };
+        let nodes = vec![alice, bob];
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        wait_agreed(&refs, 2).await;
+        stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
