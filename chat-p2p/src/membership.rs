@@ -15,17 +15,18 @@
 //! the same tag, probability 2^-32 per pair of concurrent terms. IDs are never reused: a node that
 //! leaves, is expelled or restarts gets a new one, and a tag is drawn again only if it was never
 //! seen. Bully ranks nodes by these IDs.
-
-What is guaranteed, precisely:
-- Within one group lineage (no partition), IDs are deterministic-unique: one coordinator hands out
-  `k = 1, 2, ...` of a block nobody in the group has seen, and every member remembers every tag.
-- After a partition heals, the lower coordinator's whole side rejoins the higher coordinator and
-  gets fresh IDs from its allocator, so the healed group holds no duplicate even if the two sides
-  had drawn the same tag (the simulation checks this: `tests/sim_unique_ids.rs`).
-- Across concurrent partitions, an ID may be handed out twice (to different names) only if two
-  coordinators draw the same 32-bit tag: probability about 2^-32 per pair of concurrent terms.
-Not done yet: replicating the allocator's high-water mark in heartbeats, which would make
-uniqueness deterministic within a lineage even when the tags seen are not all known.
+//!
+//! What is guaranteed, precisely:
+//! - Within one group lineage (no partition), IDs are deterministic-unique: one coordinator hands out
+//!   `k = 1, 2, ...` of a block nobody in the group has seen, and every member remembers every tag.
+//! - After a partition heals, the lower coordinator's whole side rejoins the higher coordinator and
+//!   gets fresh IDs from its allocator, so the healed group holds no duplicate even if the two sides
+//!   had drawn the same tag (the simulation checks this: `tests/sim_unique_ids.rs`).
+//! - Across concurrent partitions, an ID may be handed out twice (to different names) only if two
+//!   coordinators draw the same 32-bit tag: probability about 2^-32 per pair of concurrent terms.
+//!
+//! Not done yet: replicating the allocator's high-water mark in heartbeats, which would make
+//! uniqueness deterministic within a lineage even when the tags seen are not all known.
 
 use std::collections::{BTreeMap, BTreeSet};
 
