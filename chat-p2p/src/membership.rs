@@ -109,8 +109,11 @@ impl View {
         self.members = members.into_iter().map(|m| (m.id, m)).collect();
     }
 
-    /// Adds or updates a member; returns whether it is new.
+    /// Adds or updates a member; returns whether it is new. Names are unique in a group, so an entry
+    /// with the same name and another ID is an earlier incarnation of that user (it crashed and
+    /// rejoined, possibly while this node missed its departure): it is replaced.
     pub fn insert(&mut self, member: Member) -> bool {
+        self.members.retain(|id, m| *id == member.id || m.name != member.name);
         self.members.insert(member.id, member).is_none()
     }
 
@@ -181,6 +184,16 @@ mod tests {
         a.new_block();
         let fresh = a.next_id(&mut rng);
         assert!(ids.iter().all(|id| id.0 / BLOCK_SIZE != fresh.0 / BLOCK_SIZE));
+    }
+
+    #[test]
+    fn a_rejoined_name_replaces_its_earlier_incarnation() {
+        let mut v = View::default();
+        assert!(v.insert(member(1, "alice")));
+        assert!(v.insert(member(2, "bob")));
+        assert!(v.insert(member(7, "alice")));
+        assert_eq!(v.ids(), vec![NodeId(2), NodeId(7)]);
+        assert!(!v.insert(member(7, "alice")), "same id: an update");
     }
 
     #[test]
