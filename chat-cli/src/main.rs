@@ -102,7 +102,10 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
     let addr = server.local_addr()?;
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
     out.listening(&addr.to_string());
-    server.run(shutdown_signal()).await.context("server failed")?;
+    // Run the server as a task on the worker threads rather than on this thread (`block_on`): the owner
+    // task and the connection tasks then share workers, and a message crosses no thread boundary that
+    // it need not (on one core: none at all).
+    tokio::spawn(server.run(shutdown_signal())).await.context("server task failed")?.context("server failed")?;
     out.info("server stopped");
     Ok(ExitCode::SUCCESS)
 }

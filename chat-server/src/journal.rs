@@ -43,8 +43,10 @@
 //! A dedicated OS thread owns the file. [`Journal::send`] hands inputs to it over a bounded channel of
 //! [`CHANNEL_CAPACITY`] (65 536) inputs, so logging never blocks the router's fan-out unless the disk
 //! falls that far behind (then `send` waits: back-pressure). Group commit: the thread waits for one
-//! input, takes everything else already queued (at most [`MAX_BATCH`] = 65 536), encodes it all plus
-//! one `Consumed` record into one buffer and writes it with a single `write_all`. With no input it
+//! input, then takes everything that arrives within [`LINGER`] (1 ms; at most [`MAX_BATCH`] = 65 536
+//! inputs), encodes it all plus one `Consumed` record into one buffer and writes it with a single
+//! `write_all`. Delivery to clients never waits for the journal: a message is logged at most about
+//! one batch (a millisecond plus the write and sync) after it is delivered. With no input it
 //! wakes every [`IDLE_TICK`] (50 ms) to write advanced watermarks.
 //!
 //! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                                   | lost on power failure |
@@ -102,6 +104,10 @@ pub const MARKS_PER_RECORD: usize = 1024;
 
 /// How often an idle writer wakes to write advanced watermarks (50 ms).
 pub const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// How long the writer keeps gathering inputs after the first one of a batch (group commit window).
+/// Delivery never waits for the journal, so this delays only the log, not the chat.
+pub const LINGER: Duration = Duration::from_millis(1);
 
 /// When the journal is forced to stable storage (see the module docs). Parsed from and displayed as
 /// `batch`, `never` or `interval:MS` (milliseconds, e.g. `interval:100`).
