@@ -1,83 +1,29 @@
 //! Cross-process tests of `--mode p2p`: real `chat-cli` processes discover each other by multicast
 //! on 127.0.0.1 (a test-unique port), chat, and survive the coordinator being killed with SIGKILL.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(15);
+use common::Proc;
+
 /// The multicast group of this test file: loopback only, a port no other test uses.
 const GROUP: &str = "239.255.77.77:47701";
-
-/// A child process that is killed if the test ends early; every event it printed is kept.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<Value>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn spawn(name: &str) -> Proc {
     let args =
         ["--mode", "p2p", "--json", "--name", name, "--group", GROUP, "--heartbeat-ms", "50", "--timeout-ms", "300"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chat-cli starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let stdin = child.stdin.take();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Proc { name: name.into(), child, stdin, lines, seen: Vec::new() }
+    common::spawn(name, &args)
 }
 
-impl Proc {
-    /// The next JSON event; every stdout line must be one JSON object.
-    fn event(&mut self) -> Value {
-        let line = self.lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("{}: no event in time", self.name));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
-        self.seen.push(v.clone());
-        v
-    }
+/// P2P-specific queries.
+trait P2pProc {
+    fn peers(&mut self) -> Vec<(String, bool)>;
+    fn last_coordinator(&self) -> Option<String>;
+}
 
-    /// Skips events until one has this type.
-    fn event_of(&mut self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            let e = self.event();
-            if e["type"] == kind {
-                return e;
-            }
-        }
-        panic!("{}: no {kind} event in time", self.name)
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to chat-cli");
-        stdin.flush().expect("flush");
-    }
-
+impl P2pProc for Proc {
     /// The member list as (name, coordinator) pairs, sorted.
     fn peers(&mut self) -> Vec<(String, bool)> {
         self.say("/peers");
@@ -148,22 +94,13 @@ fn p2p_nodes_chat_and_survive_a_killed_coordinator() {
     // A taken name is refused with name_taken and a non-zero exit.
     let mut dup = spawn("bob");
     assert_eq!(dup.event_of("error")["code"], "name_taken");
-    drop(dup.stdin.take());
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = dup.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the refused process did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(dup.finish(), 1);
 
     // Kill the coordinator abruptly.
     let mut procs = vec![alice, bob, carol];
     let at = procs.iter().position(|p| p.name == first).expect("the coordinator is one of us");
     let dead = procs.remove(at);
-    let pid = dead.child.id().to_string();
+    let pid = dead.pid().to_string();
     assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill runs").success());
     let survivors: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
     let names: Vec<&str> = survivors.iter().map(String::as_str).collect();

@@ -1,100 +1,20 @@
 //! Cross-process tests: the real `chat-cli` binary, a server and three clients, read through `--json`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
+use std::process::{Command, Stdio};
 
-const WAIT: Duration = Duration::from_secs(15);
-
-/// A child process that is killed if the test ends early.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Proc;
 
 fn spawn(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chat-cli starts");
-    let stdout = child.stdout.take().unwrap();
-    let stdin = child.stdin.take();
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Proc { child, stdin, lines }
-}
-
-impl Proc {
-    /// The next JSON event; every stdout line must be one JSON object.
-    fn event(&self) -> Value {
-        let line = self.lines.recv_timeout(WAIT).expect("an event in time");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
-    }
-
-    /// Skips events until one has this type.
-    fn event_of(&self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            let e = self.event();
-            if e["type"] == kind {
-                return e;
-            }
-        }
-        panic!("no {kind} event in time")
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin (a clean leave) and waits for the exit code.
-    fn finish(mut self) -> i32 {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn terminate(self) -> i32 {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
-        assert!(ok);
-        self.finish()
-    }
+    common::spawn(args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or("chat-cli"), args)
 }
 
 #[test]
 fn server_and_three_clients_over_json() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--json"]);
+    let mut server = spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--json"]);
     let listening = server.event();
     assert_eq!(listening["type"], "listening");
     let addr = listening["addr"].as_str().unwrap().to_string();
@@ -145,7 +65,7 @@ fn server_and_three_clients_over_json() {
     assert_eq!(alice.event_of("error")["code"], "bad_command");
 
     // A taken name: refused with name_taken and a non-zero exit.
-    let dup = spawn(&["--json", "--name", "bob", "--server", &addr]);
+    let mut dup = spawn(&["--json", "--name", "bob", "--server", &addr]);
     assert_eq!(dup.event_of("error")["code"], "name_taken");
     assert_ne!(dup.finish(), 0);
 

@@ -1,0 +1,109 @@
+//! A real `chat-cli` process driven through standard input and read through `--json`, for the
+//! cross-process tests. Every child is killed when its handle is dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest wait for any one event or exit.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A running `chat-cli`; every event it printed is kept in `seen`.
+pub struct Proc {
+    /// A label for failure messages.
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every JSON event read so far.
+    pub seen: Vec<Value>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `chat-cli ARGS` with piped standard input and output.
+pub fn spawn(name: &str, args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chat-cli starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Proc { name: name.into(), child, stdin, lines, seen: Vec::new() }
+}
+
+impl Proc {
+    /// The next JSON event; every stdout line must be one JSON object.
+    pub fn event(&mut self) -> Value {
+        let line = self.lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("{}: no event in time", self.name));
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+        self.seen.push(v.clone());
+        v
+    }
+
+    /// Skips events until one has this type.
+    pub fn event_of(&mut self, kind: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let e = self.event();
+            if e["type"] == kind {
+                return e;
+            }
+        }
+        panic!("{}: no {kind} event in time", self.name)
+    }
+
+    /// Types one line.
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to chat-cli");
+        stdin.flush().expect("flush");
+    }
+
+    /// The process ID.
+    #[allow(dead_code)] // not every test file signals its children
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes standard input (a clean leave) and waits for the exit code.
+    #[allow(dead_code)] // not every test file waits for a clean exit
+    pub fn finish(mut self) -> i32 {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "{}: did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    #[allow(dead_code)] // not every test file stops a server
+    pub fn terminate(self) -> i32 {
+        let ok = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill").success();
+        assert!(ok);
+        self.finish()
+    }
+}
