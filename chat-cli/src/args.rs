@@ -63,6 +63,8 @@ pub enum Cmd {
     Join,
     /// Run the server (server mode).
     Serve(ServeArgs),
+    /// Measure a running server: the fan-out workload (C subscribers, P publishers), with a progress bar.
+    Bench(BenchArgs),
     /// Inspect the server's persistent log.
     Log {
         /// What to do with it.
@@ -110,4 +112,30 @@ pub enum LogAction {
         /// The data directory.
         dir: PathBuf,
     },
+}
+
+/// `bench` options (the server is `--server`).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Subscribers (C).
+    #[arg(long, default_value_t = 100)]
+    pub subs: usize,
+    /// Publishers (P).
+    #[arg(long, default_value_t = 1)]
+    pub pubs: usize,
+    /// Messages per publisher.
+    #[arg(long, default_value_t = 100_000)]
+    pub msgs: u64,
+    /// Body size in bytes (at least 16: the send time is carried in the body).
+    #[arg(long, default_value_t = 16)]
+    pub size: usize,
+    /// Closed loop: messages published but not yet delivered to every subscriber.
+    #[arg(long, default_value_t = 1000)]
+    pub window: u64,
+    /// Open loop instead: messages per second per publisher.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }

@@ -3,6 +3,7 @@
 //! | module     | owns                                                   |
 //! |------------|--------------------------------------------------------|
 //! | `args`     | command-line flags (clap)                              |
+//! | `bench`    | `chat-cli bench`: fan-out load against a running server |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
 //! | `render`   | human output and `--json` events                       |
@@ -12,6 +13,7 @@
 //! otherwise (server unreachable, name taken, connection lost, log verification failed).
 
 mod args;
+mod bench;
 mod commands;
 mod input;
 mod render;
@@ -60,6 +62,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 run_server(&cli, serve).await
             }
+        }
+        Some(Cmd::Bench(ref bench)) => {
+            if cli.mode == Mode::P2p {
+                return usage("`bench` measures a running server (--mode server)");
+            }
+            let complete = bench::run(&cli.server, bench, cli.json).await?;
+            Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Some(Cmd::Log { action: LogAction::Show { ref dir } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

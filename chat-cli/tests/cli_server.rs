@@ -104,3 +104,23 @@ fn usage_errors_exit_2_and_unreachable_server_exits_1() {
     assert_eq!(stderr.lines().count(), 1, "one-line reason: {stderr}");
     assert!(out.stdout.is_empty(), "human mode prints the reason on stderr only");
 }
+
+#[test]
+fn bench_measures_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--json"]);
+    let addr = server.event()["addr"].as_str().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["bench", "--server", &addr, "--subs", "5", "--msgs", "200", "--window", "50", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(summary["type"], "bench");
+    assert_eq!(summary["deliveries"], 1000);
+    assert_eq!(summary["complete"], true);
+    assert!(summary["deliveries_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(server.terminate(), 0);
+}
