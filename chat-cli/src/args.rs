@@ -39,7 +39,7 @@ pub struct Cli {
     /// P2P: join through this known node instead of multicast discovery (repeatable).
     #[arg(long = "peer", global = true)]
     pub peers: Vec<SocketAddr>,
-    /// P2P: coordinator failure timeout in milliseconds (default 1000).
+    /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
     /// What to do (default: join).

@@ -1,0 +1,236 @@
+//! p2pbench: P2P failover on loopback with real `chat-cli --mode p2p` processes.
+//!
+//! Each trial starts N nodes (multicast on 127.0.0.1, a trial-unique port), waits until they agree on
+//! a coordinator, kills it with SIGKILL, and has every survivor broadcast a message at once (while
+//! there is no coordinator). It measures the time until every survivor has reported the same new
+//! coordinator, and counts survivors' messages that some survivor never delivered. Every process is
+//! killed at the end of its trial; every wait is bounded.
+//!
+//! ```sh
+//! cargo build --release -p chat-cli -p tests
+//! target/release/p2pbench --nodes 10 --trials 20                     # defaults: 250 ms heartbeat
+//! target/release/p2pbench --nodes 10 --trials 20 --heartbeat-ms 50
+//! ```
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+struct Opts {
+    /// Nodes per trial.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Trials.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Heartbeat interval passed to every node (the failure timeout is four heartbeats).
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// The chat-cli binary (default: next to this one).
+    #[arg(long)]
+    chat_cli: Option<PathBuf>,
+    /// First multicast port (each trial uses the next one).
+    #[arg(long, default_value_t = 47_800)]
+    port: u16,
+}
+
+/// One node process; killed on drop.
+struct Node {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<(Instant, Value)>,
+    seen: Vec<(Instant, Value)>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn start(bin: &PathBuf, name: &str, group: &str, heartbeat: Option<u64>) -> Result<Node> {
+        let mut args = vec!["--mode", "p2p", "--json", "--name", name, "--group", group];
+        let hb = heartbeat.map(|h| h.to_string());
+        if let Some(hb) = &hb {
+            args.extend(["--heartbeat-ms", hb.as_str()]);
+        }
+        let mut child = Command::new(bin)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if tx.send((Instant::now(), v)).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Node { name: name.into(), child, stdin, events, seen: Vec::new() })
+    }
+
+    /// Takes the events printed so far.
+    fn poll(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.seen.push(e);
+        }
+    }
+
+    fn say(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// The last coordinator this node announced, with when it was printed.
+    fn coordinator(&self) -> Option<(Instant, String)> {
+        self.seen
+            .iter()
+            .rev()
+            .find(|(_, e)| e["type"] == "coordinator")
+            .and_then(|(t, e)| e["name"].as_str().map(|n| (*t, n.to_string())))
+    }
+
+    fn texts(&self) -> HashSet<String> {
+        self.seen
+            .iter()
+            .filter(|(_, e)| e["type"] == "message")
+            .filter_map(|(_, e)| e["text"].as_str())
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Polls until every node names the same coordinator (other than `not`), or the deadline.
+fn agree(nodes: &mut [Node], not: Option<&str>, deadline: Instant) -> Option<String> {
+    while Instant::now() < deadline {
+        for n in nodes.iter_mut() {
+            n.poll();
+        }
+        let names: Vec<Option<String>> = nodes.iter().map(|n| n.coordinator().map(|(_, c)| c)).collect();
+        if let Some(Some(first)) = names.first() {
+            if names.iter().all(|c| c.as_deref() == Some(first.as_str())) && Some(first.as_str()) != not {
+                return Some(first.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+struct Trial {
+    failover: Duration,
+    lost: usize,
+}
+
+fn trial(opts: &Opts, bin: &PathBuf, port: u16) -> Result<Trial> {
+    let group = format!("239.255.77.77:{port}");
+    let mut nodes = Vec::new();
+    for i in 0..opts.nodes {
+        nodes.push(Node::start(bin, &format!("n{i}"), &group, opts.heartbeat_ms)?);
+        // The first node founds the group after its join timeout; the others join it.
+        let settle = if i == 0 { Duration::from_millis(1700) } else { Duration::from_millis(150) };
+        std::thread::sleep(settle);
+    }
+    // Stable agreement: the same coordinator everywhere, still so 300 ms later.
+    let first = loop {
+        let c = agree(&mut nodes, None, Instant::now() + Duration::from_secs(20)).context("no initial agreement")?;
+        std::thread::sleep(Duration::from_millis(300));
+        if agree(&mut nodes, None, Instant::now() + Duration::from_millis(10)).as_deref() == Some(c.as_str()) {
+            break c;
+        }
+    };
+    let at = nodes.iter().position(|n| n.name == first).context("the coordinator is one of the nodes")?;
+    let mut dead = nodes.remove(at);
+    let killed = Command::new("kill").args(["-KILL", &dead.child.id().to_string()]).status()?;
+    let t0 = Instant::now();
+    if !killed.success() {
+        bail!("kill failed");
+    }
+    let _ = dead.child.wait();
+    for n in nodes.iter_mut() {
+        let name = n.name.clone();
+        n.say(&format!("after-kill from {name}"))?;
+    }
+    let second = agree(&mut nodes, Some(&first), t0 + Duration::from_secs(30)).context("no new coordinator")?;
+    let failover = nodes
+        .iter()
+        .filter_map(|n| {
+            n.seen
+                .iter()
+                .find(|(t, e)| *t >= t0 && e["type"] == "coordinator" && e["name"] == second.as_str())
+                .map(|(t, _)| *t - t0)
+        })
+        .max()
+        .context("survivors reported the new coordinator")?;
+    // Every survivor's message must reach every survivor.
+    let expected: HashSet<String> = nodes.iter().map(|n| format!("after-kill from {}", n.name)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        for n in nodes.iter_mut() {
+            n.poll();
+        }
+        if nodes.iter().all(|n| expected.is_subset(&n.texts())) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lost = nodes.iter().map(|n| expected.difference(&n.texts()).count()).sum();
+    Ok(Trial { failover, lost })
+}
+
+fn main() -> Result<()> {
+    let opts = Opts::parse();
+    let bin = match &opts.chat_cli {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("chat-cli"),
+    };
+    if !bin.exists() {
+        bail!("{} not found: build it with `cargo build --release -p chat-cli`", bin.display());
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    let (mut lost, mut failed) = (0usize, 0usize);
+    for k in 0..opts.trials {
+        match trial(&opts, &bin, opts.port + k as u16) {
+            Ok(t) => {
+                hist.record(t.failover.as_millis() as u64)?;
+                lost += t.lost;
+                eprintln!("trial {k}: failover {} ms, lost {}", t.failover.as_millis(), t.lost);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("trial {k}: failed: {e:#}");
+            }
+        }
+    }
+    println!(
+        "RESULT scenario=p2p-failover nodes={} trials={} failed_trials={failed} heartbeat_ms={} p50_ms={} p99_ms={} max_ms={} lost={lost}",
+        opts.nodes,
+        opts.trials,
+        opts.heartbeat_ms.unwrap_or(250),
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.max()
+    );
+    Ok(())
+}
