@@ -10,7 +10,12 @@
 //! cargo build --release -p chat-cli -p tests
 //! target/release/p2pbench --nodes 10 --trials 20                     # defaults: 250 ms heartbeat
 //! target/release/p2pbench --nodes 10 --trials 20 --heartbeat-ms 50
+//! target/release/p2pbench --nodes 10 --broadcast 200                 # closed-loop broadcast throughput
 //! ```
+//!
+//! With `--broadcast M`, one group of N nodes instead: every node sends M broadcasts, one at a time
+//! (`chat-cli` waits for each to be ordered before reading the next line), and the run reports
+//! deliveries per second over all nodes and send-to-delivery latency percentiles.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -42,6 +47,9 @@ struct Opts {
     /// First multicast port (each trial uses the next one).
     #[arg(long, default_value_t = 47_800)]
     port: u16,
+    /// Instead of failover trials: every node sends this many broadcasts, closed loop.
+    #[arg(long)]
+    broadcast: Option<usize>,
 }
 
 /// One node process; killed on drop.
@@ -199,6 +207,70 @@ fn trial(opts: &Opts, bin: &PathBuf, port: u16) -> Result<Trial> {
     Ok(Trial { failover, lost })
 }
 
+/// Closed-loop broadcast throughput of one group.
+fn broadcast(opts: &Opts, bin: &PathBuf, per_node: usize) -> Result<()> {
+    let group = format!("239.255.77.77:{}", opts.port);
+    let mut nodes = Vec::new();
+    for i in 0..opts.nodes {
+        nodes.push(Node::start(bin, &format!("n{i}"), &group, opts.heartbeat_ms)?);
+        std::thread::sleep(if i == 0 { Duration::from_millis(1700) } else { Duration::from_millis(150) });
+    }
+    agree(&mut nodes, None, Instant::now() + Duration::from_secs(20)).context("no agreement")?;
+    std::thread::sleep(Duration::from_millis(500));
+    for n in nodes.iter_mut() {
+        n.poll();
+        n.seen.clear();
+    }
+    // Every line is sent only once the previous one was ordered: the pipe holds the rest.
+    let start = Instant::now();
+    for n in nodes.iter_mut() {
+        let name = n.name.clone();
+        let mut lines = String::new();
+        for k in 0..per_node {
+            lines.push_str(&format!("bench {name} {k}\n"));
+        }
+        let stdin = n.stdin.as_mut().context("stdin")?;
+        stdin.write_all(lines.as_bytes())?;
+        stdin.flush()?;
+    }
+    let expected = opts.nodes * per_node * opts.nodes;
+    // Latency: in a closed loop a node sends its next message when the previous one is ordered, so
+    // the gap between two of its own messages coming back is one send-to-delivery round trip.
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut own_last: Vec<Option<Instant>> = vec![None; nodes.len()];
+    let mut delivered = 0usize;
+    let mut last = start;
+    let deadline = start + Duration::from_secs(300);
+    while delivered < expected && Instant::now() < deadline {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            while let Ok((t, e)) = n.events.try_recv() {
+                if e["type"] != "message" {
+                    continue;
+                }
+                delivered += 1;
+                last = last.max(t);
+                if e["from"] == n.name.as_str() {
+                    if let Some(prev) = own_last[i] {
+                        latency.record((t - prev).as_micros() as u64)?;
+                    }
+                    own_last[i] = Some(t);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let secs = (last - start).as_secs_f64().max(1e-9);
+    println!(
+        "RESULT scenario=p2p-broadcast nodes={} per_node={per_node} deliveries={delivered} expected={expected} deliv_per_s={:.0} round_trip_p50_us={} p99_us={} p999_us={}",
+        opts.nodes,
+        delivered as f64 / secs,
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999)
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let opts = Opts::parse();
     let bin = match &opts.chat_cli {
@@ -207,6 +279,9 @@ fn main() -> Result<()> {
     };
     if !bin.exists() {
         bail!("{} not found: build it with `cargo build --release -p chat-cli`", bin.display());
+    }
+    if let Some(per_node) = opts.broadcast {
+        return broadcast(&opts, &bin, per_node);
     }
     let mut hist = Histogram::<u64>::new(3)?;
     let (mut lost, mut failed) = (0usize, 0usize);
