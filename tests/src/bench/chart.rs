@@ -12,6 +12,8 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::record::Record;
@@ -131,76 +133,72 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, bars: &Bars) -> anyhow::Resu
     let x_range = -0.5f64..n as f64 - 0.5;
     if bars.log {
         let lo = (min.max(1.0) / 2.0).max(1.0);
-        let mut chart =
+        let chart =
             builder(area).build_cartesian_2d(x_range, (lo..max * 10.0).log_scale()).map_err(|e| anyhow!("{e:?}"))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|v| if bars.log { format!("{v:.0}") } else { format!("{v:.2}") })
-            .y_desc(bars.y_label.as_str())
-            .draw()
-            .map_err(|e| anyhow!("{e:?}"))?;
-        for (k, (name, values)) in bars.series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
-            let rects = values.iter().enumerate().filter_map(|(g, v)| {
-                let (x0, width) = slot(g, k);
-                v.map(|v| Rectangle::new([(x0, lo), (x0 + width * 0.9, v.max(lo))], color.filled()))
-            });
-            chart
-                .draw_series(rects)
-                .map_err(|e| anyhow!("{e:?}"))?
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-            let texts = values.iter().enumerate().filter_map(|(g, v)| {
-                let (x0, _) = slot(g, k);
-                v.map(|v| Text::new(format!("{v:.0}"), (x0, v.max(lo) * 1.15), ("sans-serif", 11)))
-            });
-            chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .position(SeriesLabelPosition::UpperMiddle)
-            .draw()
-            .map_err(|e| anyhow!("{e:?}"))?;
+        let style = Style { base: lo, decimals: 0, text_y: &|v: f64| v.max(lo) * 1.15 };
+        draw_bars(chart, bars, n, &style, &slot, &label)
     } else {
-        let mut chart = builder(area).build_cartesian_2d(x_range, 0f64..max * 1.4).map_err(|e| anyhow!("{e:?}"))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_label_formatter(&|v| if bars.log { format!("{v:.0}") } else { format!("{v:.2}") })
-            .y_desc(bars.y_label.as_str())
-            .draw()
-            .map_err(|e| anyhow!("{e:?}"))?;
-        for (k, (name, values)) in bars.series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
-            let rects = values.iter().enumerate().filter_map(|(g, v)| {
-                let (x0, width) = slot(g, k);
-                v.map(|v| Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.filled()))
-            });
-            chart
-                .draw_series(rects)
-                .map_err(|e| anyhow!("{e:?}"))?
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-            let texts = values.iter().enumerate().filter_map(|(g, v)| {
-                let (x0, _) = slot(g, k);
-                v.map(|v| Text::new(format!("{v:.2}"), (x0, v + max * 0.03), ("sans-serif", 11)))
-            });
-            chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .position(SeriesLabelPosition::UpperMiddle)
-            .draw()
-            .map_err(|e| anyhow!("{e:?}"))?;
+        let chart = builder(area).build_cartesian_2d(x_range, 0f64..max * 1.4).map_err(|e| anyhow!("{e:?}"))?;
+        let style = Style { base: 0.0, decimals: 2, text_y: &|v: f64| v + max * 0.03 };
+        draw_bars(chart, bars, n, &style, &slot, &label)
     }
+}
+
+/// How a panel's bars and labels sit on its y axis (linear or logarithmic).
+struct Style<'a> {
+    /// Where bars start.
+    base: f64,
+    /// Decimals of the value labels and the y axis.
+    decimals: usize,
+    /// Where the value label of a bar of height `v` goes.
+    text_y: &'a dyn Fn(f64) -> f64,
+}
+
+/// Draws the mesh, the bars with their value labels, and the legend, on either kind of y axis.
+fn draw_bars<'a, Y>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    bars: &Bars,
+    n: usize,
+    style: &Style<'_>,
+    slot: &dyn Fn(usize, usize) -> (f64, f64),
+    label: &dyn Fn(&f64) -> String,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let decimals = style.decimals;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(label)
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
+        .y_desc(bars.y_label.as_str())
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))?;
+    for (k, (name, values)) in bars.series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let rects = values.iter().enumerate().filter_map(|(g, v)| {
+            let (x0, width) = slot(g, k);
+            v.map(|v| Rectangle::new([(x0, style.base), (x0 + width * 0.9, v.max(style.base))], color.filled()))
+        });
+        chart
+            .draw_series(rects)
+            .map_err(|e| anyhow!("{e:?}"))?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        let texts = values.iter().enumerate().filter_map(|(g, v)| {
+            let (x0, _) = slot(g, k);
+            v.map(|v| Text::new(format!("{v:.decimals$}"), (x0, (style.text_y)(v)), ("sans-serif", 11)))
+        });
+        chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .position(SeriesLabelPosition::UpperMiddle)
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))?;
     Ok(())
 }
