@@ -17,6 +17,38 @@ pub mod record;
 pub mod redis;
 pub mod summary;
 
+use chat_server::loadgen::Dest;
+
+/// How the Redis and NATS wires name their channels (subjects): `{prefix}room` for everyone, and
+/// `{prefix}s{j}` for subscriber `j` in unicast runs.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Prefix of every name (keeps concurrent runs apart).
+    prefix: String,
+    /// Whether subscribers listen on their own name (unicast) or the shared one (fan-out).
+    unicast: bool,
+}
+
+impl Topics {
+    /// Names starting with `prefix`.
+    pub fn new(prefix: &str, unicast: bool) -> Self {
+        Topics { prefix: prefix.to_string(), unicast }
+    }
+
+    /// Where a message for `dest` is published.
+    pub fn name(&self, dest: Dest) -> String {
+        match dest {
+            Dest::Everyone => format!("{}room", self.prefix),
+            Dest::Subscriber(j) => format!("{}s{j}", self.prefix),
+        }
+    }
+
+    /// What subscriber `i` listens on.
+    pub fn subscription(&self, i: usize) -> String {
+        self.name(if self.unicast { Dest::Subscriber(i) } else { Dest::Everyone })
+    }
+}
+
 /// Finds `\r\n` in `buf` at or after `from`; the index of the `\r`.
 pub fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?.windows(2).position(|w| w == b"\r\n").map(|p| p + from)

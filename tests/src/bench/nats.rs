@@ -15,30 +15,21 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{find_crlf, parse_int};
+use super::{Topics, find_crlf, parse_int};
 
 const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"fanbench\"}\r\n";
 
 /// The NATS wire; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct NatsWire {
-    /// Prefix of subjects.
-    prefix: String,
-    /// Whether subscribers listen on their own subject (unicast) or the shared one (fan-out).
-    unicast: bool,
+    /// How subjects are named.
+    topics: Topics,
 }
 
 impl NatsWire {
     /// A wire whose subjects start with `prefix`.
     pub fn new(prefix: &str, unicast: bool) -> Self {
-        NatsWire { prefix: prefix.to_string(), unicast }
-    }
-
-    fn subject(&self, dest: Dest) -> String {
-        match dest {
-            Dest::Everyone => format!("{}room", self.prefix),
-            Dest::Subscriber(j) => format!("{}s{j}", self.prefix),
-        }
+        NatsWire { topics: Topics::new(prefix, unicast) }
     }
 }
 
@@ -79,7 +70,7 @@ impl Wire for NatsWire {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let mut cmd = BytesMut::from(CONNECT);
         if let Party::Subscriber(i) = party {
-            let subject = if self.unicast { self.subject(Dest::Subscriber(i)) } else { self.subject(Dest::Everyone) };
+            let subject = self.topics.subscription(i);
             cmd.put_slice(format!("SUB {subject} 1\r\n").as_bytes());
         }
         cmd.put_slice(b"PING\r\n");
@@ -118,7 +109,7 @@ impl Wire for NatsWire {
     }
 
     fn encode_publish(&mut self, dest: Dest, body: &[u8], out: &mut BytesMut) -> io::Result<()> {
-        out.put_slice(format!("PUB {} {}\r\n", self.subject(dest), body.len()).as_bytes());
+        out.put_slice(format!("PUB {} {}\r\n", self.topics.name(dest), body.len()).as_bytes());
         out.put_slice(body);
         out.put_slice(b"\r\n");
         Ok(())

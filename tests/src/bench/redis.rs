@@ -15,28 +15,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{find_crlf, parse_int};
+use super::{Topics, find_crlf, parse_int};
 
 /// The Redis wire; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct RedisWire {
-    /// Prefix of channel names.
-    prefix: String,
-    /// Whether subscribers listen on their own channel (unicast) or the shared one (fan-out).
-    unicast: bool,
+    /// How channels are named.
+    topics: Topics,
 }
 
 impl RedisWire {
     /// A wire whose channels start with `prefix`.
     pub fn new(prefix: &str, unicast: bool) -> Self {
-        RedisWire { prefix: prefix.to_string(), unicast }
-    }
-
-    fn channel(&self, dest: Dest) -> String {
-        match dest {
-            Dest::Everyone => format!("{}room", self.prefix),
-            Dest::Subscriber(j) => format!("{}s{j}", self.prefix),
-        }
+        RedisWire { topics: Topics::new(prefix, unicast) }
     }
 }
 
@@ -103,7 +94,7 @@ impl Wire for RedisWire {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let mut buf = BytesMut::with_capacity(4096);
         let Party::Subscriber(i) = party else { return Ok(buf) };
-        let channel = if self.unicast { self.channel(Dest::Subscriber(i)) } else { self.channel(Dest::Everyone) };
+        let channel = self.topics.subscription(i);
         let mut cmd = BytesMut::new();
         cmd.put_slice(b"*2\r\n");
         bulk(&mut cmd, b"SUBSCRIBE");
@@ -141,7 +132,7 @@ impl Wire for RedisWire {
     fn encode_publish(&mut self, dest: Dest, body: &[u8], out: &mut BytesMut) -> io::Result<()> {
         out.put_slice(b"*3\r\n");
         bulk(out, b"PUBLISH");
-        bulk(out, self.channel(dest).as_bytes());
+        bulk(out, self.topics.name(dest).as_bytes());
         bulk(out, body);
         Ok(())
     }
