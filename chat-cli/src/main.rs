@@ -162,8 +162,16 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
     let Some(name) = user_name(cli)? else {
         return usage("--name NAME is required when standard input is not a terminal");
     };
+    // Bad p2p flag values are usage errors (exit 2), found before anything is started.
+    let p2p = match cli.mode {
+        Mode::P2p => match p2p_config(cli, name.clone()) {
+            Ok(config) => Some(config),
+            Err(message) => return usage(&message),
+        },
+        Mode::Server => None,
+    };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let chat = match connect(cli, name).await {
+    let chat = match connect(cli, name, p2p).await {
         Ok(chat) => chat,
         Err(failure) => {
             if cli.json {
@@ -190,9 +198,13 @@ struct JoinFailure {
     message: String,
 }
 
-async fn connect(cli: &Cli, name: UserName) -> std::result::Result<Chat, JoinFailure> {
-    match cli.mode {
-        Mode::Server => {
+async fn connect(
+    cli: &Cli,
+    name: UserName,
+    p2p: Option<chat_p2p::P2pConfig>,
+) -> std::result::Result<Chat, JoinFailure> {
+    match p2p {
+        None => {
             let config = chat_server::client::ClientConfig::new(cli.server.clone(), name);
             match chat_server::client::connect(config).await {
                 Ok(transport) => Ok(Chat::new(transport)),
@@ -200,14 +212,10 @@ async fn connect(cli: &Cli, name: UserName) -> std::result::Result<Chat, JoinFai
                 Err(e) => Err(JoinFailure { code: chat_core::ErrorCode::Disconnected, message: e.to_string() }),
             }
         }
-        Mode::P2p => {
-            let config = p2p_config(cli, name)
-                .map_err(|message| JoinFailure { code: chat_core::ErrorCode::BadCommand, message })?;
-            match chat_p2p::join(config).await {
-                Ok(transport) => Ok(Chat::new(transport)),
-                Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
-            }
-        }
+        Some(config) => match chat_p2p::join(config).await {
+            Ok(transport) => Ok(Chat::new(transport)),
+            Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
+        },
     }
 }
 

@@ -95,6 +95,12 @@ fn usage_errors_exit_2_and_unreachable_server_exits_1() {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-cli")).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "no --name and no terminal");
     let out = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["--mode", "p2p", "--name", "x", "--group", "127.0.0.1:5000"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a group that is not multicast is a usage error");
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
         .args(["--name", "x", "--server", "127.0.0.1:1"])
         .stdin(Stdio::null())
         .output()
