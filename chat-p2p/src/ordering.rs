@@ -53,10 +53,12 @@ impl Log {
         self.last
     }
 
-    /// Sets the starting point of a joiner: nothing at or before `pos` will be delivered.
+    /// Sets the starting point of a joiner: nothing at or before `pos` will be delivered, and
+    /// nothing held from another term either (it belongs to a group this node left: completing it
+    /// now would interleave that group's order with the new one's).
     pub fn start_at(&mut self, pos: Pos) {
         self.last = Some(pos);
-        self.received.retain(|p, _| *p > pos);
+        self.received.retain(|p, _| *p > pos && p.term == pos.term);
     }
 
     /// Stores an ordered entry; false if already delivered or held.
@@ -84,6 +86,13 @@ impl Log {
     /// The term of the newest entry held or delivered: the lineage this member is in.
     pub fn lineage(&self) -> Option<Term> {
         self.received.keys().next_back().copied().max(self.last).map(|p| p.term)
+    }
+
+    /// Records `id` as delivered without an entry: a joiner's history (it was ordered before the
+    /// join, possibly not yet committed; if a new coordinator orders it again, it is not
+    /// delivered a second time, out of its place).
+    pub fn mark_delivered(&mut self, id: chat_core::MessageId) {
+        self.delivered.insert(id);
     }
 
     /// Whether `id` was delivered here.

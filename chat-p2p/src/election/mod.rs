@@ -168,6 +168,15 @@ impl Bully {
         }
     }
 
+    /// While coordinator, takes a new term above `epoch` (announced to every peer): a member
+    /// reported a term at least as new as this coordinator's.
+    pub fn reassert_above(&mut self, epoch: u64) {
+        if self.is_coordinator() {
+            self.observe_epoch(epoch);
+            self.win();
+        }
+    }
+
     /// Forgets the coordinator without an election (it stepped down, or is silent): the caller
     /// starts an election or waits for a new coordinator to call.
     pub fn step_down(&mut self) {
@@ -272,6 +281,11 @@ impl Bully {
                 if from < self.me {
                     self.send(from, ElectionMsg::Answer { epoch: self.max_epoch });
                     match self.term {
+                        // The caller has heard of a newer epoch than this coordinator's (another
+                        // group's, before a partition healed): take a term above it, so every
+                        // position this coordinator orders from now on is newer than anything the
+                        // caller holds.
+                        Some(term) if term.coordinator == self.me && msg.epoch() > term.epoch => self.win(),
                         Some(term) if term.coordinator == self.me => {
                             self.send(from, ElectionMsg::Coordinator { epoch: term.epoch })
                         }
@@ -300,6 +314,10 @@ impl Bully {
                     self.term = Some(offered);
                     self.state = State::Idle;
                     self.out.push_back(ElectionOutput::CoordinatorChanged { term: offered });
+                } else if self.term == Some(offered) {
+                    // The coordinator we follow re-announced itself to our election: it is alive,
+                    // so the election is over (without this, we would elect again forever).
+                    self.state = State::Idle;
                 } else if let Some(current) = self.term.filter(|t| *t > offered && t.coordinator == self.me) {
                     // A stale coordinator: tell it who rules now.
                     self.send(from, ElectionMsg::Coordinator { epoch: current.epoch });

@@ -189,3 +189,58 @@ fn clean_exit_hands_over_at_once() {
     assert_eq!(recv(&mut one, t0, 3, Resign { epoch: 1 }), []);
     assert_eq!(recv(&mut one, t0, 2, Coordinator { epoch: 2 }), []);
 }
+
+#[test]
+fn coordinator_takes_a_newer_term_when_a_member_has_seen_a_newer_epoch() {
+    // 5 coordinates at epoch 1; 2 followed another partition up to epoch 3 and calls an election.
+    let t0 = Instant::now();
+    let mut five = node(5, &[1, 2]);
+    five.handle(t0, ElectionInput::Start);
+    drain(&mut five);
+    assert_eq!(
+        recv(&mut five, t0, 2, Election { epoch: 3 }),
+        [
+            out(2, Answer { epoch: 3 }),
+            out(1, Coordinator { epoch: 4 }),
+            out(2, Coordinator { epoch: 4 }),
+            changed(4, 5)
+        ]
+    );
+    // An election at the coordinator's own epoch is only answered: no new term.
+    assert_eq!(
+        recv(&mut five, t0, 1, Election { epoch: 4 }),
+        [out(1, Answer { epoch: 4 }), out(1, Coordinator { epoch: 4 })]
+    );
+}
+
+#[test]
+fn reassert_above_takes_a_term_past_the_given_epoch() {
+    let t0 = Instant::now();
+    let mut five = node(5, &[1]);
+    five.handle(t0, ElectionInput::Start);
+    drain(&mut five);
+    five.reassert_above(7);
+    assert_eq!(drain(&mut five), [out(1, Coordinator { epoch: 8 }), changed(8, 5)]);
+    // Only a coordinator reasserts.
+    let mut one = node(1, &[5]);
+    one.reassert_above(9);
+    assert_eq!(drain(&mut one), []);
+}
+
+#[test]
+fn a_reannounced_current_term_ends_an_election() {
+    // 3 follows 5 (epoch 2); a lower node's election makes 3 run its own; 5 re-announces epoch 2.
+    let t0 = Instant::now();
+    let mut three = node(3, &[1, 5]);
+    assert_eq!(recv(&mut three, t0, 5, Coordinator { epoch: 2 }), [changed(2, 5)]);
+    assert_eq!(
+        recv(&mut three, t0, 1, Election { epoch: 2 }),
+        [out(1, Answer { epoch: 2 }), out(5, Election { epoch: 2 })]
+    );
+    assert!(three.is_electing());
+    assert_eq!(recv(&mut three, t0, 5, Answer { epoch: 2 }), []);
+    assert_eq!(recv(&mut three, t0, 5, Coordinator { epoch: 2 }), []);
+    assert!(!three.is_electing());
+    assert_eq!(three.poll_timeout(), None);
+    assert_eq!(three.term(), Some(Term::new(2, n(5))));
+}

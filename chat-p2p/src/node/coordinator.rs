@@ -101,6 +101,16 @@ impl Node {
         if !sync.waiting.is_empty() && now < sync.deadline {
             return;
         }
+        let own = c.seq.term();
+        let newest = sync.reports.values().flat_map(|r| [r.lineage, r.last.map(|p| p.term)]).flatten().max();
+        if let Some(newest) = newest.filter(|t| *t > own) {
+            // Two partitions reached the same epoch and a member followed the other one: this
+            // term would order positions below what that member holds. Take a newer term.
+            tracing::info!(me = %self.me(), %newest, "a member holds a newer term: taking a term above it");
+            self.bully.reassert_above(newest.epoch);
+            self.pump_election(now);
+            return;
+        }
         let Some(sync) = c.syncing.take() else { return };
         for id in sync.waiting {
             tracing::info!(%id, "member did not answer the sync: removed");
@@ -221,7 +231,12 @@ impl Node {
             return;
         }
         if c.known.contains(&sub.id) {
-            if from != me {
+            // Ordered before (in an earlier term): the sender learns it, as a member would.
+            if from == me {
+                if self.pending.remove(&sub.id).is_some() {
+                    self.out.push_back(super::Output::Sent { id: sub.id, unknown: Vec::new() });
+                }
+            } else {
                 self.send_id(from, Wire::Duplicate { id: sub.id });
             }
             return;

@@ -72,10 +72,16 @@ impl Node {
                 tracing::info!(name = %self.cfg.name, %id, coordinator = %term.coordinator, "joined");
                 self.become_member(now, id, members);
                 self.bully.adopt(term);
+                self.followed = Some(term);
                 self.clock.observe(chat_core::Timestamp::new(clock, term.coordinator));
                 self.log.start_at(start);
                 for m in history {
                     self.clock.observe(m.lamport);
+                    self.log.mark_delivered(m.id);
+                    if self.pending.remove(&m.id).is_some() {
+                        // Ordered by this group before we (re)joined it: it is in our history.
+                        self.out.push_back(Output::Sent { id: m.id, unknown: Vec::new() });
+                    }
                     self.history.insert(m);
                 }
                 if let Some(c) = self.view.get(term.coordinator) {
@@ -205,9 +211,14 @@ impl Node {
                     }
                 }
             }
-            // Kept even while this node is between coordinators (it re-adopts the same term after an
-            // election): positions are unique per term, and dropping it would leave a gap.
-            Wire::Order { pos, entry, unknown } if from_coordinator || from == pos.term.coordinator => {
+            // Kept even while this node is between coordinators, if it is the term this node was
+            // following (it re-adopts that term after an election): positions are unique per term,
+            // and dropping it would leave a gap. Never from another group's coordinator: the log
+            // holds one chain of terms.
+            Wire::Order { pos, entry, unknown }
+                if from_coordinator
+                    || (self.term().is_none() && from == pos.term.coordinator && self.followed == Some(pos.term)) =>
+            {
                 self.last_heard = now;
                 self.log.receive(pos, entry, unknown);
                 if Some(pos.term) == self.term() {
@@ -239,7 +250,9 @@ impl Node {
                 tracing::info!(me = ?self.id, winner = %term, "the group is handed over: rejoining");
                 self.rejoin(now, Some(addr));
             }
-            Wire::NotMember { .. } if from_coordinator => {
+            // From our coordinator, or from any coordinator while we follow none (we called an
+            // election into a group that had dropped us): rejoin through it.
+            Wire::NotMember { .. } if from_coordinator || self.term().is_none() => {
                 tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");
                 self.rejoin(now, Some(env.addr));
             }

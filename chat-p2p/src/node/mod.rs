@@ -156,6 +156,8 @@ pub struct Node {
     pending: BTreeMap<MessageId, Submission>,
     next_seq: u64,
     coord: Option<CoordState>,
+    /// The last term this node followed (kept while it is between coordinators).
+    followed: Option<Term>,
     last_heard: Instant,
     /// Addresses of nodes heard from, for answering nodes outside the view (bounded).
     addrs: HashMap<NodeId, SocketAddr>,
@@ -178,6 +180,7 @@ impl Node {
             pending: BTreeMap::new(),
             next_seq: 1,
             coord: None,
+            followed: None,
             last_heard: now,
             addrs: HashMap::new(),
             out: VecDeque::new(),
@@ -382,6 +385,18 @@ impl Node {
 
     fn coordinator_changed(&mut self, now: Instant, term: Term) {
         self.last_heard = now;
+        if let Some(held) = self.log.lineage().filter(|l| *l > term && Some(term.coordinator) != self.id) {
+            // Following `term` would order positions below ones this node holds (it followed
+            // another side of a partition that reached a newer term). Refuse, and call an election
+            // claiming an epoch above `held`: the coordinator answers by taking a newer term.
+            tracing::info!(me = ?self.id, offered = %term, %held, "refusing a term older than the log");
+            self.bully.step_down();
+            self.bully.observe_epoch(held.epoch + 1);
+            self.bully.handle(now, crate::election::ElectionInput::Start);
+            self.pump_election(now);
+            return;
+        }
+        self.followed = Some(term);
         if Some(term.coordinator) == self.id {
             self.become_coordinator(now, term);
         } else {
@@ -390,6 +405,12 @@ impl Node {
             let index = self.log.held_index(term);
             if index > 0 {
                 self.send_id(term.coordinator, Wire::Ack { term, index });
+            }
+            // Messages submitted while no coordinator was known went nowhere: send them now (a
+            // copy the coordinator already ordered is answered `Duplicate`).
+            let pending: Vec<Submission> = self.pending.values().cloned().collect();
+            for sub in pending {
+                self.send_id(term.coordinator, Wire::Submit(sub));
             }
         }
         if let Some(m) = self.view.get(term.coordinator) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chat_core::{MessageId, NodeId, Recipients};
 use chat_p2p::sim::Sim;
 
-/// Seeds per invariant test in the default run (six tests: 3,000 seeds). `SIM_SEEDS=N` runs `N`
+/// Seeds per invariant test in the default run (nine tests: 4,500 seeds). `SIM_SEEDS=N` runs `N`
 /// seeds per test instead; `SIM_SEED=S` runs the single seed `S` (the reproduction command printed
 /// on failure); `SIM_TRACE=1` also prints every frame delivered and the state after every step.
 pub const SEEDS: u64 = 500;
