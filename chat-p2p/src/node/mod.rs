@@ -396,6 +396,7 @@ impl Node {
             self.pump_election(now);
             return;
         }
+        let readopted = self.followed == Some(term);
         self.followed = Some(term);
         if Some(term.coordinator) == self.id {
             self.become_coordinator(now, term);
@@ -406,11 +407,14 @@ impl Node {
             if index > 0 {
                 self.send_id(term.coordinator, Wire::Ack { term, index });
             }
-            // Messages submitted while no coordinator was known went nowhere: send them now (a
-            // copy the coordinator already ordered is answered `Duplicate`).
-            let pending: Vec<Submission> = self.pending.values().cloned().collect();
-            for sub in pending {
-                self.send_id(term.coordinator, Wire::Submit(sub));
+            // Messages submitted while no coordinator was known went nowhere. A new term's sync asks
+            // for them (`SyncRequest`); a term adopted again after an election does not: send them now
+            // (a copy the coordinator already ordered is answered `Duplicate`).
+            if readopted {
+                let pending: Vec<Submission> = self.pending.values().cloned().collect();
+                for sub in pending {
+                    self.send_id(term.coordinator, Wire::Submit(sub));
+                }
             }
         }
         if let Some(m) = self.view.get(term.coordinator) {
