@@ -17,6 +17,14 @@ fn node(me: u64, peers: &[u64]) -> Bully {
     b
 }
 
+/// Node `me`, already coordinator of epoch 1 (no peer above it), its announcements drained.
+fn coordinator(me: u64, peers: &[u64]) -> Bully {
+    let mut b = node(me, peers);
+    b.handle(Instant::now(), ElectionInput::Start);
+    drain(&mut b);
+    b
+}
+
 fn drain(b: &mut Bully) -> Vec<ElectionOutput> {
     std::iter::from_fn(|| b.poll_output()).collect()
 }
@@ -174,9 +182,7 @@ fn lower_claimant_is_bullied_with_a_newer_epoch() {
 #[test]
 fn clean_exit_hands_over_at_once() {
     let t0 = Instant::now();
-    let mut three = node(3, &[1, 2]);
-    three.handle(t0, ElectionInput::Start);
-    drain(&mut three);
+    let mut three = coordinator(3, &[1, 2]);
     three.handle(t0, ElectionInput::Leave);
     assert_eq!(drain(&mut three), [out(1, Resign { epoch: 1 }), out(2, Resign { epoch: 1 })]);
     // 2 does not wait for a heartbeat timeout: it wins immediately (no higher peer left).
@@ -194,9 +200,7 @@ fn clean_exit_hands_over_at_once() {
 fn coordinator_takes_a_newer_term_when_a_member_has_seen_a_newer_epoch() {
     // 5 coordinates at epoch 1; 2 followed another partition up to epoch 3 and calls an election.
     let t0 = Instant::now();
-    let mut five = node(5, &[1, 2]);
-    five.handle(t0, ElectionInput::Start);
-    drain(&mut five);
+    let mut five = coordinator(5, &[1, 2]);
     assert_eq!(
         recv(&mut five, t0, 2, Election { epoch: 3 }),
         [
@@ -215,10 +219,7 @@ fn coordinator_takes_a_newer_term_when_a_member_has_seen_a_newer_epoch() {
 
 #[test]
 fn reassert_above_takes_a_term_past_the_given_epoch() {
-    let t0 = Instant::now();
-    let mut five = node(5, &[1]);
-    five.handle(t0, ElectionInput::Start);
-    drain(&mut five);
+    let mut five = coordinator(5, &[1]);
     five.reassert_above(7);
     assert_eq!(drain(&mut five), [out(1, Coordinator { epoch: 8 }), changed(8, 5)]);
     // Only a coordinator reasserts.

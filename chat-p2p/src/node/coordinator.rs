@@ -233,9 +233,7 @@ impl Node {
         if c.known.contains(&sub.id) {
             // Ordered before (in an earlier term): the sender learns it, as a member would.
             if from == me {
-                if self.pending.remove(&sub.id).is_some() {
-                    self.out.push_back(super::Output::Sent { id: sub.id, unknown: Vec::new() });
-                }
+                self.ordered_elsewhere(sub.id);
             } else {
                 self.send_id(from, Wire::Duplicate { id: sub.id });
             }

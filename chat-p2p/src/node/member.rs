@@ -78,10 +78,8 @@ impl Node {
                 for m in history {
                     self.clock.observe(m.lamport);
                     self.log.mark_delivered(m.id);
-                    if self.pending.remove(&m.id).is_some() {
-                        // Ordered by this group before we (re)joined it: it is in our history.
-                        self.out.push_back(Output::Sent { id: m.id, unknown: Vec::new() });
-                    }
+                    // Ordered by this group before we (re)joined it: it is in our history.
+                    self.ordered_elsewhere(m.id);
                     self.history.insert(m);
                 }
                 if let Some(c) = self.view.get(term.coordinator) {
@@ -256,9 +254,7 @@ impl Node {
                 tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");
                 self.rejoin(now, Some(env.addr));
             }
-            Wire::Duplicate { id } if self.pending.remove(&id).is_some() => {
-                self.out.push_back(Output::Sent { id, unknown: Vec::new() });
-            }
+            Wire::Duplicate { id } => self.ordered_elsewhere(id),
             Wire::Rejected { id, code, reason } if self.pending.remove(&id).is_some() => {
                 let error = CoreError::Rejected { code, message: reason };
                 self.out.push_back(Output::SendFailed { id, error });
@@ -304,6 +300,14 @@ impl Node {
         let pending: Vec<Submission> = self.pending.values().cloned().collect();
         for sub in pending {
             self.send_to(addr, Wire::Submit(sub));
+        }
+    }
+
+    /// An own pending message turned out to be ordered already (a `Duplicate` answer, a joiner's
+    /// history, a coordinator's own resubmission): it is reported sent, once.
+    pub(super) fn ordered_elsewhere(&mut self, id: chat_core::MessageId) {
+        if self.pending.remove(&id).is_some() {
+            self.out.push_back(Output::Sent { id, unknown: Vec::new() });
         }
     }
 
