@@ -1,66 +1,11 @@
-//! chat-core microbenchmarks: the hold-back queue (insert + release, FIFO and total order) and the
-//! Lamport clock (tick, observe).
+//! chat-core microbenchmarks: the Lamport clock (tick, observe).
 //!
 //! `cargo bench -p chat-core --bench core`
 
 use std::hint::black_box;
 
-use chat_core::delivery::DeliveryOrder;
-use chat_core::{ChatMessage, HoldBack, LamportClock, MessageId, NodeId, Recipients, Timestamp, UserName};
-use criterion::{BatchSize, Criterion, Throughput, criterion_main};
-
-/// Messages per measured batch.
-const BATCH: u64 = 1000;
-
-/// `BATCH` messages from 4 origins, interleaved, each origin's in order.
-fn messages() -> Vec<ChatMessage> {
-    let sender = UserName::new("bench").expect("valid name");
-    (0..BATCH)
-        .map(|k| {
-            let origin = NodeId(k % 4 + 1);
-            ChatMessage {
-                id: MessageId::new(origin, k / 4 + 1),
-                sender: sender.clone(),
-                recipients: Recipients::Broadcast,
-                body: "hello".into(),
-                lamport: Timestamp::new(k + 1, origin),
-            }
-        })
-        .collect()
-}
-
-fn hold_back(c: &mut Criterion) {
-    let mut group = c.benchmark_group("hold_back");
-    group.throughput(Throughput::Elements(BATCH));
-    for (label, order) in [("fifo", DeliveryOrder::Fifo), ("total", DeliveryOrder::Total)] {
-        group.bench_function(format!("insert_release_1000/{label}"), |b| {
-            b.iter_batched(
-                messages,
-                |msgs| {
-                    let mut q = HoldBack::new(order, 2 * BATCH as usize);
-                    q.set_members((1..=4).map(NodeId));
-                    let mut released = 0;
-                    for m in msgs {
-                        let _ = q.insert(m);
-                        while q.poll_deliver().is_some() {
-                            released += 1;
-                        }
-                    }
-                    // Total order holds the last few until every member is heard from later.
-                    for n in 1..=4 {
-                        q.observe(NodeId(n), Timestamp::new(u64::MAX, NodeId(n)));
-                    }
-                    while q.poll_deliver().is_some() {
-                        released += 1;
-                    }
-                    black_box(released)
-                },
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
-}
+use chat_core::{LamportClock, NodeId, Timestamp};
+use criterion::{Criterion, Throughput, criterion_main};
 
 fn lamport(c: &mut Criterion) {
     let mut group = c.benchmark_group("lamport");
@@ -80,7 +25,7 @@ fn lamport(c: &mut Criterion) {
 
 /// The benchmark group (in a private module: `criterion_group!` makes an undocumented `pub fn`).
 mod group {
-    criterion::criterion_group!(benches, super::hold_back, super::lamport);
+    criterion::criterion_group!(benches, super::lamport);
 }
 
 criterion_main!(group::benches);

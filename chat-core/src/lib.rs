@@ -11,7 +11,6 @@
 //! | `clock`     | [`LamportClock`] and totally ordered [`Timestamp`]s                      |
 //! | `message`   | [`ChatMessage`], [`Recipients`], [`MessageKind`], [`MAX_BODY_LEN`]       |
 //! | `buffer`    | [`MessageBuffer`] (bounded history, lookup by ID) and [`DedupWindow`]    |
-//! | `delivery`  | [`HoldBack`]: releases messages in FIFO or total (Lamport) order         |
 //! | `event`     | [`Event`], [`PeerInfo`], [`ErrorCode`], [`SendReceipt`]                  |
 //! | `transport` | the [`Transport`] trait and [`OutgoingMessage`]                          |
 //! | `chat`      | [`Chat`]: one API for programs over any transport                        |
@@ -20,7 +19,6 @@
 pub mod buffer;
 mod chat;
 mod clock;
-pub mod delivery;
 mod error;
 mod event;
 mod id;
@@ -30,7 +28,6 @@ mod transport;
 pub use buffer::{DedupWindow, MessageBuffer};
 pub use chat::Chat;
 pub use clock::{LamportClock, Timestamp};
-pub use delivery::HoldBack;
 pub use error::CoreError;
 pub use event::{ErrorCode, Event, PeerInfo, SendReceipt};
 pub use id::{MAX_NAME_LEN, MessageId, NodeId, UserName};

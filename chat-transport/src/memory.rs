@@ -1,280 +1,372 @@
-//! In-memory network for tests of topology logic: no sockets, same codec.
+//! An in-memory network of byte streams and datagram groups, for tests of the real shells.
 //!
-//! A [`MemoryNetwork`] connects named [`MemoryEndpoint`]s. Every frame is encoded with the codec's
-//! payload encoding on send and decoded on receipt, so tests exercise serialization exactly as
-//! TCP would. Each endpoint has one bounded inbox; a full inbox refuses the frame (`try_send`), it
-//! never blocks the sender nor grows.
+//! [`MemoryNetwork`] hands out [`MemoryListener`]s (a [`Listener`]) and [`MemoryDialer`]s (a
+//! [`Dialer`]) whose streams are in-process pipes, plus [`MemoryGroup`] sockets that behave like a
+//! UDP multicast group. A server or P2P node written against the traits runs unchanged on it, with
+//! `tokio::time::pause()` if the test wants virtual time, and the same codec and handshake as on TCP.
 //!
-//! | call                 | effect                                                              |
-//! |----------------------|---------------------------------------------------------------------|
-//! | `cut(a, b)`          | frames between `a` and `b` (both ways) are refused from now on      |
-//! | `isolate(a)`         | frames to or from `a` are refused, whatever the peer                |
-//! | `heal()`             | undoes every cut and isolation                                       |
+//! | call                   | effect                                                                   |
+//! |------------------------|--------------------------------------------------------------------------|
+//! | `bind(addr)`           | a listener at `addr` (port 0: a free port on that IP)                     |
+//! | `dialer(from)`         | a dialer whose connections come from `from` (used by cuts)                |
+//! | `join_group(group, me)`| a datagram socket in `group`; every member (the sender too) gets each datagram |
+//! | `cut(a, b)`            | breaks live streams between `a` and `b`, refuses new ones, drops datagrams |
+//! | `heal()`               | undoes every cut                                                          |
 //!
-//! A refused send fails with an I/O error, as a broken TCP connection would: `NotConnected` for a
-//! cut link, `ConnectionRefused` for an unknown or dropped endpoint, `WouldBlock` for a full inbox.
-//! Frames already in an inbox when a link is cut are still delivered (they "left the wire").
+//! Failures look like TCP's: connecting to nobody is `ConnectionRefused`, a cut stream fails its next
+//! read or write with `ConnectionReset` (a pending read is woken). Everything is bounded: each
+//! listener queues at most [`ACCEPT_QUEUE`] connections (more are refused), each pipe buffers
+//! [`PIPE_BUFFER`] bytes per direction (writers wait), each group socket queues [`GROUP_QUEUE`]
+//! datagrams (more are dropped, as UDP does).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
-use crate::TransportError;
-use crate::codec::{decode_payload, encode_payload};
+use crate::net::{Dialer, Listener};
 
-/// Default inbox capacity of an endpoint, in frames.
-pub const DEFAULT_INBOX: usize = 1024;
+/// Connections queued per listener before further connects are refused.
+pub const ACCEPT_QUEUE: usize = 1024;
+/// Bytes buffered per direction of a pipe.
+pub const PIPE_BUFFER: usize = 64 * 1024;
+/// Datagrams queued per group socket before further ones are dropped.
+pub const GROUP_QUEUE: usize = 1024;
+/// First port handed out for port 0.
+const FIRST_PORT: u16 = 40_000;
 
-type Inbox = mpsc::Sender<(String, Vec<u8>)>;
+type Accepting = mpsc::Sender<(MemoryStream, SocketAddr)>;
+type Datagram = (Vec<u8>, SocketAddr);
 
+/// Shared "this link is broken" flag of one connection, with the wakers of pending operations.
 #[derive(Debug, Default)]
-struct Links {
-    inboxes: HashMap<String, (u64, Inbox)>,
-    generation: u64,
-    cut: HashSet<(String, String)>,
-    isolated: HashSet<String>,
+struct Breaker {
+    broken: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
 }
 
-impl Links {
-    fn blocked(&self, a: &str, b: &str) -> bool {
-        self.isolated.contains(a) || self.isolated.contains(b) || self.cut.contains(&pair(a, b))
-    }
-}
-
-fn pair(a: &str, b: &str) -> (String, String) {
-    if a <= b { (a.to_owned(), b.to_owned()) } else { (b.to_owned(), a.to_owned()) }
-}
-
-/// A network of named endpoints exchanging frames of type `T`. Cloning shares the network.
-#[derive(Debug)]
-pub struct MemoryNetwork<T> {
-    links: Arc<Mutex<Links>>,
-    inbox: usize,
-    _frames: PhantomData<fn(T) -> T>,
-}
-
-impl<T> Clone for MemoryNetwork<T> {
-    fn clone(&self) -> Self {
-        MemoryNetwork { links: Arc::clone(&self.links), inbox: self.inbox, _frames: PhantomData }
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Default for MemoryNetwork<T> {
-    fn default() -> Self {
-        Self::new(DEFAULT_INBOX)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> MemoryNetwork<T> {
-    /// An empty network whose endpoints hold at most `inbox` frames each.
-    pub fn new(inbox: usize) -> Self {
-        MemoryNetwork { links: Arc::default(), inbox: inbox.max(1), _frames: PhantomData }
+impl Breaker {
+    fn wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Links> {
-        // A panic while holding the lock leaves plain data behind: keep using it.
-        self.links.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Creates the endpoint `name`, replacing (and disconnecting) any previous one of that name.
-    pub fn endpoint(&self, name: impl Into<String>) -> MemoryEndpoint<T> {
-        let name = name.into();
-        let (tx, rx) = mpsc::channel(self.inbox);
-        let mut links = self.lock();
-        links.generation += 1;
-        let generation = links.generation;
-        links.inboxes.insert(name.clone(), (generation, tx));
-        drop(links);
-        MemoryEndpoint { name, generation, net: self.clone(), rx }
-    }
-
-    /// Refuses frames between `a` and `b`, both ways.
-    pub fn cut(&self, a: &str, b: &str) {
-        self.lock().cut.insert(pair(a, b));
-    }
-
-    /// Refuses frames to and from `a`.
-    pub fn isolate(&self, a: &str) {
-        self.lock().isolated.insert(a.to_owned());
-    }
-
-    /// Undoes every cut and isolation.
-    pub fn heal(&self) {
-        let mut links = self.lock();
-        links.cut.clear();
-        links.isolated.clear();
-    }
-
-    /// Whether frames may currently flow between `a` and `b`.
-    pub fn connected(&self, a: &str, b: &str) -> bool {
-        !self.lock().blocked(a, b)
-    }
-
-    fn deliver(&self, from: &str, to: &str, payload: Vec<u8>) -> Result<(), TransportError> {
-        let links = self.lock();
-        if links.blocked(from, to) {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, format!("link {from} - {to} is cut")).into());
+    fn trip(&self) {
+        self.broken.store(true, Ordering::Release);
+        for w in self.wakers().drain(..) {
+            w.wake();
         }
-        let (_, inbox) = links
-            .inboxes
-            .get(to)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, format!("no endpoint {to}")))?;
-        inbox.try_send((from.to_owned(), payload)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => io::Error::new(io::ErrorKind::WouldBlock, format!("{to} is full")),
-            mpsc::error::TrySendError::Closed(_) => {
-                io::Error::new(io::ErrorKind::ConnectionRefused, format!("{to} was dropped"))
+    }
+
+    /// Registers `cx` to be woken on a trip; `Err(ConnectionReset)` if already tripped.
+    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
+        let mut wakers = self.wakers();
+        if self.broken.load(Ordering::Acquire) {
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "the link was cut"));
+        }
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            if wakers.len() >= 4 {
+                wakers.remove(0);
             }
-        })?;
+            wakers.push(cx.waker().clone());
+        }
         Ok(())
     }
 }
 
-/// One named endpoint of a [`MemoryNetwork`].
+/// One end of an in-memory connection.
 #[derive(Debug)]
-pub struct MemoryEndpoint<T> {
-    name: String,
-    generation: u64,
-    net: MemoryNetwork<T>,
-    rx: mpsc::Receiver<(String, Vec<u8>)>,
+pub struct MemoryStream {
+    pipe: DuplexStream,
+    breaker: Arc<Breaker>,
+    local: SocketAddr,
+    peer: SocketAddr,
 }
 
-impl<T: Serialize + DeserializeOwned> MemoryEndpoint<T> {
-    /// This endpoint's name.
-    pub fn name(&self) -> &str {
-        &self.name
+impl MemoryStream {
+    /// This end's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
-    /// Encodes `frame` and puts it in `to`'s inbox; never blocks.
-    pub fn send(&self, to: &str, frame: &T) -> Result<(), TransportError> {
-        let payload = encode_payload(frame)?;
-        self.net.deliver(&self.name, to, payload)
-    }
-
-    /// The next frame and its sender's name; `None` once the network is gone.
-    ///
-    /// **Cancel-safe**: frames wait in the inbox until taken. A frame that does not decode is an
-    /// error (the next call goes on with the following frame).
-    pub async fn recv(&mut self) -> Option<Result<(String, T), TransportError>> {
-        let (from, payload) = self.rx.recv().await?;
-        Some(decode_payload(&payload).map(|frame| (from, frame)))
-    }
-
-    /// The next frame if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<Result<(String, T), TransportError>> {
-        let (from, payload) = self.rx.try_recv().ok()?;
-        Some(decode_payload(&payload).map(|frame| (from, frame)))
+    /// The other end's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 }
 
-impl<T> Drop for MemoryEndpoint<T> {
-    fn drop(&mut self) {
-        let mut links = self.net.links.lock().unwrap_or_else(|e| e.into_inner());
-        // Only remove our own inbox, not a newer endpoint that took the same name.
-        if links.inboxes.get(&self.name).is_some_and(|(generation, _)| *generation == self.generation) {
-            links.inboxes.remove(&self.name);
+impl AsyncRead for MemoryStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.breaker.check(cx)?;
+        Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for MemoryStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.breaker.check(cx)?;
+        Pin::new(&mut self.pipe).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.breaker.check(cx)?;
+        Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    listeners: HashMap<SocketAddr, Accepting>,
+    groups: HashMap<SocketAddrV4, Vec<(SocketAddr, mpsc::Sender<Datagram>)>>,
+    connections: Vec<(SocketAddr, SocketAddr, Weak<Breaker>)>,
+    cut: HashSet<(SocketAddr, SocketAddr)>,
+    next_port: u16,
+}
+
+impl State {
+    fn is_cut(&self, a: SocketAddr, b: SocketAddr) -> bool {
+        self.cut.contains(&pair(a, b))
+    }
+
+    fn free_port(&mut self, ip: IpAddr) -> io::Result<SocketAddr> {
+        for _ in 0..=u16::MAX {
+            self.next_port = self.next_port.checked_add(1).unwrap_or(FIRST_PORT).max(FIRST_PORT);
+            let addr = SocketAddr::new(ip, self.next_port);
+            if !self.listeners.contains_key(&addr) {
+                return Ok(addr);
+            }
         }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free in-memory port"))
+    }
+}
+
+fn pair(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// An in-memory network; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryNetwork {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryNetwork {
+    /// An empty network.
+    pub fn new() -> Self {
+        MemoryNetwork::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A listener at `addr` (port 0 picks a free port on that IP). `AddrInUse` if taken.
+    pub fn bind(&self, addr: SocketAddr) -> io::Result<MemoryListener> {
+        let mut state = self.state();
+        let addr = if addr.port() == 0 { state.free_port(addr.ip())? } else { addr };
+        if state.listeners.get(&addr).is_some_and(|tx| !tx.is_closed()) {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{addr} is in use")));
+        }
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        state.listeners.insert(addr, tx);
+        Ok(MemoryListener { addr, incoming: rx })
+    }
+
+    /// A dialer whose connections come from `from` (its address in cuts and in the listener's
+    /// `accept`); use the node's own listening address, or any address for a plain client.
+    pub fn dialer(&self, from: SocketAddr) -> MemoryDialer {
+        MemoryDialer { net: self.clone(), from }
+    }
+
+    /// Joins the datagram group `group` as `me`.
+    pub fn join_group(&self, group: SocketAddrV4, me: SocketAddr) -> MemoryGroup {
+        let (tx, rx) = mpsc::channel(GROUP_QUEUE);
+        self.state().groups.entry(group).or_default().push((me, tx));
+        MemoryGroup { net: self.clone(), group, me, rx }
+    }
+
+    /// Breaks every live stream between `a` and `b` and refuses new ones and datagrams, until [`heal`].
+    ///
+    /// [`heal`]: MemoryNetwork::heal
+    pub fn cut(&self, a: SocketAddr, b: SocketAddr) {
+        let mut state = self.state();
+        state.cut.insert(pair(a, b));
+        state.connections.retain(|(x, y, breaker)| match breaker.upgrade() {
+            Some(breaker) if pair(*x, *y) == pair(a, b) => {
+                breaker.trip();
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+    }
+
+    /// Undoes every cut (broken streams stay broken; new ones may be opened).
+    pub fn heal(&self) {
+        self.state().cut.clear();
+    }
+
+    async fn connect(&self, from: SocketAddr, to: SocketAddr) -> io::Result<MemoryStream> {
+        let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, format!("nobody listens at {to}"));
+        let accepting = {
+            let mut state = self.state();
+            if state.is_cut(from, to) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{from} cannot reach {to}")));
+            }
+            let accepting = state.listeners.get(&to).cloned().ok_or_else(refused)?;
+            state.connections.retain(|(_, _, b)| b.strong_count() > 0);
+            accepting
+        };
+        let (a, b) = tokio::io::duplex(PIPE_BUFFER);
+        let breaker = Arc::new(Breaker::default());
+        self.state().connections.push((from, to, Arc::downgrade(&breaker)));
+        let ours = MemoryStream { pipe: a, breaker: Arc::clone(&breaker), local: from, peer: to };
+        let theirs = MemoryStream { pipe: b, breaker, local: to, peer: from };
+        accepting.try_send((theirs, from)).map_err(|_| refused())?;
+        Ok(ours)
+    }
+}
+
+/// Accepts in-memory connections at one address.
+#[derive(Debug)]
+pub struct MemoryListener {
+    addr: SocketAddr,
+    incoming: mpsc::Receiver<(MemoryStream, SocketAddr)>,
+}
+
+impl Listener for MemoryListener {
+    type Stream = MemoryStream;
+
+    async fn accept(&mut self) -> io::Result<(MemoryStream, SocketAddr)> {
+        self.incoming.recv().await.ok_or_else(|| io::Error::other("the network is gone"))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+/// Opens in-memory connections from one address.
+#[derive(Debug, Clone)]
+pub struct MemoryDialer {
+    net: MemoryNetwork,
+    from: SocketAddr,
+}
+
+impl Dialer for MemoryDialer {
+    type Stream = MemoryStream;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<MemoryStream> {
+        self.net.connect(self.from, addr).await
+    }
+}
+
+/// A member of an in-memory datagram group (what a UDP multicast socket is on a real network).
+#[derive(Debug)]
+pub struct MemoryGroup {
+    net: MemoryNetwork,
+    group: SocketAddrV4,
+    me: SocketAddr,
+    rx: mpsc::Receiver<Datagram>,
+}
+
+impl MemoryGroup {
+    /// Sends one datagram to every member of the group that is not cut off from this one (this one
+    /// included, as multicast loopback does). A member whose queue is full misses it.
+    pub fn send(&self, datagram: &[u8]) {
+        let mut state = self.net.state();
+        let cut = std::mem::take(&mut state.cut);
+        if let Some(members) = state.groups.get_mut(&self.group) {
+            // Members whose socket was dropped leave the group here.
+            members.retain(|(_, tx)| !tx.is_closed());
+            for (member, tx) in members.iter() {
+                if !cut.contains(&pair(self.me, *member)) {
+                    let _ = tx.try_send((datagram.to_vec(), self.me));
+                }
+            }
+        }
+        state.cut = cut;
+    }
+
+    /// The next datagram and its sender. **Cancel-safe.**
+    pub async fn recv(&mut self) -> io::Result<Datagram> {
+        self.rx.recv().await.ok_or_else(|| io::Error::other("the network is gone"))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
-    use serde::Deserialize;
 
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    enum Frame {
-        Ping(u32),
-        Text(String),
-    }
-
-    fn kind(err: TransportError) -> io::ErrorKind {
-        match err {
-            TransportError::Io(e) => e.kind(),
-            other => panic!("expected an i/o error, got {other:?}"),
-        }
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     #[tokio::test]
-    async fn frames_arrive_in_order_with_their_sender() {
-        let net = MemoryNetwork::<Frame>::default();
-        let a = net.endpoint("a");
-        let mut b = net.endpoint("b");
-        for i in 0..5 {
-            a.send("b", &Frame::Ping(i)).unwrap();
-        }
-        a.send("b", &Frame::Text("bye".into())).unwrap();
-        for i in 0..5 {
-            assert_eq!(b.recv().await.unwrap().unwrap(), ("a".to_owned(), Frame::Ping(i)));
-        }
-        assert_eq!(b.recv().await.unwrap().unwrap(), ("a".to_owned(), Frame::Text("bye".into())));
-        assert!(b.try_recv().is_none());
+    async fn streams_carry_bytes_both_ways_and_refuse_nobody() {
+        let net = MemoryNetwork::new();
+        let mut listener = net.bind(addr(0)).unwrap();
+        let at = listener.local_addr().unwrap();
+        let mut client = net.dialer(addr(1)).connect(at).await.unwrap();
+        let (mut server, from) = listener.accept().await.unwrap();
+        assert_eq!(from, addr(1));
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        let err = net.dialer(addr(1)).connect(addr(9)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(net.bind(at).unwrap_err().kind(), io::ErrorKind::AddrInUse);
     }
 
-    #[test]
-    fn cut_isolate_and_heal() {
-        let net = MemoryNetwork::<Frame>::new(8);
-        let a = net.endpoint("a");
-        let b = net.endpoint("b");
-        let mut c = net.endpoint("c");
-        net.cut("b", "a");
-        assert_eq!(kind(a.send("b", &Frame::Ping(1)).unwrap_err()), io::ErrorKind::NotConnected);
-        assert_eq!(kind(b.send("a", &Frame::Ping(1)).unwrap_err()), io::ErrorKind::NotConnected);
-        a.send("c", &Frame::Ping(2)).unwrap();
-        net.isolate("c");
-        assert!(!net.connected("a", "c"));
-        assert_eq!(kind(b.send("c", &Frame::Ping(3)).unwrap_err()), io::ErrorKind::NotConnected);
-        // The frame sent before the isolation is still delivered.
-        assert_eq!(c.try_recv().unwrap().unwrap(), ("a".to_owned(), Frame::Ping(2)));
+    #[tokio::test]
+    async fn a_cut_wakes_a_pending_read_and_refuses_until_healed() {
+        let net = MemoryNetwork::new();
+        let mut listener = net.bind(addr(5)).unwrap();
+        let mut client = net.dialer(addr(6)).connect(addr(5)).await.unwrap();
+        let (_server, _) = listener.accept().await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1];
+            client.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        net.cut(addr(5), addr(6));
+        let read = tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap();
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+        assert!(net.dialer(addr(6)).connect(addr(5)).await.is_err());
         net.heal();
-        assert!(net.connected("a", "b") && net.connected("b", "c"));
-        b.send("c", &Frame::Ping(4)).unwrap();
-        assert_eq!(c.try_recv().unwrap().unwrap(), ("b".to_owned(), Frame::Ping(4)));
+        assert!(net.dialer(addr(6)).connect(addr(5)).await.is_ok());
     }
 
-    #[test]
-    fn full_inbox_and_unknown_endpoint_refuse() {
-        let net = MemoryNetwork::<Frame>::new(2);
-        let a = net.endpoint("a");
-        let _b = net.endpoint("b");
-        a.send("b", &Frame::Ping(1)).unwrap();
-        a.send("b", &Frame::Ping(2)).unwrap();
-        assert_eq!(kind(a.send("b", &Frame::Ping(3)).unwrap_err()), io::ErrorKind::WouldBlock);
-        assert_eq!(kind(a.send("nobody", &Frame::Ping(1)).unwrap_err()), io::ErrorKind::ConnectionRefused);
-    }
-
-    #[test]
-    fn dropped_endpoint_is_gone_and_a_new_one_takes_its_name() {
-        let net = MemoryNetwork::<Frame>::new(4);
-        let a = net.endpoint("a");
-        let b = net.endpoint("b");
-        drop(b);
-        assert_eq!(kind(a.send("b", &Frame::Ping(1)).unwrap_err()), io::ErrorKind::ConnectionRefused);
-        let mut b2 = net.endpoint("b");
-        a.send("b", &Frame::Ping(2)).unwrap();
-        assert_eq!(b2.try_recv().unwrap().unwrap().1, Frame::Ping(2));
-    }
-
-    #[test]
-    fn frames_really_go_through_the_codec() {
-        // A frame type whose decoding rejects what was encoded proves the bytes are decoded.
-        #[derive(Debug, Serialize, Deserialize)]
-        struct Named {
-            name: String,
-        }
-        let net = MemoryNetwork::<Named>::new(4);
-        let a = net.endpoint("a");
-        let mut b = net.endpoint("b");
-        a.send("b", &Named { name: "x".repeat(10) }).unwrap();
-        assert_eq!(b.try_recv().unwrap().unwrap().1.name.len(), 10);
-        let huge = Named { name: "x".repeat(crate::MAX_FRAME_LEN + 1) };
-        assert!(matches!(
-            a.send("b", &huge),
-            Err(TransportError::FrameTooLarge { .. }) | Err(TransportError::Encode(_))
-        ));
+    #[tokio::test]
+    async fn group_datagrams_reach_every_member_not_cut_off() {
+        let net = MemoryNetwork::new();
+        let group = SocketAddrV4::new([239, 255, 1, 1].into(), 4000);
+        let a = net.join_group(group, addr(1));
+        let mut b = net.join_group(group, addr(2));
+        let mut c = net.join_group(group, addr(3));
+        a.send(b"hello");
+        assert_eq!(b.recv().await.unwrap(), (b"hello".to_vec(), addr(1)));
+        assert_eq!(c.recv().await.unwrap(), (b"hello".to_vec(), addr(1)));
+        net.cut(addr(1), addr(3));
+        a.send(b"again");
+        assert_eq!(b.recv().await.unwrap().0, b"again");
+        assert!(tokio::time::timeout(Duration::from_millis(50), c.recv()).await.is_err());
     }
 }
