@@ -209,7 +209,7 @@ async fn connect(
             match chat_server::client::connect(config).await {
                 Ok(transport) => Ok(Chat::new(transport)),
                 Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
-                Err(e) => Err(JoinFailure { code: chat_core::ErrorCode::Disconnected, message: e.to_string() }),
+                Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
             }
         }
         Some(config) => match chat_p2p::join(config).await {

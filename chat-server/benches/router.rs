@@ -4,6 +4,7 @@
 //! `cargo bench -p chat-server --bench router`
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use chat_core::{NodeId, Recipients, Timestamp, UserName};
 use chat_server::router::{Input, Router, RouterConfig, RouterState};
@@ -12,11 +13,11 @@ use criterion::{Criterion, Throughput, criterion_main};
 /// Users online.
 const USERS: u64 = 1000;
 
-fn router_with_users() -> Router {
+fn router_with_users(now: Instant) -> Router {
     let mut router = Router::new(RouterConfig::default(), RouterState::default());
     for conn in 0..USERS {
         let name = UserName::new(format!("u{conn}")).expect("valid name");
-        router.handle(Input::Login { conn, name });
+        router.handle(now, Input::Login { conn, name });
         while router.poll_output().is_some() {}
     }
     router
@@ -26,19 +27,23 @@ fn broadcast(c: &mut Criterion) {
     let mut group = c.benchmark_group("router");
     group.throughput(Throughput::Elements(USERS));
     for body_len in [16usize, 256] {
-        let mut router = router_with_users();
+        let now = Instant::now();
+        let mut router = router_with_users(now);
         let body = "x".repeat(body_len);
         let mut req = 0u64;
         group.bench_function(format!("broadcast_to_1000/{body_len}B"), |b| {
             b.iter(|| {
                 req += 1;
-                router.handle(Input::Send {
-                    conn: req % USERS,
-                    req,
-                    recipients: Recipients::Broadcast,
-                    body: body.clone(),
-                    sent_at: Timestamp::new(req, NodeId(1)),
-                });
+                router.handle(
+                    now,
+                    Input::Send {
+                        conn: req % USERS,
+                        req,
+                        recipients: Recipients::Broadcast,
+                        body: body.clone(),
+                        sent_at: Timestamp::new(req, NodeId(1)),
+                    },
+                );
                 let mut outputs = 0u32;
                 while let Some(output) = router.poll_output() {
                     black_box(&output);

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chat_core::CoreError;
+use chat_core::{CoreError, ErrorCode};
 use chat_transport::TransportError;
 
 /// Errors of the server topology (server, client, journal).
@@ -48,4 +48,38 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+}
+
+impl ServerError {
+    /// The machine-readable code to show the user (as in `--json` error events): the server's own
+    /// refusal code for a refused login or request, `version_mismatch` for another protocol version,
+    /// `bad_command` for a bad setting, `disconnected` for everything that means the server could not
+    /// be reached or talked to.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServerError::Core(e) => e.code(),
+            ServerError::Transport(TransportError::VersionMismatch { .. }) => ErrorCode::VersionMismatch,
+            ServerError::InvalidConfig { .. } => ErrorCode::BadCommand,
+            ServerError::Io(_)
+            | ServerError::Transport(_)
+            | ServerError::CorruptJournal { .. }
+            | ServerError::JournalStopped(_)
+            | ServerError::Unreachable { .. } => ErrorCode::Disconnected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_tell_the_user_what_happened() {
+        let refused = ServerError::Core(CoreError::Rejected { code: ErrorCode::NameTaken, message: "x".into() });
+        assert_eq!(refused.code(), ErrorCode::NameTaken);
+        let version = ServerError::Transport(TransportError::VersionMismatch { ours: 1, theirs: 2 });
+        assert_eq!(version.code(), ErrorCode::VersionMismatch);
+        let unreachable = ServerError::Unreachable { addr: "127.0.0.1:1".into(), reason: "refused".into() };
+        assert_eq!(unreachable.code(), ErrorCode::Disconnected);
+    }
 }

@@ -27,7 +27,7 @@
 //! senders and named recipients online when a message is stored; watermarks only for online users,
 //! never backwards (no duplicate consumption) and never beyond the highest stored sequence number
 //! (no consumption of an unproduced message). Deliveries are derived from the watermarks and the
-//! intended recipients (see `crate::record`), so each one matches a produced message and an intended
+//! intended recipients (see `crate::journal::record`), so each one matches a produced message and an intended
 //! recipient, and each recipient's deliveries follow the server order, by construction.
 
 use std::fmt;
@@ -38,9 +38,9 @@ use std::path::Path;
 use chat_core::{ChatMessage, Recipients};
 
 use crate::ServerError;
+use crate::journal::Record;
 use crate::journal::replay::{Delivery, Replay};
 use crate::journal::{Item, Opened, RecordReader, TornTail, journal_path};
-use crate::record::Record;
 
 pub use crate::journal::replay::ViolationKind;
 

@@ -6,7 +6,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use chat_transport::{MAX_FRAME_LEN, TransportError, decode_payload, encode_payload};
 
-use crate::record::Record;
+use crate::journal::Record;
 
 /// The 8 bytes every journal starts with.
 pub const MAGIC: [u8; 8] = *b"DCHTLOG1";

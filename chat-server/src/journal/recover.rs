@@ -10,7 +10,7 @@ use chat_core::ChatMessage;
 use super::Recovered;
 use super::format::{HEADER_LEN, Item, MAGIC, Opened, RecordReader};
 use crate::ServerError;
-use crate::record::Record;
+use crate::journal::Record;
 
 /// Opens (creating if needed) the journal at `path`, replays it and leaves the returned file
 /// positioned at its end, ready for appending. `history` messages are kept for [`Recovered::history`].

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use chat_core::{ChatMessage, MessageId, NodeId, Recipients, UserName};
 
-use crate::record::Record;
+use crate::journal::Record;
 
-/// One way a journal can break the rules of `crate::record`.
+/// One way a journal can break the rules of `crate::journal::record`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViolationKind {
     /// The file does not start with `DCHTLOG1`.

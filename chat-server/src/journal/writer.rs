@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::format::encode_record;
 use super::{FsyncPolicy, IDLE_TICK, JournalInput, LINGER, MARKS_PER_RECORD, MAX_BATCH};
-use crate::record::Record;
+use crate::journal::Record;
 
 /// What travels on the writer's channel.
 pub(crate) enum Msg {

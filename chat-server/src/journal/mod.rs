@@ -15,7 +15,7 @@
 //!          | len: u32 LE     | crc: u32 LE     | payload: len bytes               |
 //!          +-----------------+-----------------+----------------------------------+
 //!          len <= MAX_FRAME_LEN (256 KiB); crc = CRC-32 (IEEE, crc32fast) of the payload;
-//!          payload = chat_transport::codec::encode_payload(&Record)   (see crate::record)
+//!          payload = chat_transport::codec::encode_payload(&Record)   (see record.rs)
 //! ```
 //!
 //! Records are [`Record`]s: `Start` (once per server start, after recovery), `Join`, `Store`, `Leave`,
@@ -61,6 +61,7 @@
 //! [`ServerError::JournalStopped`]: the server cannot log and must stop.
 
 mod format;
+pub mod record;
 mod recover;
 pub(crate) mod replay;
 mod writer;
@@ -78,9 +79,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
+pub use record::Record;
 
 use crate::ServerError;
-use crate::record::Record;
 use writer::{Msg, Writer};
 
 /// Name of the journal file inside the data directory.

@@ -1,0 +1,25 @@
+//! Fan-out plumbing between the owner task and the per-connection writers.
+//!
+//! Two paths lead to a connection's socket, merged by its writer in server order:
+//!
+//! ```text
+//!  owner ── append(frame) ──► Stream (shared, append-only chunks of encoded frames) ──┐ every subscribed
+//!        │                    head offset published when the router says `Publish`    │ writer reads the
+//!        │                                                                            ▼ same Bytes
+//!        └── Private { frame, bpos } ──► per-connection bounded queue ──────────► writer ──► socket
+//! ```
+//!
+//! | module          | owns                                                                  |
+//! |-----------------|-----------------------------------------------------------------------|
+//! | `stream`        | [`stream::Stream`]: the shared append-only stream and its readers      |
+//! | `private_queue` | a connection's bounded private queue and the writer's progress counters |
+//! | `writer`        | the writer task: merge, vectored writes, pings, the kill switch       |
+//!
+//! What goes where, and when a reader is too slow, is decided by the router (`crate::router`); this
+//! module only moves bytes.
+
+pub(crate) mod private_queue;
+pub(crate) mod stream;
+pub(crate) mod writer;
+
+pub use writer::{KILL_GRACE, MAX_WRITE_BATCH};

@@ -1,0 +1,174 @@
+//! The writer task of one connection: merges its private queue and the shared stream in server
+//! order and writes them with vectored writes; pings when idle; obeys the kill switch.
+//!
+//! A private frame tagged `bpos` is written after the stream up to `bpos`, then the stream goes on
+//! from there, so private and stream frames keep their relative order. The writer publishes how far
+//! it got (stream cursor, highest message sequence written) in its [`WriterProgress`], which the owner
+//! reads for the lag policy and the journal for delivery watermarks.
+
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_core::ErrorCode;
+use chat_transport::encode_frame;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use super::private_queue::{Private, PrivateQueue, WriterProgress};
+use super::stream::StreamReader;
+use crate::protocol::ServerFrame;
+
+/// Most bytes a writer hands to the kernel in one vectored write.
+pub const MAX_WRITE_BATCH: usize = 1024 * 1024;
+/// Most slices in one vectored write (Linux `IOV_MAX` is 1024).
+const MAX_IOVECS: usize = 512;
+/// How long a disconnected slow consumer gets to accept its `Closing` frame.
+pub const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// The writer task of one connection.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
+    mut write: W,
+    private: Arc<PrivateQueue>,
+    mut stream: StreamReader,
+    mut kill: oneshot::Receiver<(ErrorCode, String)>,
+    progress: Arc<WriterProgress>,
+    heartbeat: Duration,
+) {
+    let ping = encode_frame(&ServerFrame::Ping).expect("ping encodes");
+    let mut cursor: Option<u64> = None;
+    let mut kill_armed = true;
+    let mut stream_open = true;
+    let mut next: Option<Private> = None;
+    let mut segments: Vec<Bytes> = Vec::new();
+    loop {
+        // The owner forgot this connection (it left, or the server is stopping) and everything queued
+        // for it is written: close. The stream is not followed any further.
+        if next.is_none() && private.is_closed() && private.is_empty() {
+            break;
+        }
+        // Wait only when there is nothing to write.
+        let backlog = cursor.is_some_and(|c| c < *stream.head.borrow());
+        if next.is_none() && !backlog && private.is_empty() {
+            tokio::select! {
+                biased;
+                killed = &mut kill, if kill_armed => {
+                    kill_armed = false;
+                    if let Ok((code, reason)) = killed {
+                        return close_with(write, code, reason).await;
+                    }
+                    continue;
+                }
+                () = private.ready.notified() => {}
+                changed = stream.head.changed(), if cursor.is_some() && stream_open => {
+                    // Err: the owner dropped the stream (shutdown); what was sealed stays readable.
+                    stream_open = changed.is_ok();
+                }
+                () = tokio::time::sleep(heartbeat) => segments.push(ping.clone()),
+            }
+        } else if kill_armed {
+            if let Ok((code, reason)) = kill.try_recv() {
+                return close_with(write, code, reason).await;
+            }
+        }
+
+        // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
+        let mut seq = 0;
+        let mut bytes = segments.iter().map(Bytes::len).sum::<usize>();
+        while bytes < MAX_WRITE_BATCH && segments.len() < MAX_IOVECS {
+            let item = match next.take() {
+                Some(item) => item,
+                None => match private.pop() {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            match item {
+                Private::Frame { bytes: frame, seq: s, bpos } => {
+                    if let Some(c) = cursor {
+                        if bpos > c {
+                            seq = seq.max(stream.collect(c, bpos, &mut segments));
+                            cursor = Some(bpos);
+                        }
+                    }
+                    bytes += frame.len();
+                    segments.push(frame);
+                    seq = seq.max(s);
+                }
+                Private::Subscribe { from } => cursor = Some(from),
+            }
+        }
+        if let Some(c) = cursor.filter(|_| !private.is_closed()) {
+            let head = *stream.head.borrow_and_update();
+            let budget = MAX_WRITE_BATCH.saturating_sub(bytes) as u64;
+            let to = head.min(c + budget.max(1));
+            if to > c && segments.len() < MAX_IOVECS {
+                seq = seq.max(stream.collect(c, to, &mut segments));
+                cursor = Some(to);
+            }
+        }
+        if segments.is_empty() {
+            continue;
+        }
+        // A client that stopped reading blocks this write; the kill switch must still get through.
+        tokio::select! {
+            biased;
+            killed = &mut kill, if kill_armed => {
+                if killed.is_ok() {
+                    // Mid-frame: a Closing frame would be garbage now. Just drop the socket.
+                    return;
+                }
+                kill_armed = false;
+                if write_all_vectored(&mut write, &mut segments).await.is_err() {
+                    return;
+                }
+            }
+            written = write_all_vectored(&mut write, &mut segments) => {
+                if written.is_err() {
+                    return;
+                }
+            }
+        }
+        // An idle connection should not keep the segment list of its busiest moment (8 KiB budget per connection).
+        if segments.capacity() > 64 {
+            segments = Vec::new();
+        }
+        if let Some(c) = cursor {
+            progress.cursor.store(c, Ordering::Release);
+        }
+        if seq > 0 {
+            progress.mark.fetch_max(seq, Ordering::Release);
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+async fn close_with<W: AsyncWrite + Unpin>(mut write: W, code: ErrorCode, reason: String) {
+    if let Ok(frame) = encode_frame(&ServerFrame::Closing { code, reason }) {
+        let _ = tokio::time::timeout(KILL_GRACE, write.write_all(&frame)).await;
+    }
+}
+
+/// Writes every segment (and empties the list), with as few syscalls as the kernel allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(write: &mut W, segments: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        let slices: Vec<IoSlice<'_>> = segments[first..].iter().map(|b| IoSlice::new(b)).collect();
+        let mut written = write.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < segments.len() && written >= segments[first].len() {
+            written -= segments[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            let rest = segments[first].slice(written..);
+            segments[first] = rest;
+        }
+    }
+    segments.clear();
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The slow-consumer policy: nobody waits for a reader that cannot keep up.
+//!
+//! | fact reported by the shell                      | decision                                        |
+//! |-------------------------------------------------|-------------------------------------------------|
+//! | `QueueFull`: a frame for `conn` did not fit its private queue | kick `conn` (`slow_consumer`)     |
+//! | `Lag`: a subscribed reader is more than `backlog_bytes` behind the head | kick it                 |
+//! | `Lag`: every other reader is at or past `p`     | `Trim { upto: p }`: the stream may drop bytes below |
+//!
+//! A kick ends the session like a disconnection (`SessionEnded`, `Left` announced to the others) and
+//! tells the shell to drop the connection's queue and attempt a last `Closing` frame.
+
+use chat_core::ErrorCode;
+
+use super::{ConnId, Output, Router};
+
+/// What a kicked reader is told, whichever limit it broke.
+pub(super) const SLOW_REASON: &str = "too slow: outgoing backlog over its limit";
+
+impl Router {
+    /// Disconnects `conn` as a slow consumer.
+    pub(super) fn kick(&mut self, conn: ConnId, reason: &str) {
+        if !self.sessions.is_known(conn) {
+            return;
+        }
+        let (code, reason) = (ErrorCode::SlowConsumer, reason.to_string());
+        self.outputs.push_back(Output::Kick { conn, code, reason });
+        let name = self.sessions.name_of(conn).cloned();
+        match name {
+            Some(_) => self.disconnected(conn, "slow_consumer".into()),
+            None => {
+                self.sessions.forget(conn);
+            }
+        }
+    }
+
+    /// Applies the backlog limit to the reported stream positions, then allows trimming below the
+    /// slowest remaining reader.
+    pub(super) fn lag(&mut self, head: u64, cursors: &[(ConnId, u64)]) {
+        let mut upto = head;
+        let mut slow = Vec::new();
+        for &(conn, cursor) in cursors {
+            if !self.sessions.is_subscribed(conn) {
+                continue;
+            }
+            let cursor = cursor.min(head);
+            if head - cursor > self.config.backlog_bytes {
+                slow.push(conn);
+            } else {
+                upto = upto.min(cursor);
+            }
+        }
+        for conn in slow {
+            self.kick(conn, SLOW_REASON);
+        }
+        self.outputs.push_back(Output::Trim { upto });
+    }
+}

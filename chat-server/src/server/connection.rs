@@ -1,0 +1,107 @@
+//! One connection's shell: the handshake, its writer task, and the reader loop that hands frames to
+//! the owner. Generic over the stream, so TCP, in-memory pipes and (later) TLS run the same code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::ErrorCode;
+use chat_transport::{ByteStream, FrameReader, Role, TransportError, encode_frame, handshake};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use super::ConnSettings;
+use crate::ServerError;
+use crate::fanout::private_queue::{PrivateQueue, PrivateSender, WriterProgress};
+use crate::fanout::stream::StreamReader;
+use crate::fanout::writer::write_loop;
+use crate::protocol::{ClientFrame, ServerFrame};
+use crate::router::ConnId;
+
+/// Time allowed for the protocol handshake.
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What connection tasks tell the owner task.
+pub(super) enum Inbound {
+    /// A connection completed its handshake.
+    Open { conn: ConnId, entry: ConnEntry },
+    /// A frame it read.
+    Frame { conn: ConnId, frame: ClientFrame },
+    /// It ended (`quit`, `disconnected`, `timeout`).
+    Closed { conn: ConnId, reason: String },
+}
+
+/// The owner task's handle on one connection.
+pub(super) struct ConnEntry {
+    /// Its private queue (dropping it closes the connection once the queue is written).
+    pub(super) private: PrivateSender,
+    /// How far its writer got.
+    pub(super) progress: Arc<WriterProgress>,
+    /// Disconnects it at once with a last `Closing` frame.
+    pub(super) kill: Option<oneshot::Sender<(ErrorCode, String)>>,
+    /// Its reader task.
+    pub(super) reader: AbortHandle,
+}
+
+/// Answers a connection over the limit with `Refused { busy }` after the handshake, then closes.
+pub(super) async fn refuse_busy<S: ByteStream>(mut stream: S) {
+    let refuse = async {
+        handshake(&mut stream, Role::Server).await?;
+        let frame = encode_frame(&ServerFrame::Refused {
+            code: ErrorCode::Busy,
+            message: "the server is at its connection limit".into(),
+        })?;
+        stream.write_all(&frame).await?;
+        Ok::<(), TransportError>(())
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, refuse).await;
+}
+
+/// Handshake, then register with the owner and run the reader loop (the writer is its own task).
+pub(super) async fn serve_connection<S: ByteStream>(
+    conn: ConnId,
+    mut stream: S,
+    inbound: mpsc::Sender<Inbound>,
+    settings: ConnSettings,
+    tracker: TaskTracker,
+    stream_reader: StreamReader,
+) -> Result<(), ServerError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, Role::Server))
+        .await
+        .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
+    let (read, write) = tokio::io::split(stream);
+    let (private, rx) = PrivateQueue::new(settings.outbox);
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let progress = WriterProgress::new();
+    tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
+    let reader = tokio::spawn(read_loop(conn, read, inbound.clone(), settings.heartbeat * 3));
+    let entry = ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle() };
+    if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
+        reader.abort();
+    }
+    let _ = reader.await;
+    Ok(())
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration) {
+    let mut reader: FrameReader<_, ClientFrame> = FrameReader::new(read);
+    let reason = loop {
+        match tokio::time::timeout(idle, reader.read_frame()).await {
+            Err(_) => break "timeout".to_string(),
+            Ok(Ok(Some(ClientFrame::Leave))) => break "quit".to_string(),
+            Ok(Ok(Some(frame))) => {
+                if inbound.send(Inbound::Frame { conn, frame }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ok(None)) => break "disconnected".to_string(),
+            Ok(Err(e)) => {
+                debug!(conn, error = %e, "read failed");
+                break "disconnected".to_string();
+            }
+        }
+    };
+    let _ = inbound.send(Inbound::Closed { conn, reason }).await;
+}

@@ -1,0 +1,238 @@
+//! The async shell of the server: the accept loop, one reader and one writer task per connection, and
+//! one owner task that drives the sans-IO [`Router`] and the [`Journal`].
+//!
+//! ```text
+//!  accept ──► per connection: handshake ─► reader task ──(bounded inbound queue)──► owner task
+//!                                          writer task ◄──(shared stream + bounded private queue)──┘
+//!                                                                               Router + Journal
+//! ```
+//!
+//! | module       | owns                                                                   |
+//! |--------------|------------------------------------------------------------------------|
+//! | `mod`        | [`ServerConfig`], [`Server`]: binding, the owner loop, accepting, shutdown |
+//! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
+//! | `owner`      | the owner's state: feeds the router, performs its outputs              |
+//!
+//! The shell is generic over where connections come from ([`Listener`]): TCP in production, an
+//! in-memory network in tests. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
+//! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
+//!
+//! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
+//! nothing for three heartbeats ends the connection (`timeout`).
+//!
+//! **Shutdown**: the owner task checks the shutdown signal first on every turn; on shutdown it stops
+//! accepting, the router ends every session (`Closing { shutting_down }` to every client, departures
+//! journaled), the journal is closed (final watermarks, fsync) and writers get up to
+//! [`SHUTDOWN_GRACE`] to flush.
+
+mod connection;
+mod owner;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_transport::{Listener, sleep_until};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::ServerError;
+use crate::journal::{FsyncPolicy, Journal, JournalConfig};
+use crate::router::{ConnId, Router, RouterConfig, RouterState};
+use connection::{refuse_busy, serve_connection};
+use owner::Owner;
+
+pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
+pub use crate::router::{DEFAULT_BACKLOG, NOTICE_DELAY};
+
+/// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Default frames queued per connection (unicasts, multicasts, replies) before it counts as a slow consumer.
+pub const DEFAULT_OUTBOX: usize = 8192;
+/// Default maximum number of simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// Default heartbeat interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for writers to flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Capacity of the queue from readers to the owner task.
+const INBOUND_CAPACITY: usize = 8192;
+/// Most inputs handled in one owner turn before the stream is published and writers are woken.
+const TURN_INPUTS: usize = 256;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where the journal lives; `None` runs without a persistent log.
+    pub data_dir: Option<PathBuf>,
+    /// When the journal syncs to disk.
+    pub fsync: FsyncPolicy,
+    /// Messages kept for history.
+    pub history: usize,
+    /// Heartbeat interval (silence for three is a dead connection).
+    pub heartbeat: Duration,
+    /// Most simultaneous connections; more are refused with `busy`.
+    pub max_connections: usize,
+    /// Frames queued per connection (unicasts, multicasts, replies) before it counts as a slow consumer.
+    pub outbox_capacity: usize,
+    /// Bytes a connection may lag behind the broadcast stream before it counts as a slow consumer.
+    pub backlog_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: Some(PathBuf::from("chat-data")),
+            fsync: FsyncPolicy::default(),
+            history: 1000,
+            heartbeat: DEFAULT_HEARTBEAT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            outbox_capacity: DEFAULT_OUTBOX,
+            backlog_bytes: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl ServerConfig {
+    fn router(&self) -> RouterConfig {
+        RouterConfig {
+            history: self.history,
+            heartbeat_ms: self.heartbeat.as_millis() as u64,
+            backlog_bytes: self.backlog_bytes,
+            ..RouterConfig::default()
+        }
+    }
+}
+
+/// Per-connection settings handed to the connection task.
+#[derive(Debug, Clone, Copy)]
+struct ConnSettings {
+    heartbeat: Duration,
+    outbox: usize,
+}
+
+/// A bound server, ready to [`Server::run`]. Generic over where connections come from: TCP by
+/// default ([`Server::bind`]), any [`Listener`] with [`Server::with_listener`].
+pub struct Server<L: Listener = TcpListener> {
+    listener: L,
+    config: ServerConfig,
+    journal: Option<Journal>,
+    state: RouterState,
+}
+
+impl Server<TcpListener> {
+    /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen`.
+    pub async fn bind(config: ServerConfig) -> Result<Server<TcpListener>, ServerError> {
+        let (journal, state) = open_journal(&config)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Server { listener, config, journal, state })
+    }
+}
+
+impl<L: Listener> Server<L> {
+    /// Recovers the journal (if any) and serves connections from `listener` (`config.listen` is
+    /// ignored): an in-memory listener in tests.
+    pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
+        let (journal, state) = open_journal(&config)?;
+        Ok(Server { listener, config, journal, state })
+    }
+
+    /// The address actually listened on (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { mut listener, config, journal, state } = self;
+        let router = Router::new(config.router(), state);
+        let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let tracker = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let mut owner = Owner::new(router, journal);
+        let stream_reader = owner.stream.reader();
+        let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
+        let mut next_conn: ConnId = 0;
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = owner.router.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(first) = inbound_rx.recv() => {
+                    let now = now();
+                    owner.apply(now, first).await?;
+                    for _ in 0..TURN_INPUTS {
+                        match inbound_rx.try_recv() {
+                            Ok(more) => owner.apply(now, more).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    owner.end_turn(now).await?;
+                }
+                () = sleep_until(deadline) => owner.timeout(now()).await?,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    next_conn += 1;
+                    let conn = next_conn;
+                    let permit = limit.clone().try_acquire_owned().ok();
+                    let inbound = inbound_tx.clone();
+                    let writers = tracker.clone();
+                    let reader = stream_reader.clone();
+                    tracker.spawn(async move {
+                        let _permit = permit.as_ref();
+                        if permit.is_none() {
+                            refuse_busy(stream).await;
+                            return;
+                        }
+                        if let Err(e) = serve_connection(conn, stream, inbound, settings, writers, reader).await {
+                            debug!(conn, %peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+            }
+        }
+        info!("shutting down");
+        drop(listener);
+        owner.shutdown(now()).await?;
+        drop(owner);
+        tracker.close();
+        drop(inbound_rx);
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+            warn!("some connections did not finish flushing in time");
+        }
+        Ok(())
+    }
+}
+
+/// The current time from tokio's clock (pausable in tests), as the router wants it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Opens and recovers the journal, if the configuration has a data directory.
+fn open_journal(config: &ServerConfig) -> Result<(Option<Journal>, RouterState), ServerError> {
+    let Some(dir) = &config.data_dir else { return Ok((None, RouterState::default())) };
+    let jc = JournalConfig { dir: dir.clone(), fsync: config.fsync, history: config.history };
+    let (journal, recovered) = Journal::open(jc)?;
+    if recovered.truncated_bytes > 0 {
+        warn!(bytes = recovered.truncated_bytes, "journal had a torn tail; truncated");
+    }
+    info!(last_seq = recovered.last_seq, records = recovered.records, "journal recovered");
+    let state = RouterState { last_seq: recovered.last_seq, lamport: recovered.lamport, history: recovered.history };
+    Ok((Some(journal), state))
+}

@@ -1,0 +1,229 @@
+//! The owner task's state: it feeds the [`Router`] and carries out its outputs, moving bytes only.
+//!
+//! Every decision (who receives what, when the stream is published, who is too slow, how shutdown
+//! goes) is the router's; the owner encodes frames, appends to the shared stream, queues private
+//! frames, journals, and reports back the facts the router needs (a full queue, readers' positions).
+//!
+//! A turn: the inputs of one batch are applied (`apply`), then `end_turn` asks the router to publish
+//! what is due, hands the turn's private frames to the writers (a frame tagged `early` may be written
+//! before notices that wait unpublished; any other follows everything appended), closes what must be
+//! closed, samples the readers' lag every [`LAG_CHECK_EVERY`] bytes of stream, and reports full
+//! queues, until nothing more happens.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use chat_transport::TransportError;
+use chat_transport::codec::encode_frame_into;
+use tracing::{debug, warn};
+
+use super::connection::{ConnEntry, Inbound};
+use crate::ServerError;
+use crate::fanout::private_queue::Private;
+use crate::fanout::stream::Stream;
+use crate::journal::{Journal, JournalInput};
+use crate::protocol::ServerFrame;
+use crate::router::{ConnId, Input, Output, Router};
+
+/// Stream growth between two reports of every reader's position to the router.
+const LAG_CHECK_EVERY: u64 = 256 * 1024;
+/// Bytes reserved at a time for encoding private frames.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// The owner task's state: the router, the journal, the shared stream and the connection table.
+pub(super) struct Owner {
+    pub(super) router: Router,
+    journal: Option<Journal>,
+    conns: HashMap<ConnId, ConnEntry>,
+    pub(super) stream: Stream,
+    /// Private frames produced during this turn, in order; handed to the writers at its end.
+    pending: Vec<(ConnId, Private)>,
+    closing: Vec<ConnId>,
+    /// Connections whose private queue refused a frame this turn.
+    full: Vec<ConnId>,
+    /// Whether a connection was kicked since the last check.
+    kicked: bool,
+    checked_at: u64,
+    scratch: BytesMut,
+}
+
+impl Owner {
+    pub(super) fn new(router: Router, journal: Option<Journal>) -> Self {
+        Owner {
+            router,
+            journal,
+            conns: HashMap::new(),
+            stream: Stream::new(),
+            pending: Vec::new(),
+            closing: Vec::new(),
+            full: Vec::new(),
+            kicked: false,
+            checked_at: 0,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Applies one report of a connection task.
+    pub(super) async fn apply(&mut self, now: Instant, inbound: Inbound) -> Result<(), ServerError> {
+        match inbound {
+            Inbound::Open { conn, entry } => {
+                self.conns.insert(conn, entry);
+                self.router.handle(now, Input::Opened { conn });
+            }
+            Inbound::Frame { conn, frame } => {
+                if let Some(input) = Input::from_frame(conn, frame) {
+                    self.router.handle(now, input);
+                }
+            }
+            Inbound::Closed { conn, reason } => {
+                self.conns.remove(&conn);
+                self.router.handle(now, Input::Disconnected { conn, reason });
+            }
+        }
+        self.perform().await
+    }
+
+    /// The router's deadline passed.
+    pub(super) async fn timeout(&mut self, now: Instant) -> Result<(), ServerError> {
+        self.router.handle_timeout(now);
+        self.perform().await?;
+        self.end_turn(now).await
+    }
+
+    /// Ends a turn (see the module documentation).
+    pub(super) async fn end_turn(&mut self, now: Instant) -> Result<(), ServerError> {
+        loop {
+            self.router.handle(now, Input::EndOfTurn);
+            self.perform().await?;
+            self.hand_over();
+            for conn in std::mem::take(&mut self.closing) {
+                if let Some(entry) = self.conns.remove(&conn) {
+                    entry.reader.abort();
+                }
+            }
+            let head = self.stream.head();
+            if head >= self.checked_at + LAG_CHECK_EVERY {
+                self.checked_at = head;
+                let cursors = self.conns.iter().map(|(c, e)| (*c, e.progress.cursor.load(Ordering::Acquire))).collect();
+                self.router.handle(now, Input::Lag { head, cursors });
+                self.perform().await?;
+            }
+            // Kicks announce departures: go round again so the router decides when they are published.
+            if self.full.is_empty() && !std::mem::take(&mut self.kicked) {
+                return Ok(());
+            }
+            for conn in std::mem::take(&mut self.full) {
+                self.router.handle(now, Input::QueueFull { conn });
+            }
+            self.perform().await?;
+        }
+    }
+
+    /// Hands this turn's private frames to the writers; a refused frame marks its queue full.
+    fn hand_over(&mut self) {
+        for (conn, item) in std::mem::take(&mut self.pending) {
+            if let Some(entry) = self.conns.get(&conn) {
+                if entry.private.try_send(item).is_err() && !self.full.contains(&conn) {
+                    self.full.push(conn);
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the router asked for.
+    async fn perform(&mut self) -> Result<(), ServerError> {
+        while let Some(output) = self.router.poll_output() {
+            match output {
+                Output::Reply { conn, frame, early } => match self.encode(&frame) {
+                    Ok(bytes) => self.queue(conn, bytes, 0, early),
+                    Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
+                },
+                Output::Deliver { conns, frame, seq, early } => {
+                    let bytes = self.encode(&frame)?;
+                    for conn in conns {
+                        self.queue(conn, bytes.clone(), seq, early);
+                    }
+                }
+                Output::Stream { frame, seq } => self.stream.append(&frame, seq)?,
+                Output::Subscribe { conn } => {
+                    let from = self.stream.offset();
+                    if let Some(entry) = self.conns.get(&conn) {
+                        entry.progress.cursor.store(from, Ordering::Release);
+                        self.pending.push((conn, Private::Subscribe { from }));
+                    }
+                }
+                Output::Publish => self.stream.seal(),
+                Output::Trim { upto } => self.stream.trim(upto),
+                Output::Store(message) => self.journal(JournalInput::Store(message)).await?,
+                Output::SessionStarted { conn, name, after } => {
+                    let Some(entry) = self.conns.get(&conn) else { continue };
+                    entry.progress.mark.store(after, Ordering::Release);
+                    let mark = entry.progress.mark.clone();
+                    debug!(conn, %name, "logged in");
+                    self.journal(JournalInput::Join { name, after, mark }).await?;
+                }
+                Output::SessionEnded { conn, name, after, reason } => {
+                    debug!(conn, %name, %reason, "session ended");
+                    self.journal(JournalInput::Leave { name, after, reason }).await?;
+                }
+                // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
+                Output::Close { conn } => self.closing.push(conn),
+                Output::Kick { conn, code, reason } => {
+                    self.kicked = true;
+                    if let Some(mut entry) = self.conns.remove(&conn) {
+                        warn!(conn, %code, "connection kicked");
+                        entry.reader.abort();
+                        if let Some(kill) = entry.kill.take() {
+                            let _ = kill.send((code, reason));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn journal(&mut self, input: JournalInput) -> Result<(), ServerError> {
+        match &self.journal {
+            Some(journal) => journal.send(input).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Queues an encoded frame for `conn` for the end of the turn, after the stream position it must
+    /// follow: everything appended so far, or only what is published if it may go `early`.
+    fn queue(&mut self, conn: ConnId, bytes: Bytes, seq: u64, early: bool) {
+        let bpos = if early { self.stream.head() } else { self.stream.offset() };
+        self.pending.push((conn, Private::Frame { bytes, seq, bpos }));
+    }
+
+    /// Encodes a frame into the scratch buffer and splits it off: one allocation per
+    /// [`SCRATCH_BYTES`] of frames instead of one (or several) per frame.
+    fn encode(&mut self, frame: &ServerFrame) -> Result<Bytes, TransportError> {
+        if self.scratch.capacity() - self.scratch.len() < SCRATCH_BYTES / 16 {
+            self.scratch.reserve(SCRATCH_BYTES);
+        }
+        encode_frame_into(frame, &mut self.scratch)?;
+        Ok(self.scratch.split().freeze())
+    }
+
+    /// Ends every session (the router decides how), hands the last frames over, and closes the journal.
+    pub(super) async fn shutdown(&mut self, now: Instant) -> Result<(), ServerError> {
+        self.router.handle(now, Input::Shutdown);
+        self.perform().await?;
+        for (conn, item) in std::mem::take(&mut self.pending) {
+            if let Some(entry) = self.conns.get(&conn) {
+                let _ = entry.private.try_send(item);
+            }
+        }
+        for (_, entry) in self.conns.drain() {
+            entry.reader.abort();
+        }
+        if let Some(journal) = self.journal.take() {
+            journal.close().await?;
+        }
+        Ok(())
+    }
+}
