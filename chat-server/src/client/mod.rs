@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
+pub mod session;
+
 use crate::ServerError;
 use crate::protocol::{ClientFrame, ServerFrame};
 
