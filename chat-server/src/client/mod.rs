@@ -2,7 +2,9 @@
 //!
 //! [`connect`] dials, shakes hands, logs in and waits for `Welcome` (or a refusal such as
 //! `name_taken`), then spawns one task that owns the connection. The handle talks to that task
-//! through bounded channels: requests in, events out.
+//! through bounded channels: requests in, events out. [`connect_with`] does the same over any
+//! [`Dialer`] (TCP, the in-memory network of [`chat_transport::memory`], later TLS): the client is
+//! generic over the byte stream.
 //!
 //! | module      | owns                                                                                |
 //! |-------------|-------------------------------------------------------------------------------------|
@@ -17,11 +19,11 @@ pub mod session;
 mod task;
 mod transport;
 
+use std::io;
 use std::time::Duration;
 
 use chat_core::UserName;
-use chat_transport::{Role, handshake};
-use tokio::net::TcpStream;
+use chat_transport::{Dialer, Role, TcpDialer, handshake};
 use tokio::sync::mpsc;
 
 pub use transport::ServerTransport;
@@ -55,16 +57,23 @@ impl ClientConfig {
     }
 }
 
-/// Connects, logs in and starts the session.
+/// Connects over TCP, logs in and starts the session: [`connect_with`] and [`TcpDialer`].
 ///
 /// Fails with [`ServerError::Unreachable`] if the server cannot be reached in time, and with
 /// [`ServerError::Core`] holding [`chat_core::CoreError::Rejected`] if the login is refused
 /// (`name_taken`, `busy`).
 pub async fn connect(config: ClientConfig) -> Result<ServerTransport, ServerError> {
+    connect_with(TcpDialer, config).await
+}
+
+/// Connects through `dialer`, logs in and starts the session; errors as for [`connect`].
+///
+/// `config.server` is resolved (a host name or an IP address, with a port) and each address is
+/// tried in turn until one answers, as `TcpStream::connect` does.
+pub async fn connect_with<D: Dialer>(dialer: D, config: ClientConfig) -> Result<ServerTransport, ServerError> {
     let unreachable = |reason: String| ServerError::Unreachable { addr: config.server.clone(), reason };
     let login = async {
-        let mut stream = TcpStream::connect(&config.server).await.map_err(|e| unreachable(e.to_string()))?;
-        stream.set_nodelay(true)?;
+        let mut stream = dial(&dialer, &config.server).await.map_err(|e| unreachable(e.to_string()))?;
         handshake(&mut stream, Role::Client).await?;
         let mut driver = Driver::new(stream, Session::new(config.name.clone()));
         let (name, online) = driver.login(&config.server).await?;
@@ -77,4 +86,16 @@ pub async fn connect(config: ClientConfig) -> Result<ServerTransport, ServerErro
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     tokio::spawn(driver.run(request_rx, event_tx));
     Ok(ServerTransport::new(name, online, requests, events))
+}
+
+/// Resolves `server` and dials its addresses in turn; the last error if none answers.
+async fn dial<D: Dialer>(dialer: &D, server: &str) -> io::Result<D::Stream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(server).await? {
+        match dialer.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any address")))
 }

@@ -28,7 +28,7 @@ pub struct ServerTransport {
 }
 
 impl ServerTransport {
-    /// The handle of a session task started by [`super::connect`].
+    /// The handle of a session task started by [`super::connect_with`].
     pub(super) fn new(
         name: UserName,
         online: Vec<UserName>,
