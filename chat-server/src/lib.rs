@@ -9,7 +9,7 @@
 //! | `router`   | the sans-IO routing core: sessions, recipients, global order, history      |
 //! | `server`   | the async shell: accept loop, reader/writer tasks, owner task, shutdown    |
 //! | `outbox`   | fan-out: the shared broadcast stream, private queues, the writer task      |
-//! | `client`   | [`client::connect`] and [`client::ServerTransport`]                        |
+//! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `record`   | journal records                                                            |
 //! | `journal`  | the persistent log: group commit, fsync policy, crash recovery             |
 //! | `logview`  | `log show` and `log verify`                                                |
