@@ -9,7 +9,7 @@
 //! | `router`   | the sans-IO core: sessions, recipients, global order, history, and every delivery policy (publishing, slow consumers, shutdown) |
 //! | `server`   | the async shell: accept loop, connection tasks, the owner task that performs the router's outputs |
 //! | `fanout`   | the byte paths: the shared stream, private queues, the writer task                 |
-//! | `client`   | [`client::connect`] and [`client::ServerTransport`]                                |
+//! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
 //! | `logview`  | `log show` and `log verify`                                                        |
 //! | `loadgen`  | the load generator: subscribers, publishers, window or rate, latency histogram     |

@@ -1,0 +1,316 @@
+//! Exact-output tests of the client session core.
+
+use chat_core::{MessageId, NodeId, Recipients, Timestamp};
+
+use super::*;
+
+const HEARTBEAT: Duration = Duration::from_millis(1000);
+
+fn n(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+
+fn drain(s: &mut Session) -> Vec<Output> {
+    std::iter::from_fn(|| s.poll_output()).collect()
+}
+
+fn frame(s: &mut Session, now: Instant, frame: ServerFrame) -> Vec<Output> {
+    s.handle_frame(now, frame);
+    drain(s)
+}
+
+fn msg(seq: u64, body: &str) -> ChatMessage {
+    ChatMessage {
+        id: MessageId::new(NodeId::SERVER, seq),
+        sender: n("bob"),
+        recipients: Recipients::Broadcast,
+        body: body.into(),
+        lamport: Timestamp::new(seq, NodeId::SERVER),
+    }
+}
+
+fn outgoing(body: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        recipients: Recipients::Unicast(n("bob")),
+        body: body.into(),
+        sent_at: Timestamp::new(7, NodeId(0)),
+    }
+}
+
+fn send_frame(req: u64, body: &str) -> Output {
+    let m = outgoing(body);
+    Output::Write(ClientFrame::Send { req, recipients: m.recipients, body: m.body, sent_at: m.sent_at })
+}
+
+fn welcome() -> ServerFrame {
+    ServerFrame::Welcome { name: n("alice"), online: vec![n("alice"), n("bob")], heartbeat_ms: 1000 }
+}
+
+fn answer(ticket: Ticket, answer: Result<Answer, CoreError>) -> Output {
+    Output::Answer { ticket, answer }
+}
+
+fn lost(code: ErrorCode, reason: &str) -> [Output; 2] {
+    [
+        Output::Event(Event::Disconnected { code, reason: reason.into() }),
+        Output::Closed(End::Lost { code, reason: reason.into() }),
+    ]
+}
+
+/// alice, logged in at `t0`, outputs drained.
+fn ready(t0: Instant) -> Session {
+    let mut s = Session::new(n("alice"));
+    s.handle_frame(t0, welcome());
+    drain(&mut s);
+    s
+}
+
+#[test]
+fn login_is_written_first_and_welcome_makes_the_session_ready() {
+    let t0 = Instant::now();
+    let mut s = Session::new(n("alice"));
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Login { name: n("alice") })]);
+    assert_eq!(s.poll_timeout(), None, "no liveness clock before the login is accepted");
+    assert_eq!(
+        frame(&mut s, t0, welcome()),
+        [Output::LoggedIn { name: n("alice"), online: vec![n("alice"), n("bob")] }]
+    );
+    assert!(s.is_ready());
+    assert_eq!(s.poll_timeout(), Some(t0 + HEARTBEAT));
+}
+
+#[test]
+fn refused_logins_close_with_the_servers_code() {
+    let t0 = Instant::now();
+    for code in [ErrorCode::NameTaken, ErrorCode::Busy] {
+        let mut s = Session::new(n("alice"));
+        drain(&mut s);
+        let refused = ServerFrame::Refused { code, message: "no".into() };
+        assert_eq!(frame(&mut s, t0, refused), [Output::Closed(End::Refused { code, message: "no".into() })]);
+        assert!(s.is_closed());
+        assert_eq!(s.poll_timeout(), None);
+        let ticket = s.handle_request(t0, Request::Peers);
+        assert_eq!(drain(&mut s), [answer(ticket, Err(closed()))]);
+    }
+}
+
+#[test]
+fn another_frame_during_login_is_a_protocol_error_and_requests_wait_for_nothing() {
+    let t0 = Instant::now();
+    let mut s = Session::new(n("alice"));
+    drain(&mut s);
+    let early = s.handle_request(t0, Request::Peers);
+    assert_eq!(drain(&mut s), [answer(early, Err(closed()))]);
+    assert_eq!(
+        frame(&mut s, t0, ServerFrame::Ping),
+        [Output::Closed(End::Lost { code: ErrorCode::Protocol, reason: "expected Welcome, got Ping".into() })]
+    );
+}
+
+#[test]
+fn sent_and_rejected_answer_the_right_tickets() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let first = s.handle_request(t0, Request::Send(outgoing("one")));
+    let second = s.handle_request(t0, Request::Send(outgoing("two")));
+    assert_ne!(first, second);
+    assert_eq!(drain(&mut s), [send_frame(1, "one"), send_frame(2, "two")]);
+    // Answered out of order: the second is rejected first.
+    let rejected = ServerFrame::Rejected { req: 2, code: ErrorCode::UnknownUser, message: "bob is not online".into() };
+    assert_eq!(
+        frame(&mut s, t0, rejected),
+        [answer(
+            second,
+            Err(CoreError::Rejected { code: ErrorCode::UnknownUser, message: "bob is not online".into() })
+        )]
+    );
+    let id = MessageId::new(NodeId::SERVER, 41);
+    assert_eq!(
+        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![n("ghost")] }),
+        [answer(first, Ok(Answer::Sent(SendReceipt { id, unknown: vec![n("ghost")] })))]
+    );
+    // A second answer to the same request answers nothing.
+    assert_eq!(frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![] }), []);
+}
+
+#[test]
+fn rejected_with_an_unknown_req_becomes_an_error_event() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let rejected = ServerFrame::Rejected { req: 99, code: ErrorCode::TooLong, message: "long".into() };
+    assert_eq!(
+        frame(&mut s, t0, rejected),
+        [Output::Event(Event::Error { code: ErrorCode::TooLong, message: "long".into() })]
+    );
+}
+
+#[test]
+fn chunked_history_is_reassembled_across_frames() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let ticket = s.handle_request(t0, Request::History { limit: 5 });
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::History { req: 1, limit: 5 })]);
+    let chunk = |messages, done| ServerFrame::History { req: 1, messages, done };
+    assert_eq!(frame(&mut s, t0, chunk(vec![msg(1, "a"), msg(2, "b")], false)), []);
+    assert_eq!(frame(&mut s, t0, chunk(vec![msg(3, "c")], false)), []);
+    assert_eq!(
+        frame(&mut s, t0, chunk(vec![msg(4, "d")], true)),
+        [answer(ticket, Ok(Answer::History(vec![msg(1, "a"), msg(2, "b"), msg(3, "c"), msg(4, "d")])))]
+    );
+}
+
+#[test]
+fn peers_and_notices_and_messages() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let ticket = s.handle_request(t0, Request::Peers);
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Peers { req: 1 })]);
+    assert_eq!(
+        frame(&mut s, t0, ServerFrame::Peers { req: 1, names: vec![n("alice"), n("bob")] }),
+        [answer(ticket, Ok(Answer::Peers(vec![PeerInfo::named(n("alice")), PeerInfo::named(n("bob"))])))]
+    );
+    s.handle_frame(t0, ServerFrame::Joined { name: n("carol") });
+    s.handle_frame(t0, ServerFrame::Message(msg(5, "hi")));
+    s.handle_frame(t0, ServerFrame::Left { name: n("carol"), reason: "quit".into() });
+    assert_eq!(
+        drain(&mut s),
+        [
+            Output::Event(Event::PeerJoined(PeerInfo::named(n("carol")))),
+            Output::Event(Event::Message(msg(5, "hi"))),
+            Output::Event(Event::PeerLeft(PeerInfo::named(n("carol")))),
+        ]
+    );
+}
+
+#[test]
+fn an_answer_of_the_wrong_kind_fails_its_request() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let ticket = s.handle_request(t0, Request::Peers);
+    drain(&mut s);
+    let id = MessageId::new(NodeId::SERVER, 1);
+    assert_eq!(
+        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![] }),
+        [answer(
+            ticket,
+            Err(CoreError::Rejected {
+                code: ErrorCode::Protocol,
+                message: "the server answered request 1 with the wrong kind of frame".into()
+            })
+        )]
+    );
+}
+
+#[test]
+fn ping_is_answered_by_pong() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    assert_eq!(frame(&mut s, t0, ServerFrame::Ping), [Output::Write(ClientFrame::Pong)]);
+    assert_eq!(frame(&mut s, t0, ServerFrame::Pong), []);
+}
+
+#[test]
+fn a_ping_is_written_every_heartbeat_even_while_frames_arrive() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let mut written = Vec::new();
+    // Ten heartbeats, a frame from the server every half heartbeat, timeouts served when due.
+    for half in 1..=20u32 {
+        let now = t0 + HEARTBEAT * half / 2;
+        while let Some(due) = s.poll_timeout().filter(|due| *due <= now) {
+            s.handle_timeout(due);
+            written.extend(drain(&mut s).into_iter().map(|o| (due, o)));
+        }
+        assert_eq!(frame(&mut s, now, ServerFrame::Pong), []);
+    }
+    let expected: Vec<_> = (1..=10u32).map(|k| (t0 + HEARTBEAT * k, Output::Write(ClientFrame::Ping))).collect();
+    assert_eq!(written, expected);
+    assert!(s.is_ready());
+}
+
+#[test]
+fn a_request_written_postpones_the_next_ping() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let half = t0 + HEARTBEAT / 2;
+    s.handle_request(half, Request::Peers);
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(half + HEARTBEAT));
+    s.handle_timeout(t0 + HEARTBEAT);
+    assert_eq!(drain(&mut s), [], "not due yet");
+}
+
+#[test]
+fn three_silent_heartbeats_end_the_session_and_answer_pending_requests() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let history = s.handle_request(t0, Request::History { limit: 1 });
+    let send = s.handle_request(t0, Request::Send(outgoing("x")));
+    drain(&mut s);
+    let mut outputs = Vec::new();
+    for _ in 0..10 {
+        let Some(due) = s.poll_timeout() else { break };
+        s.handle_timeout(due);
+        outputs.extend(drain(&mut s));
+    }
+    let mut expected = vec![
+        Output::Write(ClientFrame::Ping),
+        Output::Write(ClientFrame::Ping),
+        answer(history, Err(closed())),
+        answer(send, Err(closed())),
+    ];
+    expected.extend(lost(ErrorCode::Disconnected, "the server stopped answering"));
+    assert_eq!(outputs, expected);
+    assert!(s.is_closed());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn closing_ends_with_the_servers_code() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let closing = ServerFrame::Closing { code: ErrorCode::ShuttingDown, reason: "bye".into() };
+    assert_eq!(frame(&mut s, t0, closing), lost(ErrorCode::ShuttingDown, "bye"));
+    assert_eq!(frame(&mut s, t0, ServerFrame::Ping), [], "a closed session ignores frames");
+}
+
+#[test]
+fn an_unexpected_welcome_after_login_is_a_protocol_error() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    assert_eq!(frame(&mut s, t0, welcome()), lost(ErrorCode::Protocol, "unexpected login frame"));
+}
+
+#[test]
+fn a_lost_connection_ends_with_the_shells_reason() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    s.handle_connection_lost(t0, "the server closed the connection".into());
+    assert_eq!(drain(&mut s), lost(ErrorCode::Disconnected, "the server closed the connection"));
+    s.handle_connection_lost(t0, "again".into());
+    assert_eq!(drain(&mut s), []);
+}
+
+#[test]
+fn leave_writes_leave_and_closes() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let peers = s.handle_request(t0, Request::Peers);
+    drain(&mut s);
+    let leave = s.handle_request(t0, Request::Leave);
+    assert_eq!(
+        drain(&mut s),
+        [
+            Output::Write(ClientFrame::Leave),
+            answer(peers, Err(closed())),
+            answer(leave, Ok(Answer::Left)),
+            Output::Closed(End::Left),
+        ]
+    );
+    assert!(s.is_closed());
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(t0 + HEARTBEAT * 10);
+    assert_eq!(frame(&mut s, t0, ServerFrame::Peers { req: 1, names: vec![] }), []);
+    let after = s.handle_request(t0, Request::Send(outgoing("late")));
+    assert_eq!(drain(&mut s), [answer(after, Err(closed()))]);
+}
