@@ -33,10 +33,10 @@ impl DedupWindow {
             return false;
         }
         self.order.push_back(id);
-        if self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         true
     }
@@ -98,11 +98,11 @@ impl MessageBuffer {
         let pos = self.base + self.ring.len() as u64;
         self.index.insert(msg.id, pos);
         self.ring.push_back(msg);
-        if self.ring.len() > self.capacity {
-            if let Some(old) = self.ring.pop_front() {
-                self.index.remove(&old.id);
-                self.base += 1;
-            }
+        if self.ring.len() > self.capacity
+            && let Some(old) = self.ring.pop_front()
+        {
+            self.index.remove(&old.id);
+            self.base += 1;
         }
         Inserted::New
     }

@@ -32,8 +32,14 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The server or node is at its connection limit.
     Busy,
-    /// A protocol rule was broken (unexpected frame).
+    /// A protocol rule was broken (unexpected frame, a clock far ahead of the server's).
     Protocol,
+    /// The server cannot store messages (disk full, I/O error): nothing was acknowledged; retry later.
+    StorageUnavailable,
+    /// Over the per-connection message or byte rate: not delivered; retry after the time given.
+    RateLimited,
+    /// Kept flooding after rate-limit warnings: disconnected.
+    Flood,
 }
 
 impl ErrorCode {
@@ -51,6 +57,9 @@ impl ErrorCode {
             ErrorCode::VersionMismatch => "version_mismatch",
             ErrorCode::Busy => "busy",
             ErrorCode::Protocol => "protocol",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Flood => "flood",
         }
     }
 }

@@ -27,6 +27,15 @@ pub enum ServerError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process holds the data directory's lock (another server runs on it): stop that one,
+    /// or use another `--data-dir`.
+    #[error("the data directory {} is in use by another server{}", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The process holding the lock, if it could be read.
+        pid: Option<u32>,
+    },
     /// The journal writer stopped (disk full, I/O error); the server cannot log and must stop.
     #[error("journal writer stopped: {0}")]
     JournalStopped(String),
@@ -63,6 +72,7 @@ impl ServerError {
             ServerError::Io(_)
             | ServerError::Transport(_)
             | ServerError::CorruptJournal { .. }
+            | ServerError::Locked { .. }
             | ServerError::JournalStopped(_)
             | ServerError::Unreachable { .. } => ErrorCode::Disconnected,
         }

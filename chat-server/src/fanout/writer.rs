@@ -68,10 +68,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                 }
                 () = tokio::time::sleep(heartbeat) => segments.push(ping.clone()),
             }
-        } else if kill_armed {
-            if let Ok((code, reason)) = kill.try_recv() {
-                return close_with(write, code, reason).await;
-            }
+        } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+            return close_with(write, code, reason).await;
         }
 
         // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
@@ -87,11 +85,11 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
             };
             match item {
                 Private::Frame { bytes: frame, seq: s, bpos } => {
-                    if let Some(c) = cursor {
-                        if bpos > c {
-                            seq = seq.max(stream.collect(c, bpos, &mut segments));
-                            cursor = Some(bpos);
-                        }
+                    if let Some(c) = cursor
+                        && bpos > c
+                    {
+                        seq = seq.max(stream.collect(c, bpos, &mut segments));
+                        cursor = Some(bpos);
                     }
                     bytes += frame.len();
                     segments.push(frame);

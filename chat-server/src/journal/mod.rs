@@ -41,24 +41,37 @@
 //! # Writing and durability
 //!
 //! A dedicated OS thread owns the file. [`Journal::send`] hands inputs to it over a bounded channel of
-//! [`CHANNEL_CAPACITY`] (65 536) inputs, so logging never blocks the router's fan-out unless the disk
-//! falls that far behind (then `send` waits: back-pressure). Group commit: the thread waits for one
-//! input, then takes everything that arrives within [`LINGER`] (1 ms; at most [`MAX_BATCH`] = 65 536
-//! inputs), encodes it all plus one `Consumed` record into one buffer and writes it with a single
-//! `write_all`. Delivery to clients never waits for the journal: a message is logged at most about
-//! one batch (a millisecond plus the write and sync) after it is delivered. With no input it
-//! wakes every [`IDLE_TICK`] (50 ms) to write advanced watermarks.
+//! [`CHANNEL_CAPACITY`] (65 536) inputs (when it is full, `send` waits: back-pressure on the router).
+//! Group commit: the thread waits for one input, takes everything queued (at most [`MAX_BATCH`] =
+//! 65 536 inputs), encodes it all plus one `Consumed` record into one buffer, writes it with a single
+//! `write_all` and syncs per the policy. Whatever arrives meanwhile is the next batch, so there is no
+//! fixed wait and batches grow with the load. With no input it wakes every [`IDLE_TICK`] (50 ms) to
+//! write advanced watermarks.
 //!
-//! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                                   | lost on power failure |
-//! |----------------------|---------------|---------------------------------------------------------|-----------------------|
-//! | `EveryBatch` (default) | `batch`     | after every batch write                                 | nothing written       |
-//! | `Interval(d)`        | `interval:MS` | after a batch once `d` has passed since the last sync, and by a timer so an idle log is synced within `d` | up to `d` |
-//! | `Never`              | `never`       | only at [`Journal::close`]                              | whatever the OS had not flushed |
+//! After each batch the thread publishes the **durable watermark** ([`Journal::durable`]): the highest
+//! stored sequence number that is durable under the policy. The server acknowledges a message
+//! (`Sent`) and delivers it to anyone only once the watermark covers it, so nobody ever sees a message
+//! that a restart forgets.
+//!
+//! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                          | a message is durable once | lost on power failure |
+//! |----------------------|---------------|------------------------------------------------|---------------------------|-----------------------|
+//! | `EveryBatch` (default) | `batch`     | after every batch write                        | its batch is synced       | nothing acknowledged  |
+//! | `Interval(d)`        | `interval:MS` | after a batch once `d` has passed since the last sync, and by a timer so an idle log is synced within `d` | its batch is written | up to `d` |
+//! | `Never`              | `never`       | only at [`Journal::close`]                     | its batch is written      | whatever the OS had not flushed |
 //!
 //! A process crash (not a power failure) loses nothing that reached `write_all` under any policy.
 //! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
-//! If a write or sync fails the thread stops and every later call returns
-//! [`ServerError::JournalStopped`]: the server cannot log and must stop.
+//! If a write or sync fails (disk full, read-only file system, I/O error) the thread stops at once:
+//! nothing more becomes durable, the watermark's sender is dropped (watchers see it end), and every
+//! later call returns [`ServerError::JournalStopped`] with the reason. The server then stops
+//! acknowledging and exits (see `chat_server::server`).
+//!
+//! # One server per data directory
+//!
+//! [`Journal::open`] takes an exclusive lock on `DIR/lock` (`File::try_lock`) and writes its process ID
+//! there; a second server on the same directory fails with [`ServerError::Locked`] naming the holder.
+//! The lock is released when the journal is closed or the process ends. Readers (`log show`,
+//! `log verify`) take no lock: they read a consistent prefix of a live log.
 
 mod format;
 pub mod record;
@@ -75,7 +88,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chat_core::{ChatMessage, UserName};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
@@ -106,9 +119,8 @@ pub const MARKS_PER_RECORD: usize = 1024;
 /// How often an idle writer wakes to write advanced watermarks (50 ms).
 pub const IDLE_TICK: Duration = Duration::from_millis(50);
 
-/// How long the writer keeps gathering inputs after the first one of a batch (group commit window).
-/// Delivery never waits for the journal, so this delays only the log, not the chat.
-pub const LINGER: Duration = Duration::from_millis(1);
+/// Name of the lock file inside the data directory.
+pub const LOCK_FILE: &str = "lock";
 
 /// When the journal is forced to stable storage (see the module docs). Parsed from and displayed as
 /// `batch`, `never` or `interval:MS` (milliseconds, e.g. `interval:100`).
@@ -249,6 +261,9 @@ pub struct Journal {
     stopped: Arc<OnceLock<String>>,
     thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+    durable: watch::Receiver<u64>,
+    /// The data directory's lock, held for the journal's life.
+    _lock: std::fs::File,
 }
 
 impl Journal {
@@ -259,6 +274,7 @@ impl Journal {
     /// Blocking (file I/O): call it before serving, or from `spawn_blocking`.
     pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), ServerError> {
         std::fs::create_dir_all(&config.dir)?;
+        let lock = lock_dir(&config.dir)?;
         let path = config.path();
         let (mut file, recovered) = recover::recover(&path, config.history)?;
         let mut buf = Vec::new();
@@ -269,11 +285,24 @@ impl Journal {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let stopped = Arc::new(OnceLock::new());
-        let writer = Writer::new(file, path.clone(), config.fsync, recovered.last_seq);
+        let (durable_tx, durable) = watch::channel(recovered.last_seq);
+        let writer = Writer::new(file, path.clone(), config.fsync, recovered.last_seq, durable_tx);
         let flag = Arc::clone(&stopped);
         let thread = std::thread::Builder::new().name("chat-journal".into()).spawn(move || writer.run(rt, rx, flag))?;
         tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
-        Ok((Journal { tx, stopped, thread: Some(thread), path }, recovered))
+        Ok((Journal { tx, stopped, thread: Some(thread), path, durable, _lock: lock }, recovered))
+    }
+
+    /// The durable watermark: the highest stored sequence number that is durable under the fsync
+    /// policy (see the module docs). Starts at what recovery found; `changed()` fails once the writer
+    /// has stopped (then [`Journal::stopped_reason`] says why).
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    /// Why the writer stopped, if it did.
+    pub fn stopped_reason(&self) -> Option<String> {
+        self.stopped.get().cloned()
     }
 
     /// The journal file.
@@ -326,6 +355,29 @@ impl Journal {
         let reason = self.stopped.get().cloned().unwrap_or_else(|| "the writer thread exited".to_owned());
         ServerError::JournalStopped(reason)
     }
+}
+
+/// Takes the data directory's exclusive lock and records this process's ID in it; fails with
+/// [`ServerError::Locked`] if another process holds it.
+#[allow(clippy::incompatible_msrv)] // File::try_lock (1.89): the workspace's rust-version is raised to match
+fn lock_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let pid = holder.trim().parse().ok();
+            return Err(ServerError::Locked { dir: dir.to_path_buf(), pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// Syncs the directory entry so a newly created journal survives a power failure (Unix only; other

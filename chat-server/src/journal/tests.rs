@@ -419,3 +419,46 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn a_second_journal_on_the_same_directory_is_refused_and_names_the_holder() {
+    let dir = ok(tempfile::tempdir());
+    let (journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
+    match Journal::open(config(dir.path(), FsyncPolicy::Never, 10)) {
+        Err(ServerError::Locked { dir: locked, pid }) => {
+            assert_eq!(locked, dir.path());
+            assert_eq!(pid, Some(std::process::id()));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Readers take no lock: `log verify` works on the live directory.
+    assert!(ok(logview::verify(dir.path())).is_ok());
+    drop(journal);
+    let (journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
+    drop(journal);
+}
+
+#[tokio::test]
+async fn the_durable_watermark_follows_what_is_written_and_synced() {
+    for policy in [FsyncPolicy::EveryBatch, FsyncPolicy::Never] {
+        let dir = ok(tempfile::tempdir());
+        write_stores(dir.path(), 3).await;
+        let (journal, recovered) = ok(Journal::open(config(dir.path(), policy, 10)));
+        let mut durable = journal.durable();
+        assert_eq!(*durable.borrow(), recovered.last_seq, "recovered messages are durable");
+        for seq in 4..=20 {
+            ok(journal.send(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))).await);
+        }
+        let reached = tokio::time::timeout(Duration::from_secs(10), async {
+            while *durable.borrow_and_update() < 20 {
+                if durable.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        });
+        assert!(ok(reached.await.map_err(|_| "timeout")), "{policy}: watermark stopped below 20");
+        ok(journal.close().await);
+        assert!(durable.changed().await.is_err(), "the watermark ends with the writer");
+    }
+}

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use chat_core::UserName;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::format::encode_record;
-use super::{FsyncPolicy, IDLE_TICK, JournalInput, LINGER, MARKS_PER_RECORD, MAX_BATCH};
+use super::{FsyncPolicy, IDLE_TICK, JournalInput, MARKS_PER_RECORD, MAX_BATCH};
 use crate::journal::Record;
 
 /// What travels on the writer's channel.
@@ -43,11 +43,20 @@ pub(crate) struct Writer {
     /// Bytes written since the last sync.
     dirty: bool,
     last_sync: Instant,
+    /// The highest stored sequence number that is durable under the policy (see [`super::Journal::durable`]).
+    durable: watch::Sender<u64>,
 }
 
 impl Writer {
-    pub(crate) fn new(file: File, path: PathBuf, policy: FsyncPolicy, last_store: u64) -> Self {
+    pub(crate) fn new(
+        file: File,
+        path: PathBuf,
+        policy: FsyncPolicy,
+        last_store: u64,
+        durable: watch::Sender<u64>,
+    ) -> Self {
         Writer {
+            durable,
             file,
             path,
             policy,
@@ -78,12 +87,9 @@ impl Writer {
                     Ok(None) => finished = true,
                     Err(_idle) => {}
                 }
-                // Group commit: let inputs gather for LINGER without being woken for each (a parked
-                // receiver costs the sender a thread wake-up per message), then take everything queued,
-                // up to MAX_BATCH inputs: a steady trickle costs one write (and one sync) per LINGER.
-                if reply.is_none() && !finished && !batch.is_empty() {
-                    tokio::time::sleep(LINGER).await;
-                }
+                // Group commit: take everything queued, up to MAX_BATCH inputs. What arrives while this
+                // batch is written and synced is the next batch: no fixed wait, and under load the
+                // batches grow by themselves (a sync takes longer than encoding what came during it).
                 while reply.is_none() && !finished && !batch.is_empty() && batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(Msg::Input(input)) => batch.push(input),
@@ -149,6 +155,14 @@ impl Writer {
             self.file.sync_data()?;
             self.dirty = false;
             self.last_sync = Instant::now();
+        }
+        // Durable under the policy: synced for `batch`, written for `interval` and `never`.
+        if self.policy != FsyncPolicy::EveryBatch || !self.dirty {
+            self.durable.send_if_modified(|d| {
+                let advanced = self.last_store > *d;
+                *d = (*d).max(self.last_store);
+                advanced
+            });
         }
         Ok(())
     }

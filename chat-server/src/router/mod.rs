@@ -23,12 +23,22 @@
 //! | `QueueFull`       | `Kick { slow_consumer }`, `SessionEnded`, `Stream(Left)`                       |
 //! | `Lag`             | `Kick` for every reader more than the backlog behind, then `Trim`              |
 //! | `EndOfTurn`       | `Publish` if a message waits, or notices waited [`NOTICE_DELAY`] (see `publish`)|
+//! | `Durable`         | the effects held behind messages now durable, in order (see `commit`)          |
+//! | `StorageFailed`   | held `Sent` become `Rejected { storage_unavailable }`; held messages dropped     |
 //! | `Shutdown`        | `Reply(Closing)` to all, `Publish`, `SessionEnded` per user, `Close` per connection |
 //!
+//! With a journal ([`RouterConfig::journaled`]) every effect a client sees (`Reply`, `Deliver`,
+//! `Stream`, `Subscribe`, `Close`) waits until every message accepted before it is durable; `Store`,
+//! `SessionStarted`/`SessionEnded` (for the journal) and `Kick` are output at once. The tables above
+//! show the order of outputs once released.
+//!
 //! Submodules, one concept each: `sessions` (connections and logged-in users), `routing` (who
-//! receives a message), `publish` (when the stream is published: notice debouncing), `slow` (the
-//! slow-consumer policy), `history` (answers in chunks).
+//! receives a message), `commit` (the committed watermark), `publish` (when the stream is published:
+//! notice debouncing), `slow` (the slow-consumer policy), `history` (answers in chunks).
 
+mod commit;
+#[cfg(test)]
+mod commit_tests;
 mod history;
 #[cfg(test)]
 mod policy_tests;
@@ -45,6 +55,7 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatMessage, ErrorCode, LamportClock, MessageBuffer, NodeId, Recipients, Timestamp, UserName};
 
 use crate::protocol::{ClientFrame, ServerFrame};
+use commit::{Commit, Visible};
 use publish::Publisher;
 use sessions::Sessions;
 
@@ -71,11 +82,19 @@ pub struct RouterConfig {
     pub backlog_bytes: u64,
     /// How long join/leave notices may wait unpublished (see [`NOTICE_DELAY`]).
     pub notice_delay: Duration,
+    /// Whether a journal is kept: then what clients see waits for [`Input::Durable`] (default false).
+    pub journaled: bool,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { history: 1000, heartbeat_ms: 5000, backlog_bytes: DEFAULT_BACKLOG, notice_delay: NOTICE_DELAY }
+        RouterConfig {
+            history: 1000,
+            heartbeat_ms: 5000,
+            backlog_bytes: DEFAULT_BACKLOG,
+            notice_delay: NOTICE_DELAY,
+            journaled: false,
+        }
     }
 }
 
@@ -157,6 +176,16 @@ pub enum Input {
         head: u64,
         /// Each connection's position, in bytes.
         cursors: Vec<(ConnId, u64)>,
+    },
+    /// The journal made every stored message up to `upto` durable.
+    Durable {
+        /// The durable watermark.
+        upto: u64,
+    },
+    /// The journal stopped (disk full, I/O error): nothing more can become durable.
+    StorageFailed {
+        /// Why, for the refusals.
+        reason: String,
     },
     /// The shell handled a batch of inputs: publish what is due.
     EndOfTurn,
@@ -272,6 +301,7 @@ pub struct Router {
     sessions: Sessions,
     history: MessageBuffer,
     publisher: Publisher,
+    commit: Commit,
     outputs: VecDeque<Output>,
 }
 
@@ -288,6 +318,7 @@ impl Router {
             sessions: Sessions::default(),
             history,
             publisher: Publisher::new(config.notice_delay),
+            commit: Commit::new(config.journaled, state.last_seq),
             outputs: VecDeque::new(),
             config,
         }
@@ -310,6 +341,11 @@ impl Router {
         self.sessions.name_of(conn)
     }
 
+    /// Effects waiting for the journal to make earlier messages durable.
+    pub fn held(&self) -> usize {
+        self.commit.held()
+    }
+
     // ---------------------------------------------------------------- inputs
 
     /// Feeds one input observed at `now`.
@@ -327,6 +363,8 @@ impl Router {
             Input::Disconnected { conn, reason } => self.disconnected(conn, reason),
             Input::QueueFull { conn } => self.kick(conn, slow::SLOW_REASON),
             Input::Lag { head, cursors } => self.lag(head, &cursors),
+            Input::Durable { upto } => self.durable(upto),
+            Input::StorageFailed { reason } => self.storage_failed(reason),
             Input::EndOfTurn => self.end_turn(now),
             Input::Shutdown => self.shutdown(),
         }
@@ -354,8 +392,7 @@ impl Router {
     // ---------------------------------------------------------------- plumbing
 
     fn reply(&mut self, conn: ConnId, frame: ServerFrame) {
-        let early = self.publisher.early();
-        self.outputs.push_back(Output::Reply { conn, frame, early });
+        self.visible(Visible::Reply { conn, frame });
     }
 
     fn reject(&mut self, conn: ConnId, req: u64, code: ErrorCode, message: String) {
@@ -363,12 +400,7 @@ impl Router {
     }
 
     fn stream(&mut self, frame: ServerFrame, seq: u64) {
-        if seq > 0 {
-            self.publisher.appended_message();
-        } else {
-            self.publisher.appended_notice();
-        }
-        self.outputs.push_back(Output::Stream { frame, seq });
+        self.visible(Visible::Stream { frame, seq });
     }
 
     fn login(&mut self, conn: ConnId, name: UserName) {
@@ -380,7 +412,7 @@ impl Router {
             let message = format!("the name {name} is already taken by a user online");
             self.reply(conn, ServerFrame::Refused { code: ErrorCode::NameTaken, message });
             self.sessions.forget(conn);
-            self.outputs.push_back(Output::Close { conn });
+            self.visible(Visible::Close { conn });
             return;
         }
         let after = self.last_seq;
@@ -392,7 +424,7 @@ impl Router {
         // The notice goes to the stream before the newcomer subscribes to it: it never sees its own.
         self.stream(ServerFrame::Joined { name }, 0);
         self.sessions.subscribe(conn);
-        self.outputs.push_back(Output::Subscribe { conn });
+        self.visible(Visible::Subscribe { conn });
     }
 
     fn accept(&mut self, sender: UserName, recipients: Recipients, body: String, sent_at: Timestamp) -> ChatMessage {
@@ -419,11 +451,18 @@ impl Router {
     }
 
     fn shutdown(&mut self) {
+        // The shell waits for the journal to catch up first; whatever is still not durable is refused.
+        if self.commit.held() > 0 {
+            self.storage_failed("the server stopped before the log caught up".into());
+        }
         let conns = self.sessions.conns();
-        let reason = "the server is shutting down".to_string();
+        let (code, reason) = match self.commit.failed() {
+            Some(why) => (ErrorCode::StorageUnavailable, why.to_string()),
+            None => (ErrorCode::ShuttingDown, "the server is shutting down".to_string()),
+        };
         for &conn in &conns {
-            let frame = ServerFrame::Closing { code: ErrorCode::ShuttingDown, reason: reason.clone() };
-            self.outputs.push_back(Output::Reply { conn, frame, early: false });
+            let frame = ServerFrame::Closing { code, reason: reason.clone() };
+            self.visible(Visible::Reply { conn, frame });
         }
         if self.publisher.publish_now() {
             self.outputs.push_back(Output::Publish);
@@ -434,7 +473,7 @@ impl Router {
                 let after = self.last_seq;
                 self.outputs.push_back(Output::SessionEnded { conn, name, after, reason: "shutdown".into() });
             }
-            self.outputs.push_back(Output::Close { conn });
+            self.visible(Visible::Close { conn });
         }
     }
 }

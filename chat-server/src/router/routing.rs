@@ -13,7 +13,8 @@
 
 use chat_core::{ErrorCode, MAX_BODY_LEN, Recipients, Timestamp, UserName};
 
-use super::{ConnId, Output, Router};
+use super::commit::Visible;
+use super::{ConnId, Router};
 use crate::protocol::ServerFrame;
 
 /// Where an accepted message goes.
@@ -29,6 +30,9 @@ impl Router {
         let Some(sender) = self.sessions.name_of(conn).cloned() else {
             return self.reject(conn, req, ErrorCode::Protocol, "log in first".into());
         };
+        if let Some(why) = self.commit.failed() {
+            return self.reject(conn, req, ErrorCode::StorageUnavailable, why.to_string());
+        }
         if body.len() > MAX_BODY_LEN {
             let message = format!("message body is {} bytes, the limit is {MAX_BODY_LEN}", body.len());
             return self.reject(conn, req, ErrorCode::TooLong, message);
@@ -42,8 +46,7 @@ impl Router {
         match audience {
             Audience::Everyone => self.stream(ServerFrame::Message(message), seq),
             Audience::Only(conns) => {
-                let early = self.publisher.early();
-                self.outputs.push_back(Output::Deliver { conns, frame: ServerFrame::Message(message), seq, early });
+                self.visible(Visible::Deliver { conns, frame: ServerFrame::Message(message), seq })
             }
         }
         self.reply(conn, ServerFrame::Sent { req, id, unknown });

@@ -38,7 +38,7 @@ use chat_transport::{Listener, sleep_until};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::ServerError;
 use crate::journal::{FsyncPolicy, Journal, JournalConfig};
@@ -106,6 +106,7 @@ impl ServerConfig {
             history: self.history,
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             backlog_bytes: self.backlog_bytes,
+            journaled: self.data_dir.is_some(),
             ..RouterConfig::default()
         }
     }
@@ -153,6 +154,7 @@ impl<L: Listener> Server<L> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { mut listener, config, journal, state } = self;
         let router = Router::new(config.router(), state);
+        let mut durable = journal.as_ref().map(Journal::durable);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let tracker = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -160,12 +162,23 @@ impl<L: Listener> Server<L> {
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
         let mut next_conn: ConnId = 0;
+        let mut failure = None;
         tokio::pin!(shutdown);
         loop {
             let deadline = owner.router.poll_timeout().map(tokio::time::Instant::from_std);
+            if let Some(reason) = owner.failure() {
+                error!(%reason, "the journal stopped: refusing what is not durable and shutting down");
+                owner.storage_failed(now(), reason.clone()).await?;
+                failure = Some(reason);
+                break;
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                upto = durable_changed(&mut durable) => match upto {
+                    Some(upto) => owner.durable(now(), upto).await?,
+                    None => owner.journal_stopped(),
+                },
                 Some(first) = inbound_rx.recv() => {
                     let now = now();
                     owner.apply(now, first).await?;
@@ -208,14 +221,29 @@ impl<L: Listener> Server<L> {
         }
         info!("shutting down");
         drop(listener);
-        owner.shutdown(now()).await?;
+        let closed = owner.shutdown(now(), durable.as_mut()).await;
         drop(owner);
         tracker.close();
         drop(inbound_rx);
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
             warn!("some connections did not finish flushing in time");
         }
-        Ok(())
+        match failure {
+            Some(reason) => Err(ServerError::JournalStopped(reason)),
+            None => closed,
+        }
+    }
+}
+
+/// The journal's next durable watermark; `None` once its writer has stopped (pending forever when
+/// there is no journal).
+async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    match durable {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
     }
 }
 

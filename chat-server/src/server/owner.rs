@@ -12,11 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use chat_transport::TransportError;
 use chat_transport::codec::encode_frame_into;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::connection::{ConnEntry, Inbound};
@@ -31,6 +32,8 @@ use crate::router::{ConnId, Input, Output, Router};
 const LAG_CHECK_EVERY: u64 = 256 * 1024;
 /// Bytes reserved at a time for encoding private frames.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// How long shutdown waits for the journal to make what was accepted durable.
+const DURABLE_GRACE: Duration = Duration::from_secs(5);
 
 /// The owner task's state: the router, the journal, the shared stream and the connection table.
 pub(super) struct Owner {
@@ -47,6 +50,8 @@ pub(super) struct Owner {
     kicked: bool,
     checked_at: u64,
     scratch: BytesMut,
+    /// Why the journal stopped, once it has (reported to the router by the run loop).
+    failure: Option<String>,
 }
 
 impl Owner {
@@ -62,6 +67,7 @@ impl Owner {
             kicked: false,
             checked_at: 0,
             scratch: BytesMut::new(),
+            failure: None,
         }
     }
 
@@ -124,10 +130,11 @@ impl Owner {
     /// Hands this turn's private frames to the writers; a refused frame marks its queue full.
     fn hand_over(&mut self) {
         for (conn, item) in std::mem::take(&mut self.pending) {
-            if let Some(entry) = self.conns.get(&conn) {
-                if entry.private.try_send(item).is_err() && !self.full.contains(&conn) {
-                    self.full.push(conn);
-                }
+            if let Some(entry) = self.conns.get(&conn)
+                && entry.private.try_send(item).is_err()
+                && !self.full.contains(&conn)
+            {
+                self.full.push(conn);
             }
         }
     }
@@ -185,11 +192,45 @@ impl Owner {
         Ok(())
     }
 
+    /// Hands `input` to the journal; if its writer has stopped, records why (the run loop then
+    /// reports the failure to the router) and drops the input: it can never become durable.
     async fn journal(&mut self, input: JournalInput) -> Result<(), ServerError> {
-        match &self.journal {
-            Some(journal) => journal.send(input).await,
-            None => Ok(()),
+        if self.failure.is_some() {
+            return Ok(());
         }
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.send(input).await
+        {
+            self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Why the journal stopped, if it did and the router was not told yet.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.failure.clone()
+    }
+
+    /// The journal's watermark ended: its writer stopped.
+    pub(super) fn journal_stopped(&mut self) {
+        if self.failure.is_none() {
+            let reason = self.journal.as_ref().and_then(Journal::stopped_reason);
+            self.failure = Some(reason.unwrap_or_else(|| "the journal writer exited".into()));
+        }
+    }
+
+    /// The journal made every message up to `upto` durable: release what waited for it.
+    pub(super) async fn durable(&mut self, now: Instant, upto: u64) -> Result<(), ServerError> {
+        self.router.handle(now, Input::Durable { upto });
+        self.perform().await?;
+        self.end_turn(now).await
+    }
+
+    /// Storage failed: the router refuses what was not durable.
+    pub(super) async fn storage_failed(&mut self, now: Instant, reason: String) -> Result<(), ServerError> {
+        self.router.handle(now, Input::StorageFailed { reason });
+        self.perform().await?;
+        self.end_turn(now).await
     }
 
     /// Queues an encoded frame for `conn` for the end of the turn, after the stream position it must
@@ -209,8 +250,32 @@ impl Owner {
         Ok(self.scratch.split().freeze())
     }
 
-    /// Ends every session (the router decides how), hands the last frames over, and closes the journal.
-    pub(super) async fn shutdown(&mut self, now: Instant) -> Result<(), ServerError> {
+    /// Lets the journal make everything accepted durable (up to [`DURABLE_GRACE`]), ends every
+    /// session (the router decides how), hands the last frames over, and closes the journal.
+    pub(super) async fn shutdown(
+        &mut self,
+        now: Instant,
+        durable: Option<&mut watch::Receiver<u64>>,
+    ) -> Result<(), ServerError> {
+        if let Some(durable) = durable {
+            let caught_up = tokio::time::timeout(DURABLE_GRACE, async {
+                while self.router.held() > 0 && self.failure.is_none() {
+                    let upto = *durable.borrow_and_update();
+                    self.durable(now, upto).await?;
+                    if self.router.held() > 0 && durable.changed().await.is_err() {
+                        self.journal_stopped();
+                    }
+                }
+                Ok::<(), ServerError>(())
+            });
+            if caught_up.await.is_err() {
+                warn!(held = self.router.held(), "the journal did not catch up before shutdown");
+            }
+        }
+        if let Some(reason) = self.failure.take() {
+            self.router.handle(now, Input::StorageFailed { reason: reason.clone() });
+            self.failure = Some(reason);
+        }
         self.router.handle(now, Input::Shutdown);
         self.perform().await?;
         for (conn, item) in std::mem::take(&mut self.pending) {
@@ -222,7 +287,10 @@ impl Owner {
             entry.reader.abort();
         }
         if let Some(journal) = self.journal.take() {
-            journal.close().await?;
+            let closed = journal.close().await;
+            if self.failure.is_none() {
+                closed?;
+            }
         }
         Ok(())
     }
