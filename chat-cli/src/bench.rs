@@ -1,6 +1,6 @@
 //! `chat-cli bench`: the fan-out workload against a running server, so anyone can size a deployment.
 //!
-//! It drives `chat_server::loadgen` (the same generator as the side-by-side benchmark): C subscribers
+//! It drives `chat_cli::loadgen` (the same generator as the side-by-side benchmark): C subscribers
 //! and P publishers log in, the publishers broadcast, and every subscriber must receive every message.
 //! A progress bar goes to standard error; the summary to standard output (one JSON object with `--json`).
 
@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chat_server::loadgen::{self, ChatWire, LoadConfig, Pace, Pattern, Phase};
+use chat_cli::loadgen::{self, ChatWire, LoadConfig, Pace, Pattern, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 

@@ -13,12 +13,10 @@
 //! | `record`   | journal records                                                            |
 //! | `journal`  | the persistent log: group commit, fsync policy, crash recovery             |
 //! | `logview`  | `log show` and `log verify`                                                |
-//! | `loadgen`  | the load generator: subscribers, publishers, window or rate, latency histogram |
 //! | `error`    | [`ServerError`]                                                            |
 pub mod client;
 mod error;
 pub mod journal;
-pub mod loadgen;
 pub mod logview;
 mod outbox;
 pub mod protocol;

@@ -1,5 +1,5 @@
 //! The pieces of `fanbench` (see `src/bin/fanbench.rs`): the Redis and NATS wires for
-//! [`chat_server::loadgen`], `/proc` sampling, `RESULT` lines, the summary table and the SVG chart.
+//! [`chat_cli::loadgen`], `/proc` sampling, `RESULT` lines, the summary table and the SVG chart.
 //!
 //! | module    | owns                                                                 |
 //! |-----------|----------------------------------------------------------------------|
@@ -17,7 +17,7 @@ pub mod record;
 pub mod redis;
 pub mod summary;
 
-use chat_server::loadgen::Dest;
+use chat_cli::loadgen::Dest;
 
 /// How the Redis and NATS wires name their channels (subjects): `{prefix}room` for everyone, and
 /// `{prefix}s{j}` for subscriber `j` in unicast runs.

@@ -10,7 +10,7 @@
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
-use chat_server::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, Stamp, Wire, read_more};
+use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, Stamp, Wire, read_more};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;

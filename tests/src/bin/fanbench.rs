@@ -7,7 +7,7 @@
 //! | `summarize`  | medians and ratios of `RESULT` files, as Markdown tables                          |
 //! | `chart`      | an SVG chart of `RESULT` files                                                    |
 //!
-//! Every target is driven by the same generator ([`chat_server::loadgen`]), on one thread by
+//! Every target is driven by the same generator ([`chat_cli::loadgen`]), on one thread by
 //! default, so the client-side cost is the same; only the wire differs. Loopback addresses only.
 
 #[path = "../bench/mod.rs"]
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use chat_server::loadgen::{
+use chat_cli::loadgen::{
     self, ChatWire, IdleConfig, IdleReport, LoadConfig, LoadReport, Pace, Pattern, Phase, Progress, Wire,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};

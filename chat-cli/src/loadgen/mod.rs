@@ -42,7 +42,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Decoder;
 
-use crate::protocol::{ClientFrame, ServerFrame, ServerFrameView};
+use chat_server::protocol::{ClientFrame, ServerFrame};
+
+mod views;
+use views::ServerFrameView;
 
 /// Bytes of hex at the start of every body: the send time in nanoseconds since the run's origin.
 pub const STAMP_LEN: usize = 16;
@@ -901,7 +904,7 @@ impl ChatWire {
             prefix: prefix.to_string(),
             decoder: FrameDecoder(FrameCodec::new()),
             next_req: 1,
-            heartbeat: crate::server::DEFAULT_HEARTBEAT,
+            heartbeat: chat_server::server::DEFAULT_HEARTBEAT,
             names: Arc::new(names),
         })
     }
