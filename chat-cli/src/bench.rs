@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chat_cli::loadgen::{self, ChatWire, LoadConfig, Pace, Pattern, Phase};
+use chat_cli::loadgen::{self, ChatPubSub, LoadConfig, Pace, Pattern, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -39,7 +39,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
         warmup: Duration::ZERO,
     };
     let prefix = format!("bench{}-", std::process::id() % 100_000);
-    let wire = ChatWire::new(&prefix, config.subscribers).context("cannot prepare the user names")?;
+    let pubsub = ChatPubSub::new(&prefix, config.subscribers).context("cannot prepare the user names")?;
     let bar = ProgressBar::new(config.subscribers as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
@@ -47,7 +47,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
             .progress_chars("=> "),
     );
     bar.set_prefix("connecting");
-    let mut progress = |p: &loadgen::Progress| match p.phase {
+    let mut progress = |p: &loadgen::RunProgress| match p.phase {
         Phase::Connecting => {
             bar.set_position(p.connected as u64);
             bar.set_message(format!("{} failed", p.failed));
@@ -62,7 +62,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
             bar.set_message(format!("{:.2} M deliveries/s", rate / 1e6));
         }
     };
-    let report = loadgen::run(wire, &config, &mut progress).await.context("the benchmark failed")?;
+    let report = loadgen::run(pubsub, &config, &mut progress).await.context("the benchmark failed")?;
     bar.finish_and_clear();
     let p = report.percentiles();
     let complete = report.complete();

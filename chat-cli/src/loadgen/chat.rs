@@ -1,4 +1,4 @@
-//! The chat protocol as a [`Wire`]: the real handshake and codec of chat-transport, `Login`,
+//! The chat protocol as a [`PubSub`]: the real handshake and codec of chat-transport, `Login`,
 //! `Send`, and the borrowed [`ServerFrameView`] on the read path.
 
 use std::fmt::Write as _;
@@ -17,14 +17,14 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::OPEN_TIMEOUT;
-use super::protocol::{Dest, Incoming, Party, Stamp, Wire, read_more};
+use super::protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more};
 use super::views::ServerFrameView;
 
 /// The chat protocol, through chat-transport's codec: subscriber `i` logs in as `{prefix}s{i}`,
 /// publisher `i` as `{prefix}p{i}`; publishes are `Send` frames (broadcast, or unicast to a
 /// subscriber's name), acknowledged by `Sent`; keep-alives are `Ping` at the server's heartbeat.
 #[derive(Debug, Clone)]
-pub struct ChatWire {
+pub struct ChatPubSub {
     prefix: String,
     decoder: FrameDecoder,
     next_req: u64,
@@ -43,12 +43,12 @@ impl Clone for FrameDecoder {
     }
 }
 
-impl ChatWire {
-    /// A wire whose user names start with `prefix` (keep names of concurrent runs apart), for runs
+impl ChatPubSub {
+    /// An adapter whose user names start with `prefix` (keep names of concurrent runs apart), for runs
     /// with up to `subscribers` subscribers.
     pub fn new(prefix: &str, subscribers: usize) -> io::Result<Self> {
         let names = (0..subscribers).map(|i| user(prefix, 's', i)).collect::<io::Result<Vec<_>>>()?;
-        Ok(ChatWire {
+        Ok(ChatPubSub {
             prefix: prefix.to_string(),
             decoder: FrameDecoder(FrameCodec::new()),
             next_req: 1,
@@ -75,7 +75,7 @@ fn chat_error(e: chat_transport::TransportError) -> io::Error {
     }
 }
 
-impl Wire for ChatWire {
+impl PubSub for ChatPubSub {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let name = match party {
             Party::Subscriber(i) => user(&self.prefix, 's', i)?,
@@ -116,7 +116,7 @@ impl Wire for ChatWire {
             buf.reserve(LEN_PREFIX + len - buf.len());
             return Ok(None);
         }
-        // A borrowed view: no allocation per name or body (the Redis and NATS wires do not allocate either).
+        // A borrowed view: no allocation per name or body (the Redis and NATS adapters do not allocate either).
         let incoming = match decode_payload_borrowed::<ServerFrameView<'_>>(&buf[LEN_PREFIX..LEN_PREFIX + len])
             .map_err(chat_error)?
         {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[cfg(doc)]
 use super::CONNECT_BATCH;
-use super::protocol::Wire;
+use super::protocol::PubSub;
 use super::report::count_error;
 use super::shared::Shared;
 use super::subscriber::spawn_subscribers;
@@ -42,15 +42,15 @@ pub struct IdleReport {
 /// then calls `held` with the join report while keeping every connection alive (reading, answering
 /// pings, sending keep-alives); closes them all when `held`'s future completes. Returns the final
 /// report (`failed` includes connections lost while held) and `held`'s result.
-pub async fn hold_idle<W, F, Fut, T>(wire: W, config: &IdleConfig, held: F) -> io::Result<(IdleReport, T)>
+pub async fn hold_idle<W, F, Fut, T>(pubsub: W, config: &IdleConfig, held: F) -> io::Result<(IdleReport, T)>
 where
-    W: Wire,
+    W: PubSub,
     F: FnOnce(IdleReport) -> Fut,
     Fut: Future<Output = T>,
 {
     let sh = Shared::new(config.clients, 0, config.timeout);
     let expected = vec![0u64; config.clients];
-    let tasks = spawn_subscribers(&wire, config.addr, &expected, true, &sh, &mut |_| {}).await;
+    let tasks = spawn_subscribers(&pubsub, config.addr, &expected, true, &sh, &mut |_| {}).await;
     let joined_at = sh.origin.elapsed();
     let joined = IdleReport {
         joined: sh.ready.load(Ordering::Acquire),

@@ -1,8 +1,8 @@
 //! A load generator for pub/sub fan-out: C subscribers, P publishers, one histogram of latencies.
 //!
-//! It speaks the chat protocol through chat-transport's real codec ([`ChatWire`]): handshake,
+//! It speaks the chat protocol through chat-transport's real codec ([`ChatPubSub`]): handshake,
 //! `Login`, `Send` (broadcast or unicast), reading `Message`; publishers also consume their `Sent`
-//! replies and echoes. Other protocols plug in through the [`Wire`] trait (the `fanbench` binary of
+//! replies and echoes. Other protocols plug in through the [`PubSub`] trait (the `fanbench` binary of
 //! the `tests` package adds Redis and NATS), so the client-side cost is the same for every target.
 //!
 //! ```text
@@ -25,9 +25,9 @@
 //!
 //! | file            | owns                                                                     |
 //! |-----------------|--------------------------------------------------------------------------|
-//! | `mod.rs`        | this map, the limits, the run's parameters ([`LoadConfig`]) and [`Progress`] |
-//! | `protocol.rs`   | the [`Wire`] trait every protocol implements; [`Party`], [`Dest`], [`Incoming`], body [`Stamp`]s |
-//! | `chat.rs`       | [`ChatWire`]: the chat protocol through chat-transport's codec          |
+//! | `mod.rs`        | this map, the limits, the run's parameters ([`LoadConfig`]) and [`RunProgress`] |
+//! | `protocol.rs`   | the [`PubSub`] trait every protocol implements; [`Party`], [`Dest`], [`Incoming`], body [`Stamp`]s |
+//! | `chat.rs`       | [`ChatPubSub`]: the chat protocol through chat-transport's codec          |
 //! | `views.rs`      | borrowed views of the server's frames (no allocation per message)       |
 //! | `shared.rs`     | the state the tasks of one run share; opening one connection            |
 //! | `subscriber.rs` | one subscriber task: count, time and check what arrives                 |
@@ -49,9 +49,9 @@ mod shared;
 mod subscriber;
 mod views;
 
-pub use chat::ChatWire;
+pub use chat::ChatPubSub;
 pub use idle::{IdleConfig, IdleReport, hold_idle};
-pub use protocol::{Dest, Incoming, Party, Stamp, Wire, read_more, write_body};
+pub use protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more, write_body};
 pub use report::{LoadReport, Percentiles, percentiles};
 pub use run::run;
 
@@ -133,7 +133,7 @@ pub enum Phase {
 
 /// A progress report, given to the callback of [`run`] every 100 ms and at each phase change.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress {
+pub struct RunProgress {
     /// The phase.
     pub phase: Phase,
     /// Connections open so far.

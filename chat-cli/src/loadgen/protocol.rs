@@ -1,9 +1,9 @@
-//! What every protocol the generator speaks provides: the [`Wire`] trait, the parties and
+//! What every protocol the generator speaks provides: the [`PubSub`] trait, the parties and
 //! destinations it is asked about, what it reports per frame ([`Incoming`]), and the stamp every
 //! body starts with.
 //!
 //! ```text
-//!  generator                          Wire (one value per connection)
+//!  generator                          PubSub (one value per connection)
 //!   open(stream, Party)          ──►  handshake, login / subscribe, wait for the confirmation
 //!   encode_publish(Dest, body)   ──►  one publish appended to the write buffer
 //!   decode(buf)                  ◄──  Incoming::{Message(stamp), Ack, Other}; replies (pongs) appended
@@ -87,9 +87,9 @@ pub fn write_body(out: &mut Vec<u8>, size: usize, sent_ns: u64, sender: usize) {
     out.resize(start + size.max(STAMP_LEN), b'x');
 }
 
-/// A wire protocol the generator speaks. One value per connection, cloned from a template before
+/// A pub/sub protocol the generator speaks. One value per connection, cloned from a template before
 /// the connection opens (and once more after, for a publisher's reader), so it may keep state.
-pub trait Wire: Clone + Send + Sync + 'static {
+pub trait PubSub: Clone + Send + Sync + 'static {
     /// Opens the connection as `party`: handshake, login or subscribe, then waits until the server
     /// confirmed. Returns the bytes read past the confirmation.
     fn open(&mut self, stream: &mut TcpStream, party: Party) -> impl Future<Output = io::Result<BytesMut>> + Send;

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout};
 
-use super::protocol::{Dest, Incoming, Party, Wire, write_body};
+use super::protocol::{Dest, Incoming, Party, PubSub, write_body};
 use super::shared::{Shared, open};
 use super::{LoadConfig, MAX_WRITE, Pace, Pattern, READ_CHUNK, WINDOW_NAP};
 
@@ -45,14 +45,14 @@ pub(super) struct PubOutcome {
 
 /// One publisher: open, then publish its messages as the pace allows while a reader task consumes
 /// acknowledgements, echoes and notices.
-pub(super) async fn publisher<W: Wire>(
-    mut wire: W,
+pub(super) async fn publisher<W: PubSub>(
+    mut pubsub: W,
     config: LoadConfig,
     index: usize,
     targets: Option<Vec<u32>>,
     sh: Arc<Shared>,
 ) -> PubOutcome {
-    let (stream, mut buf) = match open(&mut wire, config.addr, Party::Publisher(index)).await {
+    let (stream, mut buf) = match open(&mut pubsub, config.addr, Party::Publisher(index)).await {
         Ok(x) => x,
         Err(e) => {
             sh.failed.fetch_add(1, Ordering::AcqRel);
@@ -62,16 +62,16 @@ pub(super) async fn publisher<W: Wire>(
     sh.ready.fetch_add(1, Ordering::AcqRel);
     let (mut read, mut write) = stream.into_split();
     let acked = Arc::new(AtomicU64::new(0));
-    let mut reader_wire = wire.clone();
+    let mut reader_pubsub = pubsub.clone();
     let reader_acked = acked.clone();
     let reader_sh = sh.clone();
-    let want_acks = wire.acks_publishes().then_some(config.messages);
+    let want_acks = pubsub.acks_publishes().then_some(config.messages);
     let reader = tokio::spawn(async move {
         let mut stop = reader_sh.stop.subscribe();
         let mut ignored = BytesMut::new();
         loop {
             let mut acks = 0;
-            while let Some(incoming) = reader_wire.decode(&mut buf, &mut ignored)? {
+            while let Some(incoming) = reader_pubsub.decode(&mut buf, &mut ignored)? {
                 acks += u64::from(incoming == Incoming::Ack);
             }
             ignored.clear();
@@ -97,7 +97,7 @@ pub(super) async fn publisher<W: Wire>(
     let mut out = BytesMut::with_capacity(MAX_WRITE + 1024);
     let mut body = Vec::with_capacity(config.size);
     let mut sent = 0u64;
-    let keepalive = wire.keepalive(&mut BytesMut::new());
+    let keepalive = pubsub.keepalive(&mut BytesMut::new());
     let mut last_write = Instant::now();
     let start = Instant::now();
     let result: io::Result<()> = async {
@@ -138,7 +138,7 @@ pub(super) async fn publisher<W: Wire>(
                         if let Some(every) = keepalive
                             && last_write.elapsed() >= every
                         {
-                            wire.keepalive(&mut out);
+                            pubsub.keepalive(&mut out);
                             write.write_all(&out).await?;
                             out.clear();
                             last_write = Instant::now();
@@ -155,7 +155,7 @@ pub(super) async fn publisher<W: Wire>(
                     Some(t) => Dest::Subscriber(t[sent as usize] as usize),
                     None => Dest::Everyone,
                 };
-                wire.encode_publish(dest, &body, &mut out)?;
+                pubsub.encode_publish(dest, &body, &mut out)?;
                 sh.published.fetch_add(1, Ordering::AcqRel);
                 sent += 1;
                 allowed -= 1;

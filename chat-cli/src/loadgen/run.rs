@@ -11,20 +11,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::protocol::Wire;
+use super::protocol::PubSub;
 use super::publisher::{publisher, unicast_targets};
 use super::report::{LoadReport, count_error, new_histogram};
 use super::shared::{Shared, snapshot};
 use super::subscriber::{SubOutcome, spawn_subscribers};
-use super::{LoadConfig, PROGRESS_EVERY, Pattern, Phase, Progress, SENDER_LEN, STAMP_LEN};
+use super::{LoadConfig, PROGRESS_EVERY, Pattern, Phase, RunProgress, SENDER_LEN, STAMP_LEN};
 
 /// Runs one load: connects the subscribers, then the publishers, publishes, waits until every
 /// subscriber has everything (or the deadline), and reports. `progress` is called every 100 ms and
 /// once at [`Phase::Publishing`] and [`Phase::Done`] (sample server counters there).
-pub async fn run<W: Wire>(
-    wire: W,
+pub async fn run<W: PubSub>(
+    pubsub: W,
     config: &LoadConfig,
-    progress: &mut (dyn FnMut(&Progress) + Send),
+    progress: &mut (dyn FnMut(&RunProgress) + Send),
 ) -> io::Result<LoadReport> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
     if config.size < STAMP_LEN {
@@ -55,11 +55,11 @@ pub async fn run<W: Wire>(
     };
     let expected: u64 = expected_each.iter().sum();
     let sh = Shared::new(config.subscribers, config.publishers, config.timeout);
-    let subs = spawn_subscribers(&wire, config.addr, &expected_each, false, &sh, progress).await;
+    let subs = spawn_subscribers(&pubsub, config.addr, &expected_each, false, &sh, progress).await;
     let mut pubs = Vec::with_capacity(config.publishers);
     for p in 0..config.publishers {
         let t = targets.as_ref().map(|t| t[p].clone());
-        pubs.push(tokio::spawn(publisher(wire.clone(), config.clone(), p, t, sh.clone())));
+        pubs.push(tokio::spawn(publisher(pubsub.clone(), config.clone(), p, t, sh.clone())));
     }
     let all = config.subscribers + config.publishers;
     while sh.ready.load(Ordering::Acquire) + sh.failed.load(Ordering::Acquire) < all && Instant::now() < sh.deadline {

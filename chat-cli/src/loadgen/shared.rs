@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, timeout};
 
-use super::protocol::{Party, Wire};
-use super::{OPEN_TIMEOUT, Phase, Progress};
+use super::protocol::{Party, PubSub};
+use super::{OPEN_TIMEOUT, Phase, RunProgress};
 
 /// State shared by the tasks of one run.
 pub(super) struct Shared {
@@ -87,19 +87,23 @@ impl Shared {
 }
 
 /// Connects to `addr` and opens the connection as `party`, within [`OPEN_TIMEOUT`].
-pub(super) async fn open<W: Wire>(wire: &mut W, addr: SocketAddr, party: Party) -> io::Result<(TcpStream, BytesMut)> {
+pub(super) async fn open<W: PubSub>(
+    pubsub: &mut W,
+    addr: SocketAddr,
+    party: Party,
+) -> io::Result<(TcpStream, BytesMut)> {
     let opening = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let buf = wire.open(&mut stream, party).await?;
+        let buf = pubsub.open(&mut stream, party).await?;
         Ok::<_, io::Error>((stream, buf))
     };
     timeout(OPEN_TIMEOUT, opening).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "open timed out"))?
 }
 
 /// The progress report of this instant.
-pub(super) fn snapshot(sh: &Shared, phase: Phase, expected: u64) -> Progress {
-    Progress {
+pub(super) fn snapshot(sh: &Shared, phase: Phase, expected: u64) -> RunProgress {
+    RunProgress {
         phase,
         connected: sh.ready.load(Ordering::Acquire),
         failed: sh.failed.load(Ordering::Acquire),

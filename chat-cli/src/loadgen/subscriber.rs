@@ -13,10 +13,10 @@ use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use super::protocol::{Incoming, Party, Wire, read_more};
+use super::protocol::{Incoming, Party, PubSub, read_more};
 use super::report::new_histogram;
 use super::shared::{Shared, open, snapshot};
-use super::{CONNECT_BATCH, MAX_LATENCY_US, OPEN_TIMEOUT, Phase, Progress};
+use super::{CONNECT_BATCH, MAX_LATENCY_US, OPEN_TIMEOUT, Phase, RunProgress};
 
 /// What one subscriber saw.
 pub(super) struct SubOutcome {
@@ -32,8 +32,8 @@ pub(super) struct SubOutcome {
 
 /// One subscriber: open, then count every message until it has `expected` (or, with `hold`, until
 /// the run stops), answering pings and sending keep-alives.
-pub(super) async fn subscriber<W: Wire>(
-    mut wire: W,
+pub(super) async fn subscriber<W: PubSub>(
+    mut pubsub: W,
     addr: SocketAddr,
     index: usize,
     expected: u64,
@@ -44,7 +44,7 @@ pub(super) async fn subscriber<W: Wire>(
     let mut got = 0u64;
     let mut stop = sh.stop.subscribe();
     let result: io::Result<()> = async {
-        let (mut stream, mut buf) = match open(&mut wire, addr, Party::Subscriber(index)).await {
+        let (mut stream, mut buf) = match open(&mut pubsub, addr, Party::Subscriber(index)).await {
             Ok(x) => x,
             Err(e) => {
                 sh.failed.fetch_add(1, Ordering::AcqRel);
@@ -53,14 +53,14 @@ pub(super) async fn subscriber<W: Wire>(
         };
         sh.ready.fetch_add(1, Ordering::AcqRel);
         let mut out = BytesMut::new();
-        let keepalive = wire.keepalive(&mut BytesMut::new());
+        let keepalive = pubsub.keepalive(&mut BytesMut::new());
         let mut next_keepalive = keepalive.map(|every| Instant::now() + every);
         let mut finished = false;
         loop {
             let now = sh.now_ns();
             let record_from = sh.record_from_ns.load(Ordering::Relaxed);
             let mut batch = 0u64;
-            while let Some(incoming) = wire.decode(&mut buf, &mut out)? {
+            while let Some(incoming) = pubsub.decode(&mut buf, &mut out)? {
                 if let Incoming::Message(stamp) = incoming {
                     if stamp.sent_ns >= record_from {
                         let us = (now.saturating_sub(stamp.sent_ns) / 1000).clamp(1, MAX_LATENCY_US);
@@ -89,7 +89,7 @@ pub(super) async fn subscriber<W: Wire>(
             if let (Some(every), Some(at)) = (keepalive, next_keepalive)
                 && Instant::now() >= at
             {
-                wire.keepalive(&mut out);
+                pubsub.keepalive(&mut out);
                 next_keepalive = Some(Instant::now() + every);
             }
             if !out.is_empty() {
@@ -115,13 +115,13 @@ pub(super) async fn subscriber<W: Wire>(
 }
 
 /// Spawns `count` subscribers in batches of [`CONNECT_BATCH`], each batch waiting for the last.
-pub(super) async fn spawn_subscribers<W: Wire>(
+pub(super) async fn spawn_subscribers<W: PubSub>(
     template: &W,
     addr: SocketAddr,
     expected: &[u64],
     hold: bool,
     sh: &Arc<Shared>,
-    progress: &mut (dyn FnMut(&Progress) + Send),
+    progress: &mut (dyn FnMut(&RunProgress) + Send),
 ) -> Vec<tokio::task::JoinHandle<SubOutcome>> {
     let mut tasks = Vec::with_capacity(expected.len());
     for (i, &want) in expected.iter().enumerate() {

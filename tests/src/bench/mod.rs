@@ -1,10 +1,10 @@
-//! The pieces of `fanbench` (see `src/bin/fanbench.rs`): the Redis and NATS wires for
+//! The pieces of `fanbench` (see `src/bin/fanbench.rs`): the Redis and NATS adapters for
 //! [`chat_cli::loadgen`], `/proc` sampling, `RESULT` lines, the summary table and the SVG chart.
 //!
 //! | module    | owns                                                                 |
 //! |-----------|----------------------------------------------------------------------|
-//! | `redis`   | [`redis::RedisWire`]: `SUBSCRIBE` / `PUBLISH` over RESP              |
-//! | `nats`    | [`nats::NatsWire`]: `SUB` / `PUB` over the NATS text protocol        |
+//! | `redis`   | [`redis::RedisPubSub`]: `SUBSCRIBE` / `PUBLISH` over RESP              |
+//! | `nats`    | [`nats::NatsPubSub`]: `SUB` / `PUB` over the NATS text protocol        |
 //! | `procfs`  | CPU seconds and resident memory of a process, from `/proc`           |
 //! | `record`  | `RESULT key=value ...` lines: writing and parsing                    |
 //! | `summary` | medians and ratios per scenario and target, as Markdown tables       |
@@ -19,7 +19,7 @@ pub mod summary;
 
 use chat_cli::loadgen::Dest;
 
-/// How the Redis and NATS wires name their channels (subjects): `{prefix}room` for everyone, and
+/// How the Redis and NATS adapters name their channels (subjects): `{prefix}room` for everyone, and
 /// `{prefix}s{j}` for subscriber `j` in unicast runs.
 #[derive(Debug, Clone)]
 pub struct Topics {

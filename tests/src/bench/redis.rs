@@ -10,24 +10,24 @@
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
-use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, Stamp, Wire, read_more};
+use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, PubSub, Stamp, read_more};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Topics, find_crlf, parse_int};
 
-/// The Redis wire; see the module documentation.
+/// The Redis adapter; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct RedisWire {
+pub struct RedisPubSub {
     /// How channels are named.
     topics: Topics,
 }
 
-impl RedisWire {
-    /// A wire whose channels start with `prefix`.
+impl RedisPubSub {
+    /// An adapter whose channels start with `prefix`.
     pub fn new(prefix: &str, unicast: bool) -> Self {
-        RedisWire { topics: Topics::new(prefix, unicast) }
+        RedisPubSub { topics: Topics::new(prefix, unicast) }
     }
 }
 
@@ -90,7 +90,7 @@ fn bulk(out: &mut BytesMut, s: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-impl Wire for RedisWire {
+impl PubSub for RedisPubSub {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let mut buf = BytesMut::with_capacity(4096);
         let Party::Subscriber(i) = party else { return Ok(buf) };
