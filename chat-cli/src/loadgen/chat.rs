@@ -20,15 +20,27 @@ use super::OPEN_TIMEOUT;
 use super::protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more};
 use super::views::ServerFrameView;
 
+/// The keep-alive interval a [`ChatPubSub`] assumes until the server's `Welcome` announces the
+/// real heartbeat (5 s, the server's default). Every connection that opened has received its
+/// `Welcome`, so only a value that never opened a connection keeps this one. A constant of the
+/// generator, not read from chat-server's internals: the server's actual heartbeat (set with
+/// `--heartbeat-ms`) is the one in `Welcome`.
+pub const PRE_WELCOME_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// The chat protocol, through chat-transport's codec: subscriber `i` logs in as `{prefix}s{i}`,
 /// publisher `i` as `{prefix}p{i}`; publishes are `Send` frames (broadcast, or unicast to a
 /// subscriber's name), acknowledged by `Sent`; keep-alives are `Ping` at the server's heartbeat.
 #[derive(Debug, Clone)]
 pub struct ChatPubSub {
+    /// Start of every user name of this run.
     prefix: String,
+    /// This connection's frame decoder (for the handshake and login; messages use the views).
     decoder: FrameDecoder,
+    /// The request ID of the next `Send`.
     next_req: u64,
+    /// How often to ping: [`PRE_WELCOME_HEARTBEAT`] until `Welcome` says otherwise.
     heartbeat: Duration,
+    /// The subscribers' user names (unicast destinations), shared by every clone.
     names: Arc<Vec<UserName>>,
 }
 
@@ -52,7 +64,7 @@ impl ChatPubSub {
             prefix: prefix.to_string(),
             decoder: FrameDecoder(FrameCodec::new()),
             next_req: 1,
-            heartbeat: chat_server::server::DEFAULT_HEARTBEAT,
+            heartbeat: PRE_WELCOME_HEARTBEAT,
             names: Arc::new(names),
         })
     }
@@ -162,5 +174,18 @@ impl PubSub for ChatPubSub {
     fn keepalive(&mut self, out: &mut BytesMut) -> Option<Duration> {
         let _ = chat_transport::codec::encode_frame_into(&ClientFrame::Ping, out);
         Some(self.heartbeat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_a_ping_at_the_pre_welcome_heartbeat_until_welcome() {
+        let mut pubsub = ChatPubSub::new("t", 2).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(pubsub.keepalive(&mut out), Some(PRE_WELCOME_HEARTBEAT));
+        assert_eq!(out, encode_frame(&ClientFrame::Ping).unwrap());
     }
 }

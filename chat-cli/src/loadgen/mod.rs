@@ -49,7 +49,7 @@ mod shared;
 mod subscriber;
 mod views;
 
-pub use chat::ChatPubSub;
+pub use chat::{ChatPubSub, PRE_WELCOME_HEARTBEAT};
 pub use idle::{IdleConfig, IdleReport, hold_idle};
 pub use protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more, write_body};
 pub use report::{LoadReport, Percentiles, percentiles};
