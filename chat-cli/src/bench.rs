@@ -102,6 +102,13 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
         for (error, count) in &report.errors {
             println!("! {count} connection(s): {error}");
         }
+        let v = report.violations;
+        if v.total() > 0 {
+            println!(
+                "! violations: {} duplicate(s), {} out of order, {} unexpected, {} subscriber(s) in another order",
+                v.duplicates, v.out_of_order, v.unexpected, v.diverged
+            );
+        }
         if !complete {
             println!("! incomplete: {} subscriber(s) missed messages", report.incomplete_subscribers);
         }

@@ -133,7 +133,7 @@ impl PubSub for ChatPubSub {
             .map_err(chat_error)?
         {
             ServerFrameView::Message(m) => match Stamp::parse(m.body.as_bytes()) {
-                Some(stamp) => Incoming::Message(stamp),
+                Some(stamp) => Incoming::Message { stamp, order: Some(m.id.seq) },
                 None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp")),
             },
             ServerFrameView::Sent { .. } => Incoming::Ack,

@@ -1,9 +1,11 @@
 //! A load generator for pub/sub fan-out: C subscribers, P publishers, one histogram of latencies.
+//! It is the engine of `chat-cli bench`; the `tests` package drives it too (`fanbench` against
+//! ours, Redis and NATS; the in-process load tests).
 //!
 //! It speaks the chat protocol through chat-transport's real codec ([`ChatPubSub`]): handshake,
 //! `Login`, `Send` (broadcast or unicast), reading `Message`; publishers also consume their `Sent`
-//! replies and echoes. Other protocols plug in through the [`PubSub`] trait (the `fanbench` binary of
-//! the `tests` package adds Redis and NATS), so the client-side cost is the same for every target.
+//! replies and echoes. Other protocols plug in through the [`PubSub`] trait (`fanbench` adds Redis
+//! and NATS), so the client-side cost is the same for every target.
 //!
 //! ```text
 //!  publisher p ── publish(body) ──► server ── body ──► subscriber s    latency = now − stamp(body)
@@ -11,34 +13,42 @@
 //!      └──── Window: published − delivered / C < W ◄──────┘ (Rate: R per second per publisher)
 //! ```
 //!
-//! | pattern               | a publisher sends                          | flow control (`Pace::Window(W)`)         |
-//! |-----------------------|--------------------------------------------|------------------------------------------|
-//! | [`Pattern::Fanout`]   | to everyone                                | all publishers together: W messages not yet delivered to every subscriber |
-//! | [`Pattern::Unicast`]  | to subscriber `j ≠ p` (seeded, random)     | each publisher: W messages not yet delivered |
+//! | pattern              | a publisher sends                      | flow control (`Pace::Window(W)`)        |
+//! |----------------------|----------------------------------------|-----------------------------------------|
+//! | [`Pattern::Fanout`]  | to everyone                            | all publishers together: W messages not yet delivered to every subscriber |
+//! | [`Pattern::Unicast`] | to subscriber `j ≠ p` (seeded, random) | each publisher: W messages not yet delivered |
 //!
 //! **Bodies** are `size` bytes of ASCII: 16 lower-case hex digits of the send time (nanoseconds
-//! since the run's origin), then 8 hex digits of the publisher index (if `size >= 24`), then `x`.
+//! since the run's origin, strictly increasing per publisher), then 8 hex digits of the publisher
+//! index (if `size >= 24`), then `x`.
+//!
+//! **Checks**: every subscriber checks each message (`audit.rs`): nothing twice, the server's order
+//! (the protocol's order key, if it has one) and each publisher's order (stamps), nothing not meant
+//! for it; in a fan-out every subscriber must see the same server order. A run counts only if
+//! [`LoadReport::complete`]: everything delivered, no [`Violations`], no errors.
 //!
 //! **Bounds**: every connection is opened within [`OPEN_TIMEOUT`], every read and wait gives up at
-//! the run's deadline (`timeout`), every loop is bounded by its message count. A run counts only if
-//! [`LoadReport::incomplete_subscribers`] is 0.
+//! the run's deadline (`timeout`), every loop is bounded by its message count. The read path does
+//! not allocate per message.
 //!
-//! | file            | owns                                                                     |
-//! |-----------------|--------------------------------------------------------------------------|
-//! | `mod.rs`        | this map, the limits, the run's parameters ([`LoadConfig`]) and [`RunProgress`] |
-//! | `protocol.rs`   | the [`PubSub`] trait every protocol implements; [`Party`], [`Dest`], [`Incoming`], body [`Stamp`]s |
+//! | file            | owns                                                                      |
+//! |-----------------|---------------------------------------------------------------------------|
+//! | `mod.rs`        | this map, the limits, the run's parameters ([`LoadConfig`]), [`RunProgress`] |
+//! | `protocol.rs`   | the [`PubSub`] trait; [`Party`], [`Dest`], [`Incoming`], body [`Stamp`]s    |
 //! | `chat.rs`       | [`ChatPubSub`]: the chat protocol through chat-transport's codec          |
-//! | `views.rs`      | borrowed views of the server's frames (no allocation per message)       |
-//! | `shared.rs`     | the state the tasks of one run share; opening one connection            |
-//! | `subscriber.rs` | one subscriber task: count, time and check what arrives                 |
-//! | `publisher.rs`  | one publisher task: publish as the pace allows; unicast recipients      |
-//! | `run.rs`        | [`run`]: one load, from the first connection to the report              |
-//! | `idle.rs`       | [`hold_idle`]: many idle connections held open                          |
-//! | `report.rs`     | [`LoadReport`], [`Percentiles`]                                         |
+//! | `views.rs`      | borrowed views of the server's frames (no allocation per message)         |
+//! | `shared.rs`     | the state the tasks of one run share; opening one connection              |
+//! | `subscriber.rs` | one subscriber task: check, count and time what arrives                   |
+//! | `audit.rs`      | a subscriber's checks (sans-IO) and the [`Violations`] they count         |
+//! | `publisher.rs`  | one publisher task: publish as the pace allows; unicast recipients        |
+//! | `run.rs`        | [`run`]: one load, from the first connection to the report                |
+//! | `idle.rs`       | [`hold_idle`]: many idle connections held open                            |
+//! | `report.rs`     | [`LoadReport`], [`Percentiles`]                                           |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod audit;
 mod chat;
 mod idle;
 mod protocol;
@@ -49,6 +59,7 @@ mod shared;
 mod subscriber;
 mod views;
 
+pub use audit::Violations;
 pub use chat::{ChatPubSub, PRE_WELCOME_HEARTBEAT};
 pub use idle::{IdleConfig, IdleReport, hold_idle};
 pub use protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more, write_body};

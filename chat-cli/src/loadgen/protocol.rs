@@ -6,7 +6,7 @@
 //!  generator                          PubSub (one value per connection)
 //!   open(stream, Party)          ──►  handshake, login / subscribe, wait for the confirmation
 //!   encode_publish(Dest, body)   ──►  one publish appended to the write buffer
-//!   decode(buf)                  ◄──  Incoming::{Message(stamp), Ack, Other}; replies (pongs) appended
+//!   decode(buf)                  ◄──  Incoming::{Message { stamp, order }, Ack, Other}; replies (pongs) appended
 //!   keepalive()                  ──►  what to say, and how often, to stay connected
 //! ```
 
@@ -42,8 +42,16 @@ pub enum Dest {
 /// One complete frame read from a connection, as the generator needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Incoming {
-    /// A published message, with the stamp parsed from its body.
-    Message(Stamp),
+    /// A published message.
+    Message {
+        /// The stamp parsed from its body.
+        stamp: Stamp,
+        /// Its position in the server's global order, if the protocol has one (chat: the server
+        /// sequence number `id.seq`): it must strictly increase at every subscriber, and in a
+        /// fan-out every subscriber must see the same sequence. `None` (Redis, NATS): only each
+        /// publisher's order is checked, by its stamps.
+        order: Option<u64>,
+    },
     /// The server acknowledged one publish (chat: `Sent`; Redis: the receiver count).
     Ack,
     /// Anything that needs no bookkeeping (notices, pongs, confirmations).
@@ -53,7 +61,8 @@ pub enum Incoming {
 /// The send time and publisher carried at the start of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    /// Nanoseconds since the run's origin when the message was encoded.
+    /// Nanoseconds since the run's origin when the message was encoded; strictly increasing per
+    /// publisher (a publisher never stamps two messages alike), and at least 1.
     pub sent_ns: u64,
     /// The publisher's index, if the body was long enough to carry it.
     pub sender: Option<usize>,

@@ -97,6 +97,8 @@ pub(super) async fn publisher<W: PubSub>(
     let mut out = BytesMut::with_capacity(MAX_WRITE + 1024);
     let mut body = Vec::with_capacity(config.size);
     let mut sent = 0u64;
+    // Stamps strictly increase per publisher (subscribers check it), even if the clock did not move.
+    let mut last_stamp = 0u64;
     let keepalive = pubsub.keepalive(&mut BytesMut::new());
     let mut last_write = Instant::now();
     let start = Instant::now();
@@ -150,7 +152,8 @@ pub(super) async fn publisher<W: PubSub>(
             }
             while allowed > 0 && out.len() < MAX_WRITE {
                 body.clear();
-                write_body(&mut body, config.size, sh.now_ns(), index);
+                last_stamp = sh.now_ns().max(last_stamp + 1);
+                write_body(&mut body, config.size, last_stamp, index);
                 let dest = match &targets {
                     Some(t) => Dest::Subscriber(t[sent as usize] as usize),
                     None => Dest::Everyone,

@@ -1,11 +1,12 @@
-//! What a run reports: [`LoadReport`] (counts, timing, the latency histogram) and its
-//! [`Percentiles`].
+//! What a run reports: [`LoadReport`] (counts, timing, the latency histogram, the subscribers'
+//! [`Violations`]) and its [`Percentiles`].
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
 use super::MAX_LATENCY_US;
+use super::audit::Violations;
 #[cfg(doc)]
 use super::run;
 
@@ -43,6 +44,10 @@ pub struct LoadReport {
     pub latency_us: Histogram<u64>,
     /// Subscribers that did not receive everything (the run does not count unless 0).
     pub incomplete_subscribers: usize,
+    /// Messages that broke the pub/sub's promises, as the subscribers checked them: duplicates,
+    /// out of order, not meant for the subscriber, another order than the others' (the run does
+    /// not count unless all are 0).
+    pub violations: Violations,
     /// Distinct errors, with how many connections hit each.
     pub errors: Vec<(String, usize)>,
 }
@@ -63,9 +68,13 @@ impl LoadReport {
         percentiles(&self.latency_us)
     }
 
-    /// Whether the run counts: every subscriber received everything and nothing failed.
+    /// Whether the run counts: every subscriber received everything, exactly once, in order, and
+    /// nothing else; nothing failed.
     pub fn complete(&self) -> bool {
-        self.incomplete_subscribers == 0 && self.deliveries == self.expected && self.errors.is_empty()
+        self.incomplete_subscribers == 0
+            && self.deliveries == self.expected
+            && self.errors.is_empty()
+            && self.violations.total() == 0
     }
 }
 
@@ -90,5 +99,38 @@ pub(super) fn count_error(errors: &mut Vec<(String, usize)>, error: String) {
     match errors.iter_mut().find(|(e, _)| *e == error) {
         Some((_, n)) => *n += 1,
         None => errors.push((error, 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(violations: Violations) -> LoadReport {
+        LoadReport {
+            published: 2,
+            acked: 2,
+            deliveries: 4,
+            expected: 4,
+            elapsed: Duration::from_millis(1),
+            setup: Duration::from_millis(1),
+            latency_us: new_histogram(),
+            incomplete_subscribers: 0,
+            violations,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_with_any_violation_is_not_complete() {
+        assert!(report(Violations::default()).complete());
+        for v in [
+            Violations { duplicates: 1, ..Violations::default() },
+            Violations { out_of_order: 1, ..Violations::default() },
+            Violations { unexpected: 1, ..Violations::default() },
+            Violations { diverged: 1, ..Violations::default() },
+        ] {
+            assert!(!report(v).complete(), "{v:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::audit::Violations;
 use super::protocol::PubSub;
 use super::publisher::{publisher, unicast_targets};
 use super::report::{LoadReport, count_error, new_histogram};
@@ -43,19 +44,22 @@ pub async fn run<W: PubSub>(
             Some(unicast_targets(config.publishers, config.messages, seed))
         }
     };
-    let expected_each: Vec<u64> = match &targets {
-        None => vec![config.messages * config.publishers as u64; config.subscribers],
+    // expected_from[s][p]: messages subscriber s must receive from publisher p.
+    let expected_from: Vec<Vec<u64>> = match &targets {
+        None => vec![vec![config.messages; config.publishers]; config.subscribers],
         Some(t) => {
-            let mut each = vec![0u64; config.subscribers];
-            for &j in t.iter().flatten() {
-                each[j as usize] += 1;
+            let mut from = vec![vec![0u64; config.publishers]; config.subscribers];
+            for (p, row) in t.iter().enumerate() {
+                for &j in row {
+                    from[j as usize][p] += 1;
+                }
             }
-            each
+            from
         }
     };
-    let expected: u64 = expected_each.iter().sum();
+    let expected: u64 = expected_from.iter().flatten().sum();
     let sh = Shared::new(config.subscribers, config.publishers, config.timeout);
-    let subs = spawn_subscribers(&pubsub, config.addr, &expected_each, false, &sh, progress).await;
+    let subs = spawn_subscribers(&pubsub, config.addr, expected_from, false, &sh, progress).await;
     let mut pubs = Vec::with_capacity(config.publishers);
     for p in 0..config.publishers {
         let t = targets.as_ref().map(|t| t[p].clone());
@@ -86,18 +90,26 @@ pub async fn run<W: PubSub>(
     progress(&snapshot(&sh, Phase::Done, expected));
     let mut latency_us = new_histogram();
     let (mut deliveries, mut incomplete, mut errors) = (0u64, 0usize, Vec::new());
+    let mut violations = Violations::default();
+    // Fan-out: the order every complete subscriber must share (that of the first one).
+    let mut reference: Option<Option<u64>> = None;
     for task in subs {
         let outcome = match tokio::time::timeout_at(sh.deadline + Duration::from_secs(1), task).await {
             Ok(Ok(o)) => o,
-            Ok(Err(join)) => {
-                SubOutcome { got: 0, expected: 1, latency_us: new_histogram(), error: Some(join.to_string()) }
-            }
-            Err(_) => SubOutcome { got: 0, expected: 1, latency_us: new_histogram(), error: Some("hung".into()) },
+            Ok(Err(join)) => SubOutcome::failed(join.to_string()),
+            Err(_) => SubOutcome::failed("hung".into()),
         };
         deliveries += outcome.got;
         latency_us.add(&outcome.latency_us).map_err(|e| io::Error::other(e.to_string()))?;
+        violations.add(&outcome.violations);
         if outcome.got < outcome.expected {
             incomplete += 1;
+        } else if outcome.error.is_none() && config.pattern == Pattern::Fanout {
+            match reference {
+                None => reference = Some(outcome.fingerprint),
+                Some(order) if order != outcome.fingerprint => violations.diverged += 1,
+                Some(_) => {}
+            }
         }
         if let Some(e) = outcome.error {
             count_error(&mut errors, format!("subscriber: {e}"));
@@ -129,6 +141,7 @@ pub async fn run<W: PubSub>(
         setup,
         latency_us,
         incomplete_subscribers: incomplete,
+        violations,
         errors,
     })
 }

@@ -1,5 +1,5 @@
-//! One subscriber task: opens its connection, then counts and times every message until it has
-//! all it expects (or, when held idle, until the run stops), answering pings and sending
+//! One subscriber task: opens its connection, then checks ([`Audit`]), counts and times every
+//! message until it has all it expects (or, when held idle, until the run stops), answering pings and sending
 //! keep-alives; and the batched start of many of them.
 
 use std::io;
@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
+use super::audit::{Audit, Violations};
 use super::protocol::{Incoming, Party, PubSub, read_more};
 use super::report::new_histogram;
 use super::shared::{Shared, open, snapshot};
@@ -20,26 +21,47 @@ use super::{CONNECT_BATCH, MAX_LATENCY_US, OPEN_TIMEOUT, Phase, RunProgress};
 
 /// What one subscriber saw.
 pub(super) struct SubOutcome {
-    /// Messages received.
+    /// Messages received (duplicates and messages not meant for it excluded).
     pub(super) got: u64,
     /// Messages it should have received.
     pub(super) expected: u64,
     /// Send-to-delivery latencies after the warm-up, in microseconds.
     pub(super) latency_us: Histogram<u64>,
+    /// What its [`Audit`] found wrong.
+    pub(super) violations: Violations,
+    /// The fingerprint of the server order it saw ([`Audit::fingerprint`]).
+    pub(super) fingerprint: Option<u64>,
     /// Why it ended early, if it did.
     pub(super) error: Option<String>,
 }
 
-/// One subscriber: open, then count every message until it has `expected` (or, with `hold`, until
-/// the run stops), answering pings and sending keep-alives.
+impl SubOutcome {
+    /// The outcome of a subscriber task that failed or hung with `error`.
+    pub(super) fn failed(error: String) -> SubOutcome {
+        SubOutcome {
+            got: 0,
+            expected: 1,
+            latency_us: new_histogram(),
+            violations: Violations::default(),
+            fingerprint: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// One subscriber: open, then check and count every message until it has all it expects
+/// (`expected_from[p]` from publisher `p`; or, with `hold`, until the run stops), answering pings
+/// and sending keep-alives.
 pub(super) async fn subscriber<W: PubSub>(
     mut pubsub: W,
     addr: SocketAddr,
     index: usize,
-    expected: u64,
+    expected_from: Vec<u64>,
     hold: bool,
     sh: Arc<Shared>,
 ) -> SubOutcome {
+    let expected: u64 = expected_from.iter().sum();
+    let mut audit = Audit::new(expected_from);
     let mut latency_us = new_histogram();
     let mut got = 0u64;
     let mut stop = sh.stop.subscribe();
@@ -61,7 +83,10 @@ pub(super) async fn subscriber<W: PubSub>(
             let record_from = sh.record_from_ns.load(Ordering::Relaxed);
             let mut batch = 0u64;
             while let Some(incoming) = pubsub.decode(&mut buf, &mut out)? {
-                if let Incoming::Message(stamp) = incoming {
+                if let Incoming::Message { stamp, order } = incoming {
+                    if !audit.message(stamp, order) {
+                        continue;
+                    }
                     if stamp.sent_ns >= record_from {
                         let us = (now.saturating_sub(stamp.sent_ns) / 1000).clamp(1, MAX_LATENCY_US);
                         latency_us.saturating_record(us);
@@ -111,22 +136,31 @@ pub(super) async fn subscriber<W: PubSub>(
     }
     .await;
     sh.subscribers_ended.fetch_add(1, Ordering::AcqRel);
-    SubOutcome { got, expected, latency_us, error: result.err().map(|e| e.to_string()) }
+    SubOutcome {
+        got,
+        expected,
+        latency_us,
+        violations: audit.violations(),
+        fingerprint: audit.fingerprint(),
+        error: result.err().map(|e| e.to_string()),
+    }
 }
 
-/// Spawns `count` subscribers in batches of [`CONNECT_BATCH`], each batch waiting for the last.
+/// Spawns one subscriber per entry of `expected_from` (what subscriber `i` must receive from each
+/// publisher), in batches of [`CONNECT_BATCH`], each batch waiting for the last.
 pub(super) async fn spawn_subscribers<W: PubSub>(
     template: &W,
     addr: SocketAddr,
-    expected: &[u64],
+    expected_from: Vec<Vec<u64>>,
     hold: bool,
     sh: &Arc<Shared>,
     progress: &mut (dyn FnMut(&RunProgress) + Send),
 ) -> Vec<tokio::task::JoinHandle<SubOutcome>> {
-    let mut tasks = Vec::with_capacity(expected.len());
-    for (i, &want) in expected.iter().enumerate() {
+    let count = expected_from.len();
+    let mut tasks = Vec::with_capacity(count);
+    for (i, want) in expected_from.into_iter().enumerate() {
         tasks.push(tokio::spawn(subscriber(template.clone(), addr, i, want, hold, sh.clone())));
-        if (i + 1) % CONNECT_BATCH == 0 || i + 1 == expected.len() {
+        if (i + 1) % CONNECT_BATCH == 0 || i + 1 == count {
             let until = (Instant::now() + OPEN_TIMEOUT).min(sh.deadline);
             while sh.ready.load(Ordering::Acquire) + sh.failed.load(Ordering::Acquire) < i + 1 && Instant::now() < until
             {

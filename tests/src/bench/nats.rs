@@ -93,10 +93,12 @@ impl PubSub for NatsPubSub {
     fn decode(&mut self, buf: &mut BytesMut, replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
         let Some((n, op)) = parse(buf) else { return Ok(None) };
         let incoming = match op {
-            Op::Msg(start, end) => Incoming::Message(
-                Stamp::parse(&buf[start..end])
+            Op::Msg(start, end) => Incoming::Message {
+                stamp: Stamp::parse(&buf[start..end])
                     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp"))?,
-            ),
+                // No global order: the generator checks each publisher's stamps.
+                order: None,
+            },
             Op::Ping => {
                 replies.put_slice(b"PONG\r\n");
                 Incoming::Other

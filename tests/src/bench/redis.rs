@@ -117,10 +117,12 @@ impl PubSub for RedisPubSub {
     fn decode(&mut self, buf: &mut BytesMut, _replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
         let Some((n, reply)) = parse(buf) else { return Ok(None) };
         let incoming = match reply {
-            Reply::Message(start, end) => Incoming::Message(
-                Stamp::parse(&buf[start..end])
+            Reply::Message(start, end) => Incoming::Message {
+                stamp: Stamp::parse(&buf[start..end])
                     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp"))?,
-            ),
+                // No global order: the generator checks each publisher's stamps.
+                order: None,
+            },
             Reply::Int => Incoming::Ack,
             Reply::Error(e) => return Err(io::Error::other(e)),
             Reply::Subscribed | Reply::Other => Incoming::Other,

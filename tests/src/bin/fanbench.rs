@@ -292,7 +292,15 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
     if let (Some(a), Some(b)) = (start.generator, end.generator) {
         r.set("gen_cpu_s", format!("{:.2}", b - a)).set("gen_util", format!("{:.2}", (b - a) / secs.max(1e-9)));
     }
-    let errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    let mut errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    let v = report.violations;
+    if v.total() > 0 {
+        // In `err`, not a new key: the RESULT line keeps its format (ok=0 says the run does not count).
+        errors.push(format!(
+            "violations:dup={},ooo={},unexpected={},diverged={}",
+            v.duplicates, v.out_of_order, v.unexpected, v.diverged
+        ));
+    }
     r.set("ok", u8::from(report.complete())).set("err", errors.join(";"));
     Ok(r)
 }
