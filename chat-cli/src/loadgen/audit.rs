@@ -31,8 +31,8 @@ pub struct Violations {
     /// Messages a subscriber should not have received: more from a publisher than were sent to it,
     /// or from no publisher of the run.
     pub unexpected: u64,
-    /// Fan-out: subscribers that received everything, but in another server order than the first
-    /// subscriber that did.
+    /// Fan-out: subscribers that received everything, but in another server order than most
+    /// subscribers that did.
     pub diverged: u64,
 }
 
