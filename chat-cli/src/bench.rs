@@ -1,7 +1,8 @@
 //! `chat-cli bench`: the fan-out workload against a running server, so anyone can size a deployment.
 //!
-//! It drives `chat_cli::loadgen` (the same generator as the side-by-side benchmark): C subscribers
-//! and P publishers log in, the publishers broadcast, and every subscriber must receive every message.
+//! It drives `chat_cli::loadgen`, this package's library (the same generator as the side-by-side
+//! benchmark and the load tests of the `tests` package): C subscribers and P publishers log in, the
+//! publishers broadcast, and every subscriber must receive every message, exactly once and in order.
 //! A progress bar goes to standard error; the summary to standard output (one JSON object with `--json`).
 
 use std::net::ToSocketAddrs;
