@@ -1,14 +1,15 @@
 //! `chat-cli bench`: the fan-out workload against a running server, so anyone can size a deployment.
 //!
-//! It drives `chat_server::loadgen` (the same generator as the side-by-side benchmark): C subscribers
-//! and P publishers log in, the publishers broadcast, and every subscriber must receive every message.
+//! It drives `chat_cli::loadgen`, this package's library (the same generator as the side-by-side
+//! benchmark and the load tests of the `tests` package): C subscribers and P publishers log in, the
+//! publishers broadcast, and every subscriber must receive every message, exactly once and in order.
 //! A progress bar goes to standard error; the summary to standard output (one JSON object with `--json`).
 
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chat_server::loadgen::{self, ChatWire, LoadConfig, Pace, Pattern, Phase};
+use chat_cli::loadgen::{self, ChatPubSub, LoadConfig, Pace, Pattern, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -39,7 +40,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
         warmup: Duration::ZERO,
     };
     let prefix = format!("bench{}-", std::process::id() % 100_000);
-    let wire = ChatWire::new(&prefix, config.subscribers).context("cannot prepare the user names")?;
+    let pubsub = ChatPubSub::new(&prefix, config.subscribers).context("cannot prepare the user names")?;
     let bar = ProgressBar::new(config.subscribers as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
@@ -47,7 +48,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
             .progress_chars("=> "),
     );
     bar.set_prefix("connecting");
-    let mut progress = |p: &loadgen::Progress| match p.phase {
+    let mut progress = |p: &loadgen::RunProgress| match p.phase {
         Phase::Connecting => {
             bar.set_position(p.connected as u64);
             bar.set_message(format!("{} failed", p.failed));
@@ -62,7 +63,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
             bar.set_message(format!("{:.2} M deliveries/s", rate / 1e6));
         }
     };
-    let report = loadgen::run(wire, &config, &mut progress).await.context("the benchmark failed")?;
+    let report = loadgen::run(pubsub, &config, &mut progress).await.context("the benchmark failed")?;
     bar.finish_and_clear();
     let p = report.percentiles();
     let complete = report.complete();
@@ -101,6 +102,13 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
         );
         for (error, count) in &report.errors {
             println!("! {count} connection(s): {error}");
+        }
+        let v = report.violations;
+        if v.total() > 0 {
+            println!(
+                "! violations: {} duplicate(s), {} out of order, {} unexpected, {} subscriber(s) in another order",
+                v.duplicates, v.out_of_order, v.unexpected, v.diverged
+            );
         }
         if !complete {
             println!("! incomplete: {} subscriber(s) missed messages", report.incomplete_subscribers);

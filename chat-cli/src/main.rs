@@ -9,6 +9,9 @@
 //! | `render`   | human output and `--json` events                       |
 //! | `session`  | the chat loop shared by both modes                     |
 //!
+//! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
+//! `chat_cli::loadgen`, which the `tests` package reuses.
+//!
 //! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors; 1 with a one-line reason
 //! otherwise (server unreachable, name taken, connection lost, log verification failed).
 

@@ -12,13 +12,11 @@
 //! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
 //! | `logview`  | `log show` and `log verify`                                                        |
-//! | `loadgen`  | the load generator: subscribers, publishers, window or rate, latency histogram     |
 //! | `error`    | [`ServerError`]                                                                    |
 pub mod client;
 mod error;
 mod fanout;
 pub mod journal;
-pub mod loadgen;
 pub mod logview;
 pub mod protocol;
 pub mod router;

@@ -7,8 +7,9 @@
 //! | item / file        | what                                                                          |
 //! |--------------------|-------------------------------------------------------------------------------|
 //! | [`TestServer`]     | a `chat_server` server on `127.0.0.1:0`, log on (in a tempdir) or off, stopped by [`TestServer::stop`] or on drop |
-//! | [`load`]           | load scenarios over the server topology: broadcast fan-out, unicast closed loop |
+//! | [`load`]           | load scenarios over the server topology: broadcast fan-out, unicast closed loop, run by `chat_cli::loadgen` against a [`TestServer`] |
 //! | `tests/load.rs`    | a small smoke run (default suite) and the `#[ignore]`d full load runs          |
+//! | `src/bin/fanbench.rs`, `src/bench/` | `fanbench`: `chat_cli::loadgen` against ours, Redis (`RedisPubSub`) and NATS (`NatsPubSub`); `RESULT` lines, summary, chart |
 //!
 //! ## Running the load tests
 //!
@@ -20,9 +21,9 @@
 //! LOAD_CLIENTS=500 LOAD_MESSAGES=200 cargo test -p tests --release -- --ignored --nocapture
 //! ```
 //!
-//! `LOAD_CLIENTS` (default 200) is the number of concurrent clients; `LOAD_MESSAGES` (default
-//! 500) the number of messages each sender sends (4 senders in the fan-out, every client in the
-//! unicast loop). See [`load`] for what is measured and checked.
+//! `LOAD_CLIENTS` (default 200) is the number of receiving clients; `LOAD_MESSAGES` (default
+//! 500) the number of messages each sender sends (4 senders in the fan-out, one sender per
+//! receiving client in the unicast loop). See [`load`] for what is measured and checked.
 
 use std::net::SocketAddr;
 use std::path::Path;

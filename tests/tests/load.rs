@@ -1,10 +1,12 @@
-//! Load tests of the server topology. The full runs are `#[ignore]`d; run them with
+//! Load tests of the server topology, driven by `chat_cli::loadgen` against an in-process server
+//! (see `tests::load`). The full runs are `#[ignore]`d; run them with
 //! `cargo test -p tests --release -- --ignored --nocapture` (sizes from `LOAD_CLIENTS`,
 //! `LOAD_MESSAGES`). A small smoke run is part of the default suite.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chat_cli::loadgen::Violations;
 use tests::Log;
 use tests::load::{LoadConfig, LoadReport, Scenario, run};
 
@@ -26,6 +28,11 @@ fn measure(scenario: Scenario, config: LoadConfig) -> LoadReport {
     };
     assert_eq!(report.deliveries, expected, "every message delivered exactly once to each recipient");
     assert_eq!(report.latency_us.len(), expected, "one latency sample per delivery");
+    assert_eq!(
+        report.violations,
+        Violations::default(),
+        "no duplicates, each sender's messages in order, only messages meant for the receiver, one server order"
+    );
     report
 }
 

@@ -1,10 +1,10 @@
-//! The pieces of `fanbench` (see `src/bin/fanbench.rs`): the Redis and NATS wires for
-//! [`chat_server::loadgen`], `/proc` sampling, `RESULT` lines, the summary table and the SVG chart.
+//! The pieces of `fanbench` (see `src/bin/fanbench.rs`): the Redis and NATS adapters for
+//! [`chat_cli::loadgen`], `/proc` sampling, `RESULT` lines, the summary table and the SVG chart.
 //!
 //! | module    | owns                                                                 |
 //! |-----------|----------------------------------------------------------------------|
-//! | `redis`   | [`redis::RedisWire`]: `SUBSCRIBE` / `PUBLISH` over RESP              |
-//! | `nats`    | [`nats::NatsWire`]: `SUB` / `PUB` over the NATS text protocol        |
+//! | `redis`   | [`redis::RedisPubSub`]: `SUBSCRIBE` / `PUBLISH` over RESP              |
+//! | `nats`    | [`nats::NatsPubSub`]: `SUB` / `PUB` over the NATS text protocol        |
 //! | `procfs`  | CPU seconds and resident memory of a process, from `/proc`           |
 //! | `record`  | `RESULT key=value ...` lines: writing and parsing                    |
 //! | `summary` | medians and ratios per scenario and target, as Markdown tables       |
@@ -17,9 +17,9 @@ pub mod record;
 pub mod redis;
 pub mod summary;
 
-use chat_server::loadgen::Dest;
+use chat_cli::loadgen::Dest;
 
-/// How the Redis and NATS wires name their channels (subjects): `{prefix}room` for everyone, and
+/// How the Redis and NATS adapters name their channels (subjects): `{prefix}room` for everyone, and
 /// `{prefix}s{j}` for subscriber `j` in unicast runs.
 #[derive(Debug, Clone)]
 pub struct Topics {

@@ -10,7 +10,7 @@
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
-use chat_server::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, Stamp, Wire, read_more};
+use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, PubSub, Stamp, read_more};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -19,17 +19,17 @@ use super::{Topics, find_crlf, parse_int};
 
 const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"fanbench\"}\r\n";
 
-/// The NATS wire; see the module documentation.
+/// The NATS adapter; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct NatsWire {
+pub struct NatsPubSub {
     /// How subjects are named.
     topics: Topics,
 }
 
-impl NatsWire {
-    /// A wire whose subjects start with `prefix`.
+impl NatsPubSub {
+    /// An adapter whose subjects start with `prefix`.
     pub fn new(prefix: &str, unicast: bool) -> Self {
-        NatsWire { topics: Topics::new(prefix, unicast) }
+        NatsPubSub { topics: Topics::new(prefix, unicast) }
     }
 }
 
@@ -66,7 +66,7 @@ fn parse(b: &[u8]) -> Option<(usize, Op)> {
     }
 }
 
-impl Wire for NatsWire {
+impl PubSub for NatsPubSub {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let mut cmd = BytesMut::from(CONNECT);
         if let Party::Subscriber(i) = party {
@@ -93,10 +93,12 @@ impl Wire for NatsWire {
     fn decode(&mut self, buf: &mut BytesMut, replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
         let Some((n, op)) = parse(buf) else { return Ok(None) };
         let incoming = match op {
-            Op::Msg(start, end) => Incoming::Message(
-                Stamp::parse(&buf[start..end])
+            Op::Msg(start, end) => Incoming::Message {
+                stamp: Stamp::parse(&buf[start..end])
                     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp"))?,
-            ),
+                // No global order: the generator checks each publisher's stamps.
+                order: None,
+            },
             Op::Ping => {
                 replies.put_slice(b"PONG\r\n");
                 Incoming::Other

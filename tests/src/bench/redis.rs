@@ -10,24 +10,24 @@
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
-use chat_server::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, Stamp, Wire, read_more};
+use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, PubSub, Stamp, read_more};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Topics, find_crlf, parse_int};
 
-/// The Redis wire; see the module documentation.
+/// The Redis adapter; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct RedisWire {
+pub struct RedisPubSub {
     /// How channels are named.
     topics: Topics,
 }
 
-impl RedisWire {
-    /// A wire whose channels start with `prefix`.
+impl RedisPubSub {
+    /// An adapter whose channels start with `prefix`.
     pub fn new(prefix: &str, unicast: bool) -> Self {
-        RedisWire { topics: Topics::new(prefix, unicast) }
+        RedisPubSub { topics: Topics::new(prefix, unicast) }
     }
 }
 
@@ -90,7 +90,7 @@ fn bulk(out: &mut BytesMut, s: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-impl Wire for RedisWire {
+impl PubSub for RedisPubSub {
     async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
         let mut buf = BytesMut::with_capacity(4096);
         let Party::Subscriber(i) = party else { return Ok(buf) };
@@ -117,10 +117,12 @@ impl Wire for RedisWire {
     fn decode(&mut self, buf: &mut BytesMut, _replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
         let Some((n, reply)) = parse(buf) else { return Ok(None) };
         let incoming = match reply {
-            Reply::Message(start, end) => Incoming::Message(
-                Stamp::parse(&buf[start..end])
+            Reply::Message(start, end) => Incoming::Message {
+                stamp: Stamp::parse(&buf[start..end])
                     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp"))?,
-            ),
+                // No global order: the generator checks each publisher's stamps.
+                order: None,
+            },
             Reply::Int => Incoming::Ack,
             Reply::Error(e) => return Err(io::Error::other(e)),
             Reply::Subscribed | Reply::Other => Incoming::Other,

@@ -7,8 +7,8 @@
 //! | `summarize`  | medians and ratios of `RESULT` files, as Markdown tables                          |
 //! | `chart`      | an SVG chart of `RESULT` files                                                    |
 //!
-//! Every target is driven by the same generator ([`chat_server::loadgen`]), on one thread by
-//! default, so the client-side cost is the same; only the wire differs. Loopback addresses only.
+//! Every target is driven by the same generator ([`chat_cli::loadgen`]), on one thread by
+//! default, so the client-side cost is the same; only the protocol adapter differs. Loopback addresses only.
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -18,15 +18,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use chat_server::loadgen::{
-    self, ChatWire, IdleConfig, IdleReport, LoadConfig, LoadReport, Pace, Pattern, Phase, Progress, Wire,
+use chat_cli::loadgen::{
+    self, ChatPubSub, IdleConfig, IdleReport, LoadConfig, LoadReport, Pace, Pattern, Phase, PubSub, RunProgress,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use bench::nats::NatsWire;
+use bench::nats::NatsPubSub;
 use bench::procfs::{cpu_seconds, rss_kib};
 use bench::record::Record;
-use bench::redis::RedisWire;
+use bench::redis::RedisPubSub;
 
 /// Load generator and report tools for comparing the chat server with Redis and NATS.
 #[derive(Debug, Parser)]
@@ -253,9 +253,9 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
     let unicast = args.pattern == PatternArg::Unicast;
     let prefix = c.prefix();
     let report = match c.target {
-        Target::Ours => drive(ChatWire::new(&prefix, args.subs)?, &config, c).await?,
-        Target::Redis => drive(RedisWire::new(&prefix, unicast), &config, c).await?,
-        Target::Nats => drive(NatsWire::new(&prefix, unicast), &config, c).await?,
+        Target::Ours => drive(ChatPubSub::new(&prefix, args.subs)?, &config, c).await?,
+        Target::Redis => drive(RedisPubSub::new(&prefix, unicast), &config, c).await?,
+        Target::Nats => drive(NatsPubSub::new(&prefix, unicast), &config, c).await?,
     };
     let (report, start, end) = report;
     let mut r = c.record("bench");
@@ -292,17 +292,29 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
     if let (Some(a), Some(b)) = (start.generator, end.generator) {
         r.set("gen_cpu_s", format!("{:.2}", b - a)).set("gen_util", format!("{:.2}", (b - a) / secs.max(1e-9)));
     }
-    let errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    let mut errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    let v = report.violations;
+    if v.total() > 0 {
+        // In `err`, not a new key: the RESULT line keeps its format (ok=0 says the run does not count).
+        errors.push(format!(
+            "violations:dup={},ooo={},unexpected={},diverged={}",
+            v.duplicates, v.out_of_order, v.unexpected, v.diverged
+        ));
+    }
     r.set("ok", u8::from(report.complete())).set("err", errors.join(";"));
     Ok(r)
 }
 
-/// Runs the load with `wire`, sampling CPU when publishing starts and when it is done.
-async fn drive<W: Wire>(wire: W, config: &LoadConfig, c: &Common) -> anyhow::Result<(LoadReport, CpuMark, CpuMark)> {
+/// Runs the load with `pubsub`, sampling CPU when publishing starts and when it is done.
+async fn drive<W: PubSub>(
+    pubsub: W,
+    config: &LoadConfig,
+    c: &Common,
+) -> anyhow::Result<(LoadReport, CpuMark, CpuMark)> {
     let pid = c.pid();
     let (mut start, mut end) = (CpuMark::default(), CpuMark::default());
     let show = c.progress;
-    let mut on_progress = |p: &Progress| match p.phase {
+    let mut on_progress = |p: &RunProgress| match p.phase {
         Phase::Publishing if start.generator.is_none() => start = CpuMark::now(pid.as_deref()),
         Phase::Done => end = CpuMark::now(pid.as_deref()),
         _ if show => eprint!(
@@ -316,7 +328,7 @@ async fn drive<W: Wire>(wire: W, config: &LoadConfig, c: &Common) -> anyhow::Res
         ),
         _ => {}
     };
-    let report = loadgen::run(wire, config, &mut on_progress).await.context("load run")?;
+    let report = loadgen::run(pubsub, config, &mut on_progress).await.context("load run")?;
     if show {
         eprintln!();
     }
@@ -341,9 +353,9 @@ async fn idle_cmd(args: &IdleArgs) -> anyhow::Result<Record> {
         }
     };
     let (report, (joined, settle_time, after_kib, cpu_after)) = match c.target {
-        Target::Ours => loadgen::hold_idle(ChatWire::new(&prefix, 0)?, &config, held).await?,
-        Target::Redis => loadgen::hold_idle(RedisWire::new(&prefix, true), &config, held).await?,
-        Target::Nats => loadgen::hold_idle(NatsWire::new(&prefix, true), &config, held).await?,
+        Target::Ours => loadgen::hold_idle(ChatPubSub::new(&prefix, 0)?, &config, held).await?,
+        Target::Redis => loadgen::hold_idle(RedisPubSub::new(&prefix, true), &config, held).await?,
+        Target::Nats => loadgen::hold_idle(NatsPubSub::new(&prefix, true), &config, held).await?,
     };
     let mut r = c.record("idle");
     r.set("clients", args.clients)

@@ -1,0 +1,191 @@
+//! The chat protocol as a [`PubSub`]: the real handshake and codec of chat-transport, `Login`,
+//! `Send`, and the borrowed [`ServerFrameView`] on the read path.
+
+use std::fmt::Write as _;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use chat_core::{NodeId, Recipients, Timestamp, UserName};
+use chat_server::protocol::{ClientFrame, ServerFrame};
+use chat_transport::codec::LEN_PREFIX;
+use chat_transport::{FrameCodec, MAX_FRAME_LEN, Role, decode_payload_borrowed, encode_frame, handshake};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use super::OPEN_TIMEOUT;
+use super::protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more};
+use super::views::ServerFrameView;
+
+/// The keep-alive interval a [`ChatPubSub`] assumes until the server's `Welcome` announces the
+/// real heartbeat (5 s, the server's default). Every connection that opened has received its
+/// `Welcome`, so only a value that never opened a connection keeps this one. A constant of the
+/// generator, not read from chat-server's internals: the server's actual heartbeat (set with
+/// `--heartbeat-ms`) is the one in `Welcome`.
+pub const PRE_WELCOME_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The chat protocol, through chat-transport's codec: subscriber `i` logs in as `{prefix}s{i}`,
+/// publisher `i` as `{prefix}p{i}`; publishes are `Send` frames (broadcast, or unicast to a
+/// subscriber's name), acknowledged by `Sent`; keep-alives are `Ping` at the server's heartbeat.
+#[derive(Debug, Clone)]
+pub struct ChatPubSub {
+    /// Start of every user name of this run.
+    prefix: String,
+    /// This connection's frame decoder (for the handshake and login; messages use the views).
+    decoder: FrameDecoder,
+    /// The request ID of the next `Send`.
+    next_req: u64,
+    /// How often to ping: [`PRE_WELCOME_HEARTBEAT`] until `Welcome` says otherwise.
+    heartbeat: Duration,
+    /// The subscribers' user names (unicast destinations), shared by every clone.
+    names: Arc<Vec<UserName>>,
+}
+
+/// A decoder of server frames: each connection (and each clone) has its own length state.
+#[derive(Debug)]
+struct FrameDecoder(FrameCodec<ServerFrame, ()>);
+
+impl Clone for FrameDecoder {
+    /// A fresh decoder: clones are made between frames, where the length state is empty.
+    fn clone(&self) -> Self {
+        FrameDecoder(FrameCodec::new())
+    }
+}
+
+impl ChatPubSub {
+    /// An adapter whose user names start with `prefix` (keep names of concurrent runs apart), for runs
+    /// with up to `subscribers` subscribers.
+    pub fn new(prefix: &str, subscribers: usize) -> io::Result<Self> {
+        let names = (0..subscribers).map(|i| user(prefix, 's', i)).collect::<io::Result<Vec<_>>>()?;
+        Ok(ChatPubSub {
+            prefix: prefix.to_string(),
+            decoder: FrameDecoder(FrameCodec::new()),
+            next_req: 1,
+            heartbeat: PRE_WELCOME_HEARTBEAT,
+            names: Arc::new(names),
+        })
+    }
+
+    fn decoder(&mut self) -> &mut FrameCodec<ServerFrame, ()> {
+        &mut self.decoder.0
+    }
+}
+
+fn user(prefix: &str, kind: char, i: usize) -> io::Result<UserName> {
+    let mut s = String::with_capacity(prefix.len() + 8);
+    let _ = write!(s, "{prefix}{kind}{i}");
+    UserName::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+fn chat_error(e: chat_transport::TransportError) -> io::Error {
+    match e {
+        chat_transport::TransportError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+impl PubSub for ChatPubSub {
+    async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
+        let name = match party {
+            Party::Subscriber(i) => user(&self.prefix, 's', i)?,
+            Party::Publisher(i) => user(&self.prefix, 'p', i)?,
+        };
+        handshake(stream, Role::Client).await.map_err(chat_error)?;
+        let login = encode_frame(&ClientFrame::Login { name }).map_err(chat_error)?;
+        stream.write_all(&login).await?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let deadline = Instant::now() + OPEN_TIMEOUT;
+        loop {
+            while let Some(frame) = self.decoder().decode(&mut buf).map_err(chat_error)? {
+                match frame {
+                    ServerFrame::Welcome { heartbeat_ms, .. } => {
+                        self.heartbeat = Duration::from_millis(heartbeat_ms.max(10));
+                        return Ok(buf);
+                    }
+                    ServerFrame::Refused { code, message } => {
+                        return Err(io::Error::other(format!("login refused: {code} {message}")));
+                    }
+                    _ => {}
+                }
+            }
+            read_more(stream, &mut buf, deadline).await?;
+        }
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut, replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
+        // The frame layout of `chat_transport::codec` (4-byte big-endian length, then the payload),
+        // split here without `FrameCodec`'s per-frame copy of the prefix; the payload goes through
+        // the codec's own `decode_payload` (same bincode configuration and limits).
+        let Some(head) = buf.first_chunk::<LEN_PREFIX>() else { return Ok(None) };
+        let len = u32::from_be_bytes(*head) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+        }
+        if buf.len() < LEN_PREFIX + len {
+            buf.reserve(LEN_PREFIX + len - buf.len());
+            return Ok(None);
+        }
+        // A borrowed view: no allocation per name or body (the Redis and NATS adapters do not allocate either).
+        let incoming = match decode_payload_borrowed::<ServerFrameView<'_>>(&buf[LEN_PREFIX..LEN_PREFIX + len])
+            .map_err(chat_error)?
+        {
+            ServerFrameView::Message(m) => match Stamp::parse(m.body.as_bytes()) {
+                Some(stamp) => Incoming::Message { stamp, order: Some(m.id.seq) },
+                None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp")),
+            },
+            ServerFrameView::Sent { .. } => Incoming::Ack,
+            ServerFrameView::Ping => {
+                chat_transport::codec::encode_frame_into(&ClientFrame::Pong, replies).map_err(chat_error)?;
+                Incoming::Other
+            }
+            ServerFrameView::Rejected { code, message, .. } => {
+                return Err(io::Error::other(format!("send rejected: {code} {message}")));
+            }
+            ServerFrameView::Closing { code, reason } => {
+                return Err(io::Error::other(format!("closed: {code} {reason}")));
+            }
+            _ => Incoming::Other,
+        };
+        buf.advance(LEN_PREFIX + len);
+        Ok(Some(incoming))
+    }
+
+    fn encode_publish(&mut self, dest: Dest, body: &[u8], out: &mut BytesMut) -> io::Result<()> {
+        let recipients = match dest {
+            Dest::Everyone => Recipients::Broadcast,
+            Dest::Subscriber(j) => Recipients::Unicast(
+                self.names.get(j).cloned().ok_or_else(|| io::Error::other(format!("no subscriber {j}")))?,
+            ),
+        };
+        let body = String::from_utf8(body.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let req = self.next_req;
+        self.next_req += 1;
+        let frame = ClientFrame::Send { req, recipients, body, sent_at: Timestamp::new(req, NodeId(req)) };
+        chat_transport::codec::encode_frame_into(&frame, out).map_err(chat_error)
+    }
+
+    fn acks_publishes(&self) -> bool {
+        true
+    }
+
+    fn keepalive(&mut self, out: &mut BytesMut) -> Option<Duration> {
+        let _ = chat_transport::codec::encode_frame_into(&ClientFrame::Ping, out);
+        Some(self.heartbeat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_a_ping_at_the_pre_welcome_heartbeat_until_welcome() {
+        let mut pubsub = ChatPubSub::new("t", 2).unwrap();
+        let mut out = BytesMut::new();
+        assert_eq!(pubsub.keepalive(&mut out), Some(PRE_WELCOME_HEARTBEAT));
+        assert_eq!(out, encode_frame(&ClientFrame::Ping).unwrap());
+    }
+}
