@@ -97,6 +97,22 @@ pub struct ServeArgs {
     /// MiB a client may lag behind the broadcast stream before it is disconnected as a slow consumer.
     #[arg(long, default_value_t = chat_server::server::DEFAULT_BACKLOG / (1024 * 1024))]
     pub backlog_mib: u64,
+    /// Milliseconds a connection has to log in before it is closed.
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_LOGIN_TIMEOUT.as_millis() as u64)]
+    pub login_timeout_ms: u64,
+    /// Most connections one address may have open without being logged in; more are refused `busy`.
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_MAX_PENDING_PER_ADDR)]
+    pub max_pending_per_addr: usize,
+    /// Messages each connection may send per second, and in a burst: RATE[:BURST].
+    #[arg(long, default_value = "50:200")]
+    pub rate_limit: String,
+    /// Body bytes each connection may send per second, and in a burst: RATE[:BURST] (the burst is at
+    /// least the largest body, 64 KiB).
+    #[arg(long, default_value = "262144:1048576")]
+    pub byte_limit: String,
+    /// Turn flood control off (for benchmarks; Redis and NATS have none).
+    #[arg(long)]
+    pub no_rate_limit: bool,
 }
 
 /// `log` actions.

@@ -18,6 +18,7 @@
 mod args;
 mod bench;
 mod commands;
+mod config;
 mod input;
 mod render;
 mod session;
@@ -30,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use args::{Cli, Cmd, LogAction, Mode, ServeArgs};
 use chat_core::{Chat, CoreError, UserName};
 use chat_server::ServerError;
-use chat_server::server::{Server, ServerConfig};
+use chat_server::server::Server;
 use clap::Parser;
 use render::{Renderer, Stdout};
 use tracing_subscriber::EnvFilter;
@@ -95,20 +96,9 @@ fn usage(message: &str) -> Result<ExitCode> {
 }
 
 async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
-    let fsync = match serve.fsync.parse() {
-        Ok(policy) => policy,
-        Err(e) => return usage(&format!("bad --fsync {:?}: {e}", serve.fsync)),
-    };
-    let defaults = ServerConfig::default();
-    let config = ServerConfig {
-        listen: cli.listen.unwrap_or(defaults.listen),
-        data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
-        fsync,
-        history: serve.history,
-        heartbeat: cli.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat),
-        max_connections: serve.max_connections,
-        outbox_capacity: serve.outbox.max(1),
-        backlog_bytes: serve.backlog_mib.max(1) * 1024 * 1024,
+    let config = match config::server_config(cli, serve) {
+        Ok(config) => config,
+        Err(message) => return usage(&message),
     };
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;

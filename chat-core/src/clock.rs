@@ -10,12 +10,22 @@
 //! so if event `a` happened before event `b` then `C(a) < C(b)`. Pairing the counter with the
 //! node ID gives a [`Timestamp`] whose order is *total*: ties between concurrent events on
 //! different nodes are broken by node ID, the same way on every node.
+//!
+//! **Hostile stamps.** A stamp comes from the network, so a peer could send `2^64 - 1` and make the
+//! clock wrap. Whoever orders messages checks a remote stamp with [`LamportClock::admits`] first and
+//! refuses one more than [`MAX_CLOCK_JUMP`] ahead of its own clock; and the counter saturates instead
+//! of wrapping, whatever it is fed.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+
+/// Largest amount a remote stamp may move a clock forward: a peer ahead by more is refused (it is
+/// broken or hostile). Honest peers are ahead by the number of their own events since they last heard
+/// from us, far below this.
+pub const MAX_CLOCK_JUMP: u64 = 1_000_000;
 
 /// A Lamport timestamp `(counter, node)`, totally ordered by counter and then by node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -74,15 +84,21 @@ impl LamportClock {
 
     /// A local event or a send: advances the clock by one and returns the new timestamp.
     pub fn tick(&mut self) -> Timestamp {
-        self.counter += 1;
+        self.counter = self.counter.saturating_add(1);
         Timestamp::new(self.counter, self.node)
     }
 
     /// Receipt of a message stamped `remote`: `c = max(c, remote) + 1`. Returns the timestamp of the
     /// receive event, which is greater than both the previous local time and `remote`.
     pub fn observe(&mut self, remote: Timestamp) -> Timestamp {
-        self.counter = self.counter.max(remote.counter) + 1;
+        self.counter = self.counter.max(remote.counter).saturating_add(1);
         Timestamp::new(self.counter, self.node)
+    }
+
+    /// Whether observing `remote` would move this clock forward by at most [`MAX_CLOCK_JUMP`];
+    /// callers refuse a stamp that is not admitted.
+    pub fn admits(&self, remote: Timestamp) -> bool {
+        remote.counter <= self.counter.saturating_add(MAX_CLOCK_JUMP)
     }
 }
 
@@ -146,6 +162,17 @@ mod tests {
         let b = Timestamp::new(5, NodeId(2));
         let c = Timestamp::new(6, NodeId(0));
         assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn hostile_stamps_are_not_admitted_and_never_wrap_the_clock() {
+        let mut c = LamportClock::starting_at(NodeId(0), 7);
+        assert!(c.admits(Timestamp::new(7 + MAX_CLOCK_JUMP, NodeId(1))));
+        assert!(!c.admits(Timestamp::new(8 + MAX_CLOCK_JUMP, NodeId(1))));
+        assert!(!c.admits(Timestamp::new(u64::MAX, NodeId(1))));
+        // Even if fed, the counter saturates: it never goes back to 0.
+        assert_eq!(c.observe(Timestamp::new(u64::MAX, NodeId(1))).counter, u64::MAX);
+        assert_eq!(c.tick().counter, u64::MAX);
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //!
 //! | module      | owns                                                                    |
 //! |-------------|-------------------------------------------------------------------------|
-//! | `id`        | [`UserName`] (validated), [`NodeId`], [`MessageId`]                      |
+//! | `name`      | [`UserName`] (normalized, validated), [`NameKey`], [`NameMap`] (uniqueness) |
+//! | `id`        | [`NodeId`], [`MessageId`]                                               |
 //! | `clock`     | [`LamportClock`] and totally ordered [`Timestamp`]s                      |
 //! | `message`   | [`ChatMessage`], [`Recipients`], [`MessageKind`], [`MAX_BODY_LEN`]       |
+//! | `rate`      | [`rate::TokenBucket`]: flood-control arithmetic                         |
 //! | `buffer`    | [`MessageBuffer`] (bounded history, lookup by ID) and [`DedupWindow`]    |
 //! | `event`     | [`Event`], [`PeerInfo`], [`ErrorCode`], [`SendReceipt`]                  |
 //! | `transport` | the [`Transport`] trait and [`OutgoingMessage`]                          |
@@ -23,13 +25,16 @@ mod error;
 mod event;
 mod id;
 mod message;
+mod name;
+pub mod rate;
 mod transport;
 
 pub use buffer::{DedupWindow, MessageBuffer};
 pub use chat::Chat;
-pub use clock::{LamportClock, Timestamp};
+pub use clock::{LamportClock, MAX_CLOCK_JUMP, Timestamp};
 pub use error::CoreError;
 pub use event::{ErrorCode, Event, PeerInfo, SendReceipt};
-pub use id::{MAX_NAME_LEN, MessageId, NodeId, UserName};
+pub use id::{MessageId, NodeId};
 pub use message::{ChatMessage, MAX_BODY_LEN, MAX_MULTICAST_RECIPIENTS, MessageKind, Recipients, check_body};
+pub use name::{MAX_NAME_LEN, NAME_PUNCTUATION, NameKey, NameMap, UserName};
 pub use transport::{OutgoingMessage, Transport};

@@ -7,7 +7,9 @@
 //!   │── Login { name } ─────────────────────►│   first frame; name unique among online users
 //!   │◄── Welcome { .. } | Refused { code } ──│   Refused (e.g. name_taken) is followed by close
 //!   │── Send { req, recipients, body } ─────►│
-//!   │◄── Sent { req, id, unknown } ──────────│   or Rejected { req, code } (unknown_user, too_long)
+//!   │◄── Sent { req, id, unknown } ──────────│   once durable; or Rejected { req, code } (unknown_user,
+//!   │                                        │   too_long, protocol, storage_unavailable), or
+//!   │                                        │   RateLimited { req, retry_after_ms }
 //!   │◄── Message(ChatMessage) ───────────────│   every message the user may see, in server order
 //!   │◄── Joined / Left ──────────────────────│
 //!   │── Peers { req } / History { req } ────►│   answered by Peers / History (chunked, done=true last)
@@ -131,9 +133,17 @@ pub enum ServerFrame {
     Pong,
     /// The server is ending this session; the connection closes after this frame.
     Closing {
-        /// Why (`shutting_down`, `slow_consumer`, `protocol`).
+        /// Why (`shutting_down`, `slow_consumer`, `flood`, `storage_unavailable`, `protocol`).
         code: ErrorCode,
         /// Human-readable explanation.
         reason: String,
+    },
+    /// A `Send` was over this connection's rate limit: not delivered; send it again after
+    /// `retry_after_ms` (the client library does). Refusals that are not heeded end in `Closing { flood }`.
+    RateLimited {
+        /// The request ID of the `Send`.
+        req: u64,
+        /// How long to wait before sending again, in milliseconds.
+        retry_after_ms: u64,
     },
 }

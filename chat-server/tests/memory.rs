@@ -39,8 +39,13 @@ impl Running {
     async fn start(outbox: usize) -> Running {
         let net = MemoryNetwork::new();
         let listener = net.bind(server_addr()).unwrap();
-        let config =
-            ServerConfig { data_dir: None, heartbeat: HEARTBEAT, outbox_capacity: outbox, ..ServerConfig::default() };
+        let config = ServerConfig {
+            data_dir: None,
+            heartbeat: HEARTBEAT,
+            outbox_capacity: outbox,
+            limits: None,
+            ..ServerConfig::default()
+        };
         let server = Server::with_listener(listener, config).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {

@@ -42,6 +42,8 @@ fn config(dir: Option<&Path>) -> ServerConfig {
         fsync: FsyncPolicy::EveryBatch,
         history: 100,
         heartbeat: Duration::from_millis(300),
+        // These tests send thousands of messages as fast as they can; flood control has its own tests.
+        limits: None,
         ..ServerConfig::default()
     }
 }

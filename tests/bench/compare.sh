@@ -107,7 +107,7 @@ start() {
              --maxclients 19000 --daemonize no "$@" >"$logf" 2>&1 & ;;
     nats)  taskset -c 1 "$NATS_BIN" -a 127.0.0.1 -p "$port" "$@" >"$logf" 2>&1 & ;;
     ours*) mkdir -p "$WORK/data-$port"
-           taskset -c 1 "$CHAT" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" --json "$@" \
+           taskset -c 1 "$CHAT" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data-$port" --json --no-rate-limit "$@" \
              >"$logf" 2>&1 & ;;
   esac
   SERVER_PID=$!

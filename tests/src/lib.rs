@@ -60,12 +60,14 @@ impl Log {
     }
 }
 
-/// Server settings for tests: loopback, port 0, default limits, journal in `data_dir` if given.
+/// Server settings for tests: loopback, port 0, default limits but no flood control (load tests send
+/// as fast as they can, as against Redis or NATS), journal in `data_dir` if given.
 pub fn server_config(data_dir: Option<&Path>) -> ServerConfig {
     ServerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.map(Path::to_path_buf),
         fsync: FsyncPolicy::default(),
+        limits: None,
         ..ServerConfig::default()
     }
 }

@@ -147,6 +147,11 @@ impl PubSub for ChatPubSub {
             ServerFrameView::Closing { code, reason } => {
                 return Err(io::Error::other(format!("closed: {code} {reason}")));
             }
+            ServerFrameView::RateLimited { .. } => {
+                return Err(io::Error::other(
+                    "rate limited: the server limits each connection; start it with --no-rate-limit to measure it",
+                ));
+            }
             _ => Incoming::Other,
         };
         buf.advance(LEN_PREFIX + len);

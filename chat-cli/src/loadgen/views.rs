@@ -73,6 +73,10 @@ pub enum ServerFrameView<'a> {
         code: ErrorCode,
         reason: &'a str,
     },
+    RateLimited {
+        req: u64,
+        retry_after_ms: u64,
+    },
 }
 
 /// A borrowed view of a `ChatMessage` (see [`ServerFrameView`]).
@@ -178,8 +182,12 @@ mod tests {
                 ServerFrame::Closing { code: ErrorCode::SlowConsumer, reason: "slow".into() },
                 ServerFrameView::Closing { code: ErrorCode::SlowConsumer, reason: "slow" },
             ),
+            (
+                ServerFrame::RateLimited { req: 7, retry_after_ms: 20 },
+                ServerFrameView::RateLimited { req: 7, retry_after_ms: 20 },
+            ),
         ];
-        assert_eq!(cases.len(), 13, "one case per variant, plus extra addressing kinds");
+        assert_eq!(cases.len(), 14, "one case per variant, plus extra addressing kinds");
         for (frame, expected) in cases {
             let payload = encode_payload(&frame).unwrap();
             let view: ServerFrameView<'_> = decode_payload_borrowed(&payload).unwrap();

@@ -13,6 +13,7 @@
 //! | request `Send` / `Peers` / `History`         | `Write(Send / Peers / History { req })`; its ticket waits      |
 //! | `Sent` / `Peers` / `History { done: true }`  | `Answer { ticket, Ok(..) }`; `History` frames gather until `done` |
 //! | `Rejected { req }`                           | `Answer { ticket, Err(Rejected) }`, or `Event(Error)` for an unknown `req` |
+//! | `RateLimited { req, retry_after_ms }` for a send | nothing now; `Write(Send)` again (same `req`) once `retry_after_ms` has passed |
 //! | `Message` / `Joined` / `Left`                | `Event(Message / PeerJoined / PeerLeft)`                       |
 //! | `Ping`                                       | `Write(Pong)`                                                  |
 //! | `Closing { code, reason }`                   | end with the server's code                                     |
@@ -34,7 +35,7 @@
 //! Pending requests are not capped here: each one is a caller waiting on its answer, so the callers'
 //! own concurrency bounds them (the shell's request queue bounds what is not yet handed over).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chat_core::{ChatMessage, CoreError, ErrorCode, Event, OutgoingMessage, PeerInfo, SendReceipt, UserName};
@@ -43,6 +44,9 @@ use crate::protocol::{ClientFrame, ServerFrame};
 
 /// Heartbeats of silence after which the server is considered gone.
 pub const SILENT_HEARTBEATS: u32 = 3;
+
+/// Longest wait honoured from a `RateLimited` answer (a server asking for more is capped).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Identifies one request's future answer (see [`Output::Answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,7 +136,8 @@ struct Waiting {
 
 #[derive(Debug)]
 enum Kind {
-    Send,
+    /// A send, with its frame kept for sending again after `RateLimited`.
+    Send(ClientFrame),
     Peers,
     /// The messages of the `History` frames received so far.
     History(Vec<ChatMessage>),
@@ -159,6 +164,8 @@ pub struct Session {
     pending: BTreeMap<u64, Waiting>,
     next_req: u64,
     next_ticket: u64,
+    /// Sends refused as too fast, by when to send them again.
+    resends: BTreeSet<(Instant, u64)>,
     out: VecDeque<Output>,
 }
 
@@ -171,7 +178,14 @@ impl Session {
     /// A session logging in as `name`: its first output is `Write(Login { name })`.
     pub fn new(name: UserName) -> Self {
         let out = VecDeque::from([Output::Write(ClientFrame::Login { name })]);
-        Session { state: State::LoggingIn, pending: BTreeMap::new(), next_req: 1, next_ticket: 1, out }
+        Session {
+            state: State::LoggingIn,
+            pending: BTreeMap::new(),
+            next_req: 1,
+            next_ticket: 1,
+            resends: BTreeSet::new(),
+            out,
+        }
     }
 
     // ---- getters ----
@@ -195,7 +209,7 @@ impl Session {
             State::LoggingIn => self.login_answer(now, frame),
             State::Ready { last_heard, .. } => {
                 *last_heard = now;
-                self.frame(frame);
+                self.frame(now, frame);
             }
         }
     }
@@ -210,10 +224,10 @@ impl Session {
         };
         let req = self.next_req;
         let (kind, frame) = match request {
-            Request::Send(msg) => (
-                Kind::Send,
-                ClientFrame::Send { req, recipients: msg.recipients, body: msg.body, sent_at: msg.sent_at },
-            ),
+            Request::Send(msg) => {
+                let frame = ClientFrame::Send { req, recipients: msg.recipients, body: msg.body, sent_at: msg.sent_at };
+                (Kind::Send(frame.clone()), frame)
+            }
             Request::Peers => (Kind::Peers, ClientFrame::Peers { req }),
             Request::History { limit } => {
                 (Kind::History(Vec::new()), ClientFrame::History { req, limit: limit.min(u32::MAX as usize) as u32 })
@@ -233,12 +247,24 @@ impl Session {
         ticket
     }
 
-    /// Time passed: write a `Ping` if one is due, end the session if the server fell silent.
+    /// Time passed: send again what was refused as too fast once its wait is over, write a `Ping`
+    /// if one is due, end the session if the server fell silent.
     pub fn handle_timeout(&mut self, now: Instant) {
         let State::Ready { heartbeat, last_heard, last_sent } = &mut self.state else { return };
         if now >= *last_heard + *heartbeat * SILENT_HEARTBEATS {
-            self.end(ErrorCode::Disconnected, "the server stopped answering".into());
-        } else if now >= *last_sent + *heartbeat {
+            return self.end(ErrorCode::Disconnected, "the server stopped answering".into());
+        }
+        while let Some(&(at, req)) = self.resends.first() {
+            if at > now {
+                break;
+            }
+            self.resends.pop_first();
+            if let Some(Waiting { kind: Kind::Send(frame), .. }) = self.pending.get(&req) {
+                *last_sent = now;
+                self.out.push_back(Output::Write(frame.clone()));
+            }
+        }
+        if now >= *last_sent + *heartbeat {
             *last_sent = now;
             self.out.push_back(Output::Write(ClientFrame::Ping));
         }
@@ -264,7 +290,9 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Ready { heartbeat, last_heard, last_sent } => {
-                Some((last_sent + heartbeat).min(last_heard + heartbeat * SILENT_HEARTBEATS))
+                let resend = self.resends.first().map(|(at, _)| *at);
+                let beat = (last_sent + heartbeat).min(last_heard + heartbeat * SILENT_HEARTBEATS);
+                Some(resend.map_or(beat, |r| r.min(beat)))
             }
             State::LoggingIn | State::Closed => None,
         }
@@ -285,14 +313,14 @@ impl Session {
     }
 
     /// A frame once logged in.
-    fn frame(&mut self, frame: ServerFrame) {
+    fn frame(&mut self, now: Instant, frame: ServerFrame) {
         let event = match frame {
             ServerFrame::Message(m) => Event::Message(m),
             ServerFrame::Joined { name } => Event::PeerJoined(PeerInfo::named(name)),
             ServerFrame::Left { name, .. } => Event::PeerLeft(PeerInfo::named(name)),
             ServerFrame::Sent { req, id, unknown } => {
                 let receipt = SendReceipt { id, unknown };
-                return self.answer(req, |kind| matches!(kind, Kind::Send).then_some(Answer::Sent(receipt)));
+                return self.answer(req, |kind| matches!(kind, Kind::Send(_)).then_some(Answer::Sent(receipt)));
             }
             ServerFrame::Peers { req, names } => {
                 let peers = names.into_iter().map(PeerInfo::named).collect();
@@ -312,6 +340,13 @@ impl Session {
                 return;
             }
             ServerFrame::Pong => return,
+            ServerFrame::RateLimited { req, retry_after_ms } => {
+                if let Some(Waiting { kind: Kind::Send(_), .. }) = self.pending.get(&req) {
+                    let wait = Duration::from_millis(retry_after_ms).min(MAX_RETRY_AFTER);
+                    self.resends.insert((now + wait, req));
+                }
+                return;
+            }
             ServerFrame::Closing { code, reason } => return self.end(code, reason),
             ServerFrame::Welcome { .. } | ServerFrame::Refused { .. } => {
                 return self.end(ErrorCode::Protocol, "unexpected login frame".into());
@@ -341,7 +376,7 @@ impl Session {
         }
         self.answer(req, |kind| match kind {
             Kind::History(gathered) => Some(Answer::History(gathered)),
-            Kind::Send | Kind::Peers => None,
+            Kind::Send(_) | Kind::Peers => None,
         });
     }
 

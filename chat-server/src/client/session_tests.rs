@@ -314,3 +314,30 @@ fn leave_writes_leave_and_closes() {
     let after = s.handle_request(t0, Request::Send(outgoing("late")));
     assert_eq!(drain(&mut s), [answer(after, Err(closed()))]);
 }
+
+#[test]
+fn a_send_refused_as_too_fast_is_sent_again_after_the_wait_and_answered_once() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let ticket = s.handle_request(t0, Request::Send(outgoing("hi")));
+    assert_eq!(drain(&mut s), [send_frame(1, "hi")]);
+    assert_eq!(frame(&mut s, t0, ServerFrame::RateLimited { req: 1, retry_after_ms: 250 }), []);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(250)));
+    s.handle_timeout(t0 + Duration::from_millis(249));
+    assert_eq!(drain(&mut s), [], "not before the wait is over");
+    s.handle_timeout(t0 + Duration::from_millis(250));
+    assert_eq!(drain(&mut s), [send_frame(1, "hi")], "the same request again");
+    let id = MessageId::new(NodeId::SERVER, 5);
+    let sent = ServerFrame::Sent { req: 1, id, unknown: vec![] };
+    assert_eq!(
+        frame(&mut s, t0 + Duration::from_millis(260), sent),
+        [answer(ticket, Ok(Answer::Sent(SendReceipt { id, unknown: vec![] })))]
+    );
+    // A hostile wait is capped, and a refusal for no pending send is ignored.
+    let _ = s.handle_request(t0, Request::Send(outgoing("again")));
+    drain(&mut s);
+    let huge = ServerFrame::RateLimited { req: 2, retry_after_ms: u64::MAX };
+    assert_eq!(frame(&mut s, t0 + Duration::from_millis(300), huge), []);
+    assert!(s.poll_timeout().is_some_and(|t| t <= t0 + Duration::from_millis(300) + MAX_RETRY_AFTER));
+    assert_eq!(frame(&mut s, t0, ServerFrame::RateLimited { req: 99, retry_after_ms: 1 }), []);
+}

@@ -11,7 +11,8 @@
 //!
 //! | input             | outputs                                                                       |
 //! |-------------------|-------------------------------------------------------------------------------|
-//! | `Opened`          | — (the connection is known; it may log in)                                      |
+//! | `Accepted`        | — (admitted: it must log in in time), or `Refuse { busy }` (see `admission`)   |
+//! | `Opened`          | — (its handshake is done)                                                      |
 //! | `Login` ok        | `SessionStarted`, `Reply(Welcome)`, `Stream(Joined)`, `Subscribe`              |
 //! | `Login` taken     | `Reply(Refused { name_taken })`, `Close`                                       |
 //! | `Send` broadcast  | `Store(msg)`, `Stream(Message)`, `Reply(Sent)`                                 |
@@ -20,6 +21,7 @@
 //! | `Peers`, `History`| `Reply(Peers)`; `Reply(History)` frames, the last with `done = true`           |
 //! | `Ping`            | `Reply(Pong)`                                                                  |
 //! | `Disconnected`    | `SessionEnded`, `Stream(Left)`                                                 |
+//! | `Send` too fast   | `Reply(RateLimited { retry_after_ms })`; unheeded: `Kick { flood }` (see `limits`) |
 //! | `QueueFull`       | `Kick { slow_consumer }`, `SessionEnded`, `Stream(Left)`                       |
 //! | `Lag`             | `Kick` for every reader more than the backlog behind, then `Trim`              |
 //! | `EndOfTurn`       | `Publish` if a message waits, or notices waited [`NOTICE_DELAY`] (see `publish`)|
@@ -32,14 +34,19 @@
 //! `SessionStarted`/`SessionEnded` (for the journal) and `Kick` are output at once. The tables above
 //! show the order of outputs once released.
 //!
-//! Submodules, one concept each: `sessions` (connections and logged-in users), `routing` (who
+//! Submodules, one concept each: `admission` (connection limits, login timeout), `sessions`
+//! (connections and logged-in users), `limits` (flood control), `routing` (who
 //! receives a message), `commit` (the committed watermark), `publish` (when the stream is published:
 //! notice debouncing), `slow` (the slow-consumer policy), `history` (answers in chunks).
 
+mod admission;
 mod commit;
 #[cfg(test)]
 mod commit_tests;
+#[cfg(test)]
+mod guard_tests;
 mod history;
+mod limits;
 #[cfg(test)]
 mod policy_tests;
 mod publish;
@@ -55,7 +62,11 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatMessage, ErrorCode, LamportClock, MessageBuffer, NodeId, Recipients, Timestamp, UserName};
 
 use crate::protocol::{ClientFrame, ServerFrame};
+use admission::Admission;
+pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR};
 use commit::{Commit, Visible};
+use limits::Flood;
+pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, Limits};
 use publish::Publisher;
 use sessions::Sessions;
 
@@ -84,6 +95,10 @@ pub struct RouterConfig {
     pub notice_delay: Duration,
     /// Whether a journal is kept: then what clients see waits for [`Input::Durable`] (default false).
     pub journaled: bool,
+    /// Connection limits and the login timeout.
+    pub admission: AdmissionConfig,
+    /// Flood control per connection (`None`: off).
+    pub limits: Option<Limits>,
 }
 
 impl Default for RouterConfig {
@@ -94,6 +109,8 @@ impl Default for RouterConfig {
             backlog_bytes: DEFAULT_BACKLOG,
             notice_delay: NOTICE_DELAY,
             journaled: false,
+            admission: AdmissionConfig::default(),
+            limits: Some(Limits::default()),
         }
     }
 }
@@ -112,6 +129,13 @@ pub struct RouterState {
 /// Something a connection did, or something the shell observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
+    /// A connection was accepted (before its handshake).
+    Accepted {
+        /// Which connection.
+        conn: ConnId,
+        /// The address it comes from.
+        addr: std::net::IpAddr,
+    },
     /// A connection completed the protocol handshake.
     Opened {
         /// Which connection.
@@ -281,6 +305,15 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
     },
+    /// Refuse a connection just accepted: answer its handshake with `Refused { code, message }`, close.
+    Refuse {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
     /// Disconnect now: drop what is queued, attempt a last `Closing { code, reason }`, close.
     Kick {
         /// The connection.
@@ -302,6 +335,8 @@ pub struct Router {
     history: MessageBuffer,
     publisher: Publisher,
     commit: Commit,
+    admission: Admission,
+    flood: Flood,
     outputs: VecDeque<Output>,
 }
 
@@ -319,6 +354,8 @@ impl Router {
             history,
             publisher: Publisher::new(config.notice_delay),
             commit: Commit::new(config.journaled, state.last_seq),
+            admission: Admission::new(config.admission),
+            flood: Flood::new(config.limits),
             outputs: VecDeque::new(),
             config,
         }
@@ -351,9 +388,12 @@ impl Router {
     /// Feeds one input observed at `now`.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
+            Input::Accepted { conn, addr } => self.accepted(now, conn, addr),
             Input::Opened { conn } => self.sessions.open(conn),
             Input::Login { conn, name } => self.login(conn, name),
-            Input::Send { conn, req, recipients, body, sent_at } => self.send(conn, req, recipients, body, sent_at),
+            Input::Send { conn, req, recipients, body, sent_at } => {
+                self.send(now, conn, req, recipients, body, sent_at)
+            }
             Input::Peers { conn, req } => {
                 let names = self.sessions.names_sorted();
                 self.reply(conn, ServerFrame::Peers { req, names });
@@ -370,8 +410,9 @@ impl Router {
         }
     }
 
-    /// Fires the deadline returned by [`Router::poll_timeout`] if it has passed.
+    /// Fires the deadlines returned by [`Router::poll_timeout`] that have passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_logins(now);
         self.end_turn(now);
     }
 
@@ -383,10 +424,11 @@ impl Router {
         self.outputs.pop_front()
     }
 
-    /// When [`Router::handle_timeout`] must be called next (notices waiting to be published).
+    /// When [`Router::handle_timeout`] must be called next (notices waiting to be published, a login
+    /// deadline).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.publisher.deadline()
+        [self.publisher.deadline(), self.admission.deadline()].into_iter().flatten().min()
     }
 
     // ---------------------------------------------------------------- plumbing
@@ -408,15 +450,22 @@ impl Router {
             let message = "already logged in".to_string();
             return self.reply(conn, ServerFrame::Rejected { req: 0, code: ErrorCode::Protocol, message });
         }
-        if self.sessions.conn_of(&name).is_some() {
-            let message = format!("the name {name} is already taken by a user online");
-            self.reply(conn, ServerFrame::Refused { code: ErrorCode::NameTaken, message });
-            self.sessions.forget(conn);
-            self.visible(Visible::Close { conn });
-            return;
+        // Names from the wire are only checked for safety: every naming rule applies here.
+        let name = match UserName::new(name.as_str()) {
+            Ok(name) => name,
+            Err(e) => return self.refuse(conn, ErrorCode::InvalidName, e.to_string()),
+        };
+        if let Some((taken, _)) = self.sessions.lookup(&name) {
+            let message = if *taken == name {
+                format!("the name {name} is already taken by a user online")
+            } else {
+                format!("the name {name} is too much like {taken}, a user online")
+            };
+            return self.refuse(conn, ErrorCode::NameTaken, message);
         }
         let after = self.last_seq;
         self.sessions.log_in(conn, name.clone());
+        self.logged_in(conn);
         self.outputs.push_back(Output::SessionStarted { conn, name: name.clone(), after });
         let online = self.sessions.names_sorted();
         let heartbeat_ms = self.config.heartbeat_ms;
@@ -425,6 +474,14 @@ impl Router {
         self.stream(ServerFrame::Joined { name }, 0);
         self.sessions.subscribe(conn);
         self.visible(Visible::Subscribe { conn });
+    }
+
+    /// Refuses a login and closes the connection after the refusal.
+    fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: String) {
+        self.reply(conn, ServerFrame::Refused { code, message });
+        self.gone(conn);
+        self.sessions.forget(conn);
+        self.visible(Visible::Close { conn });
     }
 
     fn accept(&mut self, sender: UserName, recipients: Recipients, body: String, sent_at: Timestamp) -> ChatMessage {
@@ -437,7 +494,14 @@ impl Router {
         message
     }
 
+    /// Forgets what admission and flood control know of `conn`.
+    fn gone(&mut self, conn: ConnId) {
+        self.left(conn);
+        self.flood.forget(conn);
+    }
+
     fn disconnected(&mut self, conn: ConnId, reason: String) {
+        self.gone(conn);
         let Some(name) = self.sessions.forget(conn) else { return };
         let after = self.last_seq;
         self.outputs.push_back(Output::SessionEnded { conn, name: name.clone(), after, reason: reason.clone() });

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chat_core::UserName;
+use chat_core::{NameMap, UserName};
 
 use super::ConnId;
 
@@ -22,7 +22,8 @@ struct Conn {
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
     conns: HashMap<ConnId, Conn>,
-    by_name: HashMap<UserName, ConnId>,
+    /// Logged-in users; names that are the same name (case, look-alikes) are one entry.
+    by_name: NameMap<ConnId>,
 }
 
 impl Sessions {
@@ -31,10 +32,13 @@ impl Sessions {
         self.conns.entry(conn).or_default();
     }
 
-    /// Logs `name` in on `conn` (the caller checked that the name is free).
-    pub(super) fn log_in(&mut self, conn: ConnId, name: UserName) {
-        self.by_name.insert(name.clone(), conn);
+    /// Logs `name` in on `conn`; false (nothing changes) if the same name is logged in already.
+    pub(super) fn log_in(&mut self, conn: ConnId, name: UserName) -> bool {
+        if self.by_name.insert(name.clone(), conn).is_err() {
+            return false;
+        }
         self.conns.entry(conn).or_default().name = Some(name);
+        true
     }
 
     /// Marks `conn` as reading the shared stream.
@@ -56,9 +60,10 @@ impl Sessions {
         self.conns.get(&conn)?.name.as_ref()
     }
 
-    /// The connection `name` is logged in on.
-    pub(super) fn conn_of(&self, name: &UserName) -> Option<ConnId> {
-        self.by_name.get(name).copied()
+    /// The user logged in under `name` (the same name: any case, look-alikes), as registered, and
+    /// its connection.
+    pub(super) fn lookup(&self, name: &UserName) -> Option<(&UserName, ConnId)> {
+        self.by_name.get(name).map(|(registered, conn)| (registered, *conn))
     }
 
     /// Whether `conn` is a known connection.
@@ -78,7 +83,7 @@ impl Sessions {
 
     /// The names logged in, sorted.
     pub(super) fn names_sorted(&self) -> Vec<UserName> {
-        let mut names: Vec<UserName> = self.by_name.keys().cloned().collect();
+        let mut names: Vec<UserName> = self.by_name.iter().map(|(name, _)| name.clone()).collect();
         names.sort();
         names
     }

@@ -19,18 +19,17 @@ pub(super) const SLOW_REASON: &str = "too slow: outgoing backlog over its limit"
 impl Router {
     /// Disconnects `conn` as a slow consumer.
     pub(super) fn kick(&mut self, conn: ConnId, reason: &str) {
+        self.disconnect(conn, ErrorCode::SlowConsumer, reason, "slow_consumer");
+    }
+
+    /// Disconnects `conn` at once (`Kick { code, reason }`) and ends its session as a departure for
+    /// `left_reason`, announced to the others.
+    pub(super) fn disconnect(&mut self, conn: ConnId, code: ErrorCode, reason: &str, left_reason: &str) {
         if !self.sessions.is_known(conn) {
             return;
         }
-        let (code, reason) = (ErrorCode::SlowConsumer, reason.to_string());
-        self.outputs.push_back(Output::Kick { conn, code, reason });
-        let name = self.sessions.name_of(conn).cloned();
-        match name {
-            Some(_) => self.disconnected(conn, "slow_consumer".into()),
-            None => {
-                self.sessions.forget(conn);
-            }
-        }
+        self.outputs.push_back(Output::Kick { conn, code, reason: reason.to_string() });
+        self.disconnected(conn, left_reason.into());
     }
 
     /// Applies the backlog limit to the reported stream positions, then allows trimming below the

@@ -45,14 +45,12 @@ pub(super) struct ConnEntry {
     pub(super) reader: AbortHandle,
 }
 
-/// Answers a connection over the limit with `Refused { busy }` after the handshake, then closes.
-pub(super) async fn refuse_busy<S: ByteStream>(mut stream: S) {
+/// Answers a connection the router refused with `Refused { code, message }` after the handshake,
+/// then closes it.
+pub(super) async fn refuse<S: ByteStream>(mut stream: S, code: ErrorCode, message: String) {
     let refuse = async {
         handshake(&mut stream, Role::Server).await?;
-        let frame = encode_frame(&ServerFrame::Refused {
-            code: ErrorCode::Busy,
-            message: "the server is at its connection limit".into(),
-        })?;
+        let frame = encode_frame(&ServerFrame::Refused { code, message })?;
         stream.write_all(&frame).await?;
         Ok::<(), TransportError>(())
     };
@@ -68,9 +66,15 @@ pub(super) async fn serve_connection<S: ByteStream>(
     tracker: TaskTracker,
     stream_reader: StreamReader,
 ) -> Result<(), ServerError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, Role::Server))
+    let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, Role::Server))
         .await
-        .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
+        .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
+        .and_then(|r| r.map_err(ServerError::from));
+    if let Err(e) = shaken {
+        // The router counted this connection since it was accepted: tell it it is gone.
+        let _ = inbound.send(Inbound::Closed { conn, reason: "handshake failed".into() }).await;
+        return Err(e);
+    }
     let (read, write) = tokio::io::split(stream);
     let (private, rx) = PrivateQueue::new(settings.outbox);
     let (kill_tx, kill_rx) = oneshot::channel();

@@ -31,30 +31,29 @@ mod owner;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chat_transport::{Listener, sleep_until};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::ServerError;
 use crate::journal::{FsyncPolicy, Journal, JournalConfig};
-use crate::router::{ConnId, Router, RouterConfig, RouterState};
-use connection::{refuse_busy, serve_connection};
+use crate::router::{AdmissionConfig, ConnId, Limits, Router, RouterConfig, RouterState};
+use connection::{refuse, serve_connection};
 use owner::Owner;
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
-pub use crate::router::{DEFAULT_BACKLOG, NOTICE_DELAY};
+pub use crate::router::{
+    DEFAULT_BACKLOG, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR, NOTICE_DELAY,
+};
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// Default frames queued per connection (unicasts, multicasts, replies) before it counts as a slow consumer.
 pub const DEFAULT_OUTBOX: usize = 8192;
-/// Default maximum number of simultaneous connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for writers to flush.
@@ -83,6 +82,12 @@ pub struct ServerConfig {
     pub outbox_capacity: usize,
     /// Bytes a connection may lag behind the broadcast stream before it counts as a slow consumer.
     pub backlog_bytes: u64,
+    /// Time a connection has to log in after it is accepted; then it is closed.
+    pub login_timeout: Duration,
+    /// Most connections one source address may have that have not logged in; more get `busy`.
+    pub max_pending_per_addr: usize,
+    /// Flood control per connection (`None`: off, as for benchmarks).
+    pub limits: Option<Limits>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +101,9 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             outbox_capacity: DEFAULT_OUTBOX,
             backlog_bytes: DEFAULT_BACKLOG,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            max_pending_per_addr: DEFAULT_MAX_PENDING_PER_ADDR,
+            limits: Some(Limits::default()),
         }
     }
 }
@@ -107,6 +115,12 @@ impl ServerConfig {
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             backlog_bytes: self.backlog_bytes,
             journaled: self.data_dir.is_some(),
+            admission: AdmissionConfig {
+                max_connections: self.max_connections,
+                max_pending_per_addr: self.max_pending_per_addr,
+                login_timeout: self.login_timeout,
+            },
+            limits: self.limits,
             ..RouterConfig::default()
         }
     }
@@ -157,7 +171,6 @@ impl<L: Listener> Server<L> {
         let mut durable = journal.as_ref().map(Journal::durable);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let tracker = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(config.max_connections));
         let mut owner = Owner::new(router, journal);
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
@@ -202,20 +215,20 @@ impl<L: Listener> Server<L> {
                     };
                     next_conn += 1;
                     let conn = next_conn;
-                    let permit = limit.clone().try_acquire_owned().ok();
+                    if let Err((code, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "connection refused");
+                        tracker.spawn(refuse(stream, code, message));
+                        continue;
+                    }
                     let inbound = inbound_tx.clone();
                     let writers = tracker.clone();
                     let reader = stream_reader.clone();
-                    tracker.spawn(async move {
-                        let _permit = permit.as_ref();
-                        if permit.is_none() {
-                            refuse_busy(stream).await;
-                            return;
-                        }
+                    let task = tracker.spawn(async move {
                         if let Err(e) = serve_connection(conn, stream, inbound, settings, writers, reader).await {
                             debug!(conn, %peer, error = %e, "connection ended");
                         }
                     });
+                    owner.serving(conn, task.abort_handle());
                 }
             }
         }

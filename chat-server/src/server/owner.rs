@@ -11,13 +11,16 @@
 //! queues, until nothing more happens.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use chat_core::ErrorCode;
 use chat_transport::TransportError;
 use chat_transport::codec::encode_frame_into;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::connection::{ConnEntry, Inbound};
@@ -52,6 +55,10 @@ pub(super) struct Owner {
     scratch: BytesMut,
     /// Why the journal stopped, once it has (reported to the router by the run loop).
     failure: Option<String>,
+    /// Connection tasks still in their handshake (not yet `Open`), to abort if the router closes them.
+    handshaking: HashMap<ConnId, AbortHandle>,
+    /// Refusals the router decided for connections just accepted.
+    refused: Vec<(ConnId, ErrorCode, String)>,
 }
 
 impl Owner {
@@ -68,13 +75,39 @@ impl Owner {
             checked_at: 0,
             scratch: BytesMut::new(),
             failure: None,
+            handshaking: HashMap::new(),
+            refused: Vec::new(),
         }
+    }
+
+    /// A connection was accepted from `addr`: `Err` with the refusal to send it, or `Ok` to serve it.
+    pub(super) async fn accept(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: IpAddr,
+    ) -> Result<Result<(), (ErrorCode, String)>, ServerError> {
+        self.router.handle(now, Input::Accepted { conn, addr });
+        self.perform().await?;
+        Ok(match self.refused.iter().position(|(c, _, _)| *c == conn) {
+            Some(i) => {
+                let (_, code, message) = self.refused.swap_remove(i);
+                Err((code, message))
+            }
+            None => Ok(()),
+        })
+    }
+
+    /// The task serving `conn` (still in its handshake), so that the router can close it early.
+    pub(super) fn serving(&mut self, conn: ConnId, task: AbortHandle) {
+        self.handshaking.insert(conn, task);
     }
 
     /// Applies one report of a connection task.
     pub(super) async fn apply(&mut self, now: Instant, inbound: Inbound) -> Result<(), ServerError> {
         match inbound {
             Inbound::Open { conn, entry } => {
+                self.handshaking.remove(&conn);
                 self.conns.insert(conn, entry);
                 self.router.handle(now, Input::Opened { conn });
             }
@@ -84,6 +117,7 @@ impl Owner {
                 }
             }
             Inbound::Closed { conn, reason } => {
+                self.handshaking.remove(&conn);
                 self.conns.remove(&conn);
                 self.router.handle(now, Input::Disconnected { conn, reason });
             }
@@ -107,6 +141,9 @@ impl Owner {
             for conn in std::mem::take(&mut self.closing) {
                 if let Some(entry) = self.conns.remove(&conn) {
                     entry.reader.abort();
+                }
+                if let Some(task) = self.handshaking.remove(&conn) {
+                    task.abort();
                 }
             }
             let head = self.stream.head();
@@ -177,8 +214,12 @@ impl Owner {
                 }
                 // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
                 Output::Close { conn } => self.closing.push(conn),
+                Output::Refuse { conn, code, message } => self.refused.push((conn, code, message)),
                 Output::Kick { conn, code, reason } => {
                     self.kicked = true;
+                    if let Some(task) = self.handshaking.remove(&conn) {
+                        task.abort();
+                    }
                     if let Some(mut entry) = self.conns.remove(&conn) {
                         warn!(conn, %code, "connection kicked");
                         entry.reader.abort();
@@ -285,6 +326,9 @@ impl Owner {
         }
         for (_, entry) in self.conns.drain() {
             entry.reader.abort();
+        }
+        for (_, task) in self.handshaking.drain() {
+            task.abort();
         }
         if let Some(journal) = self.journal.take() {
             let closed = journal.close().await;

@@ -1,0 +1,68 @@
+//! From command-line flags to a topology's settings: every flag value is checked here, and a bad one
+//! is a usage error (exit code 2) found before anything starts.
+
+use std::time::Duration;
+
+use chat_core::MAX_BODY_LEN;
+use chat_core::rate::Rate;
+use chat_server::router::Limits;
+use chat_server::server::ServerConfig;
+
+use crate::args::{Cli, ServeArgs};
+
+/// The server's settings from `serve`'s flags; `Err` is a usage message.
+pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, String> {
+    let fsync = serve.fsync.parse().map_err(|e| format!("bad --fsync {:?}: {e}", serve.fsync))?;
+    let defaults = ServerConfig::default();
+    let limits = if serve.no_rate_limit {
+        None
+    } else {
+        let messages = rate("--rate-limit", &serve.rate_limit, 1)?;
+        let bytes = rate("--byte-limit", &serve.byte_limit, MAX_BODY_LEN as u64)?;
+        Some(Limits { messages, bytes, ..Limits::default() })
+    };
+    Ok(ServerConfig {
+        listen: cli.listen.unwrap_or(defaults.listen),
+        data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
+        fsync,
+        history: serve.history,
+        heartbeat: cli.heartbeat_ms.map(Duration::from_millis).unwrap_or(defaults.heartbeat),
+        max_connections: serve.max_connections,
+        outbox_capacity: serve.outbox.max(1),
+        backlog_bytes: serve.backlog_mib.max(1) * 1024 * 1024,
+        login_timeout: Duration::from_millis(serve.login_timeout_ms.max(1)),
+        max_pending_per_addr: serve.max_pending_per_addr.max(1),
+        limits,
+    })
+}
+
+/// Parses `RATE[:BURST]` (the burst defaults to the rate and is at least `min_burst`).
+fn rate(flag: &str, value: &str, min_burst: u64) -> Result<Rate, String> {
+    let bad = || format!("bad {flag} {value:?}: expected RATE or RATE:BURST, positive whole numbers");
+    let (per_second, burst) = match value.split_once(':') {
+        Some((r, b)) => (r.trim().parse::<u64>().map_err(|_| bad())?, b.trim().parse::<u64>().map_err(|_| bad())?),
+        None => {
+            let r = value.trim().parse::<u64>().map_err(|_| bad())?;
+            (r, r)
+        }
+    };
+    if per_second == 0 || burst == 0 {
+        return Err(bad());
+    }
+    Ok(Rate { per_second, burst: burst.max(min_burst) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_and_bad_ones_are_usage_errors() {
+        assert_eq!(rate("--rate-limit", "50:200", 1), Ok(Rate { per_second: 50, burst: 200 }));
+        assert_eq!(rate("--rate-limit", "10", 1), Ok(Rate { per_second: 10, burst: 10 }));
+        assert_eq!(rate("--byte-limit", "1000:10", 65536), Ok(Rate { per_second: 1000, burst: 65536 }));
+        for bad in ["", "x", "0", "5:0", "-1:4", "1:2:3"] {
+            assert!(rate("--rate-limit", bad, 1).is_err(), "{bad:?}");
+        }
+    }
+}

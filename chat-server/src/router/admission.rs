@@ -1,0 +1,136 @@
+//! Who may connect: the connection limit, a limit per source address on connections that have not
+//! logged in, and the login timeout. Connections are counted from the moment they are accepted
+//! (before the handshake), so a flood of idle or half-open connections cannot crowd out honest users
+//! from other addresses.
+//!
+//! | input                         | decision                                                                 |
+//! |-------------------------------|--------------------------------------------------------------------------|
+//! | `Accepted`, at the connection limit | `Refuse { busy, "the server is at its connection limit" }`          |
+//! | `Accepted`, its address already has `max_pending_per_addr` connections not logged in | `Refuse { busy, "too many connections from your address are not logged in" }` |
+//! | `Accepted` otherwise          | admitted; it must log in within `login_timeout`                          |
+//! | timeout: not logged in in time | `Reply(Closing { protocol, "no login within …" })`, `Close`             |
+//! | `Login` accepted              | no longer counted against its address, no deadline                       |
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chat_core::ErrorCode;
+
+use super::commit::Visible;
+use super::{ConnId, Output, Router};
+use crate::protocol::ServerFrame;
+
+/// Default time a connection has to log in after it is accepted.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of connections one source address may have that are not logged in.
+pub const DEFAULT_MAX_PENDING_PER_ADDR: usize = 128;
+/// Default maximum number of simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// Admission limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Most simultaneous connections; more are refused with `busy`.
+    pub max_connections: usize,
+    /// Most connections per source address that have not logged in yet.
+    pub max_pending_per_addr: usize,
+    /// Time allowed from accept to a successful login.
+    pub login_timeout: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_per_addr: DEFAULT_MAX_PENDING_PER_ADDR,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+        }
+    }
+}
+
+/// The admission state: every connection not yet logged in, by address, with its deadline.
+#[derive(Debug, Default)]
+pub(super) struct Admission {
+    config: AdmissionConfig,
+    connections: usize,
+    pending: HashMap<ConnId, IpAddr>,
+    per_addr: HashMap<IpAddr, usize>,
+    /// Login deadlines in the order they were set (the timeout is the same for all, so in time order).
+    deadlines: VecDeque<(Instant, ConnId)>,
+}
+
+impl Admission {
+    pub(super) fn new(config: AdmissionConfig) -> Self {
+        Admission { config, ..Admission::default() }
+    }
+
+    /// The earliest login deadline still pending.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.deadlines.front().map(|(at, _)| *at)
+    }
+
+    /// `conn` no longer waits to log in (it did, or it is gone).
+    fn settle(&mut self, conn: ConnId) {
+        if let Some(addr) = self.pending.remove(&conn) {
+            if let Some(n) = self.per_addr.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_addr.remove(&addr);
+                }
+            }
+        }
+    }
+}
+
+impl Router {
+    /// A connection was accepted from `addr`: admit it or refuse it.
+    pub(super) fn accepted(&mut self, now: Instant, conn: ConnId, addr: IpAddr) {
+        let a = &mut self.admission;
+        let message = if a.connections >= a.config.max_connections {
+            "the server is at its connection limit"
+        } else if a.per_addr.get(&addr).copied().unwrap_or(0) >= a.config.max_pending_per_addr {
+            "too many connections from your address are not logged in"
+        } else {
+            a.connections += 1;
+            a.pending.insert(conn, addr);
+            *a.per_addr.entry(addr).or_default() += 1;
+            a.deadlines.push_back((now + a.config.login_timeout, conn));
+            self.sessions.open(conn);
+            return;
+        };
+        self.outputs.push_back(Output::Refuse { conn, code: ErrorCode::Busy, message: message.into() });
+    }
+
+    /// `conn` logged in: it no longer counts against its address.
+    pub(super) fn logged_in(&mut self, conn: ConnId) {
+        self.admission.settle(conn);
+    }
+
+    /// `conn` is gone.
+    pub(super) fn left(&mut self, conn: ConnId) {
+        if self.admission.pending.contains_key(&conn) || self.sessions.is_known(conn) {
+            self.admission.connections = self.admission.connections.saturating_sub(1);
+        }
+        self.admission.settle(conn);
+    }
+
+    /// Closes every connection whose login deadline has passed without a login.
+    pub(super) fn expire_logins(&mut self, now: Instant) {
+        while let Some(&(at, conn)) = self.admission.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.admission.deadlines.pop_front();
+            if !self.admission.pending.contains_key(&conn) {
+                continue; // logged in, or gone
+            }
+            let secs = self.admission.config.login_timeout.as_secs_f64();
+            let reason = format!("no login within {secs} s");
+            self.visible(Visible::Reply { conn, frame: ServerFrame::Closing { code: ErrorCode::Protocol, reason } });
+            self.gone(conn);
+            self.sessions.forget(conn);
+            self.visible(Visible::Close { conn });
+        }
+    }
+}
