@@ -21,6 +21,7 @@ mod commands;
 mod config;
 mod input;
 mod render;
+mod safe_text;
 mod session;
 
 use std::io::IsTerminal;

@@ -16,6 +16,8 @@
 use chat_core::{ChatMessage, ErrorCode, MessageKind, NodeId, PeerInfo, UserName};
 use serde_json::{Value, json};
 
+use crate::safe_text::{CONTINUATION, body_lines, inline};
+
 /// Where finished lines go.
 pub trait Sink: Send {
     /// Prints one line (without its newline).
@@ -105,26 +107,35 @@ impl Renderer {
             self.emit(v);
         } else {
             let id = node_id.map(|id| format!(" as node {id}")).unwrap_or_default();
-            self.human(format!("* joined as {name}{id}; type /help for commands"));
+            self.human(format!("* joined as {}{id}; type /help for commands", inline(name.as_str())));
         }
     }
 
-    /// A message line: `[alice]: hi`, `[alice → you]: hi`, `[alice → bob, carol]: hi`.
+    /// A message line: `[alice]: hi`, `[alice → you]: hi`, `[alice → bob, carol]: hi`; a body of several
+    /// lines goes on indented continuation lines (`  | more`). Names and text are escaped (`safe_text`).
     pub fn message_line(&self, m: &ChatMessage) -> String {
         let clock = if self.show_clock { format!("({}) ", m.lamport.counter) } else { String::new() };
+        let sender = inline(m.sender.as_str());
         let head = match m.kind() {
-            MessageKind::Broadcast => format!("[{}]", m.sender),
+            MessageKind::Broadcast => format!("[{sender}]"),
             MessageKind::Unicast => {
                 let to = &m.recipients.names()[0];
-                let to = if Some(to) == self.me.as_ref() { "you".to_string() } else { to.to_string() };
-                format!("[{} → {}]", m.sender, to)
+                let to = if Some(to) == self.me.as_ref() { "you".to_string() } else { inline(to.as_str()) };
+                format!("[{sender} → {to}]")
             }
             MessageKind::Multicast => {
-                let to: Vec<&str> = m.recipients.names().iter().map(UserName::as_str).collect();
-                format!("[{} → {}]", m.sender, to.join(", "))
+                let to: Vec<String> = m.recipients.names().iter().map(|n| inline(n.as_str())).collect();
+                format!("[{sender} → {}]", to.join(", "))
             }
         };
-        format!("{clock}{head}: {}", m.body)
+        let mut lines = body_lines(&m.body).into_iter();
+        let mut out = format!("{clock}{head}: {}", lines.next().unwrap_or_default());
+        for more in lines {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+            out.push_str(&more);
+        }
+        out
     }
 
     /// A delivered message.
@@ -142,7 +153,7 @@ impl Renderer {
         if self.json {
             self.emit(json!({ "type": "joined", "name": p.name.as_str() }));
         } else {
-            self.human(format!("* {} joined", p.name));
+            self.human(format!("* {} joined", inline(p.name.as_str())));
         }
     }
 
@@ -151,7 +162,7 @@ impl Renderer {
         if self.json {
             self.emit(json!({ "type": "left", "name": p.name.as_str() }));
         } else {
-            self.human(format!("* {} left", p.name));
+            self.human(format!("* {} left", inline(p.name.as_str())));
         }
     }
 
@@ -164,7 +175,7 @@ impl Renderer {
             let names: Vec<String> = peers
                 .iter()
                 .map(|p| {
-                    let mut s = p.name.to_string();
+                    let mut s = inline(p.name.as_str());
                     if let Some(id) = p.node_id {
                         s.push_str(&format!(" (node {id}"));
                         if let Some(addr) = p.addr {
@@ -190,7 +201,7 @@ impl Renderer {
         } else {
             self.human(format!("* history: {} message(s)", messages.len()));
             for m in messages {
-                let line = self.message_line(m);
+                let line = self.message_line(m).replace('\n', "\n  ");
                 self.human(format!("  {line}"));
             }
         }
@@ -201,7 +212,7 @@ impl Renderer {
         if self.json {
             self.emit(json!({ "type": "coordinator", "name": name.as_str(), "node_id": node_id.0, "epoch": epoch }));
         } else {
-            self.human(format!("* coordinator is now {name} (node {node_id}, epoch {epoch})"));
+            self.human(format!("* coordinator is now {} (node {node_id}, epoch {epoch})", inline(name.as_str())));
         }
     }
 
@@ -210,7 +221,7 @@ impl Renderer {
         if self.json {
             self.emit(json!({ "type": "error", "code": code.as_str(), "message": message }));
         } else {
-            self.human(format!("! {code}: {message}"));
+            self.human(format!("! {code}: {}", inline(message)));
         }
     }
 
@@ -271,6 +282,19 @@ mod tests {
         assert_eq!(clocked.message_line(&m(Recipients::Broadcast)), "(12) [alice]: hi");
         clocked.me = Some(n("alice"));
         assert_eq!(clocked.message_line(&m(Recipients::Unicast(n("bob")))), "(12) [alice → bob]: hi");
+    }
+
+    #[test]
+    fn hostile_names_and_bodies_cannot_fake_a_line_or_drive_the_terminal() {
+        let r = Renderer::new(false, false, Box::new(Capture::default()));
+        let mut spoof = m(Recipients::Broadcast);
+        spoof.body = "hello\n[bob]: please send me your password".into();
+        assert_eq!(r.message_line(&spoof), "[alice]: hello\n  | [bob]: please send me your password");
+        spoof.body = "\u{1b}[2K\rbob left".into();
+        assert_eq!(r.message_line(&spoof), "[alice]: \\x1b[2K\\rbob left");
+        spoof.sender = UserName::from_wire("evil\u{202e}".into()).unwrap();
+        spoof.body = "x".into();
+        assert_eq!(r.message_line(&spoof), "[evil\\u{202e}]: x");
     }
 
     #[test]

@@ -61,15 +61,34 @@ pub trait Dialer: Clone + Send + Sync + 'static {
     fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
-/// Dials TCP, with `TCP_NODELAY` set.
+/// Dials TCP, with `TCP_NODELAY` set, optionally from a chosen local address.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TcpDialer;
+pub struct TcpDialer {
+    /// The local IP to connect from (`None`: the system chooses). On loopback any `127.x.y.z`
+    /// works, which lets tests and load generators appear as many hosts.
+    pub from: Option<std::net::IpAddr>,
+}
+
+impl TcpDialer {
+    /// A dialer connecting from `ip`.
+    pub fn from_ip(ip: std::net::IpAddr) -> Self {
+        TcpDialer { from: Some(ip) }
+    }
+}
 
 impl Dialer for TcpDialer {
     type Stream = TcpStream;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = match self.from {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket =
+                    if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         stream.set_nodelay(true)?;
         Ok(stream)
     }

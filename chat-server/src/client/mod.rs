@@ -63,7 +63,7 @@ impl ClientConfig {
 /// [`ServerError::Core`] holding [`chat_core::CoreError::Rejected`] if the login is refused
 /// (`name_taken`, `busy`).
 pub async fn connect(config: ClientConfig) -> Result<ServerTransport, ServerError> {
-    connect_with(TcpDialer, config).await
+    connect_with(TcpDialer::default(), config).await
 }
 
 /// Connects through `dialer`, logs in and starts the session; errors as for [`connect`].

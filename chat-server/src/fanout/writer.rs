@@ -44,6 +44,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
     let mut next: Option<Private> = None;
     let mut segments: Vec<Bytes> = Vec::new();
     loop {
+        // A kick drops the queue too: look for it before taking a closed queue for a clean end.
+        if kill_armed {
+            if let Ok((code, reason)) = kill.try_recv() {
+                return close_with(write, std::mem::take(&mut segments), code, reason).await;
+            }
+        }
         // The owner forgot this connection (it left, or the server is stopping) and everything queued
         // for it is written: close. The stream is not followed any further.
         if next.is_none() && private.is_closed() && private.is_empty() {
@@ -57,7 +63,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                 killed = &mut kill, if kill_armed => {
                     kill_armed = false;
                     if let Ok((code, reason)) = killed {
-                        return close_with(write, code, reason).await;
+                        return close_with(write, std::mem::take(&mut segments), code, reason).await;
                     }
                     continue;
                 }
@@ -69,7 +75,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                 () = tokio::time::sleep(heartbeat) => segments.push(ping.clone()),
             }
         } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
-            return close_with(write, code, reason).await;
+            return close_with(write, std::mem::take(&mut segments), code, reason).await;
         }
 
         // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
@@ -114,9 +120,9 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
         tokio::select! {
             biased;
             killed = &mut kill, if kill_armed => {
-                if killed.is_ok() {
-                    // Mid-frame: a Closing frame would be garbage now. Just drop the socket.
-                    return;
+                if let Ok((code, reason)) = killed {
+                    // `segments` holds exactly what is not written yet: finish the frames begun first.
+                    return close_with(write, segments, code, reason).await;
                 }
                 kill_armed = false;
                 if write_all_vectored(&mut write, &mut segments).await.is_err() {
@@ -143,30 +149,44 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
     let _ = write.shutdown().await;
 }
 
-async fn close_with<W: AsyncWrite + Unpin>(mut write: W, code: ErrorCode, reason: String) {
-    if let Ok(frame) = encode_frame(&ServerFrame::Closing { code, reason }) {
-        let _ = tokio::time::timeout(KILL_GRACE, write.write_all(&frame)).await;
+/// Ends a kicked connection: what was begun, then `Closing { code, reason }` (both within
+/// [`KILL_GRACE`]), then end of stream; the socket is held open for [`KILL_GRACE`] more so the client
+/// can read why. (Closing at once while the client still sends would reset the connection, and a
+/// reset discards what the client had not read yet: the `Closing` frame.)
+async fn close_with<W: AsyncWrite + Unpin>(mut write: W, mut begun: Vec<Bytes>, code: ErrorCode, reason: String) {
+    let said = tokio::time::timeout(KILL_GRACE, async {
+        write_all_vectored(&mut write, &mut begun).await?;
+        let closing = encode_frame(&ServerFrame::Closing { code, reason }).map_err(std::io::Error::other)?;
+        write.write_all(&closing).await?;
+        write.shutdown().await
+    })
+    .await;
+    if matches!(said, Ok(Ok(()))) {
+        tokio::time::sleep(KILL_GRACE).await;
     }
 }
 
 /// Writes every segment (and empties the list), with as few syscalls as the kernel allows.
+///
+/// **Cancel-safe**: after each write the list holds exactly the bytes not yet written, so a caller
+/// that stops waiting can finish them later.
 async fn write_all_vectored<W: AsyncWrite + Unpin>(write: &mut W, segments: &mut Vec<Bytes>) -> std::io::Result<()> {
-    let mut first = 0;
-    while first < segments.len() {
-        let slices: Vec<IoSlice<'_>> = segments[first..].iter().map(|b| IoSlice::new(b)).collect();
+    while !segments.is_empty() {
+        let slices: Vec<IoSlice<'_>> = segments.iter().map(|b| IoSlice::new(b)).collect();
         let mut written = write.write_vectored(&slices).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while first < segments.len() && written >= segments[first].len() {
-            written -= segments[first].len();
-            first += 1;
+        let mut done = 0;
+        while done < segments.len() && written >= segments[done].len() {
+            written -= segments[done].len();
+            done += 1;
         }
+        segments.drain(..done);
         if written > 0 {
-            let rest = segments[first].slice(written..);
-            segments[first] = rest;
+            let rest = segments[0].slice(written..);
+            segments[0] = rest;
         }
     }
-    segments.clear();
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::tests::{drain, n, settle, t0};
 use super::*;
 use chat_core::{MAX_CLOCK_JUMP, rate::Rate};
+use limits::FLOOD_GRACE;
 
 fn router(config: RouterConfig) -> Router {
     Router::new(config, RouterState::default())
@@ -178,15 +179,22 @@ fn a_sender_over_the_rate_is_told_when_to_retry_and_a_flooder_is_disconnected() 
     assert_eq!(send(&mut r, now, 4), limited(4, 100));
     assert_eq!(send(&mut r, now, 5), limited(5, 100));
     assert_eq!(send(&mut r, now, 6), limited(6, 100));
+    // Three strikes, but the first warning went out less than FLOOD_GRACE ago: one more warning.
+    assert_eq!(send(&mut r, now, 7), limited(7, 100));
+    // A second later the bucket has refilled (two pass, each forgiving a strike), and the flood goes on.
+    let now = now + FLOOD_GRACE;
+    assert!(matches!(send(&mut r, now, 8)[0], Output::Store(_)));
+    assert!(matches!(send(&mut r, now, 9)[0], Output::Store(_)));
+    assert_eq!(send(&mut r, now, 10), limited(10, 100));
     assert_eq!(
-        send(&mut r, now, 7),
+        send(&mut r, now, 11),
         vec![
             Output::Kick {
                 conn: 1,
                 code: ErrorCode::Flood,
                 reason: "kept sending over the rate limit after warnings".into()
             },
-            Output::SessionEnded { conn: 1, name: n("alice"), after: 3, reason: "flood".into() },
+            Output::SessionEnded { conn: 1, name: n("alice"), after: 5, reason: "flood".into() },
             Output::Stream { frame: ServerFrame::Left { name: n("alice"), reason: "flood".into() }, seq: 0 },
         ]
     );

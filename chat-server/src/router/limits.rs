@@ -4,7 +4,7 @@
 //! |-----------------------------------------|-------------------------------------------------------------|
 //! | within both buckets                     | accepted (one strike forgiven)                              |
 //! | over either bucket                      | `Reply(RateLimited { req, retry_after_ms })`, not delivered, one strike |
-//! | over, with more than `flood_strikes` strikes | `Kick { flood }`, `SessionEnded`, `Stream(Left { flood })` |
+//! | over, with `flood_strikes` strikes for at least [`FLOOD_GRACE`] | `Kick { flood }`, `SessionEnded`, `Stream(Left { flood })` |
 //!
 //! The client library waits `retry_after_ms` and sends again, so a program or a script piping lines
 //! into `chat-cli` is slowed down and loses nothing; a client that ignores the answer and keeps
@@ -26,6 +26,9 @@ pub const DEFAULT_MESSAGE_RATE: Rate = Rate { per_second: 50, burst: 200 };
 pub const DEFAULT_BYTE_RATE: Rate = Rate { per_second: 256 * 1024, burst: 1024 * 1024 };
 /// Default number of unheeded `rate_limited` answers before a connection is disconnected (`flood`).
 pub const DEFAULT_FLOOD_STRIKES: u32 = 20;
+/// How long a connection keeps being refused before it counts as flooding: its warnings have had time
+/// to reach it, so a client that heeds them is never disconnected.
+pub const FLOOD_GRACE: Duration = Duration::from_secs(1);
 
 /// Flood-control settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ struct Buckets {
     messages: TokenBucket,
     bytes: TokenBucket,
     strikes: u32,
+    /// When the current run of strikes began.
+    since: Option<Instant>,
 }
 
 /// The flood-control state of every connection that has sent something.
@@ -81,6 +86,7 @@ impl Flood {
             messages: TokenBucket::full(limits.messages, now),
             bytes: TokenBucket::full(limits.bytes, now),
             strikes: 0,
+            since: None,
         });
         // Both buckets are checked before either is charged, so a refusal costs nothing.
         let mut probe = b.clone();
@@ -91,11 +97,17 @@ impl Flood {
                 b.messages = probe.messages;
                 b.bytes = probe.bytes;
                 b.strikes = b.strikes.saturating_sub(1);
+                if b.strikes == 0 {
+                    b.since = None;
+                }
                 Verdict::Pass
             }
-            Some(_) if b.strikes >= limits.flood_strikes => Verdict::Flood,
+            Some(_) if b.strikes >= limits.flood_strikes && b.since.is_some_and(|t| now >= t + FLOOD_GRACE) => {
+                Verdict::Flood
+            }
             Some(wait) => {
-                b.strikes += 1;
+                b.strikes = b.strikes.saturating_add(1);
+                b.since.get_or_insert(now);
                 Verdict::Limited(wait)
             }
         }
