@@ -9,7 +9,7 @@
 //!  link task per destination (connect, write; EOF = down) ──┘      │
 //!                                                                  ▼
 //!  P2pTransport ── shutdown (leave) ─────────────────────►  driver: select! { biased;
-//!               ── commands (send, peers, history) ─────►     shutdown, inbound, commands,
+//!               ── requests (send, peers, history) ──────►     shutdown, inbound, requests,
 //!               ◄─ events (bounded) ──────────────────────    sleep_until(poll_timeout) }
 //!                                                              │ Output::Send ─► link queue (try_send)
 //!                                                              └ Output::Multicast ─► DiscoverySocket
@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 
 use crate::P2pError;
 use crate::node::{Input, Node, Output};
-use crate::wire::Envelope;
+use crate::protocol::Envelope;
 
 /// Events queued for the program; see the slow-consumer policy in the module documentation.
 pub const EVENT_QUEUE: usize = 4096;
@@ -60,8 +60,8 @@ pub const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 /// Most frames written in one batch by a link task.
 const WRITE_BATCH: usize = 64;
 
-/// What the handle asks the driver for.
-pub(crate) enum Command {
+/// What the transport (`P2pTransport`) asks the driver for.
+pub(crate) enum NodeRequest {
     /// Submit a message; answered once it is ordered or refused.
     Send { msg: OutgoingMessage, reply: oneshot::Sender<Result<SendReceipt, CoreError>> },
     /// The members.
@@ -80,7 +80,7 @@ pub(crate) enum Inbound {
     LinkDown { addr: SocketAddr, generation: u64 },
 }
 
-/// State the driver shares with the handle (never locked across an `.await`).
+/// State the driver shares with the transport (never locked across an `.await`).
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// The node's current ID.
@@ -169,11 +169,11 @@ impl Driver {
         }
     }
 
-    /// Runs until the node leaves, is refused, or the handle is dropped.
+    /// Runs until the node leaves, is refused, or the transport is dropped.
     pub(crate) async fn run(
         mut self,
         mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
-        mut commands: mpsc::Receiver<Command>,
+        mut requests: mpsc::Receiver<NodeRequest>,
     ) {
         self.drain().await;
         loop {
@@ -184,15 +184,15 @@ impl Driver {
             let deadline = self.node.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
-                request = shutdown.recv() => {
+                stop = shutdown.recv() => {
                     self.leave().await;
-                    if let Some(reply) = request {
+                    if let Some(reply) = stop {
                         let _ = reply.send(());
                     }
                     return;
                 }
                 Some(inbound) = self.inbound.recv() => self.inbound(inbound),
-                Some(command) = commands.recv() => self.command(command),
+                Some(request) = requests.recv() => self.request(request),
                 () = sleep_until(deadline) => self.node.handle_timeout(now()),
             }
             self.drain().await;
@@ -216,16 +216,16 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Send { msg, reply } => match self.node.submit(now(), msg) {
+    fn request(&mut self, request: NodeRequest) {
+        match request {
+            NodeRequest::Send { msg, reply } => match self.node.submit(now(), msg) {
                 Ok(id) => {
                     self.pending.insert(id, reply);
                 }
                 Err(e) => drop(reply.send(Err(e))),
             },
-            Command::Peers { reply } => drop(reply.send(self.node.peers())),
-            Command::History { limit, reply } => drop(reply.send(self.node.history(limit))),
+            NodeRequest::Peers { reply } => drop(reply.send(self.node.peers())),
+            NodeRequest::History { limit, reply } => drop(reply.send(self.node.history(limit))),
         }
     }
 
@@ -272,7 +272,7 @@ impl Driver {
                 self.shared.set_ended(ErrorCode::SlowConsumer, "events were not read fast enough".into());
                 self.slow = true;
             }
-            // The handle is gone; the shutdown channel tells the loop.
+            // The transport is gone; the shutdown channel tells the loop.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }

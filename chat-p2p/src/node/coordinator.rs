@@ -10,7 +10,7 @@ use chat_core::{ChatMessage, DedupWindow, ErrorCode, Event, MessageBuffer, NodeI
 use super::{MAX_PEERS, Node};
 use crate::election::Term;
 use crate::ordering::{FRAME_BUDGET, Report, Sequencer, entry_for, plan_fills};
-use crate::wire::{Entry, Envelope, Member, Submission, Wire};
+use crate::protocol::{Entry, Envelope, Member, PeerMsg, Submission};
 
 /// Whether coordinator term `a` wins over `b` when two groups meet: the higher coordinator ID
 /// (Bully's rule), the higher epoch between equal IDs.
@@ -79,7 +79,7 @@ impl Node {
         reports.insert(me, self.report());
         tracing::info!(%me, epoch = term.epoch, members = members.len(), "coordinator: syncing members");
         for id in &others {
-            self.send_id(*id, Wire::SyncRequest { term, members: members.clone() });
+            self.send_id(*id, PeerMsg::SyncRequest { term, members: members.clone() });
         }
         let alive = self.view.ids().into_iter().map(|id| (id, now)).collect();
         self.coord = Some(CoordState {
@@ -137,7 +137,7 @@ impl Node {
             if id == self.me() {
                 self.commit(last);
             } else {
-                self.send_id(id, Wire::Commit { pos: last });
+                self.send_id(id, PeerMsg::Commit { pos: last });
             }
         }
         for report in sync.reports.values() {
@@ -164,18 +164,18 @@ impl Node {
     }
 
     /// Sends (or, for itself, stores and acknowledges) one ordered entry.
-    fn order_to(&mut self, id: NodeId, pos: crate::wire::Pos, entry: Entry, unknown: Vec<UserName>) {
+    fn order_to(&mut self, id: NodeId, pos: crate::protocol::Pos, entry: Entry, unknown: Vec<UserName>) {
         if id == self.me() {
             self.log.receive(pos, entry, unknown);
         } else {
-            self.send_id(id, Wire::Order { pos, entry, unknown });
+            self.send_id(id, PeerMsg::Order { pos, entry, unknown });
         }
     }
 
     /// Handles what only a coordinator handles; false to fall through to the member side.
     pub(super) fn coordinator_receive(&mut self, now: Instant, env: &Envelope) -> bool {
         let Some(from) = env.from else {
-            if let Wire::JoinRequest { name, addr, nonce, clock } = &env.wire {
+            if let PeerMsg::JoinRequest { name, addr, nonce, clock } = &env.msg {
                 self.clock.observe(Timestamp::new(*clock, NodeId::default()));
                 self.on_join_request(now, name.clone(), *addr, *nonce);
                 return true;
@@ -184,8 +184,8 @@ impl Node {
         };
         let member = self.view.contains(from);
         let term = self.term().unwrap_or_default();
-        match &env.wire {
-            Wire::SyncReply { term: t, last, entries, clock } if *t == term => {
+        match &env.msg {
+            PeerMsg::SyncReply { term: t, last, entries, clock } if *t == term => {
                 self.clock.observe(Timestamp::new(*clock, from));
                 let lineage = entries.last().map(|(p, _)| *p).max(*last).map(|p| p.term);
                 if let Some(sync) = self.coord.as_mut().and_then(|c| c.syncing.as_mut()) {
@@ -196,25 +196,25 @@ impl Node {
                 }
                 self.maybe_finish_sync(now);
             }
-            Wire::Submit(sub) if member => self.on_submit(from, sub.clone()),
-            Wire::Ack { term, index } if member => {
+            PeerMsg::Submit(sub) if member => self.on_submit(from, sub.clone()),
+            PeerMsg::Ack { term, index } if member => {
                 let commit = self.coord.as_mut().and_then(|c| c.seq.ack(from, *term, *index));
                 self.broadcast_commit(commit);
             }
-            Wire::Alive { .. } if member => {}
-            Wire::Leave if member => self.remove_member(now, from),
+            PeerMsg::Alive { .. } if member => {}
+            PeerMsg::Leave if member => self.remove_member(now, from),
             // A node this coordinator dropped (silence, broken link) still follows it: tell it to
             // rejoin instead of answering its elections forever.
-            Wire::Election(_) if !member && from != self.me() => {
-                self.send_to(env.addr, Wire::NotMember { term });
+            PeerMsg::Election(_) if !member && from != self.me() => {
+                self.send_to(env.addr, PeerMsg::NotMember { term });
             }
-            Wire::Merge { .. } => {} // no longer sent: groups merge by rejoining (see `on_beacon`)
-            Wire::Stale { term: newer, addr } if *newer > term => {
+            PeerMsg::Merge { .. } => {} // no longer sent: groups merge by rejoining (see `on_beacon`)
+            PeerMsg::Stale { term: newer, addr } if *newer > term => {
                 tracing::info!(me = %self.me(), newer = %newer, "stale coordinator: rejoining the current group");
                 self.rejoin(now, Some(*addr));
             }
-            Wire::Submit(_) | Wire::Ack { .. } | Wire::Alive { .. } | Wire::SyncReply { .. } => {
-                self.send_to(env.addr, Wire::NotMember { term });
+            PeerMsg::Submit(_) | PeerMsg::Ack { .. } | PeerMsg::Alive { .. } | PeerMsg::SyncReply { .. } => {
+                self.send_to(env.addr, PeerMsg::NotMember { term });
             }
             _ => return false,
         }
@@ -235,7 +235,7 @@ impl Node {
             if from == me {
                 self.ordered_elsewhere(sub.id);
             } else {
-                self.send_id(from, Wire::Duplicate { id: sub.id });
+                self.send_id(from, PeerMsg::Duplicate { id: sub.id });
             }
             return;
         }
@@ -243,7 +243,7 @@ impl Node {
             sub.recipients.names().iter().filter(|n| self.view.by_name(n).is_none()).cloned().collect();
         if !matches!(sub.recipients, Recipients::Broadcast) && unknown.len() == sub.recipients.names().len() {
             let reason = format!("not online: {}", unknown.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","));
-            let wire = Wire::Rejected { id: sub.id, code: ErrorCode::UnknownUser, reason };
+            let wire = PeerMsg::Rejected { id: sub.id, code: ErrorCode::UnknownUser, reason };
             if from == me {
                 let env = self.envelope(wire);
                 self.member_receive_local(env);
@@ -269,7 +269,7 @@ impl Node {
     }
 
     fn member_receive_local(&mut self, env: Envelope) {
-        if let Wire::Rejected { id, code, reason } = env.wire {
+        if let PeerMsg::Rejected { id, code, reason } = env.msg {
             if self.pending.remove(&id).is_some() {
                 let error = chat_core::CoreError::Rejected { code, message: reason };
                 self.out.push_back(super::Output::SendFailed { id, error });
@@ -277,12 +277,12 @@ impl Node {
         }
     }
 
-    fn broadcast_commit(&mut self, commit: Option<crate::wire::Pos>) {
+    fn broadcast_commit(&mut self, commit: Option<crate::protocol::Pos>) {
         let Some(pos) = commit else { return };
         let me = self.me();
         for id in self.view.ids() {
             if id != me {
-                self.send_id(id, Wire::Commit { pos });
+                self.send_id(id, PeerMsg::Commit { pos });
             }
         }
         self.commit(pos);
@@ -294,7 +294,7 @@ impl Node {
             return; // the joiner retries
         }
         let term = self.term().unwrap_or_default();
-        let refuse = |code, reason: String| Wire::JoinRefused { nonce, code, reason };
+        let refuse = |code, reason: String| PeerMsg::JoinRefused { nonce, code, reason };
         let id = match self.view.by_name(&name) {
             Some(m) if m.addr == addr => m.id, // a retry whose answer was lost
             Some(_) => {
@@ -311,7 +311,7 @@ impl Node {
                 let member = Member { id, name: name.clone(), addr };
                 for other in self.view.ids() {
                     if other != self.me() {
-                        self.send_id(other, Wire::Joined { term, member: member.clone() });
+                        self.send_id(other, PeerMsg::Joined { term, member: member.clone() });
                     }
                 }
                 self.view.insert(member);
@@ -337,7 +337,7 @@ impl Node {
         });
         let skip = history.len() - keep.count();
         history.drain(..skip);
-        let wire = Wire::JoinAck {
+        let wire = PeerMsg::JoinAck {
             nonce,
             id,
             term,
@@ -357,7 +357,7 @@ impl Node {
         let term = self.term().unwrap_or_default();
         for other in self.view.ids() {
             if other != self.me() {
-                self.send_id(other, Wire::Left { term, id });
+                self.send_id(other, PeerMsg::Left { term, id });
             }
         }
         let commit = self.coord.as_mut().and_then(|c| {
@@ -393,7 +393,7 @@ impl Node {
         let me = self.me();
         for id in self.view.ids() {
             if id != me {
-                self.send_id(id, Wire::Stale { term: other, addr });
+                self.send_id(id, PeerMsg::Stale { term: other, addr });
             }
         }
         self.rejoin(now, Some(addr));
@@ -423,12 +423,12 @@ impl Node {
         if !syncing {
             for id in self.view.ids() {
                 if id != me {
-                    self.send_id(id, Wire::Heartbeat { term, commit, clock: self.clock.counter() });
+                    self.send_id(id, PeerMsg::Heartbeat { term, commit, clock: self.clock.counter() });
                 }
             }
         }
         if beacon {
-            let env = self.envelope(Wire::Beacon { term, addr: self.cfg.addr });
+            let env = self.envelope(PeerMsg::Beacon { term, addr: self.cfg.addr });
             self.out.push_back(super::Output::Multicast(env));
         }
     }

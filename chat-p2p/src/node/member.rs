@@ -8,7 +8,7 @@ use chat_core::{CoreError, Event, NodeId};
 use super::{Node, Output, Phase};
 use crate::election::{Bully, ElectionConfig, ElectionInput, ElectionMsg, Term};
 use crate::ordering::Report;
-use crate::wire::{Entry, Envelope, Member, Pos, Submission, Wire};
+use crate::protocol::{Entry, Envelope, Member, PeerMsg, Pos, Submission};
 
 impl Node {
     pub(super) fn election_config(&self) -> ElectionConfig {
@@ -27,7 +27,7 @@ impl Node {
 
     pub(super) fn send_join_requests(&mut self, nonce: u64, target: Option<SocketAddr>) {
         let clock = self.clock.counter();
-        let wire = Wire::JoinRequest { name: self.cfg.name.clone(), addr: self.cfg.addr, nonce, clock };
+        let wire = PeerMsg::JoinRequest { name: self.cfg.name.clone(), addr: self.cfg.addr, nonce, clock };
         let env = self.envelope(wire.clone());
         self.out.push_back(Output::Multicast(env));
         let mut targets = self.cfg.peers.clone();
@@ -67,8 +67,8 @@ impl Node {
     }
 
     pub(super) fn receive_joining(&mut self, now: Instant, env: Envelope, our_nonce: u64) {
-        match env.wire {
-            Wire::JoinAck { nonce, id, term, members, history, start, clock } if nonce == our_nonce => {
+        match env.msg {
+            PeerMsg::JoinAck { nonce, id, term, members, history, start, clock } if nonce == our_nonce => {
                 tracing::info!(name = %self.cfg.name, %id, coordinator = %term.coordinator, "joined");
                 self.become_member(now, id, members);
                 self.bully.adopt(term);
@@ -95,7 +95,7 @@ impl Node {
                     self.pump_election(now);
                 }
             }
-            Wire::JoinRefused { nonce, code, reason } if nonce == our_nonce => {
+            PeerMsg::JoinRefused { nonce, code, reason } if nonce == our_nonce => {
                 tracing::warn!(name = %self.cfg.name, %code, %reason, "join refused");
                 self.phase = Phase::Left;
                 self.out.push_back(Output::Refused { code, reason });
@@ -114,7 +114,7 @@ impl Node {
                 let me = self.id.unwrap_or_default();
                 self.on_submit(me, sub);
             }
-            (false, Some(addr)) => self.send_to(addr, Wire::Submit(sub)),
+            (false, Some(addr)) => self.send_to(addr, PeerMsg::Submit(sub)),
             (false, None) => {}
         }
     }
@@ -159,7 +159,7 @@ impl Node {
                 self.bully.handle(now, ElectionInput::Leave);
                 self.pump_election(now);
             } else if let Some(addr) = self.coordinator_addr() {
-                self.send_to(addr, Wire::Leave);
+                self.send_to(addr, PeerMsg::Leave);
             }
         }
         self.phase = Phase::Left;
@@ -180,32 +180,32 @@ impl Node {
     /// Handles a frame as a member (also used by the coordinator for what it does not handle).
     pub(super) fn member_receive(&mut self, now: Instant, env: Envelope) {
         let Some(from) = env.from else {
-            if let Wire::JoinRequest { .. } = env.wire {
+            if let PeerMsg::JoinRequest { .. } = env.msg {
                 self.forward_join(env);
             }
             return;
         };
         let from_coordinator = self.coordinator() == Some(from);
-        match env.wire {
+        match env.msg {
             // Elections are held within a group: a node outside the view (an orphan of an older
             // group, or a member of another one) is not answered, so it cannot stall here.
-            Wire::Election(msg) if self.view.contains(from) => {
+            PeerMsg::Election(msg) if self.view.contains(from) => {
                 self.bully.handle(now, ElectionInput::Receive { from, msg });
                 self.pump_election(now);
             }
-            Wire::SyncRequest { term, members } => self.on_sync_request(now, from, env.addr, term, members),
-            Wire::Heartbeat { term, commit, clock } => {
+            PeerMsg::SyncRequest { term, members } => self.on_sync_request(now, from, env.addr, term, members),
+            PeerMsg::Heartbeat { term, commit, clock } => {
                 if from_coordinator && Some(term) == self.term() {
                     self.last_heard = now;
                     self.clock.observe(chat_core::Timestamp::new(clock, from));
                     if let Some(pos) = commit {
                         self.commit(pos);
                     }
-                    self.send_to(env.addr, Wire::Alive { term });
+                    self.send_to(env.addr, PeerMsg::Alive { term });
                 } else if self.term().is_some_and(|t| t > term) {
                     if let Some(addr) = self.coordinator_addr() {
                         let current = self.term().unwrap_or(term);
-                        self.send_to(env.addr, Wire::Stale { term: current, addr });
+                        self.send_to(env.addr, PeerMsg::Stale { term: current, addr });
                     }
                 }
             }
@@ -213,7 +213,7 @@ impl Node {
             // following (it re-adopts that term after an election): positions are unique per term,
             // and dropping it would leave a gap. Never from another group's coordinator: the log
             // holds one chain of terms.
-            Wire::Order { pos, entry, unknown }
+            PeerMsg::Order { pos, entry, unknown }
                 if from_coordinator
                     || (self.term().is_none() && from == pos.term.coordinator && self.followed == Some(pos.term)) =>
             {
@@ -221,11 +221,11 @@ impl Node {
                 self.log.receive(pos, entry, unknown);
                 if Some(pos.term) == self.term() {
                     let index = self.log.held_index(pos.term);
-                    self.send_to(env.addr, Wire::Ack { term: pos.term, index });
+                    self.send_to(env.addr, PeerMsg::Ack { term: pos.term, index });
                 }
             }
-            Wire::Commit { pos } if from_coordinator => self.commit(pos),
-            Wire::Joined { term, member } if from_coordinator && Some(term) == self.term() => {
+            PeerMsg::Commit { pos } if from_coordinator => self.commit(pos),
+            PeerMsg::Joined { term, member } if from_coordinator && Some(term) == self.term() => {
                 self.alloc.observe(member.id);
                 let id = member.id;
                 if self.view.insert(member) {
@@ -235,7 +235,7 @@ impl Node {
                     }
                 }
             }
-            Wire::Left { term, id } if from_coordinator && Some(term) == self.term() => {
+            PeerMsg::Left { term, id } if from_coordinator && Some(term) == self.term() => {
                 if Some(id) == self.id {
                     self.rejoin(now, Some(env.addr));
                 } else if let Some(info) = self.peer_info(id) {
@@ -244,29 +244,29 @@ impl Node {
                     self.event(Event::PeerLeft(info));
                 }
             }
-            Wire::Stale { term, addr } if from_coordinator && self.term().is_some_and(|t| t != term) => {
+            PeerMsg::Stale { term, addr } if from_coordinator && self.term().is_some_and(|t| t != term) => {
                 tracing::info!(me = ?self.id, winner = %term, "the group is handed over: rejoining");
                 self.rejoin(now, Some(addr));
             }
             // From our coordinator, or from any coordinator while we follow none (we called an
             // election into a group that had dropped us): rejoin through it.
-            Wire::NotMember { .. } if from_coordinator || self.term().is_none() => {
+            PeerMsg::NotMember { .. } if from_coordinator || self.term().is_none() => {
                 tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");
                 self.rejoin(now, Some(env.addr));
             }
-            Wire::Duplicate { id } => self.ordered_elsewhere(id),
-            Wire::Rejected { id, code, reason } if self.pending.remove(&id).is_some() => {
+            PeerMsg::Duplicate { id } => self.ordered_elsewhere(id),
+            PeerMsg::Rejected { id, code, reason } if self.pending.remove(&id).is_some() => {
                 let error = CoreError::Rejected { code, message: reason };
                 self.out.push_back(Output::SendFailed { id, error });
             }
-            Wire::JoinRequest { .. } => self.forward_join(env),
+            PeerMsg::JoinRequest { .. } => self.forward_join(env),
             _ => {}
         }
     }
 
     fn forward_join(&mut self, env: Envelope) {
         if let Some(addr) = self.coordinator_addr() {
-            let msg = Envelope { from: None, addr: env.addr, wire: env.wire };
+            let msg = Envelope { from: None, addr: env.addr, msg: env.msg };
             self.out.push_back(Output::Send { to: addr, msg });
         }
     }
@@ -295,11 +295,11 @@ impl Node {
             return;
         }
         let report = self.report();
-        let wire = Wire::SyncReply { term, last: report.last, entries: report.entries, clock: self.clock.counter() };
+        let wire = PeerMsg::SyncReply { term, last: report.last, entries: report.entries, clock: self.clock.counter() };
         self.send_to(addr, wire);
         let pending: Vec<Submission> = self.pending.values().cloned().collect();
         for sub in pending {
-            self.send_to(addr, Wire::Submit(sub));
+            self.send_to(addr, PeerMsg::Submit(sub));
         }
     }
 

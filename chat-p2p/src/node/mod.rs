@@ -29,7 +29,7 @@ use chat_core::{
 use crate::election::{Bully, ElectionConfig, ElectionOutput, Term};
 use crate::membership::{Allocator, Rng, View};
 use crate::ordering::Log;
-use crate::wire::{Envelope, Submission, Wire};
+use crate::protocol::{Envelope, PeerMsg, Submission};
 
 use coordinator::CoordState;
 
@@ -337,16 +337,16 @@ impl Node {
 
     // ---------------------------------------------------------------- plumbing
 
-    fn envelope(&self, wire: Wire) -> Envelope {
-        Envelope { from: self.id, addr: self.cfg.addr, wire }
+    fn envelope(&self, wire: PeerMsg) -> Envelope {
+        Envelope { from: self.id, addr: self.cfg.addr, msg: wire }
     }
 
-    fn send_to(&mut self, to: SocketAddr, wire: Wire) {
+    fn send_to(&mut self, to: SocketAddr, wire: PeerMsg) {
         let msg = self.envelope(wire);
         self.out.push_back(Output::Send { to, msg });
     }
 
-    fn send_id(&mut self, to: NodeId, wire: Wire) {
+    fn send_id(&mut self, to: NodeId, wire: PeerMsg) {
         if let Some(addr) = self.view.get(to).map(|m| m.addr).or_else(|| self.addrs.get(&to).copied()) {
             self.send_to(addr, wire);
         }
@@ -377,7 +377,7 @@ impl Node {
     fn pump_election(&mut self, now: Instant) {
         while let Some(o) = self.bully.poll_output() {
             match o {
-                ElectionOutput::Send { to, msg } => self.send_id(to, Wire::Election(msg)),
+                ElectionOutput::Send { to, msg } => self.send_id(to, PeerMsg::Election(msg)),
                 ElectionOutput::CoordinatorChanged { term } => self.coordinator_changed(now, term),
             }
         }
@@ -405,7 +405,7 @@ impl Node {
             // Acknowledge what arrived while no coordinator was known, so commits resume.
             let index = self.log.held_index(term);
             if index > 0 {
-                self.send_id(term.coordinator, Wire::Ack { term, index });
+                self.send_id(term.coordinator, PeerMsg::Ack { term, index });
             }
             // Messages submitted while no coordinator was known went nowhere. A new term's sync asks
             // for them (`SyncRequest`); a term adopted again after an election does not: send them now
@@ -413,7 +413,7 @@ impl Node {
             if readopted {
                 let pending: Vec<Submission> = self.pending.values().cloned().collect();
                 for sub in pending {
-                    self.send_id(term.coordinator, Wire::Submit(sub));
+                    self.send_id(term.coordinator, PeerMsg::Submit(sub));
                 }
             }
         }
@@ -432,9 +432,9 @@ impl Node {
             return;
         }
         if datagram {
-            match env.wire {
-                Wire::Beacon { term, addr } => self.on_beacon(now, term, addr),
-                Wire::JoinRequest { name, addr, nonce, clock } if self.coord.is_some() => {
+            match env.msg {
+                PeerMsg::Beacon { term, addr } => self.on_beacon(now, term, addr),
+                PeerMsg::JoinRequest { name, addr, nonce, clock } if self.coord.is_some() => {
                     self.clock.observe(chat_core::Timestamp::new(clock, NodeId::default()));
                     self.on_join_request(now, name, addr, nonce)
                 }

@@ -4,7 +4,7 @@
 //! [`join`] binds the TCP listener and the multicast socket, starts the node task (see
 //! [`crate::runtime`]) and resolves once the node is a member of a group, having been admitted by
 //! its coordinator or having founded the group itself when nobody answered within
-//! [`P2pConfig::join_timeout`]. Every method of the handle is a short hand-off to that task
+//! [`P2pConfig::join_timeout`]. Every method of the transport is a short hand-off to that task
 //! through bounded channels.
 
 use std::collections::hash_map::RandomState;
@@ -22,10 +22,10 @@ use tokio::task::JoinHandle;
 
 use crate::P2pError;
 use crate::node::{Node, NodeConfig};
-use crate::runtime::{Command, Driver, EVENT_QUEUE, Shared, now};
+use crate::runtime::{Driver, EVENT_QUEUE, NodeRequest, Shared, now};
 
-/// Local commands queued for the node task.
-const COMMAND_QUEUE: usize = 64;
+/// Local requests queued for the node task.
+const REQUEST_QUEUE: usize = 64;
 
 /// Settings of a P2P node.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl P2pConfig {
 pub struct P2pTransport {
     name: UserName,
     addr: SocketAddr,
-    commands: mpsc::Sender<Command>,
+    requests: mpsc::Sender<NodeRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     events: mpsc::Receiver<Event>,
     shared: Arc<Shared>,
@@ -107,13 +107,13 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     node_config.history = config.history;
     let node = Node::new(now(), node_config);
 
-    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = mpsc::channel(1);
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (ready_tx, ready) = oneshot::channel();
     let shared = Arc::new(Shared::default());
     let driver = Driver::start(node, addr, listener, discovery, event_tx, ready_tx, Arc::clone(&shared));
-    let task = tokio::spawn(driver.run(shutdown_rx, command_rx));
+    let task = tokio::spawn(driver.run(shutdown_rx, request_rx));
 
     // Generous: joining takes at most the join timeout plus an election.
     let limit = config.join_timeout * 4 + config.timeout * 4 + Duration::from_secs(5);
@@ -124,7 +124,7 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
         Err(_) => Err(P2pError::Timeout(limit)),
     };
     match outcome {
-        Ok(()) => Ok(P2pTransport { name: config.name, addr, commands, shutdown, events, shared, task, left: false }),
+        Ok(()) => Ok(P2pTransport { name: config.name, addr, requests, shutdown, events, shared, task, left: false }),
         Err(e) => {
             task.abort();
             Err(e)
@@ -176,7 +176,7 @@ impl Transport for P2pTransport {
 
     async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Send { msg, reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::Send { msg, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -192,13 +192,13 @@ impl Transport for P2pTransport {
 
     async fn peers(&self) -> Result<Vec<PeerInfo>, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Peers { reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::Peers { reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
     }
 
     async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::History { limit, reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::History { limit, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
     }
 

@@ -96,7 +96,7 @@ pub struct Submission {
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Wire {
+pub enum PeerMsg {
     /// A node asks to be admitted.
     JoinRequest {
         /// Requested name.
@@ -260,5 +260,5 @@ pub struct Envelope {
     /// The sender's listening address.
     pub addr: SocketAddr,
     /// The message.
-    pub wire: Wire,
+    pub msg: PeerMsg,
 }
