@@ -208,7 +208,6 @@ impl Node {
             PeerMsg::Election(_) if !member && from != self.me() => {
                 self.send_to(env.addr, PeerMsg::NotMember { term });
             }
-            PeerMsg::Merge { .. } => {} // no longer sent: groups merge by rejoining (see `on_beacon`)
             PeerMsg::Stale { term: newer, addr } if *newer > term => {
                 tracing::info!(me = %self.me(), newer = %newer, "stale coordinator: rejoining the current group");
                 self.rejoin(now, Some(*addr));

@@ -6,7 +6,7 @@
 //!  start ───►│ Joining  │─────────────────────►│  Member  │──────────────────►│ Coordinator │
 //!            └──────────┘                      └──────────┘◄──────────────────└─────────────┘
 //!              │ no answer within join_timeout       ▲   NotMember: rejoin      │ higher term /
-//!              └──────────► founds a group ──────────┼──────────────────────────┘ Stale / Merge
+//!              └──────────► founds a group ──────────┼──────────────────────────┘ Stale / Beacon
 //! ```
 //!
 //! Driving it (as quinn-proto): call [`Node::handle`], [`Node::submit`] or
