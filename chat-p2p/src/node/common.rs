@@ -261,13 +261,4 @@ impl Common {
         tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");
         Next::Rejoin(Some(sender))
     }
-
-    /// Hands a `JoinRequest` that arrived here to the coordinator, as if the joiner had sent it there.
-    pub(super) fn forward_join(&mut self, joiner: SocketAddr, msg: PeerMsg) -> Next {
-        if let Some(to) = self.coordinator_addr() {
-            let msg = Envelope { from: None, addr: joiner, msg };
-            self.out.push_back(Output::Send { to, msg });
-        }
-        Next::Stay
-    }
 }

@@ -58,16 +58,13 @@ impl Node {
             // Discovery datagrams, and join requests over TCP.
             (Role::Coordinator(c), Via::Multicast, PeerMsg::Beacon { term, addr }) => c.on_beacon(common, term, addr),
             (Role::Member(f), Via::Multicast, PeerMsg::Beacon { term, addr }) => f.on_beacon(common, term, addr),
-            (
-                Role::Coordinator(c),
-                Via::Multicast | Via::Anonymous,
-                PeerMsg::JoinRequest { name, addr, nonce, clock },
-            ) => c.on_join_request(common, now, name, addr, nonce, clock),
-            // A rejoiner still signs with its old ID: the request goes round to the coordinator as
-            // a forwarded one.
-            (Role::Coordinator(_), Via::Node(_), msg @ PeerMsg::JoinRequest { .. }) => common.forward_join(sender, msg),
-            (Role::Member(_), Via::Anonymous | Via::Node(_), msg @ PeerMsg::JoinRequest { .. }) => {
-                common.forward_join(sender, msg)
+            // Multicast, straight from the joiner, forwarded by a member, or from a rejoiner that
+            // still signs with its old ID: the coordinator answers them all itself.
+            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock }) => {
+                c.on_join_request(common, now, name, addr, nonce, clock)
+            }
+            (Role::Member(f), Via::Anonymous | Via::Node(_), msg @ PeerMsg::JoinRequest { .. }) => {
+                f.forward_join(common, sender, msg)
             }
             (_, Via::Multicast | Via::Anonymous, _) => Next::Stay,
 

@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use chat_core::{Event, NodeId, Timestamp, UserName};
 
-use super::Next;
 use super::common::Common;
+use super::{Next, Output};
 use crate::election::{ElectionInput, Term};
-use crate::protocol::{Entry, Member, PeerMsg, Pos, Submission};
+use crate::protocol::{Entry, Envelope, Member, PeerMsg, Pos, Submission};
 
 /// A member following a coordinator (or between coordinators, while an election runs).
 #[derive(Debug)]
@@ -213,6 +213,15 @@ impl Follower {
         }
         tracing::info!(me = %common.me(), %other, "no coordinator here: joining the beaconing one");
         Next::Rejoin(Some(addr))
+    }
+
+    /// Hands a `JoinRequest` that arrived here to the coordinator, as if the joiner had sent it there.
+    pub(super) fn forward_join(&self, common: &mut Common, joiner: SocketAddr, msg: PeerMsg) -> Next {
+        if let Some(to) = common.coordinator_addr() {
+            let msg = Envelope { from: None, addr: joiner, msg };
+            common.out.push_back(Output::Send { to, msg });
+        }
+        Next::Stay
     }
 
     /// Answers a new coordinator's `SyncRequest` (the node already follows `term` and took its

@@ -102,13 +102,10 @@ fn a_lone_coordinator_orders_and_delivers_its_own_message_at_once() {
     assert_eq!(out, expected);
 }
 
-#[test]
-fn a_coordinator_admits_a_joiner_and_tells_it_everything_in_one_ack() {
-    let t0 = Instant::now();
-    let mut node = founder(t0);
+/// What the founder outputs when it admits "carol" (given her request's nonce): `PeerJoined`, then
+/// one `JoinAck` with her ID, the term, both members, no history, the start position and the clock.
+fn carol_admitted(node: &Node, nonce: u64) -> Vec<Output> {
     let term = node.term().expect("a term");
-    node.handle(t0, Input::Receive(envelope(None, 3, carol_request(99))));
-    let out = drain(&mut node);
     let carol = node.peers().into_iter().find(|p| p.name == name("carol")).expect("carol is a member");
     let carol_id = carol.node_id.expect("an ID");
     let mut members = vec![
@@ -118,7 +115,7 @@ fn a_coordinator_admits_a_joiner_and_tells_it_everything_in_one_ack() {
     // The view lists members by ID.
     members.sort_by_key(|m| m.id);
     let ack = PeerMsg::JoinAck {
-        nonce: 99,
+        nonce,
         id: carol_id,
         term,
         members,
@@ -128,9 +125,28 @@ fn a_coordinator_admits_a_joiner_and_tells_it_everything_in_one_ack() {
         clock: 1,
     };
     let joined = PeerInfo { name: name("carol"), node_id: Some(carol_id), addr: Some(addr(3)), coordinator: false };
-    let expected =
-        vec![Output::Event(Event::PeerJoined(joined)), Output::Send { to: addr(3), msg: envelope(node.id(), 1, ack) }];
-    assert_eq!(out, expected);
+    vec![Output::Event(Event::PeerJoined(joined)), Output::Send { to: addr(3), msg: envelope(node.id(), 1, ack) }]
+}
+
+#[test]
+fn a_coordinator_admits_a_joiner_and_tells_it_everything_in_one_ack() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    node.handle(t0, Input::Receive(envelope(None, 3, carol_request(99))));
+    let out = drain(&mut node);
+    assert_eq!(out, carol_admitted(&node, 99));
+}
+
+#[test]
+fn a_coordinator_answers_a_rejoiner_signing_with_its_old_id_itself() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    let old_id = NodeId(12_345);
+    node.handle(t0, Input::Receive(envelope(Some(old_id), 3, carol_request(42))));
+    // Admitted at once, with a new ID: no frame to itself.
+    let out = drain(&mut node);
+    assert_eq!(out, carol_admitted(&node, 42));
+    assert!(node.peers().iter().all(|p| p.node_id != Some(old_id)));
 }
 
 #[test]
