@@ -36,4 +36,4 @@ pub mod sim;
 mod transport;
 
 pub use error::P2pError;
-pub use transport::{P2pConfig, P2pTransport, join};
+pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join};

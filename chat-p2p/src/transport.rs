@@ -26,6 +26,8 @@ use crate::runtime::{Driver, EVENT_QUEUE, NodeRequest, Shared, now};
 
 /// Local requests queued for the node task.
 const REQUEST_QUEUE: usize = 64;
+/// The failure timeout [`P2pConfig::with_heartbeat`] sets, in heartbeats.
+pub const TIMEOUT_HEARTBEATS: u32 = 4;
 
 /// Settings of a P2P node.
 #[derive(Debug, Clone)]
@@ -66,6 +68,17 @@ impl P2pConfig {
             join_timeout: node.join_timeout,
             history: node.history,
         }
+    }
+
+    /// Sets the heartbeat interval, and the failure timeout to [`TIMEOUT_HEARTBEATS`] (four)
+    /// heartbeats: a coordinator or member counts as dead once it has missed four in a row (the
+    /// defaults, 250 ms and 1 s, follow the same rule). Set [`P2pConfig::timeout`] afterwards to
+    /// choose another timeout.
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self.timeout = heartbeat * TIMEOUT_HEARTBEATS;
+        self
     }
 }
 
@@ -213,5 +226,41 @@ impl Transport for P2pTransport {
         }
         self.events.close();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> P2pConfig {
+        P2pConfig::new(UserName::new("alice").expect("valid name"))
+    }
+
+    #[test]
+    fn with_heartbeat_sets_the_failure_timeout_to_four_heartbeats() {
+        let config = alice().with_heartbeat(Duration::from_millis(100));
+        assert_eq!(config.heartbeat, Duration::from_millis(100));
+        assert_eq!(config.timeout, Duration::from_millis(400));
+        let defaults = alice();
+        assert_eq!(
+            (config.listen, config.group, config.interface, config.peers, config.join_timeout, config.history),
+            (
+                defaults.listen,
+                defaults.group,
+                defaults.interface,
+                defaults.peers,
+                defaults.join_timeout,
+                defaults.history
+            ),
+            "nothing else changes"
+        );
+    }
+
+    #[test]
+    fn the_default_timeout_is_four_default_heartbeats() {
+        let defaults = alice();
+        assert_eq!(defaults.timeout, defaults.heartbeat * TIMEOUT_HEARTBEATS);
+        assert_eq!(alice().with_heartbeat(defaults.heartbeat).timeout, defaults.timeout);
     }
 }
