@@ -12,8 +12,8 @@
 //! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |
 //! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing    |
 //! | `sim`        | a seeded in-memory simulation of many nodes with crashes and partitions      |
-//! | `runtime`    | the async shell: one task owning the node, TCP links, multicast, the clock   |
-//! | `transport`  | [`join`], [`P2pConfig`], [`P2pTransport`] (a [`chat_core::Transport`])      |
+//! | `runtime`    | the async shell: the node task, its links and discovery, generic over the network |
+//! | `transport`  | [`join`] (TCP, multicast), [`join_on`] (in memory), [`P2pConfig`], [`P2pTransport`] |
 //! | `error`      | [`P2pError`]                                                                 |
 //!
 //! ```no_run
@@ -36,4 +36,4 @@ pub mod sim;
 mod transport;
 
 pub use error::P2pError;
-pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join};
+pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join, join_on};

@@ -4,7 +4,8 @@
 //! [`join`] binds the TCP listener and the multicast socket, starts the node task (see
 //! [`crate::runtime`]) and resolves once the node is a member of a group, having been admitted by
 //! its coordinator or having founded the group itself when nobody answered within
-//! [`P2pConfig::join_timeout`]. Every method of the transport is a short hand-off to that task
+//! [`P2pConfig::join_timeout`]. [`join_on`] does the same on an in-memory
+//! [`MemoryNetwork`] (for tests). Every method of the transport is a short hand-off to that task
 //! through bounded channels.
 
 use std::collections::hash_map::RandomState;
@@ -16,13 +17,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::{ChatMessage, CoreError, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName};
 use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
+use chat_transport::memory::MemoryNetwork;
+use chat_transport::{Dialer, Listener, TcpDialer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::P2pError;
 use crate::node::{Node, NodeConfig};
-use crate::runtime::{Driver, EVENT_QUEUE, NodeRequest, Shared, now};
+use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NodeRequest, Shared, now};
 
 /// Local requests queued for the node task.
 const REQUEST_QUEUE: usize = 64;
@@ -101,17 +104,56 @@ pub struct P2pTransport {
 /// Fails with [`P2pError::Refused`] (e.g. `name_taken`) if the coordinator refuses the name, with
 /// [`P2pError::Bind`] if a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
-    let mut addr = listener.local_addr().map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(IpAddr::V4(config.interface));
-    }
+    let what = "tcp listener";
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error(what, e))?;
+    let addr = advertised(&config, listener.local_addr().map_err(|e| bind_error(what, e))?);
     let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
     let discovery =
         DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
+    start(config, addr, Network { listener, dialer: TcpDialer, discovery }).await
+}
 
+/// Starts a node on an in-memory network instead of TCP and UDP multicast, and joins (or founds) a
+/// group there: it listens at [`P2pConfig::listen`] on `net` (port 0: a free port), dials through
+/// `net`, and discovers through `net`'s datagram group named [`P2pConfig::group`]. Everything else,
+/// the node task included, is what [`join`] runs, so tests drive real nodes without sockets, with
+/// `tokio::time::pause()` if they want virtual time, and break links with
+/// [`MemoryNetwork::cut`].
+///
+/// Fails as [`join`] does; [`P2pError::Bind`] if the address is taken on `net`.
+pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransport, P2pError> {
+    let what = "in-memory listener";
+    let listener = net.bind(config.listen).map_err(|e| bind_error(what, e))?;
+    let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
+    let dialer = net.dialer(addr);
+    let discovery = net.join_group(config.group, addr);
+    start(config, addr, Network { listener, dialer, discovery }).await
+}
+
+fn bind_error(what: &'static str, e: std::io::Error) -> P2pError {
+    P2pError::Bind { what, source: e.into() }
+}
+
+/// The address a node advertises: where it listens, with an unspecified IP replaced by the
+/// configured interface.
+fn advertised(config: &P2pConfig, mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(config.interface));
+    }
+    addr
+}
+
+/// Starts the node task on `network` and waits until the node is a member of a group.
+async fn start<L, D, G>(
+    config: P2pConfig,
+    addr: SocketAddr,
+    network: Network<L, D, G>,
+) -> Result<P2pTransport, P2pError>
+where
+    L: Listener,
+    D: Dialer,
+    G: Discovery,
+{
     let mut node_config = NodeConfig::new(config.name.clone(), addr, seed(addr));
     node_config.peers = config.peers.clone();
     node_config.heartbeat = config.heartbeat;
@@ -125,7 +167,7 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (ready_tx, ready) = oneshot::channel();
     let shared = Arc::new(Shared::default());
-    let driver = Driver::start(node, addr, listener, discovery, event_tx, ready_tx, Arc::clone(&shared));
+    let driver = Driver::start(node, addr, network, event_tx, ready_tx, Arc::clone(&shared));
     let task = tokio::spawn(driver.run(shutdown_rx, request_rx));
 
     // Generous: joining takes at most the join timeout plus an election.
