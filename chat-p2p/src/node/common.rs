@@ -4,7 +4,7 @@
 //! allocator, the member log and the history, the Lamport clock, its own messages not yet ordered
 //! and the Bully election. The roles ([`super::joining`], [`super::member`],
 //! [`super::coordinator`]) keep only what is theirs and act on this state through these methods,
-//! which only ever queue outputs: none of them changes the role.
+//! which queue outputs and at most ask for a role change (a `Next`): only the node makes one.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;

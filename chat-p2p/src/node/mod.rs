@@ -16,7 +16,7 @@
 //! |---------------|-----------------------------------------|------------------|
 //! | `Joining`     | nonce, retry and give-up deadlines      | `joining.rs`     |
 //! | `Member`      | when the coordinator was last heard     | `member.rs`      |
-//! | `Coordinator` | sequencer, sync, liveness, full history | `coordinator.rs`, `sync.rs` |
+//! | `Coordinator` | sequencer, sync, liveness, full history | `coordinator.rs`, `admission.rs`, `sync.rs` |
 //! | `Left`        | nothing: the node is closed             |                  |
 //!
 //! Every input goes through one dispatch point, `Node::receive` in `dispatch.rs` (a `match` on
@@ -29,6 +29,7 @@
 //! [`Node::poll_timeout`]. It never reads the clock, never touches a socket; randomness comes from
 //! the seed in [`NodeConfig`].
 
+mod admission;
 mod common;
 mod coordinator;
 mod dispatch;
