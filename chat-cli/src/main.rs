@@ -238,9 +238,8 @@ fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pCon
     }
     config.peers = cli.peers.clone();
     if let Some(ms) = cli.heartbeat_ms {
-        config.heartbeat = Duration::from_millis(ms.max(1));
-        // Silence for four heartbeats means failure, unless --timeout-ms says otherwise (250 ms → 1 s).
-        config.timeout = config.heartbeat * 4;
+        // The failure timeout follows (four heartbeats), unless --timeout-ms says otherwise.
+        config = config.with_heartbeat(Duration::from_millis(ms.max(1)));
     }
     if let Some(ms) = cli.timeout_ms {
         config.timeout = Duration::from_millis(ms.max(1));

@@ -9,11 +9,11 @@
 //! | `election`   | the sans-IO Bully machine ([`election::Bully`]), its messages and terms       |
 //! | `membership` | the group view and the term-block node-ID allocator                          |
 //! | `ordering`   | sequencer (coordinator), member log, failover merge ([`ordering::plan_fills`]) |
-//! | `wire`       | every protocol message ([`wire::Wire`]) and its envelope                     |
+//! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |
 //! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing    |
 //! | `sim`        | a seeded in-memory simulation of many nodes with crashes and partitions      |
-//! | `runtime`    | the async shell: one task owning the node, TCP links, multicast, the clock   |
-//! | `handle`     | [`join`], [`P2pConfig`], [`P2pTransport`] (a [`chat_core::Transport`])      |
+//! | `runtime`    | the async shell: the node task, its links and discovery, generic over the network |
+//! | `transport`  | [`join`] (TCP, multicast), [`join_on`] (in memory), [`P2pConfig`], [`P2pTransport`] |
 //! | `error`      | [`P2pError`]                                                                 |
 //!
 //! ```no_run
@@ -27,13 +27,13 @@
 
 pub mod election;
 mod error;
-mod handle;
 pub mod membership;
 pub mod node;
 pub mod ordering;
+pub mod protocol;
 pub mod runtime;
 pub mod sim;
-pub mod wire;
+mod transport;
 
 pub use error::P2pError;
-pub use handle::{P2pConfig, P2pTransport, join};
+pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join, join_on};

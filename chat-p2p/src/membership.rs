@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chat_core::{NodeId, UserName};
 
-use crate::wire::Member;
+use crate::protocol::Member;
 
 /// IDs in one block.
 pub const BLOCK_SIZE: u64 = 1 << 16;

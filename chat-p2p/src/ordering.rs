@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use chat_core::{ChatMessage, DedupWindow, NodeId, UserName};
 
 use crate::election::Term;
-use crate::wire::{Entry, Pos};
+use crate::protocol::{Entry, Pos};
 
 /// Rough byte budget for the entries of one frame (the codec limit is 256 KiB).
 pub const FRAME_BUDGET: usize = 200 * 1024;

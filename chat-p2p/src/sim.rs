@@ -24,7 +24,7 @@ use chat_core::{ChatMessage, Event, MessageId, NodeId, OutgoingMessage, Recipien
 
 use crate::membership::Rng;
 use crate::node::{Input, Node, NodeConfig, Output};
-use crate::wire::Envelope;
+use crate::protocol::Envelope;
 
 /// Most events processed by one [`Sim::run_for`] call, so every loop is bounded.
 const MAX_EVENTS_PER_RUN: usize = 2_000_000;
@@ -368,7 +368,7 @@ impl Sim {
         };
         let now = self.now;
         if self.trace && self.slots[j].node.is_some() {
-            eprintln!("{:?} {i}->{j} {:?}", now.duration_since(self.origin), env.wire);
+            eprintln!("{:?} {i}->{j} {:?}", now.duration_since(self.origin), env.msg);
         }
         if let Some(node) = self.slots[j].node.as_mut() {
             node.handle(now, if f.datagram { Input::Datagram(env) } else { Input::Receive(env) });

@@ -1,191 +1,108 @@
 //! One P2P node as a sans-IO state machine: join, membership, heartbeats, failure detection,
 //! Bully election, sequencing, failover sync and history, composed.
 //!
+//! A node is in one role at a time, each with its own state and methods; what every role shares
+//! (ID, view, log, history, clock, own pending messages, the election) is `Common` (`common.rs`).
+//!
 //! ```text
 //!            ┌──────────┐ JoinAck              ┌──────────┐ won the election  ┌─────────────┐
 //!  start ───►│ Joining  │─────────────────────►│  Member  │──────────────────►│ Coordinator │
 //!            └──────────┘                      └──────────┘◄──────────────────└─────────────┘
 //!              │ no answer within join_timeout       ▲   NotMember: rejoin      │ higher term /
-//!              └──────────► founds a group ──────────┼──────────────────────────┘ Stale / Merge
+//!              └──────────► founds a group ──────────┼──────────────────────────┘ Stale / Beacon
 //! ```
+//!
+//! | role          | state                                   | file             |
+//! |---------------|-----------------------------------------|------------------|
+//! | `Joining`     | nonce, retry and give-up deadlines      | `joining.rs`     |
+//! | `Member`      | when the coordinator was last heard     | `member.rs`      |
+//! | `Coordinator` | sequencer, sync, liveness, full history | `coordinator.rs`, `admission.rs`, `sync.rs` |
+//! | `Left`        | nothing: the node is closed             |                  |
+//!
+//! Every input goes through one dispatch point, `Node::receive` in `dispatch.rs` (a `match` on
+//! the role and the message), to the role that owns it; the role's handler answers what the node
+//! does next (stay, rejoin, become another role, take a newer term), and the node then drains the
+//! election, whose outcome (`CoordinatorChanged`) is the other way roles change.
 //!
 //! Driving it (as quinn-proto): call [`Node::handle`], [`Node::submit`] or
 //! [`Node::handle_timeout`], then drain [`Node::poll_output`] and sleep until
 //! [`Node::poll_timeout`]. It never reads the clock, never touches a socket; randomness comes from
 //! the seed in [`NodeConfig`].
 
+mod admission;
+mod common;
 mod coordinator;
+mod dispatch;
+mod io;
+mod joining;
 mod member;
+mod sync;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chat_core::{
-    ChatMessage, CoreError, ErrorCode, Event, LamportClock, MessageBuffer, MessageId, NodeId, OutgoingMessage,
-    PeerInfo, UserName,
-};
+use chat_core::{ChatMessage, CoreError, MessageId, NodeId, OutgoingMessage, PeerInfo, UserName};
 
-use crate::election::{Bully, ElectionConfig, ElectionOutput, Term};
-use crate::membership::{Allocator, Rng, View};
-use crate::ordering::Log;
-use crate::wire::{Envelope, Submission, Wire};
+pub use io::{Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output};
 
-use coordinator::CoordState;
+use crate::election::Term;
+use crate::protocol::{Envelope, PeerMsg};
+use common::Common;
+use coordinator::Coordinator;
+use joining::Joining;
+use member::Follower;
 
-/// Most members a group admits.
-pub const MAX_PEERS: usize = 256;
-/// Most unacknowledged own messages; further sends fail with `busy`.
-pub const MAX_PENDING: usize = 1024;
-
-/// Settings of a node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// The user name to join with.
-    pub name: UserName,
-    /// The address this node accepts TCP connections on.
-    pub addr: SocketAddr,
-    /// Known nodes to join through (besides multicast).
-    pub peers: Vec<SocketAddr>,
-    /// Coordinator heartbeat interval.
-    pub heartbeat: Duration,
-    /// Silence after which a coordinator or member is considered dead.
-    pub timeout: Duration,
-    /// How long to look for a coordinator before founding a group.
-    pub join_timeout: Duration,
-    /// Messages kept in the history (and sent to joiners).
-    pub history: usize,
-    /// Delivered entries kept for the failover sync.
-    pub sync_window: usize,
-    /// Seed for nonces and ID blocks.
-    pub seed: u64,
-}
-
-impl NodeConfig {
-    /// Defaults: heartbeat 250 ms, timeout 1 s, join timeout 1.5 s, history 1000, window 256.
-    pub fn new(name: UserName, addr: SocketAddr, seed: u64) -> Self {
-        NodeConfig {
-            name,
-            addr,
-            peers: Vec::new(),
-            heartbeat: Duration::from_millis(250),
-            timeout: Duration::from_secs(1),
-            join_timeout: Duration::from_millis(1500),
-            history: chat_core::buffer::DEFAULT_HISTORY,
-            sync_window: 256,
-            seed,
-        }
-    }
-}
-
-/// What the node receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// A frame from a TCP connection.
-    Receive(Envelope),
-    /// A multicast datagram.
-    Datagram(Envelope),
-    /// The TCP link to the node listening at this address broke (messages in flight are lost).
-    LinkDown(SocketAddr),
-    /// Leave cleanly (hand over first if coordinator).
-    Leave,
-}
-
-/// What the node asks its driver to do or report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send a frame over TCP to the node listening at `to`.
-    Send {
-        /// Destination address.
-        to: SocketAddr,
-        /// The frame.
-        msg: Envelope,
-    },
-    /// Send a datagram to the multicast group.
-    Multicast(Envelope),
-    /// Report an event to the program.
-    Event(Event),
-    /// An own message was ordered.
-    Sent {
-        /// Its ID.
-        id: MessageId,
-        /// Named recipients that were not online.
-        unknown: Vec<UserName>,
-    },
-    /// An own message was refused.
-    SendFailed {
-        /// Its ID.
-        id: MessageId,
-        /// Why.
-        error: CoreError,
-    },
-    /// This node has (a new) ID.
-    Joined {
-        /// The ID.
-        id: NodeId,
-    },
-    /// The join was refused; the node is closed.
-    Refused {
-        /// Why.
-        code: ErrorCode,
-        /// Human-readable reason.
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Joining { nonce: u64, retry_at: Instant, give_up_at: Instant },
-    Member,
+/// What the node is doing.
+#[derive(Debug)]
+enum Role {
+    /// Looking for a group.
+    Joining(Joining),
+    /// A member following a coordinator (or electing one).
+    Member(Follower),
+    /// The coordinator of the group.
+    Coordinator(Box<Coordinator>),
+    /// Left or refused: closed.
     Left,
+}
+
+/// What a role's handler asks the node to do next.
+#[derive(Debug)]
+#[must_use]
+enum Next {
+    /// Stay in this role.
+    Stay,
+    /// Join again, through this address too if given.
+    Rejoin(Option<SocketAddr>),
+    /// Switch to this role.
+    Become(Role),
+    /// As coordinator, take a new term above this one (a member holds it).
+    ReassertAbove(Term),
+}
+
+/// Who a received message comes from, as far as the node can tell.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// A multicast datagram (from anybody).
+    Multicast,
+    /// A TCP frame from a node without an ID (a joiner, or a request a member forwarded).
+    Anonymous,
+    /// A TCP frame from node `id`.
+    Node(NodeId),
 }
 
 /// One node; see the module documentation.
 #[derive(Debug)]
 pub struct Node {
-    cfg: NodeConfig,
-    rng: Rng,
-    phase: Phase,
-    id: Option<NodeId>,
-    bully: Bully,
-    view: View,
-    alloc: Allocator,
-    log: Log,
-    history: MessageBuffer,
-    clock: LamportClock,
-    pending: BTreeMap<MessageId, Submission>,
-    next_seq: u64,
-    coord: Option<CoordState>,
-    /// The last term this node followed (kept while it is between coordinators).
-    followed: Option<Term>,
-    last_heard: Instant,
-    /// Addresses of nodes heard from, for answering nodes outside the view (bounded).
-    addrs: HashMap<NodeId, SocketAddr>,
-    out: VecDeque<Output>,
+    common: Common,
+    role: Role,
 }
 
 impl Node {
     /// A node that starts joining at `now`.
     pub fn new(now: Instant, cfg: NodeConfig) -> Self {
-        let mut node = Node {
-            rng: Rng::new(cfg.seed),
-            phase: Phase::Left,
-            id: None,
-            bully: Bully::new(NodeId(0), ElectionConfig::default()),
-            view: View::default(),
-            alloc: Allocator::default(),
-            log: Log::new(cfg.sync_window),
-            history: MessageBuffer::new(cfg.history),
-            clock: LamportClock::new(NodeId(0)),
-            pending: BTreeMap::new(),
-            next_seq: 1,
-            coord: None,
-            followed: None,
-            last_heard: now,
-            addrs: HashMap::new(),
-            out: VecDeque::new(),
-            cfg,
-        };
+        let mut node = Node { common: Common::new(cfg), role: Role::Left };
         node.rejoin(now, None);
         node
     }
@@ -194,61 +111,52 @@ impl Node {
 
     /// This node's ID, once admitted.
     pub fn id(&self) -> Option<NodeId> {
-        self.id
+        self.common.id
     }
 
     /// The user name.
     pub fn name(&self) -> &UserName {
-        &self.cfg.name
+        &self.common.cfg.name
     }
 
     /// The coordinator, if known.
     pub fn coordinator(&self) -> Option<NodeId> {
-        self.bully.coordinator()
+        self.common.coordinator()
     }
 
     /// The current term, if a coordinator is known.
     pub fn term(&self) -> Option<Term> {
-        self.bully.term()
+        self.common.term()
     }
 
     /// Whether this node is the coordinator (and done syncing).
     pub fn is_coordinator(&self) -> bool {
-        self.coord.as_ref().is_some_and(|c| !c.is_syncing()) && self.bully.is_coordinator()
+        matches!(&self.role, Role::Coordinator(c) if !c.is_syncing()) && self.common.bully.is_coordinator()
     }
 
     /// Whether the node is a member of a group (not joining, not left).
     pub fn is_member(&self) -> bool {
-        self.phase == Phase::Member
+        matches!(self.role, Role::Member(_) | Role::Coordinator(_))
     }
 
     /// Whether the node has left or was refused.
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Left
+        matches!(self.role, Role::Left)
     }
 
     /// The members, this node included, with the coordinator flagged.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let coordinator = self.coordinator();
-        self.view
-            .iter()
-            .map(|m| PeerInfo {
-                name: m.name.clone(),
-                node_id: Some(m.id),
-                addr: Some(m.addr),
-                coordinator: Some(m.id) == coordinator,
-            })
-            .collect()
+        self.common.view.ids().into_iter().filter_map(|id| self.common.peer_info(id)).collect()
     }
 
     /// The last `limit` messages this node may see, oldest first.
     pub fn history(&self, limit: usize) -> Vec<ChatMessage> {
-        self.history.last(limit)
+        self.common.history.last(limit)
     }
 
     /// Own messages not yet ordered.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.common.pending.len()
     }
 
     // ---------------------------------------------------------------- inputs
@@ -256,59 +164,70 @@ impl Node {
     /// Submits an own message; returns its ID at once. The message is kept until the coordinator
     /// orders it, and resubmitted to every new coordinator.
     pub fn submit(&mut self, _now: Instant, msg: OutgoingMessage) -> Result<MessageId, CoreError> {
-        if self.phase == Phase::Left {
+        if self.is_closed() {
             return Err(CoreError::Closed("the node has left".into()));
         }
-        chat_core::check_body(&msg.body)?;
-        if self.pending.len() >= MAX_PENDING {
-            return Err(CoreError::Rejected {
-                code: ErrorCode::Busy,
-                message: "too many unacknowledged messages".into(),
-            });
+        let sub = self.common.new_submission(msg)?;
+        let id = sub.id;
+        let common = &mut self.common;
+        let me = common.me();
+        match &mut self.role {
+            Role::Coordinator(c) => c.on_submit(common, me, sub),
+            Role::Member(_) => {
+                if let Some(to) = common.coordinator_addr() {
+                    common.send_to(to, PeerMsg::Submit(sub));
+                }
+            }
+            // Resubmitted once admitted.
+            Role::Joining(_) | Role::Left => {}
         }
-        let origin = self.id.unwrap_or_default();
-        let id = MessageId::new(origin, self.next_seq);
-        self.next_seq += 1;
-        let sent_at = self.clock.observe(msg.sent_at);
-        let sub = Submission { id, sender: self.cfg.name.clone(), recipients: msg.recipients, body: msg.body, sent_at };
-        self.pending.insert(id, sub.clone());
-        self.forward_submission(sub);
         Ok(id)
     }
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Receive(env) => self.receive(now, env, false),
-            Input::Datagram(env) => self.receive(now, env, true),
-            Input::LinkDown(addr) => self.link_down(now, addr),
+            Input::Receive(Envelope { from, addr, msg }) => {
+                let via = from.map_or(Via::Anonymous, Via::Node);
+                self.receive(now, via, addr, msg);
+            }
+            Input::Datagram(Envelope { addr, msg, .. }) => self.receive(now, Via::Multicast, addr, msg),
+            Input::LinkDown(addr) => {
+                let common = &mut self.common;
+                let next = match &mut self.role {
+                    Role::Member(f) => f.link_down(common, now, addr),
+                    Role::Coordinator(c) => c.link_down(common, addr),
+                    Role::Joining(_) | Role::Left => Next::Stay,
+                };
+                self.apply(now, next);
+            }
             Input::Leave => self.leave(now),
         }
     }
 
     /// Fires every deadline that has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Left => return,
-            Phase::Joining { nonce, retry_at, give_up_at } => {
-                if now >= give_up_at {
-                    self.found(now);
-                } else if now >= retry_at {
-                    self.send_join_requests(nonce, None);
-                    let retry_at = now + self.cfg.heartbeat * 2;
-                    self.phase = Phase::Joining { nonce, retry_at, give_up_at };
-                }
+        match &mut self.role {
+            Role::Left => return,
+            Role::Joining(j) => {
+                let next = j.on_timeout(&mut self.common, now);
+                self.apply(now, next);
                 return;
             }
-            Phase::Member => {}
+            Role::Member(_) | Role::Coordinator(_) => {}
         }
-        self.bully.handle_timeout(now);
+        self.common.bully.handle_timeout(now);
         self.pump_election(now);
-        if self.coord.is_some() {
-            self.coordinator_timeout(now);
-        } else {
-            self.member_timeout(now);
+        if matches!(self.role, Role::Coordinator(_)) {
+            self.finish_sync(now);
         }
+        let common = &mut self.common;
+        let next = match &mut self.role {
+            Role::Coordinator(c) => c.on_timeout(common, now),
+            Role::Member(f) => f.on_timeout(common, now),
+            Role::Joining(_) | Role::Left => Next::Stay,
+        };
+        self.apply(now, next);
     }
 
     // ---------------------------------------------------------------- outputs
@@ -316,144 +235,18 @@ impl Node {
     /// The next output, if any.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.common.out.pop_front()
     }
 
     /// When [`Node::handle_timeout`] must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mine = match self.phase {
-            Phase::Left => return None,
-            Phase::Joining { retry_at, give_up_at, .. } => return Some(retry_at.min(give_up_at)),
-            Phase::Member => match &self.coord {
-                Some(c) => Some(c.deadline()),
-                // While electing, the election's own deadlines drive progress.
-                None if self.bully.is_electing() => None,
-                None => Some(self.last_heard + self.cfg.timeout),
-            },
+        let mine = match &self.role {
+            Role::Left => return None,
+            Role::Joining(j) => return Some(j.deadline()),
+            Role::Coordinator(c) => Some(c.deadline()),
+            Role::Member(f) => f.deadline(&self.common),
         };
-        [mine, self.bully.poll_timeout()].into_iter().flatten().min()
-    }
-
-    // ---------------------------------------------------------------- plumbing
-
-    fn envelope(&self, wire: Wire) -> Envelope {
-        Envelope { from: self.id, addr: self.cfg.addr, wire }
-    }
-
-    fn send_to(&mut self, to: SocketAddr, wire: Wire) {
-        let msg = self.envelope(wire);
-        self.out.push_back(Output::Send { to, msg });
-    }
-
-    fn send_id(&mut self, to: NodeId, wire: Wire) {
-        if let Some(addr) = self.view.get(to).map(|m| m.addr).or_else(|| self.addrs.get(&to).copied()) {
-            self.send_to(addr, wire);
-        }
-    }
-
-    fn event(&mut self, event: Event) {
-        self.out.push_back(Output::Event(event));
-    }
-
-    fn coordinator_addr(&self) -> Option<SocketAddr> {
-        self.coordinator().and_then(|c| self.view.get(c)).map(|m| m.addr)
-    }
-
-    fn peer_info(&self, id: NodeId) -> Option<PeerInfo> {
-        self.view.get(id).map(|m| PeerInfo {
-            name: m.name.clone(),
-            node_id: Some(m.id),
-            addr: Some(m.addr),
-            coordinator: self.coordinator() == Some(m.id),
-        })
-    }
-
-    fn sync_peers(&mut self) {
-        self.bully.set_peers(self.view.ids());
-    }
-
-    /// Drains the election's outputs into node outputs.
-    fn pump_election(&mut self, now: Instant) {
-        while let Some(o) = self.bully.poll_output() {
-            match o {
-                ElectionOutput::Send { to, msg } => self.send_id(to, Wire::Election(msg)),
-                ElectionOutput::CoordinatorChanged { term } => self.coordinator_changed(now, term),
-            }
-        }
-    }
-
-    fn coordinator_changed(&mut self, now: Instant, term: Term) {
-        self.last_heard = now;
-        if let Some(held) = self.log.lineage().filter(|l| *l > term && Some(term.coordinator) != self.id) {
-            // Following `term` would order positions below ones this node holds (it followed
-            // another side of a partition that reached a newer term). Refuse, and call an election
-            // claiming an epoch above `held`: the coordinator answers by taking a newer term.
-            tracing::info!(me = ?self.id, offered = %term, %held, "refusing a term older than the log");
-            self.bully.step_down();
-            self.bully.observe_epoch(held.epoch + 1);
-            self.bully.handle(now, crate::election::ElectionInput::Start);
-            self.pump_election(now);
-            return;
-        }
-        let readopted = self.followed == Some(term);
-        self.followed = Some(term);
-        if Some(term.coordinator) == self.id {
-            self.become_coordinator(now, term);
-        } else {
-            self.coord = None;
-            // Acknowledge what arrived while no coordinator was known, so commits resume.
-            let index = self.log.held_index(term);
-            if index > 0 {
-                self.send_id(term.coordinator, Wire::Ack { term, index });
-            }
-            // Messages submitted while no coordinator was known went nowhere. A new term's sync asks
-            // for them (`SyncRequest`); a term adopted again after an election does not: send them now
-            // (a copy the coordinator already ordered is answered `Duplicate`).
-            if readopted {
-                let pending: Vec<Submission> = self.pending.values().cloned().collect();
-                for sub in pending {
-                    self.send_id(term.coordinator, Wire::Submit(sub));
-                }
-            }
-        }
-        if let Some(m) = self.view.get(term.coordinator) {
-            let event = Event::CoordinatorChanged { name: m.name.clone(), node_id: m.id, epoch: term.epoch };
-            self.event(event);
-        }
-    }
-
-    fn receive(&mut self, now: Instant, env: Envelope, datagram: bool) {
-        if self.phase == Phase::Left {
-            return;
-        }
-        if let Phase::Joining { nonce, .. } = self.phase {
-            self.receive_joining(now, env, nonce);
-            return;
-        }
-        if datagram {
-            match env.wire {
-                Wire::Beacon { term, addr } => self.on_beacon(now, term, addr),
-                Wire::JoinRequest { name, addr, nonce, clock } if self.coord.is_some() => {
-                    self.clock.observe(chat_core::Timestamp::new(clock, NodeId::default()));
-                    self.on_join_request(now, name, addr, nonce)
-                }
-                _ => {}
-            }
-            return;
-        }
-        if let Some(from) = env.from {
-            if self.addrs.len() >= 4 * MAX_PEERS {
-                self.addrs.clear();
-            }
-            self.addrs.insert(from, env.addr);
-            if let Some(c) = self.coord.as_mut() {
-                c.heard(from, now);
-            }
-        }
-        if self.coord.is_some() && self.coordinator_receive(now, &env) {
-            return;
-        }
-        self.member_receive(now, env);
+        [mine, self.common.bully.poll_timeout()].into_iter().flatten().min()
     }
 }

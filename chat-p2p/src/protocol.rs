@@ -8,7 +8,6 @@
 //! | `Joined` / `Left`       | TCP                | coordinator → members     | membership changes                       |
 //! | `Heartbeat` / `Alive`   | TCP                | coordinator ⇄ member      | failure detection, commit point, clock   |
 //! | `Beacon`                | multicast          | coordinator → group       | lets partitioned coordinators find each other |
-//! | `Merge`                 | TCP                | (legacy)                  | no longer sent; ignored on receipt       |
 //! | `NotMember` / `Stale`   | TCP                | coordinator / member      | "rejoin" / "your term is over: rejoin at `addr`" (also a lower coordinator handing its group to a higher one after a heal) |
 //! | `Election(..)`          | TCP                | any                       | Bully: see [`crate::election`]           |
 //! | `Submit`                | TCP                | sender → coordinator      | a message to order (`MessageId` = dedup key) |
@@ -96,7 +95,7 @@ pub struct Submission {
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Wire {
+pub enum PeerMsg {
     /// A node asks to be admitted.
     JoinRequest {
         /// Requested name.
@@ -169,14 +168,6 @@ pub enum Wire {
         term: Term,
         /// Its address.
         addr: SocketAddr,
-    },
-    /// Legacy: a lower coordinator handed its members to a higher one. No longer sent (groups now
-    /// merge by rejoining the higher coordinator, see `Stale`); ignored on receipt.
-    Merge {
-        /// The members, the sender included.
-        members: Vec<Member>,
-        /// The highest epoch the sender knows.
-        epoch: u64,
     },
     /// "You are not a member of my group: rejoin."
     NotMember {
@@ -260,5 +251,5 @@ pub struct Envelope {
     /// The sender's listening address.
     pub addr: SocketAddr,
     /// The message.
-    pub wire: Wire,
+    pub msg: PeerMsg,
 }

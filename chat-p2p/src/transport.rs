@@ -4,7 +4,8 @@
 //! [`join`] binds the TCP listener and the multicast socket, starts the node task (see
 //! [`crate::runtime`]) and resolves once the node is a member of a group, having been admitted by
 //! its coordinator or having founded the group itself when nobody answered within
-//! [`P2pConfig::join_timeout`]. Every method of the handle is a short hand-off to that task
+//! [`P2pConfig::join_timeout`]. [`join_on`] does the same on an in-memory
+//! [`MemoryNetwork`] (for tests). Every method of the transport is a short hand-off to that task
 //! through bounded channels.
 
 use std::collections::hash_map::RandomState;
@@ -16,16 +17,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::{ChatMessage, CoreError, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName};
 use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
+use chat_transport::memory::MemoryNetwork;
+use chat_transport::{Dialer, Listener, TcpDialer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::P2pError;
 use crate::node::{Node, NodeConfig};
-use crate::runtime::{Command, Driver, EVENT_QUEUE, Shared, now};
+use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NodeRequest, Shared, now};
 
-/// Local commands queued for the node task.
-const COMMAND_QUEUE: usize = 64;
+/// Local requests queued for the node task.
+const REQUEST_QUEUE: usize = 64;
+/// The failure timeout [`P2pConfig::with_heartbeat`] sets, in heartbeats.
+pub const TIMEOUT_HEARTBEATS: u32 = 4;
 
 /// Settings of a P2P node.
 #[derive(Debug, Clone)]
@@ -67,6 +72,17 @@ impl P2pConfig {
             history: node.history,
         }
     }
+
+    /// Sets the heartbeat interval, and the failure timeout to [`TIMEOUT_HEARTBEATS`] (four)
+    /// heartbeats: a coordinator or member counts as dead once it has missed four in a row (the
+    /// defaults, 250 ms and 1 s, follow the same rule). Set [`P2pConfig::timeout`] afterwards to
+    /// choose another timeout.
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self.timeout = heartbeat * TIMEOUT_HEARTBEATS;
+        self
+    }
 }
 
 /// A running P2P node, seen as a [`Transport`].
@@ -75,7 +91,7 @@ impl P2pConfig {
 pub struct P2pTransport {
     name: UserName,
     addr: SocketAddr,
-    commands: mpsc::Sender<Command>,
+    requests: mpsc::Sender<NodeRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     events: mpsc::Receiver<Event>,
     shared: Arc<Shared>,
@@ -88,17 +104,56 @@ pub struct P2pTransport {
 /// Fails with [`P2pError::Refused`] (e.g. `name_taken`) if the coordinator refuses the name, with
 /// [`P2pError::Bind`] if a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
-    let mut addr = listener.local_addr().map_err(|e| P2pError::Bind { what: "tcp listener", source: e.into() })?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(IpAddr::V4(config.interface));
-    }
+    let what = "tcp listener";
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error(what, e))?;
+    let addr = advertised(&config, listener.local_addr().map_err(|e| bind_error(what, e))?);
     let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
     let discovery =
         DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
+    start(config, addr, Network { listener, dialer: TcpDialer, discovery }).await
+}
 
+/// Starts a node on an in-memory network instead of TCP and UDP multicast, and joins (or founds) a
+/// group there: it listens at [`P2pConfig::listen`] on `net` (port 0: a free port), dials through
+/// `net`, and discovers through `net`'s datagram group named [`P2pConfig::group`]. Everything else,
+/// the node task included, is what [`join`] runs, so tests drive real nodes without sockets, with
+/// `tokio::time::pause()` if they want virtual time, and break links with
+/// [`MemoryNetwork::cut`].
+///
+/// Fails as [`join`] does; [`P2pError::Bind`] if the address is taken on `net`.
+pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransport, P2pError> {
+    let what = "in-memory listener";
+    let listener = net.bind(config.listen).map_err(|e| bind_error(what, e))?;
+    let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
+    let dialer = net.dialer(addr);
+    let discovery = net.join_group(config.group, addr);
+    start(config, addr, Network { listener, dialer, discovery }).await
+}
+
+fn bind_error(what: &'static str, e: std::io::Error) -> P2pError {
+    P2pError::Bind { what, source: e.into() }
+}
+
+/// The address a node advertises: where it listens, with an unspecified IP replaced by the
+/// configured interface.
+fn advertised(config: &P2pConfig, mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(IpAddr::V4(config.interface));
+    }
+    addr
+}
+
+/// Starts the node task on `network` and waits until the node is a member of a group.
+async fn start<L, D, G>(
+    config: P2pConfig,
+    addr: SocketAddr,
+    network: Network<L, D, G>,
+) -> Result<P2pTransport, P2pError>
+where
+    L: Listener,
+    D: Dialer,
+    G: Discovery,
+{
     let mut node_config = NodeConfig::new(config.name.clone(), addr, seed(addr));
     node_config.peers = config.peers.clone();
     node_config.heartbeat = config.heartbeat;
@@ -107,13 +162,13 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     node_config.history = config.history;
     let node = Node::new(now(), node_config);
 
-    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = mpsc::channel(1);
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (ready_tx, ready) = oneshot::channel();
     let shared = Arc::new(Shared::default());
-    let driver = Driver::start(node, addr, listener, discovery, event_tx, ready_tx, Arc::clone(&shared));
-    let task = tokio::spawn(driver.run(shutdown_rx, command_rx));
+    let driver = Driver::start(node, addr, network, event_tx, ready_tx, Arc::clone(&shared));
+    let task = tokio::spawn(driver.run(shutdown_rx, request_rx));
 
     // Generous: joining takes at most the join timeout plus an election.
     let limit = config.join_timeout * 4 + config.timeout * 4 + Duration::from_secs(5);
@@ -124,7 +179,7 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
         Err(_) => Err(P2pError::Timeout(limit)),
     };
     match outcome {
-        Ok(()) => Ok(P2pTransport { name: config.name, addr, commands, shutdown, events, shared, task, left: false }),
+        Ok(()) => Ok(P2pTransport { name: config.name, addr, requests, shutdown, events, shared, task, left: false }),
         Err(e) => {
             task.abort();
             Err(e)
@@ -176,7 +231,7 @@ impl Transport for P2pTransport {
 
     async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Send { msg, reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::Send { msg, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -192,13 +247,13 @@ impl Transport for P2pTransport {
 
     async fn peers(&self) -> Result<Vec<PeerInfo>, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Peers { reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::Peers { reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
     }
 
     async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::History { limit, reply }).await.map_err(|_| closed())?;
+        self.requests.send(NodeRequest::History { limit, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
     }
 
@@ -213,5 +268,41 @@ impl Transport for P2pTransport {
         }
         self.events.close();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> P2pConfig {
+        P2pConfig::new(UserName::new("alice").expect("valid name"))
+    }
+
+    #[test]
+    fn with_heartbeat_sets_the_failure_timeout_to_four_heartbeats() {
+        let config = alice().with_heartbeat(Duration::from_millis(100));
+        assert_eq!(config.heartbeat, Duration::from_millis(100));
+        assert_eq!(config.timeout, Duration::from_millis(400));
+        let defaults = alice();
+        assert_eq!(
+            (config.listen, config.group, config.interface, config.peers, config.join_timeout, config.history),
+            (
+                defaults.listen,
+                defaults.group,
+                defaults.interface,
+                defaults.peers,
+                defaults.join_timeout,
+                defaults.history
+            ),
+            "nothing else changes"
+        );
+    }
+
+    #[test]
+    fn the_default_timeout_is_four_default_heartbeats() {
+        let defaults = alice();
+        assert_eq!(defaults.timeout, defaults.heartbeat * TIMEOUT_HEARTBEATS);
+        assert_eq!(alice().with_heartbeat(defaults.heartbeat).timeout, defaults.timeout);
     }
 }

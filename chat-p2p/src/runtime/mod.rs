@@ -4,16 +4,21 @@
 //! and talks to the driver through bounded channels:
 //!
 //! ```text
-//!  accept loop ──► reader task per inbound TCP connection ──┐
-//!  multicast reader (DiscoverySocket) ──────────────────────┤ Inbound (bounded)
-//!  link task per destination (connect, write; EOF = down) ──┘      │
-//!                                                                  ▼
-//!  P2pTransport ── shutdown (leave) ─────────────────────►  driver: select! { biased;
-//!               ── commands (send, peers, history) ─────►     shutdown, inbound, commands,
-//!               ◄─ events (bounded) ──────────────────────    sleep_until(poll_timeout) }
-//!                                                              │ Output::Send ─► link queue (try_send)
-//!                                                              └ Output::Multicast ─► DiscoverySocket
+//!  accept loop (Listener) ──► reader task per inbound connection ──┐
+//!  discovery task (Discovery: receive) ────────────────────────────┤ Inbound (bounded)
+//!  link task per destination (Dialer; write; EOF = down) ──────────┘      │
+//!                                                                         ▼
+//!  P2pTransport ── shutdown (leave) ────────────────────────────►  driver: select! { biased;
+//!               ── requests (send, peers, history) ─────────────►     shutdown, inbound, requests,
+//!               ◄─ events (bounded) ─────────────────────────────    sleep_until(poll_timeout) }
+//!                                                                     │ Output::Send ─► link queue (try_send)
+//!                                                                     └ Output::Multicast ─► discovery task (try_send)
 //! ```
+//!
+//! The shell is generic over where bytes come from: connections are accepted from any
+//! [`Listener`] and dialled through any [`Dialer`], datagrams go through any [`Discovery`] socket.
+//! [`crate::join`] runs it on TCP and UDP multicast; [`crate::join_on`] on a
+//! [`chat_transport::memory::MemoryNetwork`], so tests run real nodes without sockets, in virtual time.
 //!
 //! Links are one-way: a node *dials* every address the node asks it to send to and only writes
 //! on that connection; frames from others arrive on connections they dialled. A link that cannot
@@ -32,10 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_core::{ChatMessage, CoreError, ErrorCode, Event, MessageId, NodeId, OutgoingMessage, PeerInfo, SendReceipt};
-use chat_transport::discovery::DiscoverySocket;
-use chat_transport::{FrameReader, FrameWriter, Role, TransportError, handshake};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use chat_transport::{Dialer, Listener, sleep_until};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -43,7 +45,14 @@ use tracing::{debug, warn};
 
 use crate::P2pError;
 use crate::node::{Input, Node, Output};
-use crate::wire::Envelope;
+use crate::protocol::Envelope;
+use discovery::discovery_task;
+use links::{accept_loop, link_task};
+
+mod discovery;
+mod links;
+
+pub use discovery::Discovery;
 
 /// Events queued for the program; see the slow-consumer policy in the module documentation.
 pub const EVENT_QUEUE: usize = 4096;
@@ -51,17 +60,17 @@ pub const EVENT_QUEUE: usize = 4096;
 pub const LINK_QUEUE: usize = 1024;
 /// Frames (and link reports) queued from all connections to the driver.
 pub const INBOUND_QUEUE: usize = 1024;
-/// Most inbound TCP connections at once; further ones are closed at once.
+/// Most inbound connections at once; further ones are closed at once.
 pub const MAX_INBOUND: usize = 2 * crate::node::MAX_PEERS;
 /// Time allowed to connect to a peer and exchange the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed at leave for queued frames (the handover) to be written.
 pub const LEAVE_FLUSH: Duration = Duration::from_millis(500);
-/// Most frames written in one batch by a link task.
-const WRITE_BATCH: usize = 64;
+/// Datagrams queued for the discovery group; more are dropped (multicast is lossy anyway).
+pub const MULTICAST_QUEUE: usize = 64;
 
-/// What the handle asks the driver for.
-pub(crate) enum Command {
+/// What the transport (`P2pTransport`) asks the driver for.
+pub(crate) enum NodeRequest {
     /// Submit a message; answered once it is ordered or refused.
     Send { msg: OutgoingMessage, reply: oneshot::Sender<Result<SendReceipt, CoreError>> },
     /// The members.
@@ -72,15 +81,15 @@ pub(crate) enum Command {
 
 /// What the network tasks hand to the driver.
 pub(crate) enum Inbound {
-    /// A frame read from a TCP connection.
+    /// A frame read from a connection another node dialled.
     Frame(Envelope),
-    /// A multicast datagram from another node.
+    /// A datagram from another node in the discovery group.
     Datagram(Envelope),
     /// The link task for `addr` (incarnation `generation`) ended with an error.
     LinkDown { addr: SocketAddr, generation: u64 },
 }
 
-/// State the driver shares with the handle (never locked across an `.await`).
+/// State the driver shares with the transport (never locked across an `.await`).
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// The node's current ID.
@@ -111,10 +120,11 @@ struct Link {
 }
 
 /// The task owning the node.
-pub(crate) struct Driver {
+pub(crate) struct Driver<D> {
     node: Node,
     me: SocketAddr,
-    discovery: Arc<DiscoverySocket>,
+    dialer: D,
+    multicast: mpsc::Sender<Envelope>,
     links: HashMap<SocketAddr, Link>,
     next_generation: u64,
     inbound_tx: mpsc::Sender<Inbound>,
@@ -123,7 +133,7 @@ pub(crate) struct Driver {
     pending: HashMap<MessageId, oneshot::Sender<Result<SendReceipt, CoreError>>>,
     ready: Option<oneshot::Sender<Result<(), P2pError>>>,
     shared: Arc<Shared>,
-    /// Accept loop and multicast reader (they run until the driver is dropped).
+    /// Accept loop and discovery task (they run until the driver is dropped).
     background: JoinSet<()>,
     /// Link tasks (awaited at leave so the last frames get out).
     link_tasks: JoinSet<()>,
@@ -135,26 +145,37 @@ pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-impl Driver {
-    /// Builds the driver and starts the accept loop and the multicast reader.
-    pub(crate) fn start(
+/// Where a node's bytes come from and go: its listener, its dialer and its discovery socket.
+pub(crate) struct Network<L, D, G> {
+    /// Accepts the connections other nodes dial.
+    pub(crate) listener: L,
+    /// Dials other nodes.
+    pub(crate) dialer: D,
+    /// The discovery group.
+    pub(crate) discovery: G,
+}
+
+impl<D: Dialer> Driver<D> {
+    /// Builds the driver and starts the accept loop and the discovery task.
+    pub(crate) fn start<L: Listener, G: Discovery>(
         node: Node,
         me: SocketAddr,
-        listener: TcpListener,
-        discovery: DiscoverySocket,
+        network: Network<L, D, G>,
         events: mpsc::Sender<Event>,
         ready: oneshot::Sender<Result<(), P2pError>>,
         shared: Arc<Shared>,
     ) -> Self {
+        let Network { listener, dialer, discovery } = network;
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        let discovery = Arc::new(discovery);
+        let (multicast, outgoing) = mpsc::channel(MULTICAST_QUEUE);
         let mut background = JoinSet::new();
         background.spawn(accept_loop(listener, inbound_tx.clone()));
-        background.spawn(multicast_reader(Arc::clone(&discovery), me, inbound_tx.clone()));
+        background.spawn(discovery_task(discovery, me, outgoing, inbound_tx.clone()));
         Driver {
             node,
             me,
-            discovery,
+            dialer,
+            multicast,
             links: HashMap::new(),
             next_generation: 0,
             inbound_tx,
@@ -169,13 +190,13 @@ impl Driver {
         }
     }
 
-    /// Runs until the node leaves, is refused, or the handle is dropped.
+    /// Runs until the node leaves, is refused, or the transport is dropped.
     pub(crate) async fn run(
         mut self,
         mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
-        mut commands: mpsc::Receiver<Command>,
+        mut requests: mpsc::Receiver<NodeRequest>,
     ) {
-        self.drain().await;
+        self.drain();
         loop {
             if self.node.is_closed() || self.slow {
                 break;
@@ -184,18 +205,18 @@ impl Driver {
             let deadline = self.node.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
-                request = shutdown.recv() => {
+                stop = shutdown.recv() => {
                     self.leave().await;
-                    if let Some(reply) = request {
+                    if let Some(reply) = stop {
                         let _ = reply.send(());
                     }
                     return;
                 }
                 Some(inbound) = self.inbound.recv() => self.inbound(inbound),
-                Some(command) = commands.recv() => self.command(command),
+                Some(request) = requests.recv() => self.request(request),
                 () = sleep_until(deadline) => self.node.handle_timeout(now()),
             }
-            self.drain().await;
+            self.drain();
         }
         if self.slow {
             self.leave().await;
@@ -216,27 +237,27 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Send { msg, reply } => match self.node.submit(now(), msg) {
+    fn request(&mut self, request: NodeRequest) {
+        match request {
+            NodeRequest::Send { msg, reply } => match self.node.submit(now(), msg) {
                 Ok(id) => {
                     self.pending.insert(id, reply);
                 }
                 Err(e) => drop(reply.send(Err(e))),
             },
-            Command::Peers { reply } => drop(reply.send(self.node.peers())),
-            Command::History { limit, reply } => drop(reply.send(self.node.history(limit))),
+            NodeRequest::Peers { reply } => drop(reply.send(self.node.peers())),
+            NodeRequest::History { limit, reply } => drop(reply.send(self.node.history(limit))),
         }
     }
 
     /// Carries out every output of the node.
-    async fn drain(&mut self) {
+    fn drain(&mut self) {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Send { to, msg } => self.send_frame(to, msg),
                 Output::Multicast(msg) => {
-                    if let Err(e) = self.discovery.send(&msg).await {
-                        debug!(error = %e, "multicast send failed");
+                    if let Err(e) = self.multicast.try_send(msg) {
+                        debug!(error = %e, "datagram dropped");
                     }
                 }
                 Output::Event(event) => self.emit(event),
@@ -272,7 +293,7 @@ impl Driver {
                 self.shared.set_ended(ErrorCode::SlowConsumer, "events were not read fast enough".into());
                 self.slow = true;
             }
-            // The handle is gone; the shutdown channel tells the loop.
+            // The transport is gone; the shutdown channel tells the loop.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
@@ -283,7 +304,8 @@ impl Driver {
             let (tx, rx) = mpsc::channel(LINK_QUEUE);
             let generation = self.next_generation;
             self.next_generation += 1;
-            let abort = self.link_tasks.spawn(link_task(to, generation, rx, self.inbound_tx.clone()));
+            let dialer = self.dialer.clone();
+            let abort = self.link_tasks.spawn(link_task(dialer, to, generation, rx, self.inbound_tx.clone()));
             self.links.insert(to, Link { tx, generation, abort });
         }
         let Some(link) = self.links.get(&to) else { return };
@@ -300,142 +322,10 @@ impl Driver {
     /// Leaves the group and gives the link tasks a moment to write the last frames.
     async fn leave(&mut self) {
         self.node.handle(now(), Input::Leave);
-        self.drain().await;
+        self.drain();
         self.links.clear();
         let _ = tokio::time::timeout(LEAVE_FLUSH, async { while self.link_tasks.join_next().await.is_some() {} }).await;
         self.link_tasks.abort_all();
         self.background.abort_all();
-    }
-}
-
-/// Sleeps until `deadline`, or forever if there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Dials `addr`, writes what the driver queues, and reports the link down on any failure.
-async fn link_task(
-    addr: SocketAddr,
-    generation: u64,
-    mut rx: mpsc::Receiver<Envelope>,
-    inbound: mpsc::Sender<Inbound>,
-) {
-    let result: Result<(), TransportError> = async {
-        let connect = async {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            handshake(&mut stream, Role::Peer).await?;
-            Ok::<_, TransportError>(stream)
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| TransportError::Io(std::io::ErrorKind::TimedOut.into()))??;
-        let (mut read, write) = stream.into_split();
-        let mut writer: FrameWriter<_, Envelope> = FrameWriter::new(write);
-        let mut probe = [0u8; 64];
-        loop {
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(env) => {
-                        writer.queue(&env)?;
-                        for _ in 1..WRITE_BATCH {
-                            match rx.try_recv() {
-                                Ok(env) => writer.queue(&env)?,
-                                Err(_) => break,
-                            }
-                        }
-                        writer.flush().await?;
-                    }
-                    None => {
-                        // The driver closed the link (leave): everything queued is written.
-                        writer.shutdown().await?;
-                        return Ok(());
-                    }
-                },
-                // The peer never writes on this connection: end of stream or an error means it is gone.
-                n = read.read(&mut probe) => {
-                    if matches!(n, Ok(0) | Err(_)) {
-                        return Err(TransportError::Io(std::io::ErrorKind::ConnectionReset.into()));
-                    }
-                }
-            }
-        }
-    }
-    .await;
-    if let Err(e) = result {
-        debug!(%addr, error = %e, "link down");
-        let _ = inbound.send(Inbound::LinkDown { addr, generation }).await;
-    }
-}
-
-/// Accepts peers' connections and starts a reader for each (at most [`MAX_INBOUND`]).
-async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
-    let mut readers = JoinSet::new();
-    loop {
-        while readers.try_join_next().is_some() {}
-        match listener.accept().await {
-            Ok((stream, from)) => {
-                if readers.len() >= MAX_INBOUND {
-                    debug!(%from, "too many connections: closing");
-                    continue;
-                }
-                readers.spawn(read_peer(stream, inbound.clone()));
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Reads frames from one inbound connection until it ends.
-async fn read_peer(mut stream: TcpStream, inbound: mpsc::Sender<Inbound>) {
-    let _ = stream.set_nodelay(true);
-    match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut stream, Role::Peer)).await {
-        Ok(Ok(Role::Peer)) => {}
-        other => {
-            debug!(result = ?other.map(|r| r.map_err(|e| e.to_string())), "inbound handshake failed");
-            return;
-        }
-    }
-    let mut reader: FrameReader<_, Envelope> = FrameReader::new(stream);
-    loop {
-        match reader.read_frame().await {
-            Ok(Some(env)) => {
-                if inbound.send(Inbound::Frame(env)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                debug!(error = %e, "inbound connection failed");
-                return;
-            }
-        }
-    }
-}
-
-/// Hands multicast datagrams from other nodes to the driver; drops them if it is busy (UDP).
-async fn multicast_reader(socket: Arc<DiscoverySocket>, me: SocketAddr, inbound: mpsc::Sender<Inbound>) {
-    loop {
-        match socket.recv::<Envelope>().await {
-            Ok((env, _)) => {
-                if env.addr == me {
-                    continue; // our own datagram, looped back
-                }
-                if let Err(mpsc::error::TrySendError::Closed(_)) = inbound.try_send(Inbound::Datagram(env)) {
-                    return;
-                }
-            }
-            Err(e) => {
-                debug!(error = %e, "multicast receive failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }

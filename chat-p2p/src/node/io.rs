@@ -1,0 +1,108 @@
+//! What goes into and out of a [`super::Node`]: its settings, its inputs and its outputs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat_core::{CoreError, ErrorCode, Event, MessageId, NodeId, UserName};
+
+use crate::protocol::Envelope;
+
+/// Most members a group admits.
+pub const MAX_PEERS: usize = 256;
+/// Most unacknowledged own messages; further sends fail with `busy`.
+pub const MAX_PENDING: usize = 1024;
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The user name to join with.
+    pub name: UserName,
+    /// The address this node accepts TCP connections on.
+    pub addr: SocketAddr,
+    /// Known nodes to join through (besides multicast).
+    pub peers: Vec<SocketAddr>,
+    /// Coordinator heartbeat interval.
+    pub heartbeat: Duration,
+    /// Silence after which a coordinator or member is considered dead.
+    pub timeout: Duration,
+    /// How long to look for a coordinator before founding a group.
+    pub join_timeout: Duration,
+    /// Messages kept in the history (and sent to joiners).
+    pub history: usize,
+    /// Delivered entries kept for the failover sync.
+    pub sync_window: usize,
+    /// Seed for nonces and ID blocks.
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    /// Defaults: heartbeat 250 ms, timeout 1 s, join timeout 1.5 s, history 1000, window 256.
+    pub fn new(name: UserName, addr: SocketAddr, seed: u64) -> Self {
+        NodeConfig {
+            name,
+            addr,
+            peers: Vec::new(),
+            heartbeat: Duration::from_millis(250),
+            timeout: Duration::from_secs(1),
+            join_timeout: Duration::from_millis(1500),
+            history: chat_core::buffer::DEFAULT_HISTORY,
+            sync_window: 256,
+            seed,
+        }
+    }
+}
+
+/// What the node receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A frame from a TCP connection.
+    Receive(Envelope),
+    /// A multicast datagram.
+    Datagram(Envelope),
+    /// The TCP link to the node listening at this address broke (messages in flight are lost).
+    LinkDown(SocketAddr),
+    /// Leave cleanly (hand over first if coordinator).
+    Leave,
+}
+
+/// What the node asks its driver to do or report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a frame over TCP to the node listening at `to`.
+    Send {
+        /// Destination address.
+        to: SocketAddr,
+        /// The frame.
+        msg: Envelope,
+    },
+    /// Send a datagram to the multicast group.
+    Multicast(Envelope),
+    /// Report an event to the program.
+    Event(Event),
+    /// An own message was ordered.
+    Sent {
+        /// Its ID.
+        id: MessageId,
+        /// Named recipients that were not online.
+        unknown: Vec<UserName>,
+    },
+    /// An own message was refused.
+    SendFailed {
+        /// Its ID.
+        id: MessageId,
+        /// Why.
+        error: CoreError,
+    },
+    /// This node has (a new) ID.
+    Joined {
+        /// The ID.
+        id: NodeId,
+    },
+    /// The join was refused; the node is closed.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable reason.
+        reason: String,
+    },
+}

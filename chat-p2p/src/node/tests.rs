@@ -1,0 +1,230 @@
+//! Role-level scenarios with exact expected outputs: each test drives one node through
+//! [`Node::handle`] / [`Node::submit`] / [`Node::handle_timeout`] and compares the whole output list.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chat_core::{
+    ChatMessage, CoreError, ErrorCode, Event, MessageId, NodeId, OutgoingMessage, PeerInfo, Recipients, Timestamp,
+    UserName,
+};
+
+use super::*;
+use crate::election::ElectionMsg;
+use crate::protocol::{Entry, Member, Pos, Submission};
+
+/// The coordinator of the member scenarios (above the member, so joining starts no election).
+const COORDINATOR: NodeId = NodeId(20);
+/// The member's ID in the member scenarios.
+const MEMBER: NodeId = NodeId(10);
+
+fn name(s: &str) -> UserName {
+    UserName::new(s).expect("valid name")
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn config(who: &str, port: u16) -> NodeConfig {
+    NodeConfig::new(name(who), addr(port), 7)
+}
+
+fn drain(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+fn envelope(from: Option<NodeId>, port: u16, msg: PeerMsg) -> Envelope {
+    Envelope { from, addr: addr(port), msg }
+}
+
+fn message(to: Recipients, body: &str) -> OutgoingMessage {
+    OutgoingMessage { recipients: to, body: body.into(), sent_at: Timestamp::default() }
+}
+
+/// "alice" at port 1, who found nobody and coordinates a group of one; outputs drained.
+fn founder(t0: Instant) -> Node {
+    let cfg = config("alice", 1);
+    let join_timeout = cfg.join_timeout;
+    let mut node = Node::new(t0, cfg);
+    drain(&mut node);
+    node.handle_timeout(t0 + join_timeout);
+    drain(&mut node);
+    assert!(node.is_coordinator(), "the founder coordinates");
+    node
+}
+
+/// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
+fn carol_request(nonce: u64) -> PeerMsg {
+    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0 }
+}
+
+/// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
+fn member(t0: Instant) -> Node {
+    let mut node = Node::new(t0, config("bob", 2));
+    let nonce = match drain(&mut node).as_slice() {
+        [Output::Multicast(Envelope { msg: PeerMsg::JoinRequest { nonce, .. }, .. })] => *nonce,
+        other => panic!("a joiner multicasts one JoinRequest, not {other:?}"),
+    };
+    let term = Term::new(1, COORDINATOR);
+    let members = vec![
+        Member { id: COORDINATOR, name: name("alice"), addr: addr(1) },
+        Member { id: MEMBER, name: name("bob"), addr: addr(2) },
+    ];
+    let ack =
+        PeerMsg::JoinAck { nonce, id: MEMBER, term, members, history: Vec::new(), start: Pos::new(term, 0), clock: 0 };
+    node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, ack)));
+    let changed = Event::CoordinatorChanged { name: name("alice"), node_id: COORDINATOR, epoch: 1 };
+    assert_eq!(drain(&mut node), vec![Output::Joined { id: MEMBER }, Output::Event(changed)]);
+    node
+}
+
+#[test]
+fn a_coordinator_rejecting_its_own_submission_reports_send_failed_without_sending_anything() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    let id = node.submit(t0, message(Recipients::Unicast(name("bob")), "anyone?")).expect("accepted for ordering");
+    let error = CoreError::Rejected { code: ErrorCode::UnknownUser, message: "not online: bob".into() };
+    assert_eq!(drain(&mut node), vec![Output::SendFailed { id, error }]);
+    assert_eq!(node.pending(), 0);
+}
+
+#[test]
+fn a_lone_coordinator_orders_and_delivers_its_own_message_at_once() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    let id = node.submit(t0, message(Recipients::Broadcast, "hello")).expect("accepted");
+    let out = drain(&mut node);
+    let delivered = node.history(10);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!((delivered[0].id, delivered[0].body.as_str()), (id, "hello"));
+    let expected = vec![Output::Sent { id, unknown: Vec::new() }, Output::Event(Event::Message(delivered[0].clone()))];
+    assert_eq!(out, expected);
+}
+
+/// What the founder outputs when it admits "carol" (given her request's nonce): `PeerJoined`, then
+/// one `JoinAck` with her ID, the term, both members, no history, the start position and the clock.
+fn carol_admitted(node: &Node, nonce: u64) -> Vec<Output> {
+    let term = node.term().expect("a term");
+    let carol = node.peers().into_iter().find(|p| p.name == name("carol")).expect("carol is a member");
+    let carol_id = carol.node_id.expect("an ID");
+    let mut members = vec![
+        Member { id: node.id().expect("an ID"), name: name("alice"), addr: addr(1) },
+        Member { id: carol_id, name: name("carol"), addr: addr(3) },
+    ];
+    // The view lists members by ID.
+    members.sort_by_key(|m| m.id);
+    let ack = PeerMsg::JoinAck {
+        nonce,
+        id: carol_id,
+        term,
+        members,
+        history: Vec::new(),
+        start: Pos::new(term, 0),
+        // The founder's counter 0, after observing carol's 0.
+        clock: 1,
+    };
+    let joined = PeerInfo { name: name("carol"), node_id: Some(carol_id), addr: Some(addr(3)), coordinator: false };
+    vec![Output::Event(Event::PeerJoined(joined)), Output::Send { to: addr(3), msg: envelope(node.id(), 1, ack) }]
+}
+
+#[test]
+fn a_coordinator_admits_a_joiner_and_tells_it_everything_in_one_ack() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    node.handle(t0, Input::Receive(envelope(None, 3, carol_request(99))));
+    let out = drain(&mut node);
+    assert_eq!(out, carol_admitted(&node, 99));
+}
+
+#[test]
+fn a_coordinator_answers_a_rejoiner_signing_with_its_old_id_itself() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    let old_id = NodeId(12_345);
+    node.handle(t0, Input::Receive(envelope(Some(old_id), 3, carol_request(42))));
+    // Admitted at once, with a new ID: no frame to itself.
+    let out = drain(&mut node);
+    assert_eq!(out, carol_admitted(&node, 42));
+    assert!(node.peers().iter().all(|p| p.node_id != Some(old_id)));
+}
+
+#[test]
+fn a_member_forwards_a_join_request_to_the_coordinator() {
+    let t0 = Instant::now();
+    let mut node = member(t0);
+    node.handle(t0, Input::Receive(envelope(None, 3, carol_request(5))));
+    let forwarded = Output::Send { to: addr(1), msg: envelope(None, 3, carol_request(5)) };
+    assert_eq!(drain(&mut node), vec![forwarded]);
+}
+
+#[test]
+fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
+    let t0 = Instant::now();
+    let mut node = member(t0);
+    let id = node.submit(t0, message(Recipients::Broadcast, "hi")).expect("accepted");
+    assert_eq!(id, MessageId::new(MEMBER, 1));
+    let sub = Submission {
+        id,
+        sender: name("bob"),
+        recipients: Recipients::Broadcast,
+        body: "hi".into(),
+        // The JoinAck's counter 0 observed (1), then the send observed (2).
+        sent_at: Timestamp::new(2, MEMBER),
+    };
+    let submit = Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, PeerMsg::Submit(sub)) };
+    assert_eq!(drain(&mut node), vec![submit]);
+    let term = Term::new(1, COORDINATOR);
+    let pos = Pos::new(term, 1);
+    let msg = ChatMessage {
+        id,
+        sender: name("bob"),
+        recipients: Recipients::Broadcast,
+        body: "hi".into(),
+        lamport: Timestamp::new(5, COORDINATOR),
+    };
+    let order = PeerMsg::Order { pos, entry: Entry::Visible(msg.clone()), unknown: Vec::new() };
+    node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
+    let ack = PeerMsg::Ack { term, index: 1 };
+    assert_eq!(drain(&mut node), vec![Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, ack) }]);
+    node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, PeerMsg::Commit { pos })));
+    assert_eq!(drain(&mut node), vec![Output::Sent { id, unknown: Vec::new() }, Output::Event(Event::Message(msg))]);
+}
+
+#[test]
+fn a_member_whose_coordinator_falls_silent_calls_an_election() {
+    let t0 = Instant::now();
+    let mut node = member(t0);
+    let timeout = NodeConfig::new(name("x"), addr(9), 0).timeout;
+    assert_eq!(node.poll_timeout(), Some(t0 + timeout));
+    node.handle_timeout(t0 + timeout);
+    let election = PeerMsg::Election(ElectionMsg::Election { epoch: 1 });
+    assert_eq!(drain(&mut node), vec![Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, election) }]);
+    assert_eq!(node.coordinator(), None);
+    // While the election runs, its own deadline (half the failure timeout) drives the node.
+    assert_eq!(node.poll_timeout(), Some(t0 + timeout + timeout / 2));
+}
+
+#[test]
+fn a_member_expelled_by_its_coordinator_rejoins_through_it() {
+    let t0 = Instant::now();
+    let mut node = member(t0);
+    let later = t0 + Duration::from_millis(10);
+    node.handle(
+        later,
+        Input::Receive(envelope(Some(COORDINATOR), 1, PeerMsg::NotMember { term: Term::new(1, COORDINATOR) })),
+    );
+    let out = drain(&mut node);
+    assert!(!node.is_member() && !node.is_closed(), "joining again");
+    let nonce = match out.first() {
+        Some(Output::Multicast(Envelope { msg: PeerMsg::JoinRequest { nonce, .. }, .. })) => *nonce,
+        other => panic!("a JoinRequest multicast first, not {other:?}"),
+    };
+    // The Lamport counter after observing the JoinAck's 0.
+    let request = PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1 };
+    let expected = vec![
+        Output::Multicast(envelope(Some(MEMBER), 2, request.clone())),
+        Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, request) },
+    ];
+    assert_eq!(out, expected);
+}

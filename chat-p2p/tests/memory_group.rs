@@ -1,0 +1,325 @@
+//! Real P2P nodes (the node task, its links, its discovery) on one in-memory network, in virtual
+//! time: `join_on` instead of `join`, `MemoryNetwork::cut` / `heal` for broken links, and
+//! `tokio::time::pause()` so heartbeats and timeouts cost nothing. Short heartbeats (50 ms,
+//! timeout 250 ms). Every wait is bounded and every node is stopped before the test ends.
+
+use std::time::Duration;
+
+use chat_core::{ChatMessage, Event, MessageId, NodeId, OutgoingMessage, Recipients, Timestamp, Transport, UserName};
+use chat_p2p::{P2pConfig, P2pTransport, join_on};
+use chat_transport::memory::MemoryNetwork;
+
+/// Upper bound (virtual time) for one whole test.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+/// Polling interval of the waits below.
+const POLL: Duration = Duration::from_millis(25);
+/// Most polls of one wait (20 s).
+const MAX_POLLS: usize = 800;
+
+fn name(s: &str) -> UserName {
+    UserName::new(s).expect("valid name")
+}
+
+fn config(who: &str) -> P2pConfig {
+    let mut c = P2pConfig::new(name(who)).with_heartbeat(Duration::from_millis(50));
+    c.join_timeout = Duration::from_millis(400);
+    c
+}
+
+async fn start(net: &MemoryNetwork, who: &str) -> P2pTransport {
+    match tokio::time::timeout(Duration::from_secs(10), join_on(net, config(who))).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => panic!("{who} could not join: {e}"),
+        Err(_) => panic!("{who} did not join in time"),
+    }
+}
+
+/// The coordinator every node agrees on, if every node sees the same `n` members and one coordinator.
+async fn agreed(nodes: &[&P2pTransport], n: usize) -> Option<NodeId> {
+    let mut agreed = None;
+    for t in nodes {
+        let peers = t.peers().await.ok()?;
+        let coordinators: Vec<_> = peers.iter().filter(|p| p.coordinator).filter_map(|p| p.node_id).collect();
+        if peers.len() != n || coordinators.len() != 1 || agreed.is_some_and(|c| c != coordinators[0]) {
+            return None;
+        }
+        agreed = Some(coordinators[0]);
+    }
+    agreed
+}
+
+async fn wait_agreed(nodes: &[&P2pTransport], n: usize) -> NodeId {
+    for _ in 0..MAX_POLLS {
+        if let Some(c) = agreed(nodes, n).await {
+            return c;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let mut views = Vec::new();
+    for t in nodes {
+        let view: Vec<String> = t
+            .peers()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|p| format!("{}={}{}", p.name, p.node_id.unwrap_or_default(), if p.coordinator { "*" } else { "" }))
+            .collect();
+        views.push(format!("{}({:?}): {}", t.local_name(), t.local_node_id(), view.join(" ")));
+    }
+    panic!("no agreement on {n} members and one coordinator:\n{}", views.join("\n"))
+}
+
+/// Starts `names` one after the other, each admission settled before the next.
+async fn group(net: &MemoryNetwork, names: &[&str]) -> Vec<P2pTransport> {
+    let mut nodes = Vec::new();
+    for who in names {
+        nodes.push(start(net, who).await);
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        wait_agreed(&refs, refs.len()).await;
+    }
+    nodes
+}
+
+/// The highest node ID among `nodes`: Bully's coordinator.
+fn highest(nodes: &[P2pTransport]) -> NodeId {
+    nodes.iter().filter_map(|t| t.local_node_id()).max().expect("IDs")
+}
+
+async fn say(t: &P2pTransport, body: &str) -> MessageId {
+    let msg = OutgoingMessage { recipients: Recipients::Broadcast, body: body.into(), sent_at: Timestamp::default() };
+    match tokio::time::timeout(Duration::from_secs(10), t.send(msg)).await {
+        Ok(Ok(receipt)) => receipt.id,
+        Ok(Err(e)) => panic!("{} could not send {body:?}: {e}", t.local_name()),
+        Err(_) => panic!("{} got no receipt for {body:?}", t.local_name()),
+    }
+}
+
+/// Everybody says `body` (with its index) at once.
+async fn everybody_says(nodes: &[P2pTransport], body: &str) {
+    let sends = nodes.iter().enumerate().map(|(i, t)| async move {
+        say(t, &format!("{body} {i}")).await;
+    });
+    for_all(sends).await;
+}
+
+/// Runs futures concurrently on this task.
+async fn for_all<F: std::future::Future<Output = ()>>(futures: impl IntoIterator<Item = F>) {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+}
+
+/// Receives events until `count` messages have been delivered; returns them and the other events.
+async fn messages(t: &mut P2pTransport, count: usize) -> (Vec<ChatMessage>, Vec<Event>) {
+    let mut got = Vec::new();
+    let mut other = Vec::new();
+    for _ in 0..10_000 {
+        if got.len() >= count {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), t.recv()).await {
+            Ok(Some(Event::Message(m))) => got.push(m),
+            Ok(Some(e)) => other.push(e),
+            Ok(None) => panic!("{} closed", t.local_name()),
+            Err(_) => panic!("{} has {} of {count} messages: {got:#?}", t.local_name(), got.len()),
+        }
+    }
+    (got, other)
+}
+
+/// Every node delivers `count` messages, each once, all in the same sequence; returns it.
+async fn same_sequence_everywhere(nodes: &mut [P2pTransport], count: usize) -> Vec<ChatMessage> {
+    let mut first: Option<Vec<ChatMessage>> = None;
+    for t in nodes.iter_mut() {
+        let (got, _) = messages(t, count).await;
+        let mut ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "{} delivered a duplicate: {got:?}", t.local_name());
+        match &first {
+            None => first = Some(got),
+            Some(seq) => assert_eq!(
+                got.iter().map(|m| m.id).collect::<Vec<_>>(),
+                seq.iter().map(|m| m.id).collect::<Vec<_>>(),
+                "{} delivers another sequence",
+                t.local_name()
+            ),
+        }
+    }
+    first.unwrap_or_default()
+}
+
+async fn stop(nodes: Vec<P2pTransport>) {
+    for mut t in nodes {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t.leave()).await;
+        for _ in 0..MAX_POLLS {
+            if t.is_finished() {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(t.is_finished(), "{} still runs after leave", t.local_name());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_forms_and_every_node_delivers_the_same_sequence() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let mut nodes = group(&net, &["alice", "bob", "carol", "dave"]).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        assert_eq!(wait_agreed(&refs, 4).await, highest(&nodes), "the highest ID coordinates");
+        for round in 0..3 {
+            everybody_says(&nodes, &format!("round {round}")).await;
+        }
+        let seq = same_sequence_everywhere(&mut nodes, 12).await;
+        for round in 0..3 {
+            for i in 0..4 {
+                let body = format!("round {round} {i}");
+                assert!(seq.iter().any(|m| m.body == body), "{body:?} was delivered");
+            }
+        }
+        stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_others_elect_the_highest_live_id_when_the_coordinator_is_killed_and_keep_chatting() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let mut nodes = group(&net, &["alice", "bob", "carol", "dave"]).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        let old = wait_agreed(&refs, 4).await;
+        everybody_says(&nodes, "before").await;
+        let at = nodes.iter().position(|t| t.local_node_id() == Some(old)).expect("the coordinator is one of us");
+        let mut dead = nodes.remove(at);
+        dead.abort();
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        let new = wait_agreed(&refs, 3).await;
+        assert_ne!(new, old);
+        assert_eq!(new, highest(&nodes), "the highest live ID coordinates");
+        everybody_says(&nodes, "after").await;
+        // The 4 messages from before the crash (the coordinator's included: it was ordered) and the
+        // 3 after, each exactly once, in one sequence.
+        let mut delivered = Vec::new();
+        for t in &mut nodes {
+            let (got, other) = messages(t, 7).await;
+            assert!(
+                other.iter().any(|e| matches!(e, Event::CoordinatorChanged { node_id, .. } if *node_id == new)),
+                "{} was told about the new coordinator",
+                t.local_name()
+            );
+            delivered.push(got);
+        }
+        for got in &delivered {
+            assert_eq!(
+                got.iter().map(|m| m.id).collect::<Vec<_>>(),
+                delivered[0].iter().map(|m| m.id).collect::<Vec<_>>()
+            );
+        }
+        let mut bodies: Vec<&str> = delivered[0].iter().map(|m| m.body.as_str()).collect();
+        bodies.sort();
+        let expected = ["after 0", "after 1", "after 2", "before 0", "before 1", "before 2", "before 3"];
+        assert_eq!(bodies, expected);
+        stop(nodes).await;
+        assert!(dead.is_finished());
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_between_two_members_changes_nothing() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let mut nodes = group(&net, &["alice", "bob", "carol", "dave"]).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        let coordinator = wait_agreed(&refs, 4).await;
+        let members: Vec<usize> = (0..4).filter(|i| nodes[*i].local_node_id() != Some(coordinator)).collect();
+        let (a, b) = (members[0], members[1]);
+        for t in &mut nodes {
+            queued_events(t).await; // how the group formed
+        }
+        // Members talk only to the coordinator (elections aside): a cut between two of them breaks
+        // whatever links they had and nothing else.
+        net.cut(nodes[a].local_addr(), nodes[b].local_addr());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        assert_eq!(agreed(&refs, 4).await, Some(coordinator), "same members, same coordinator");
+        for round in 0..2 {
+            everybody_says(&nodes, &format!("cut {round}")).await;
+        }
+        let mut first: Option<Vec<MessageId>> = None;
+        for t in &mut nodes {
+            let (got, mut events) = messages(t, 8).await;
+            events.extend(queued_events(t).await);
+            assert!(events.is_empty(), "{} saw the group change: {events:?}", t.local_name());
+            let ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+            assert_eq!(ids, *first.get_or_insert_with(|| ids.clone()), "{} delivers another sequence", t.local_name());
+        }
+        net.heal();
+        stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_cut_off_from_the_coordinator_is_back_in_one_group_after_the_heal() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let mut nodes = group(&net, &["alice", "bob", "carol", "dave"]).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        let coordinator = wait_agreed(&refs, 4).await;
+        let c = nodes.iter().position(|t| t.local_node_id() == Some(coordinator)).expect("the coordinator");
+        let m = (c + 1) % nodes.len();
+        // The coordinator drops the member whose link broke; the member, cut off from it, calls
+        // elections the others ignore (it is no longer in their view) or answer. Bully cannot tell
+        // a cut from a crash: what is promised is the state after the heal.
+        net.cut(nodes[c].local_addr(), nodes[m].local_addr());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        net.heal();
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        let after = wait_agreed(&refs, 4).await;
+        assert_eq!(after, highest(&nodes), "one coordinator again, the highest live ID");
+        everybody_says(&nodes, "healed").await;
+        // Messages from before the heal are not compared; the four from after are delivered by every
+        // node, each once, in the same relative order.
+        let mut orders = Vec::new();
+        for t in &mut nodes {
+            let mut seen: Vec<MessageId> = Vec::new();
+            for _ in 0..100 {
+                if seen.len() == 4 {
+                    break;
+                }
+                let (got, _) = messages(t, 1).await;
+                seen.extend(got.iter().filter(|m| m.body.starts_with("healed")).map(|m| m.id));
+            }
+            assert_eq!(seen.len(), 4, "{} got every message sent after the heal", t.local_name());
+            orders.push(seen);
+        }
+        for order in &orders {
+            assert_eq!(order, &orders[0], "one order after the heal");
+        }
+        stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// Events already queued, without waiting for more.
+async fn queued_events(t: &mut P2pTransport) -> Vec<Event> {
+    let mut events = Vec::new();
+    for _ in 0..10_000 {
+        match tokio::time::timeout(Duration::from_millis(5), t.recv()).await {
+            Ok(Some(e)) => events.push(e),
+            _ => break,
+        }
+    }
+    events
+}
