@@ -110,7 +110,7 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
     let discovery =
         DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
-    start(config, addr, Network { listener, dialer: TcpDialer, discovery }).await
+    start(config, addr, Network { listener, dialer: TcpDialer::default(), discovery }).await
 }
 
 /// Starts a node on an in-memory network instead of TCP and UDP multicast, and joins (or founds) a
