@@ -19,10 +19,10 @@ pub type Line = Result<String, String>;
 /// above the prompt without garbling it.
 pub fn start() -> (mpsc::Receiver<Line>, Option<Box<dyn Sink>>) {
     let (tx, rx) = mpsc::channel(64);
-    if std::io::stdin().is_terminal() {
-        if let Some(sink) = start_editor(tx.clone()) {
-            return (rx, Some(sink));
-        }
+    if std::io::stdin().is_terminal()
+        && let Some(sink) = start_editor(tx.clone())
+    {
+        return (rx, Some(sink));
     }
     tokio::spawn(read_pipe(tx));
     (rx, None)

@@ -244,11 +244,11 @@ impl Common {
 
     /// A `Heartbeat` of an older term than the one followed here: tell its sender who rules now.
     pub(super) fn answer_stale_heartbeat(&mut self, sender: SocketAddr, term: Term) {
-        if self.term().is_some_and(|t| t > term) {
-            if let Some(addr) = self.coordinator_addr() {
-                let current = self.term().unwrap_or(term);
-                self.send_to(sender, PeerMsg::Stale { term: current, addr });
-            }
+        if self.term().is_some_and(|t| t > term)
+            && let Some(addr) = self.coordinator_addr()
+        {
+            let current = self.term().unwrap_or(term);
+            self.send_to(sender, PeerMsg::Stale { term: current, addr });
         }
     }
 

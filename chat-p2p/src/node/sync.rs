@@ -89,10 +89,10 @@ impl Coordinator {
         }
         common.clock.observe(Timestamp::new(clock, from));
         let lineage = entries.last().map(|(p, _)| *p).max(last).map(|p| p.term);
-        if let Some(sync) = self.syncing.as_mut() {
-            if sync.waiting.remove(&from) {
-                sync.reports.insert(from, Report { last, lineage, entries });
-            }
+        if let Some(sync) = self.syncing.as_mut()
+            && sync.waiting.remove(&from)
+        {
+            sync.reports.insert(from, Report { last, lineage, entries });
         }
         self.finish_sync(common, now)
     }

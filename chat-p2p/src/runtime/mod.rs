@@ -278,10 +278,10 @@ impl<D: Dialer> Driver<D> {
                 },
             }
         }
-        if self.node.is_member() {
-            if let Some(ready) = self.ready.take() {
-                let _ = ready.send(Ok(()));
-            }
+        if self.node.is_member()
+            && let Some(ready) = self.ready.take()
+        {
+            let _ = ready.send(Ok(()));
         }
     }
 

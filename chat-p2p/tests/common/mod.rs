@@ -132,10 +132,10 @@ pub fn for_seeds(test: &str, first: u64, faults: Faults, check: impl Fn(&Sim) ->
                     let sim = run(seed, faults);
                     if let Err(e) = check(&sim) {
                         let report = format!("{e}\n{}", describe(&sim));
-                        if let Ok(mut f) = failure.lock() {
-                            if f.as_ref().is_none_or(|(s, _)| seed < *s) {
-                                *f = Some((seed, report));
-                            }
+                        if let Ok(mut f) = failure.lock()
+                            && f.as_ref().is_none_or(|(s, _)| seed < *s)
+                        {
+                            *f = Some((seed, report));
                         }
                     }
                 }

@@ -45,10 +45,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
     let mut segments: Vec<Bytes> = Vec::new();
     loop {
         // A kick drops the queue too: look for it before taking a closed queue for a clean end.
-        if kill_armed {
-            if let Ok((code, reason)) = kill.try_recv() {
-                return close_with(write, std::mem::take(&mut segments), code, reason).await;
-            }
+        if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+            return close_with(write, std::mem::take(&mut segments), code, reason).await;
         }
         // The owner forgot this connection (it left, or the server is stopping) and everything queued
         // for it is written: close. The stream is not followed any further.

@@ -359,7 +359,6 @@ impl Journal {
 
 /// Takes the data directory's exclusive lock and records this process's ID in it; fails with
 /// [`ServerError::Locked`] if another process holds it.
-#[allow(clippy::incompatible_msrv)] // File::try_lock (1.89): the workspace's rust-version is raised to match
 fn lock_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     use std::io::{Read, Seek, SeekFrom};
     let path = dir.join(LOCK_FILE);

@@ -72,12 +72,12 @@ impl Admission {
 
     /// `conn` no longer waits to log in (it did, or it is gone).
     fn settle(&mut self, conn: ConnId) {
-        if let Some(addr) = self.pending.remove(&conn) {
-            if let Some(n) = self.per_addr.get_mut(&addr) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_addr.remove(&addr);
-                }
+        if let Some(addr) = self.pending.remove(&conn)
+            && let Some(n) = self.per_addr.get_mut(&addr)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&addr);
             }
         }
     }

@@ -136,10 +136,11 @@ fn agree(nodes: &mut [Node], not: Option<&str>, deadline: Instant) -> Option<Str
             n.poll();
         }
         let names: Vec<Option<String>> = nodes.iter().map(|n| n.coordinator().map(|(_, c)| c)).collect();
-        if let Some(Some(first)) = names.first() {
-            if names.iter().all(|c| c.as_deref() == Some(first.as_str())) && Some(first.as_str()) != not {
-                return Some(first.clone());
-            }
+        if let Some(Some(first)) = names.first()
+            && names.iter().all(|c| c.as_deref() == Some(first.as_str()))
+            && Some(first.as_str()) != not
+        {
+            return Some(first.clone());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
