@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use chat_core::MAX_BODY_LEN;
 use chat_core::rate::Rate;
+use chat_core::{MAX_BODY_LEN, UserName};
 use chat_server::router::Limits;
 use chat_server::server::ServerConfig;
 
@@ -34,6 +34,40 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         max_pending_per_addr: serve.max_pending_per_addr.max(1),
         limits,
     })
+}
+
+/// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,
+/// `--timeout-ms`) onto the node's settings; unset flags keep [`chat_p2p::P2pConfig::new`]'s defaults.
+pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pConfig, String> {
+    let mut config = chat_p2p::P2pConfig::new(name);
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(group) = &cli.group {
+        config.group = match (group.parse::<std::net::SocketAddrV4>(), group.parse::<std::net::Ipv4Addr>()) {
+            (Ok(addr), _) => addr,
+            (_, Ok(ip)) => std::net::SocketAddrV4::new(ip, config.group.port()),
+            _ => {
+                return Err(format!("bad --group {group:?}: expected a multicast IPv4 address, optionally with :PORT"));
+            }
+        };
+        if !config.group.ip().is_multicast() {
+            return Err(format!("bad --group {group:?}: {} is not a multicast address", config.group.ip()));
+        }
+    }
+    if let Some(interface) = &cli.interface {
+        config.interface =
+            interface.parse().map_err(|_| format!("bad --interface {interface:?}: expected an IPv4 address"))?;
+    }
+    config.peers = cli.peers.clone();
+    if let Some(ms) = cli.heartbeat_ms {
+        // The failure timeout follows (four heartbeats), unless --timeout-ms says otherwise.
+        config = config.with_heartbeat(Duration::from_millis(ms.max(1)));
+    }
+    if let Some(ms) = cli.timeout_ms {
+        config.timeout = Duration::from_millis(ms.max(1));
+    }
+    Ok(config)
 }
 
 /// Parses `RATE[:BURST]` (the burst defaults to the rate and is at least `min_burst`).

@@ -5,8 +5,10 @@
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
+//! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
 //! | `render`   | human output and `--json` events                       |
+//! | `safe_text`| untrusted text made safe for a terminal                |
 //! | `session`  | the chat loop shared by both modes                     |
 //!
 //! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
@@ -26,7 +28,6 @@ mod session;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use args::{Cli, Cmd, LogAction, Mode, ServeArgs};
@@ -158,7 +159,7 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
     };
     // Bad p2p flag values are usage errors (exit 2), found before anything is started.
     let p2p = match cli.mode {
-        Mode::P2p => match p2p_config(cli, name.clone()) {
+        Mode::P2p => match config::p2p_config(cli, name.clone()) {
             Ok(config) => Some(config),
             Err(message) => return usage(&message),
         },
@@ -211,38 +212,4 @@ async fn connect(
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
     }
-}
-
-/// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,
-/// `--timeout-ms`) onto the node's settings; unset flags keep [`chat_p2p::P2pConfig::new`]'s defaults.
-fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pConfig, String> {
-    let mut config = chat_p2p::P2pConfig::new(name);
-    if let Some(listen) = cli.listen {
-        config.listen = listen;
-    }
-    if let Some(group) = &cli.group {
-        config.group = match (group.parse::<std::net::SocketAddrV4>(), group.parse::<std::net::Ipv4Addr>()) {
-            (Ok(addr), _) => addr,
-            (_, Ok(ip)) => std::net::SocketAddrV4::new(ip, config.group.port()),
-            _ => {
-                return Err(format!("bad --group {group:?}: expected a multicast IPv4 address, optionally with :PORT"));
-            }
-        };
-        if !config.group.ip().is_multicast() {
-            return Err(format!("bad --group {group:?}: {} is not a multicast address", config.group.ip()));
-        }
-    }
-    if let Some(interface) = &cli.interface {
-        config.interface =
-            interface.parse().map_err(|_| format!("bad --interface {interface:?}: expected an IPv4 address"))?;
-    }
-    config.peers = cli.peers.clone();
-    if let Some(ms) = cli.heartbeat_ms {
-        // The failure timeout follows (four heartbeats), unless --timeout-ms says otherwise.
-        config = config.with_heartbeat(Duration::from_millis(ms.max(1)));
-    }
-    if let Some(ms) = cli.timeout_ms {
-        config.timeout = Duration::from_millis(ms.max(1));
-    }
-    Ok(config)
 }
