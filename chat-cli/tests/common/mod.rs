@@ -73,6 +73,7 @@ impl Proc {
     }
 
     /// Types one line.
+    #[allow(dead_code)] // not every test file types
     pub fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to chat-cli");
