@@ -42,6 +42,28 @@ pub struct Cli {
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
+    /// Connect to the server with TLS (trusting it by --ca, --tls-fingerprint, or on first use).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: trust server certificates issued by the CA certificate(s) in this PEM file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// With --tls: trust exactly the server certificate with this fingerprint (SHA256:<hex>).
+    #[arg(long, global = true, value_name = "SHA256:HEX")]
+    pub tls_fingerprint: Option<String>,
+    /// With --tls and neither --ca nor --tls-fingerprint: where server certificates trusted on first use
+    /// are remembered (default: $XDG_STATE_HOME/chat-cli/known_servers).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub known_servers: Option<PathBuf>,
+    /// Log in with a password: read from --password-file, CHAT_PASSWORD, or asked for without echo.
+    #[arg(long, global = true)]
+    pub password: bool,
+    /// The password (login, `account add`/`passwd`), from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Log in with a token (`chat-cli account token`), from the first line of this file (or CHAT_TOKEN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// What to do (default: join).
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -70,6 +92,43 @@ pub enum Cmd {
         /// What to do with it.
         #[command(subcommand)]
         action: LogAction,
+    },
+    /// Manage the server's accounts (registered names with a password; tokens for bots).
+    Account {
+        /// What to do.
+        #[command(subcommand)]
+        action: AccountAction,
+        /// The server's data directory (where the accounts file lives).
+        #[arg(long, default_value = "chat-data", global = true)]
+        data_dir: PathBuf,
+    },
+}
+
+/// `account` actions. Passwords come from --password-file, from standard input when it is not a
+/// terminal, or from a prompt without echo.
+#[derive(Debug, Subcommand)]
+pub enum AccountAction {
+    /// Register NAME with a password.
+    Add {
+        /// The name.
+        name: String,
+    },
+    /// Delete NAME's account.
+    Remove {
+        /// The name.
+        name: String,
+    },
+    /// List the registered names.
+    List,
+    /// Set a new password for NAME.
+    Passwd {
+        /// The name.
+        name: String,
+    },
+    /// Issue a token for NAME (for bots; printed once, stored hashed).
+    Token {
+        /// The name.
+        name: String,
     },
 }
 
@@ -113,6 +172,31 @@ pub struct ServeArgs {
     /// Turn flood control off (for benchmarks; Redis and NATS have none).
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// TLS with a certificate made for you: `self-signed` (kept in DATA_DIR/tls, fingerprint printed).
+    #[arg(long, value_name = "self-signed")]
+    pub tls: Option<String>,
+    /// TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Who may log in: `open` (anyone, but registered names need their password) or `accounts`
+    /// (a password or token is required).
+    #[arg(long, value_enum, default_value_t = AuthArg::Open)]
+    pub auth: AuthArg,
+    /// Allow listening on a non-loopback address without TLS and accounts.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `serve --auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// Anyone may log in; registered names need their password or token.
+    Open,
+    /// Every login needs the password or a token of a registered account.
+    Accounts,
 }
 
 /// `log` actions.

@@ -5,10 +5,16 @@ use std::time::Duration;
 
 use chat_core::rate::Rate;
 use chat_core::{MAX_BODY_LEN, UserName};
-use chat_server::router::Limits;
-use chat_server::server::ServerConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use crate::args::{Cli, ServeArgs};
+use chat_server::client::ClientConfig;
+use chat_server::router::{AuthMode, Limits};
+use chat_server::server::ServerConfig;
+use chat_server::tls::{KNOWN_SERVERS_FILE, TlsClient, TlsServer, Trust};
+
+use crate::args::{AuthArg, Cli, ServeArgs};
+use crate::secrets::login_credential;
 
 /// The server's settings from `serve`'s flags; `Err` is a usage message.
 pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, String> {
@@ -21,8 +27,29 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         let bytes = rate("--byte-limit", &serve.byte_limit, MAX_BODY_LEN as u64)?;
         Some(Limits { messages, bytes, ..Limits::default() })
     };
+    let listen = cli.listen.unwrap_or(defaults.listen);
+    let tls = server_tls(serve, listen)?;
+    let auth = match serve.auth {
+        AuthArg::Open => AuthMode::Open,
+        AuthArg::Accounts => AuthMode::Accounts,
+    };
+    if auth == AuthMode::Accounts && serve.no_log {
+        return Err("--auth accounts needs the data directory (the accounts live there): drop --no-log".into());
+    }
+    // Safe by default: only loopback may go without TLS and accounts (as Redis's protected mode).
+    if !listen.ip().is_loopback() && !serve.insecure && (tls.is_none() || auth != AuthMode::Accounts) {
+        return Err(format!(
+            "refusing to listen on {listen} without {}: add --tls self-signed (or --tls-cert/--tls-key) and \
+             --auth accounts, or --insecure if this network is trusted",
+            match (tls.is_none(), auth != AuthMode::Accounts) {
+                (true, true) => "TLS and accounts",
+                (true, false) => "TLS",
+                _ => "accounts",
+            }
+        ));
+    }
     Ok(ServerConfig {
-        listen: cli.listen.unwrap_or(defaults.listen),
+        listen,
         data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
         fsync,
         history: serve.history,
@@ -33,7 +60,56 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         login_timeout: Duration::from_millis(serve.login_timeout_ms.max(1)),
         max_pending_per_addr: serve.max_pending_per_addr.max(1),
         limits,
+        auth,
+        tls,
     })
+}
+
+/// The server's TLS certificate from `--tls self-signed` or `--tls-cert`/`--tls-key`.
+fn server_tls(serve: &ServeArgs, listen: SocketAddr) -> Result<Option<TlsServer>, String> {
+    match (&serve.tls, &serve.tls_cert, &serve.tls_key) {
+        (None, None, None) => Ok(None),
+        (Some(mode), None, None) if mode == "self-signed" => {
+            if serve.no_log {
+                return Err("--tls self-signed keeps its certificate in the data directory: drop --no-log".into());
+            }
+            TlsServer::self_signed(&serve.data_dir, listen.ip()).map(Some).map_err(|e| e.to_string())
+        }
+        (Some(mode), None, None) => {
+            Err(format!("bad --tls {mode:?}: expected self-signed (or --tls-cert and --tls-key)"))
+        }
+        (None, Some(cert), Some(key)) => TlsServer::from_files(cert, key).map(Some).map_err(|e| e.to_string()),
+        _ => Err("use either --tls self-signed or --tls-cert FILE --tls-key FILE".into()),
+    }
+}
+
+/// How to reach and log in to the server from the client flags.
+pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::new(cli.server.clone(), name);
+    let tls_flags = cli.ca.is_some() || cli.tls_fingerprint.is_some();
+    if tls_flags && !cli.tls {
+        return Err("--ca and --tls-fingerprint go with --tls".into());
+    }
+    if cli.tls {
+        let trust = match (&cli.ca, &cli.tls_fingerprint) {
+            (Some(ca), None) => Trust::Ca(ca.clone()),
+            (None, Some(fp)) => Trust::Pinned(fp.parse().map_err(|e: chat_server::ServerError| e.to_string())?),
+            (None, None) => Trust::FirstUse(cli.known_servers.clone().unwrap_or_else(known_servers_file)),
+            (Some(_), Some(_)) => return Err("use --ca or --tls-fingerprint, not both".into()),
+        };
+        config.tls = Some(TlsClient { trust });
+    }
+    config.credential = login_credential(cli, config.name.as_str()).map_err(|e| format!("{e:#}"))?;
+    Ok(config)
+}
+
+/// `$XDG_STATE_HOME/chat-cli/known_servers`, or `~/.local/state/chat-cli/known_servers`.
+pub fn known_servers_file() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("chat-cli").join(KNOWN_SERVERS_FILE)
 }
 
 /// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,

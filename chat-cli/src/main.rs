@@ -17,6 +17,7 @@
 //! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors; 1 with a one-line reason
 //! otherwise (server unreachable, name taken, connection lost, log verification failed).
 
+mod account;
 mod args;
 mod bench;
 mod commands;
@@ -24,6 +25,7 @@ mod config;
 mod input;
 mod render;
 mod safe_text;
+mod secrets;
 mod session;
 
 use std::io::IsTerminal;
@@ -88,6 +90,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Some(Cmd::Account { ref action, ref data_dir }) => account::run(&cli, action, data_dir),
         Some(Cmd::Join) | None => join(&cli).await,
     }
 }
@@ -102,10 +105,14 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
         Ok(config) => config,
         Err(message) => return usage(&message),
     };
+    let fingerprint = config.tls.as_ref().map(|t| t.fingerprint.to_string());
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
+    if let Some(fingerprint) = &fingerprint {
+        eprintln!("{fingerprint}");
+    }
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    out.listening(&addr.to_string());
+    out.listening(&addr.to_string(), fingerprint.as_deref());
     // Run the server as a task on the worker threads rather than on this thread (`block_on`): the owner
     // task and the connection tasks then share workers, and a message crosses no thread boundary that
     // it need not (on one core: none at all).
@@ -157,16 +164,17 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
     let Some(name) = user_name(cli)? else {
         return usage("--name NAME is required when standard input is not a terminal");
     };
-    // Bad p2p flag values are usage errors (exit 2), found before anything is started.
-    let p2p = match cli.mode {
-        Mode::P2p => match config::p2p_config(cli, name.clone()) {
-            Ok(config) => Some(config),
-            Err(message) => return usage(&message),
-        },
-        Mode::Server => None,
+    // Bad flag values are usage errors (exit 2), found before anything is started.
+    let topology = match cli.mode {
+        Mode::P2p => config::p2p_config(cli, name).map(Topology::P2p),
+        Mode::Server => config::client_config(cli, name).map(Topology::Server),
+    };
+    let topology = match topology {
+        Ok(topology) => topology,
+        Err(message) => return usage(&message),
     };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let chat = match connect(cli, name, p2p).await {
+    let chat = match connect(topology).await {
         Ok(chat) => chat,
         Err(failure) => {
             if cli.json {
@@ -193,21 +201,20 @@ struct JoinFailure {
     message: String,
 }
 
-async fn connect(
-    cli: &Cli,
-    name: UserName,
-    p2p: Option<chat_p2p::P2pConfig>,
-) -> std::result::Result<Chat, JoinFailure> {
-    match p2p {
-        None => {
-            let config = chat_server::client::ClientConfig::new(cli.server.clone(), name);
-            match chat_server::client::connect(config).await {
-                Ok(transport) => Ok(Chat::new(transport)),
-                Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
-                Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
-            }
-        }
-        Some(config) => match chat_p2p::join(config).await {
+/// The settings of the chosen topology.
+enum Topology {
+    Server(chat_server::client::ClientConfig),
+    P2p(chat_p2p::P2pConfig),
+}
+
+async fn connect(topology: Topology) -> std::result::Result<Chat, JoinFailure> {
+    match topology {
+        Topology::Server(config) => match chat_server::client::connect(config).await {
+            Ok(transport) => Ok(Chat::new(transport)),
+            Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
+            Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
+        },
+        Topology::P2p(config) => match chat_p2p::join(config).await {
             Ok(transport) => Ok(Chat::new(transport)),
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },

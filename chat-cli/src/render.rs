@@ -4,7 +4,7 @@
 //!
 //! | `type`        | fields                                                                  |
 //! |---------------|-------------------------------------------------------------------------|
-//! | `listening`   | `addr`                                                                  |
+//! | `listening`   | `addr`, `fingerprint` (with TLS: `SHA256:<hex>` of the certificate)      |
 //! | `ready`       | `name`, `node_id` (P2P only)                                            |
 //! | `message`     | `id`, `from`, `kind`, `to` (empty for broadcast), `text`, `lamport`     |
 //! | `joined`/`left` | `name`                                                                |
@@ -88,11 +88,16 @@ impl Renderer {
     }
 
     /// The server is listening.
-    pub fn listening(&mut self, addr: &str) {
+    pub fn listening(&mut self, addr: &str, fingerprint: Option<&str>) {
         if self.json {
-            self.emit(json!({ "type": "listening", "addr": addr }));
+            let mut v = json!({ "type": "listening", "addr": addr });
+            if let Some(fingerprint) = fingerprint {
+                v["fingerprint"] = json!(fingerprint);
+            }
+            self.emit(v);
         } else {
-            self.human(format!("listening on {addr} (Ctrl-C to stop)"));
+            let tls = fingerprint.map(|f| format!(" with TLS, certificate {f}")).unwrap_or_default();
+            self.human(format!("listening on {addr}{tls} (Ctrl-C to stop)"));
         }
     }
 

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     RateLimited,
     /// Kept flooding after rate-limit warnings: disconnected.
     Flood,
+    /// The password or token was wrong, or the account unknown (the same answer for both), or a
+    /// credential is required: check it and log in again.
+    AuthFailed,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Flood => "flood",
+            ErrorCode::AuthFailed => "auth_failed",
         }
     }
 }

@@ -49,6 +49,13 @@ pub enum ServerError {
         /// What is accepted.
         expected: &'static str,
     },
+    /// An account operation was refused, or the accounts file is damaged; the reason says what to fix.
+    #[error("{0}")]
+    Account(String),
+    /// TLS could not be set up or failed (a certificate or key that cannot be read, a refused or
+    /// changed server certificate); the reason says what to fix.
+    #[error("{0}")]
+    Tls(String),
     /// The server could not be reached within the connect timeout.
     #[error("could not reach the server at {addr}: {reason}")]
     Unreachable {
@@ -69,10 +76,12 @@ impl ServerError {
             ServerError::Core(e) => e.code(),
             ServerError::Transport(TransportError::VersionMismatch { .. }) => ErrorCode::VersionMismatch,
             ServerError::InvalidConfig { .. } => ErrorCode::BadCommand,
+            ServerError::Account(_) => ErrorCode::AuthFailed,
             ServerError::Io(_)
             | ServerError::Transport(_)
             | ServerError::CorruptJournal { .. }
             | ServerError::Locked { .. }
+            | ServerError::Tls(_)
             | ServerError::JournalStopped(_)
             | ServerError::Unreachable { .. } => ErrorCode::Disconnected,
         }

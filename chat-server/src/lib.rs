@@ -6,13 +6,16 @@
 //! | module     | owns                                                                               |
 //! |------------|------------------------------------------------------------------------------------|
 //! | `protocol` | the frames exchanged by client and server                                          |
+//! | `accounts` | registered names: argon2id password hashes and hashed tokens, `DATA_DIR/accounts`  |
 //! | `router`   | the sans-IO core: sessions, recipients, global order, history, and every delivery policy (publishing, slow consumers, shutdown) |
 //! | `server`   | the async shell: accept loop, connection tasks, the owner task that performs the router's outputs |
 //! | `fanout`   | the byte paths: the shared stream, private queues, the writer task                 |
 //! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
+//! | `tls`      | TLS: the server's certificate (files or self-signed), how clients trust it, fingerprints |
 //! | `logview`  | `log show` and `log verify`                                                        |
 //! | `error`    | [`ServerError`]                                                                    |
+pub mod accounts;
 pub mod client;
 mod error;
 mod fanout;
@@ -21,4 +24,5 @@ pub mod logview;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub use error::ServerError;

@@ -5,6 +5,7 @@
 //!   │── Hello ──────────────────────────────►│   handshake (chat-transport)
 //!   │◄────────────────────────────── Hello ──│
 //!   │── Login { name } ─────────────────────►│   first frame; name unique among online users
+//!   │   (or LoginWith { name, credential })  │   a password or token, for accounts
 //!   │◄── Welcome { .. } | Refused { code } ──│   Refused (e.g. name_taken) is followed by close
 //!   │── Send { req, recipients, body } ─────►│
 //!   │◄── Sent { req, id, unknown } ──────────│   once durable; or Rejected { req, code } (unknown_user,
@@ -58,6 +59,33 @@ pub enum ClientFrame {
     Pong,
     /// Leave cleanly.
     Leave,
+    /// Log in as `name` with a credential (instead of `Login`, as the first frame). Appended after
+    /// the first version's frames: a client without credentials still sends `Login`.
+    LoginWith {
+        /// The requested name.
+        name: UserName,
+        /// The password or the token of the account `name`.
+        credential: Credential,
+    },
+}
+
+/// What proves a user owns an account (see `chat-cli account`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    /// The account's password.
+    Password(String),
+    /// A token issued for the account (`chat-cli account token NAME`), for bots.
+    Token(String),
+}
+
+impl std::fmt::Debug for Credential {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(***)"),
+            Credential::Token(_) => f.write_str("Token(***)"),
+        }
+    }
 }
 
 /// Server → client.

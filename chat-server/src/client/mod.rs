@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 pub use transport::ServerTransport;
 
 use crate::ServerError;
+use crate::protocol::Credential;
+use crate::tls::{MaybeTls, TlsClient};
 use session::Session;
 use task::Driver;
 
@@ -48,12 +50,22 @@ pub struct ClientConfig {
     pub name: UserName,
     /// Time allowed to connect, shake hands and log in.
     pub connect_timeout: Duration,
+    /// TLS, and what to trust (`None`: plaintext).
+    pub tls: Option<TlsClient>,
+    /// The account's password or token (`None`: an open login).
+    pub credential: Option<Credential>,
 }
 
 impl ClientConfig {
-    /// Settings for `name` at `server` with the default timeout.
+    /// Settings for `name` at `server` with the default timeout, plaintext, no credential.
     pub fn new(server: impl Into<String>, name: UserName) -> Self {
-        ClientConfig { server: server.into(), name, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
+        ClientConfig {
+            server: server.into(),
+            name,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
+            credential: None,
+        }
     }
 }
 
@@ -73,9 +85,22 @@ pub async fn connect(config: ClientConfig) -> Result<ServerTransport, ServerErro
 pub async fn connect_with<D: Dialer>(dialer: D, config: ClientConfig) -> Result<ServerTransport, ServerError> {
     let unreachable = |reason: String| ServerError::Unreachable { addr: config.server.clone(), reason };
     let login = async {
-        let mut stream = dial(&dialer, &config.server).await.map_err(|e| unreachable(e.to_string()))?;
-        handshake(&mut stream, Role::Client).await?;
-        let mut driver = Driver::new(stream, Session::new(config.name.clone()));
+        let (stream, addr) = dial(&dialer, &config.server).await.map_err(|e| unreachable(e.to_string()))?;
+        if !may_send_secret(config.credential.is_some(), config.tls.is_some(), addr) {
+            return Err(ServerError::Tls(format!(
+                "refusing to send a password or token in plaintext to {}: connect with TLS (--tls)",
+                config.server
+            )));
+        }
+        let mut stream = match &config.tls {
+            None => MaybeTls::Plain(stream),
+            Some(tls) => MaybeTls::Tls(Box::new(tls_connect(tls, &config.server, stream).await?)),
+        };
+        handshake(&mut stream, Role::Client)
+            .await
+            .map_err(|e| plaintext_hint(e, config.tls.is_some(), &config.server))?;
+        let session = Session::login(config.name.clone(), config.credential.clone());
+        let mut driver = Driver::new(stream, session);
         let (name, online) = driver.login(&config.server).await?;
         Ok::<_, ServerError>((driver, name, online))
     };
@@ -89,13 +114,71 @@ pub async fn connect_with<D: Dialer>(dialer: D, config: ClientConfig) -> Result<
 }
 
 /// Resolves `server` and dials its addresses in turn; the last error if none answers.
-async fn dial<D: Dialer>(dialer: &D, server: &str) -> io::Result<D::Stream> {
+async fn dial<D: Dialer>(dialer: &D, server: &str) -> io::Result<(D::Stream, std::net::SocketAddr)> {
     let mut last = None;
     for addr in tokio::net::lookup_host(server).await? {
         match dialer.connect(addr).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok((stream, addr)),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any address")))
+}
+
+/// Whether a login may go to `addr`: a password or token goes in plaintext to a loopback address only.
+fn may_send_secret(has_secret: bool, tls: bool, addr: std::net::SocketAddr) -> bool {
+    !has_secret || tls || addr.ip().is_loopback()
+}
+
+/// The TLS handshake as a client of `server` (`host:port`).
+async fn tls_connect<S: chat_transport::ByteStream>(
+    tls: &TlsClient,
+    server: &str,
+    stream: S,
+) -> Result<tokio_rustls::client::TlsStream<S>, ServerError> {
+    let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+    let (connector, first_use) = tls.connector(server)?;
+    let name = crate::tls::server_name(host)?;
+    let stream = connector.connect(name, stream).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("CHANGED") || text.contains("pinned") {
+            ServerError::Tls(text)
+        } else {
+            ServerError::Tls(format!(
+                "no TLS connection with {server} ({text}): is it a plaintext server? (then drop --tls)"
+            ))
+        }
+    })?;
+    if let Some(crate::tls::FirstUse::Remembered(fingerprint)) = first_use.lock().ok().and_then(|mut g| g.take()) {
+        tracing::warn!(%server, %fingerprint, "trusting the server's certificate on first use");
+    }
+    Ok(stream)
+}
+
+/// A failed chat handshake, explained: without TLS, a TLS server closes at once after refusing.
+fn plaintext_hint(e: chat_transport::TransportError, tls: bool, server: &str) -> ServerError {
+    if tls {
+        return e.into();
+    }
+    ServerError::Unreachable {
+        addr: server.to_string(),
+        reason: format!("{e} (if the server uses TLS, connect with --tls)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_send_secret;
+
+    #[test]
+    fn a_secret_never_goes_in_plaintext_beyond_loopback() {
+        let lan = "192.168.1.20:7878".parse().unwrap();
+        let local = "127.0.0.1:7878".parse().unwrap();
+        let v6 = "[::1]:7878".parse().unwrap();
+        assert!(!may_send_secret(true, false, lan));
+        assert!(may_send_secret(true, true, lan));
+        assert!(may_send_secret(true, false, local));
+        assert!(may_send_secret(true, false, v6));
+        assert!(may_send_secret(false, false, lan), "an open login has no secret to leak");
+    }
 }

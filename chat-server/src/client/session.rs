@@ -6,7 +6,7 @@
 //!
 //! | input                                        | outputs                                                        |
 //! |----------------------------------------------|----------------------------------------------------------------|
-//! | [`Session::new`]                             | `Write(Login)`                                                 |
+//! | [`Session::new`] / [`Session::login`]        | `Write(Login)`, or `Write(LoginWith)` with a credential        |
 //! | `Welcome` while logging in                   | `LoggedIn { name, online }`; the ping and silence clocks start |
 //! | `Refused` while logging in                   | `Closed(Refused { code, message })`                            |
 //! | another frame while logging in               | `Closed(Lost { protocol, "expected Welcome, got …" })`         |
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ChatMessage, CoreError, ErrorCode, Event, OutgoingMessage, PeerInfo, SendReceipt, UserName};
 
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, Credential, ServerFrame};
 
 /// Heartbeats of silence after which the server is considered gone.
 pub const SILENT_HEARTBEATS: u32 = 3;
@@ -177,7 +177,17 @@ pub(crate) fn closed() -> CoreError {
 impl Session {
     /// A session logging in as `name`: its first output is `Write(Login { name })`.
     pub fn new(name: UserName) -> Self {
-        let out = VecDeque::from([Output::Write(ClientFrame::Login { name })]);
+        Session::login(name, None)
+    }
+
+    /// A session logging in as `name` with `credential` if given (`Write(LoginWith { .. })`), else as
+    /// [`Session::new`].
+    pub fn login(name: UserName, credential: Option<Credential>) -> Self {
+        let first = match credential {
+            Some(credential) => ClientFrame::LoginWith { name, credential },
+            None => ClientFrame::Login { name },
+        };
+        let out = VecDeque::from([Output::Write(first)]);
         Session {
             state: State::LoggingIn,
             pending: BTreeMap::new(),

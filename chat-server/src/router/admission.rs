@@ -102,6 +102,11 @@ impl Router {
         self.outputs.push_back(Output::Refuse { conn, code: ErrorCode::Busy, message: message.into() });
     }
 
+    /// The address a connection not logged in yet comes from.
+    pub(super) fn admission_addr(&self, conn: ConnId) -> Option<IpAddr> {
+        self.admission.pending.get(&conn).copied()
+    }
+
     /// `conn` logged in: it no longer counts against its address.
     pub(super) fn logged_in(&mut self, conn: ConnId) {
         self.admission.settle(conn);

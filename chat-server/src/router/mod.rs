@@ -14,6 +14,7 @@
 //! | `Accepted`        | — (admitted: it must log in in time), or `Refuse { busy }` (see `admission`)   |
 //! | `Opened`          | — (its handshake is done)                                                      |
 //! | `Login` ok        | `SessionStarted`, `Reply(Welcome)`, `Stream(Joined)`, `Subscribe`              |
+//! | `LoginWith`       | `Authenticate` (checked by the shell), then on `Authenticated` as `Login` (see `auth`) |
 //! | `Login` taken     | `Reply(Refused { name_taken })`, `Close`                                       |
 //! | `Send` broadcast  | `Store(msg)`, `Stream(Message)`, `Reply(Sent)`                                 |
 //! | `Send` uni/multi  | `Store(msg)`, `Deliver(Message)` to the recipients and the sender, `Reply(Sent)` |
@@ -34,12 +35,16 @@
 //! `SessionStarted`/`SessionEnded` (for the journal) and `Kick` are output at once. The tables above
 //! show the order of outputs once released.
 //!
-//! Submodules, one concept each: `admission` (connection limits, login timeout), `sessions`
+//! Submodules, one concept each: `admission` (connection limits, login timeout), `auth` (who may
+//! log in under which name), `sessions`
 //! (connections and logged-in users), `limits` (flood control), `routing` (who
 //! receives a message), `commit` (the committed watermark), `publish` (when the stream is published:
 //! notice debouncing), `slow` (the slow-consumer policy), `history` (answers in chunks).
 
 mod admission;
+mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod commit;
 #[cfg(test)]
 mod commit_tests;
@@ -64,6 +69,8 @@ use chat_core::{ChatMessage, ErrorCode, LamportClock, MessageBuffer, NodeId, Rec
 use crate::protocol::{ClientFrame, ServerFrame};
 use admission::Admission;
 pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR};
+use auth::Auth;
+pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY};
 use commit::{Commit, Visible};
 use limits::Flood;
 pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
@@ -99,6 +106,8 @@ pub struct RouterConfig {
     pub admission: AdmissionConfig,
     /// Flood control per connection (`None`: off).
     pub limits: Option<Limits>,
+    /// Whether logging in needs a credential.
+    pub auth: AuthMode,
 }
 
 impl Default for RouterConfig {
@@ -111,6 +120,7 @@ impl Default for RouterConfig {
             journaled: false,
             admission: AdmissionConfig::default(),
             limits: Some(Limits::default()),
+            auth: AuthMode::Open,
         }
     }
 }
@@ -147,6 +157,27 @@ pub enum Input {
         conn: ConnId,
         /// The requested name.
         name: UserName,
+    },
+    /// The connection asks to log in with a credential.
+    LoginWith {
+        /// Which connection.
+        conn: ConnId,
+        /// The requested name.
+        name: UserName,
+        /// The password or token.
+        credential: crate::protocol::Credential,
+    },
+    /// The shell checked a `LoginWith` credential: the registered name it proves, or none.
+    Authenticated {
+        /// Which connection.
+        conn: ConnId,
+        /// The account's name (its display form) if the credential is right.
+        name: Option<UserName>,
+    },
+    /// The registered names (the shell read the accounts file, at start or because it changed).
+    Registered {
+        /// Every registered name.
+        names: Vec<UserName>,
     },
     /// The connection sends a message.
     Send {
@@ -223,6 +254,7 @@ impl Input {
     pub fn from_frame(conn: ConnId, frame: ClientFrame) -> Option<Input> {
         Some(match frame {
             ClientFrame::Login { name } => Input::Login { conn, name },
+            ClientFrame::LoginWith { name, credential } => Input::LoginWith { conn, name, credential },
             ClientFrame::Send { req, recipients, body, sent_at } => {
                 Input::Send { conn, req, recipients, body, sent_at }
             }
@@ -305,6 +337,15 @@ pub enum Output {
         /// The connection.
         conn: ConnId,
     },
+    /// Check a credential (off the owner loop: argon2), then feed [`Input::Authenticated`].
+    Authenticate {
+        /// The connection.
+        conn: ConnId,
+        /// The requested name.
+        name: UserName,
+        /// What to check.
+        credential: crate::protocol::Credential,
+    },
     /// Refuse a connection just accepted: answer its handshake with `Refused { code, message }`, close.
     Refuse {
         /// The connection.
@@ -337,6 +378,7 @@ pub struct Router {
     commit: Commit,
     admission: Admission,
     flood: Flood,
+    auth: Auth,
     outputs: VecDeque<Output>,
 }
 
@@ -356,6 +398,7 @@ impl Router {
             commit: Commit::new(config.journaled, state.last_seq),
             admission: Admission::new(config.admission),
             flood: Flood::new(config.limits),
+            auth: Auth::new(config.auth),
             outputs: VecDeque::new(),
             config,
         }
@@ -391,6 +434,9 @@ impl Router {
             Input::Accepted { conn, addr } => self.accepted(now, conn, addr),
             Input::Opened { conn } => self.sessions.open(conn),
             Input::Login { conn, name } => self.login(conn, name),
+            Input::LoginWith { conn, name, credential } => self.login_with(conn, name, credential),
+            Input::Authenticated { conn, name } => self.authenticated(now, conn, name),
+            Input::Registered { names } => self.registered(names),
             Input::Send { conn, req, recipients, body, sent_at } => {
                 self.send(now, conn, req, recipients, body, sent_at)
             }
@@ -413,6 +459,7 @@ impl Router {
     /// Fires the deadlines returned by [`Router::poll_timeout`] that have passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_logins(now);
+        self.release_refusals(now);
         self.end_turn(now);
     }
 
@@ -428,7 +475,7 @@ impl Router {
     /// deadline).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.publisher.deadline(), self.admission.deadline()].into_iter().flatten().min()
+        [self.publisher.deadline(), self.admission.deadline(), self.auth.deadline()].into_iter().flatten().min()
     }
 
     // ---------------------------------------------------------------- plumbing
@@ -455,6 +502,14 @@ impl Router {
             Ok(name) => name,
             Err(e) => return self.refuse(conn, ErrorCode::InvalidName, e.to_string()),
         };
+        if self.open_login_allowed(conn, &name) {
+            self.log_in_as(conn, name);
+        }
+    }
+
+    /// Starts the session of `name` on `conn` (its right to the name is settled), unless the same
+    /// name is online.
+    fn log_in_as(&mut self, conn: ConnId, name: UserName) {
         if let Some((taken, _)) = self.sessions.lookup(&name) {
             let message = if *taken == name {
                 format!("the name {name} is already taken by a user online")

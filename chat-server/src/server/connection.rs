@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chat_core::ErrorCode;
 use chat_transport::{ByteStream, FrameReader, Role, TransportError, encode_frame, handshake};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
@@ -19,6 +20,7 @@ use crate::fanout::stream::StreamReader;
 use crate::fanout::writer::write_loop;
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::router::ConnId;
+use crate::tls::{Prefixed, TLS_HANDSHAKE_BYTE};
 
 /// Time allowed for the protocol handshake.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +33,8 @@ pub(super) enum Inbound {
     Frame { conn: ConnId, frame: ClientFrame },
     /// It ended (`quit`, `disconnected`, `timeout`).
     Closed { conn: ConnId, reason: String },
+    /// Its credential was checked: the registered name it proves, or none.
+    Authenticated { conn: ConnId, name: Option<chat_core::UserName> },
 }
 
 /// The owner task's handle on one connection.
@@ -55,6 +59,43 @@ pub(super) async fn refuse<S: ByteStream>(mut stream: S, code: ErrorCode, messag
         Ok::<(), TransportError>(())
     };
     let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, refuse).await;
+}
+
+/// Serves a connection that must speak TLS: a TLS handshake first (its first byte says so); a client
+/// that speaks plaintext instead is told, in a frame it can read, to use TLS.
+pub(super) async fn serve_tls<S: ByteStream>(
+    conn: ConnId,
+    mut stream: S,
+    tls: TlsAcceptor,
+    inbound: mpsc::Sender<Inbound>,
+    settings: ConnSettings,
+    tracker: TaskTracker,
+    stream_reader: StreamReader,
+) -> Result<(), ServerError> {
+    let mut first = [0u8; 1];
+    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut first)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        let _ = inbound.send(Inbound::Closed { conn, reason: "handshake failed".into() }).await;
+        return Ok(());
+    }
+    let stream = Prefixed::new(first[0], stream);
+    if first[0] != TLS_HANDSHAKE_BYTE {
+        let _ = inbound.send(Inbound::Closed { conn, reason: "plaintext on a TLS port".into() }).await;
+        let message = "this server requires TLS: connect with --tls".to_string();
+        refuse(stream, ErrorCode::Protocol, message).await;
+        return Ok(());
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(conn, stream, inbound, settings, tracker, stream_reader).await,
+        other => {
+            let _ = inbound.send(Inbound::Closed { conn, reason: "TLS handshake failed".into() }).await;
+            let reason = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_string(),
+            };
+            Err(ServerError::Tls(format!("TLS handshake failed: {reason}")))
+        }
+    }
 }
 
 /// Handshake, then register with the owner and run the reader loop (the writer is its own task).

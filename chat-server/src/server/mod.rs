@@ -25,6 +25,7 @@
 //! journaled), the journal is closed (final watermarks, fsync) and writers get up to
 //! [`SHUTDOWN_GRACE`] to flush.
 
+mod accounts_file;
 mod connection;
 mod owner;
 
@@ -41,8 +42,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::ServerError;
 use crate::journal::{FsyncPolicy, Journal, JournalConfig};
-use crate::router::{AdmissionConfig, ConnId, Limits, Router, RouterConfig, RouterState};
-use connection::{refuse, serve_connection};
+use crate::router::{AdmissionConfig, AuthMode, ConnId, Limits, Router, RouterConfig, RouterState};
+use crate::tls::TlsServer;
+use accounts_file::AccountsFile;
+use connection::{refuse, serve_connection, serve_tls};
 use owner::Owner;
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
@@ -88,6 +91,10 @@ pub struct ServerConfig {
     pub max_pending_per_addr: usize,
     /// Flood control per connection (`None`: off, as for benchmarks).
     pub limits: Option<Limits>,
+    /// Whether logging in needs a password or token (`Accounts` needs a data directory).
+    pub auth: AuthMode,
+    /// TLS: every connection must speak it (`None`: plaintext).
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +111,8 @@ impl Default for ServerConfig {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             max_pending_per_addr: DEFAULT_MAX_PENDING_PER_ADDR,
             limits: Some(Limits::default()),
+            auth: AuthMode::Open,
+            tls: None,
         }
     }
 }
@@ -121,6 +130,7 @@ impl ServerConfig {
                 login_timeout: self.login_timeout,
             },
             limits: self.limits,
+            auth: self.auth,
             ..RouterConfig::default()
         }
     }
@@ -145,6 +155,7 @@ pub struct Server<L: Listener = TcpListener> {
 impl Server<TcpListener> {
     /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen`.
     pub async fn bind(config: ServerConfig) -> Result<Server<TcpListener>, ServerError> {
+        check(&config)?;
         let (journal, state) = open_journal(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Server { listener, config, journal, state })
@@ -155,6 +166,7 @@ impl<L: Listener> Server<L> {
     /// Recovers the journal (if any) and serves connections from `listener` (`config.listen` is
     /// ignored): an in-memory listener in tests.
     pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
+        check(&config)?;
         let (journal, state) = open_journal(&config)?;
         Ok(Server { listener, config, journal, state })
     }
@@ -171,7 +183,12 @@ impl<L: Listener> Server<L> {
         let mut durable = journal.as_ref().map(Journal::durable);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let tracker = TaskTracker::new();
-        let mut owner = Owner::new(router, journal);
+        let mut accounts = AccountsFile::new(config.data_dir.clone());
+        let mut router = router;
+        if let Some(names) = accounts.refresh(now(), true) {
+            router.handle(now(), crate::router::Input::Registered { names });
+        }
+        let mut owner = Owner::new(router, journal, accounts, inbound_tx.clone());
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
         let mut next_conn: ConnId = 0;
@@ -223,8 +240,13 @@ impl<L: Listener> Server<L> {
                     let inbound = inbound_tx.clone();
                     let writers = tracker.clone();
                     let reader = stream_reader.clone();
+                    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
                     let task = tracker.spawn(async move {
-                        if let Err(e) = serve_connection(conn, stream, inbound, settings, writers, reader).await {
+                        let served = match tls {
+                            Some(tls) => serve_tls(conn, stream, tls, inbound, settings, writers, reader).await,
+                            None => serve_connection(conn, stream, inbound, settings, writers, reader).await,
+                        };
+                        if let Err(e) = served {
                             debug!(conn, %peer, error = %e, "connection ended");
                         }
                     });
@@ -263,6 +285,18 @@ async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>
 /// The current time from tokio's clock (pausable in tests), as the router wants it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Settings that cannot work together.
+fn check(config: &ServerConfig) -> Result<(), ServerError> {
+    if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
+        return Err(ServerError::InvalidConfig {
+            setting: "auth",
+            value: "accounts".into(),
+            expected: "a data directory (the accounts live there): drop --no-log",
+        });
+    }
+    Ok(())
 }
 
 /// Opens and recovers the journal, if the configuration has a data directory.

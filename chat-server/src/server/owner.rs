@@ -19,10 +19,11 @@ use bytes::{Bytes, BytesMut};
 use chat_core::ErrorCode;
 use chat_transport::TransportError;
 use chat_transport::codec::encode_frame_into;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
+use super::accounts_file::AccountsFile;
 use super::connection::{ConnEntry, Inbound};
 use crate::ServerError;
 use crate::fanout::private_queue::Private;
@@ -59,11 +60,22 @@ pub(super) struct Owner {
     handshaking: HashMap<ConnId, AbortHandle>,
     /// Refusals the router decided for connections just accepted.
     refused: Vec<(ConnId, ErrorCode, String)>,
+    /// The accounts file, and the checking of credentials.
+    accounts: AccountsFile,
+    /// Where checked credentials come back.
+    inbound: mpsc::Sender<Inbound>,
 }
 
 impl Owner {
-    pub(super) fn new(router: Router, journal: Option<Journal>) -> Self {
+    pub(super) fn new(
+        router: Router,
+        journal: Option<Journal>,
+        accounts: AccountsFile,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Self {
         Owner {
+            accounts,
+            inbound,
             router,
             journal,
             conns: HashMap::new(),
@@ -121,6 +133,13 @@ impl Owner {
                 self.conns.remove(&conn);
                 self.router.handle(now, Input::Disconnected { conn, reason });
             }
+            Inbound::Authenticated { conn, name } => {
+                // A changed accounts file (a new password, a new account) is taken into account at once.
+                if let Some(names) = self.accounts.refresh(now, true) {
+                    self.router.handle(now, Input::Registered { names });
+                }
+                self.router.handle(now, Input::Authenticated { conn, name });
+            }
         }
         self.perform().await
     }
@@ -134,6 +153,9 @@ impl Owner {
 
     /// Ends a turn (see the module documentation).
     pub(super) async fn end_turn(&mut self, now: Instant) -> Result<(), ServerError> {
+        if let Some(names) = self.accounts.refresh(now, false) {
+            self.router.handle(now, Input::Registered { names });
+        }
         loop {
             self.router.handle(now, Input::EndOfTurn);
             self.perform().await?;
@@ -215,6 +237,9 @@ impl Owner {
                 // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
                 Output::Close { conn } => self.closing.push(conn),
                 Output::Refuse { conn, code, message } => self.refused.push((conn, code, message)),
+                Output::Authenticate { conn, name, credential } => {
+                    self.accounts.verify(conn, name, credential, self.inbound.clone())
+                }
                 Output::Kick { conn, code, reason } => {
                     self.kicked = true;
                     if let Some(task) = self.handshaking.remove(&conn) {

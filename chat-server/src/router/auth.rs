@@ -1,0 +1,160 @@
+//! Who may log in under which name: open logins, registered names, credentials, and slowing down
+//! whoever keeps guessing.
+//!
+//! | input                                        | open server (`--auth open`)          | `--auth accounts`                 |
+//! |----------------------------------------------|--------------------------------------|-----------------------------------|
+//! | `Login { name }`, name not registered        | logged in                            | `Refused { auth_failed }`         |
+//! | `Login { name }`, name registered            | `Refused { name_taken }`             | `Refused { auth_failed }`         |
+//! | `LoginWith { name, credential }`             | `Authenticate` (the shell checks it off the owner loop), then `Authenticated` | the same |
+//! | `Authenticated` with the registered name     | logged in under it                   | logged in under it                |
+//! | `Authenticated` with none                    | `Refused { auth_failed }`, the same for an unknown name and a wrong secret, after a delay that grows with the failures of that address | the same |
+//!
+//! The delay: none for the first [`FREE_FAILURES`] failures of an address within [`FAILURE_MEMORY`],
+//! then 250 ms doubling per failure up to [`MAX_FAILURE_DELAY`]. The set of registered names comes from
+//! the shell (`Registered`), which reads the accounts file again when it changes.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chat_core::{ErrorCode, NameMap, UserName};
+
+use super::{ConnId, Output, Router};
+use crate::protocol::Credential;
+
+/// Failures an address may have before its refusals are delayed.
+pub const FREE_FAILURES: u32 = 3;
+/// Longest delay of a refusal.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
+/// How long a failure is remembered.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(600);
+/// Addresses whose failures are remembered at once (the oldest are forgotten first).
+const MAX_REMEMBERED: usize = 65_536;
+
+/// Whether logging in needs a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone may log in under any name that is not registered (and under a registered one with its
+    /// credential).
+    #[default]
+    Open,
+    /// Every login needs the password or a token of a registered account.
+    Accounts,
+}
+
+/// The authentication state.
+#[derive(Debug, Default)]
+pub(super) struct Auth {
+    mode: AuthMode,
+    registered: NameMap<()>,
+    /// Per address: failures, and when the last one happened.
+    failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Addresses in the order of their last failure (for forgetting), with that time.
+    order: VecDeque<(Instant, IpAddr)>,
+    /// Refusals held back until their delay has passed.
+    delayed: VecDeque<(Instant, ConnId)>,
+}
+
+impl Auth {
+    pub(super) fn new(mode: AuthMode) -> Self {
+        Auth { mode, ..Auth::default() }
+    }
+
+    /// When the next delayed refusal is due.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.delayed.iter().map(|(at, _)| *at).min()
+    }
+
+    /// Records a failure of `addr` at `now`; returns how long its refusal waits.
+    fn fail(&mut self, now: Instant, addr: IpAddr) -> Duration {
+        while self.order.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > FAILURE_MEMORY)
+            || self.order.len() >= MAX_REMEMBERED
+        {
+            if let Some((t, a)) = self.order.pop_front()
+                && self.failures.get(&a).is_some_and(|(_, last)| *last == t)
+            {
+                self.failures.remove(&a);
+            }
+        }
+        let entry = self.failures.entry(addr).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) > FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        self.order.push_back((now, addr));
+        match entry.0.checked_sub(FREE_FAILURES + 1) {
+            None => Duration::ZERO,
+            Some(extra) => (Duration::from_millis(250) * 2u32.saturating_pow(extra.min(8))).min(MAX_FAILURE_DELAY),
+        }
+    }
+}
+
+/// The refusal for a failed credential: the same words whatever failed.
+const AUTH_FAILED: &str = "wrong name, password or token";
+
+impl Router {
+    /// Whether a plain `Login` for `name` may go on; refuses it otherwise.
+    pub(super) fn open_login_allowed(&mut self, conn: ConnId, name: &UserName) -> bool {
+        if self.auth.mode == AuthMode::Accounts {
+            let message = "this server requires a password or token: log in with one".to_string();
+            self.refuse(conn, ErrorCode::AuthFailed, message);
+            return false;
+        }
+        if let Some(registered) = self.auth.registered.find(name) {
+            let message = format!("the name {registered} is registered: log in with its password or token");
+            self.refuse(conn, ErrorCode::NameTaken, message);
+            return false;
+        }
+        true
+    }
+
+    /// `LoginWith`: the shell checks the credential off the owner loop.
+    pub(super) fn login_with(&mut self, conn: ConnId, name: UserName, credential: Credential) {
+        if self.sessions.name_of(conn).is_some() {
+            return self.login(conn, name); // answers "already logged in"
+        }
+        self.outputs.push_back(Output::Authenticate { conn, name, credential });
+    }
+
+    /// The shell's verdict on a credential: the registered name it proves, or none.
+    pub(super) fn authenticated(&mut self, now: Instant, conn: ConnId, name: Option<UserName>) {
+        if !self.sessions.is_known(conn) {
+            return; // gone meanwhile
+        }
+        match name {
+            Some(name) => self.log_in_as(conn, name),
+            None => {
+                let delay = match self.admission_addr(conn) {
+                    Some(addr) => self.auth.fail(now, addr),
+                    None => Duration::ZERO,
+                };
+                if delay.is_zero() {
+                    self.refuse(conn, ErrorCode::AuthFailed, AUTH_FAILED.into());
+                } else {
+                    self.auth.delayed.push_back((now + delay, conn));
+                }
+            }
+        }
+    }
+
+    /// Sends the refusals whose delay has passed.
+    pub(super) fn release_refusals(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = self.auth.delayed.drain(..).partition(|(at, _)| *at <= now);
+        self.auth.delayed = later.into();
+        for (_, conn) in due {
+            if self.sessions.is_known(conn) {
+                self.refuse(conn, ErrorCode::AuthFailed, AUTH_FAILED.into());
+            }
+        }
+    }
+
+    /// The registered names, as read from the accounts file.
+    pub(super) fn registered(&mut self, names: Vec<UserName>) {
+        let mut registered = NameMap::default();
+        for name in names {
+            let _ = registered.insert(name, ());
+        }
+        self.auth.registered = registered;
+    }
+}
