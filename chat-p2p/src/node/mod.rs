@@ -2,7 +2,10 @@
 //! Bully election, sequencing, failover sync and history, composed.
 //!
 //! A node is in one role at a time, each with its own state and methods; what every role shares
-//! (ID, view, log, history, clock, own pending messages, the election) is `Common` (`common.rs`).
+//! (ID, view, log, history, clock, own pending messages and their pacing (`pending.rs`), the
+//! election) is `Common` (`common.rs`). Input from peers is never trusted: far-ahead clocks, names
+//! that break the naming rules or imitate a member's, and submissions over a member's rate are
+//! refused and counted ([`Node::counters`]); see `guard_tests.rs`.
 //!
 //! ```text
 //!            ┌──────────┐ JoinAck              ┌──────────┐ won the election  ┌─────────────┐
@@ -16,7 +19,7 @@
 //! |---------------|-----------------------------------------|------------------|
 //! | `Joining`     | nonce, retry and give-up deadlines      | `joining.rs`     |
 //! | `Member`      | when the coordinator was last heard     | `member.rs`      |
-//! | `Coordinator` | sequencer, sync, liveness, full history | `coordinator.rs`, `admission.rs`, `sync.rs` |
+//! | `Coordinator` | sequencer, sync, liveness, full history, rate buckets | `coordinator.rs`, `admission.rs`, `sequencing.rs`, `flood.rs`, `sync.rs` |
 //! | `Left`        | nothing: the node is closed             |                  |
 //!
 //! Every input goes through one dispatch point, `Node::receive` in `dispatch.rs` (a `match` on
