@@ -14,8 +14,9 @@
 //!
 //! Names are admitted as the server admits them: only through [`UserName::new`] (names decoded from
 //! the wire are checked only for safety), and "the same name" is chat-core's (case and look-alikes
-//! folded): `ALICE` or a Cyrillic `аlice` cannot join while `alice` is a member. A name must arrive
-//! normalized (NFKC), as every node sends it, so the member keeps exactly the name it asked for.
+//! folded): while `alice` is a member, `ALICE` or an all-Cyrillic `аӏісе` is refused as taken, and
+//! a mixed-script `аlice` (Cyrillic `а`) as invalid. A name must arrive normalized (NFKC), as every
+//! node sends it, so the member keeps exactly the name it asked for.
 
 use std::net::SocketAddr;
 use std::time::Instant;

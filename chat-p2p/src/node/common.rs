@@ -2,14 +2,15 @@
 //!
 //! [`Common`] holds what a node keeps whatever it is doing: its ID, the group view and the ID
 //! allocator, the member log and the history, the Lamport clock, its own messages not yet ordered
-//! (and their pacing, `pending.rs`), the Bully election and the counters of refused input.
+//! (and their pacing, `pending.rs`), the Bully election and the counters of refused input. The
+//! roles ([`super::joining`], [`super::member`], [`super::coordinator`]) keep only what is theirs
+//! and act on this state through these methods, which queue outputs and at most ask for a role
+//! change (a `Next`): only the node makes one.
 //!
 //! **Peer clocks.** Every Lamport stamp another node sends is checked with
 //! [`Common::admits_clock`] before it is observed: one more than [`MAX_CLOCK_JUMP`] ahead of this
-//! node's clock is refused (the message is dropped, or a `Submit` is answered `Rejected { protocol
-//! }`), counted and traced, so no peer can push the clock towards its end. The roles ([`super::joining`], [`super::member`],
-//! [`super::coordinator`]) keep only what is theirs and act on this state through these methods,
-//! which queue outputs and at most ask for a role change (a `Next`): only the node makes one.
+//! node's clock is refused (the message is dropped, or a `Submit` is answered
+//! `Rejected { protocol }`), counted and traced, so no peer can push the clock towards its end.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
