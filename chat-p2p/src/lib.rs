@@ -10,9 +10,9 @@
 //! | `membership` | the group view and the term-block node-ID allocator                          |
 //! | `ordering`   | sequencer (coordinator), member log, failover merge ([`ordering::plan_fills`]) |
 //! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |
-//! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing    |
+//! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing, flood control ([`Limits`]) |
 //! | `sim`        | a seeded in-memory simulation of many nodes with crashes and partitions      |
-//! | `runtime`    | the async shell: the node task, its links and discovery, generic over the network |
+//! | `runtime`    | the async shell: the node task, its links (bounded, idle ones closed) and discovery, generic over the network |
 //! | `transport`  | [`join`] (TCP, multicast), [`join_on`] (in memory), [`P2pConfig`], [`P2pTransport`] |
 //! | `error`      | [`P2pError`]                                                                 |
 //!
@@ -36,4 +36,5 @@ pub mod sim;
 mod transport;
 
 pub use error::P2pError;
+pub use node::Limits;
 pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join, join_on};

@@ -1,4 +1,5 @@
-//! The group view (who is a member, by ID and by name) and the node-ID allocator.
+//! The group view (who is a member, by ID and by name, names compared as chat-core's "same name")
+//! and the node-ID allocator.
 //!
 //! ## ID allocation: term blocks with random tags
 //!
@@ -30,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chat_core::{NodeId, UserName};
+use chat_core::{NameMap, NodeId, UserName};
 
 use crate::protocol::Member;
 
@@ -97,29 +98,50 @@ impl Allocator {
     }
 }
 
-/// The members of the group, by ID, with unique names.
+/// The members of the group, by ID, with unique names. "The same name" is chat-core's notion
+/// ([`UserName::same_as`]: case and look-alikes folded), so `ALICE` finds `alice`; each member keeps
+/// the name as its user typed it.
 #[derive(Debug, Clone, Default)]
 pub struct View {
     members: BTreeMap<NodeId, Member>,
+    /// Each member's ID under its name (one entry per name, whatever its case or look-alikes).
+    names: NameMap<NodeId>,
 }
 
 impl View {
-    /// Replaces the whole view.
+    /// Replaces the whole view (a later member with the same name as an earlier one replaces it).
     pub fn replace(&mut self, members: impl IntoIterator<Item = Member>) {
-        self.members = members.into_iter().map(|m| (m.id, m)).collect();
+        self.members.clear();
+        self.names = NameMap::default();
+        for m in members {
+            self.insert(m);
+        }
     }
 
     /// Adds or updates a member; returns whether it is new. Names are unique in a group, so an entry
     /// with the same name and another ID is an earlier incarnation of that user (it crashed and
     /// rejoined, possibly while this node missed its departure): it is replaced.
     pub fn insert(&mut self, member: Member) -> bool {
-        self.members.retain(|id, m| *id == member.id || m.name != member.name);
+        if let Some((_, &earlier)) = self.names.get(&member.name)
+            && earlier != member.id
+        {
+            self.remove(earlier);
+        }
+        if let Some(old) = self.members.get(&member.id) {
+            let old = old.name.clone();
+            self.names.remove(&old);
+        }
+        let _ = self.names.insert(member.name.clone(), member.id);
         self.members.insert(member.id, member).is_none()
     }
 
     /// Removes a member.
     pub fn remove(&mut self, id: NodeId) -> Option<Member> {
-        self.members.remove(&id)
+        let member = self.members.remove(&id)?;
+        if self.names.get(&member.name).is_some_and(|(_, owner)| *owner == id) {
+            self.names.remove(&member.name);
+        }
+        Some(member)
     }
 
     /// A member by ID.
@@ -127,9 +149,9 @@ impl View {
         self.members.get(&id)
     }
 
-    /// The member with this name.
+    /// The member whose name is the same name as `name` (any case, look-alikes).
     pub fn by_name(&self, name: &UserName) -> Option<&Member> {
-        self.members.values().find(|m| &m.name == name)
+        self.names.get(name).and_then(|(_, id)| self.members.get(id))
     }
 
     /// Whether `id` is a member.
@@ -206,5 +228,27 @@ mod tests {
         assert_eq!(v.by_name(&UserName::new("carol").unwrap()).map(|m| m.id), Some(NodeId(3)));
         assert_eq!(v.remove(NodeId(3)).map(|m| m.id), Some(NodeId(3)));
         assert!(!v.contains(NodeId(3)) && v.len() == 1);
+    }
+
+    #[test]
+    fn names_are_found_whatever_their_case_or_look_alikes_and_keep_their_display_form() {
+        let mut v = View::default();
+        assert!(v.insert(member(1, "Alice")));
+        let wire = |s: &str| UserName::from_wire(s.into()).unwrap();
+        for same in ["alice", "ALICE", "aIice"] {
+            let found = v.by_name(&wire(same)).map(|m| (m.id, m.name.as_str()));
+            assert_eq!(found, Some((NodeId(1), "Alice")), "{same}");
+        }
+        assert!(v.by_name(&wire("bob")).is_none());
+        // The same name under another ID is a later incarnation: it replaces the earlier one.
+        assert!(v.insert(member(5, "ALICE")));
+        assert_eq!(v.ids(), [NodeId(5)]);
+        assert_eq!(v.by_name(&wire("alice")).map(|m| m.name.as_str()), Some("ALICE"));
+        // A member renamed under its ID is found only under its new name.
+        assert!(!v.insert(member(5, "bob")));
+        assert!(v.by_name(&wire("alice")).is_none());
+        assert_eq!(v.by_name(&wire("BOB")).map(|m| m.id), Some(NodeId(5)));
+        assert_eq!(v.remove(NodeId(5)).map(|m| m.id), Some(NodeId(5)));
+        assert!(v.by_name(&wire("bob")).is_none() && v.is_empty());
     }
 }

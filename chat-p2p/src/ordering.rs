@@ -74,8 +74,9 @@ impl Log {
     /// gap stops it, so an acknowledgement never covers an entry this member lacks).
     pub fn held_index(&self, term: Term) -> u64 {
         let mut index = self.last.filter(|l| l.term == term).map_or(0, |l| l.index);
-        for pos in self.received.range(Pos::new(term, index + 1)..=Pos::new(term, u64::MAX)).map(|(p, _)| p) {
-            if pos.index != index + 1 {
+        let Some(from) = index.checked_add(1) else { return index };
+        for pos in self.received.range(Pos::new(term, from)..=Pos::new(term, u64::MAX)).map(|(p, _)| p) {
+            if Some(pos.index) != index.checked_add(1) {
                 break;
             }
             index = pos.index;

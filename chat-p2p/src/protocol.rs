@@ -16,6 +16,10 @@
 //! | `Duplicate` / `Rejected`| TCP                | coordinator → sender      | already ordered / no recipient online    |
 //! | `SyncRequest` / `SyncReply` | TCP            | new coordinator ⇄ members | failover: collect what members hold      |
 //! | `Leave`                 | TCP                | member → coordinator      | clean exit                               |
+//! | `RateLimited`           | TCP                | coordinator → sender      | over the member's rate: not ordered, resubmit after the wait |
+//!
+//! New variants go at the end of [`PeerMsg`]: bincode encodes a variant by its index, so earlier
+//! variants keep their encoding and older nodes still decode them.
 
 use std::net::SocketAddr;
 
@@ -241,6 +245,15 @@ pub enum PeerMsg {
     },
     /// Clean exit.
     Leave,
+    /// The submission `id` came over the sender's rate (see [`crate::node::Limits`]): it was not
+    /// ordered. The sender's node submits it again once `retry_after_ms` has passed, and sends
+    /// nothing else meanwhile; a member that keeps submitting anyway is removed (`flood`).
+    RateLimited {
+        /// The submission refused.
+        id: MessageId,
+        /// How long to wait before submitting again, in milliseconds.
+        retry_after_ms: u64,
+    },
 }
 
 /// A message with its sender's identity, as framed on the wire.

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use chat_core::{ChatMessage, Event, MessageId, NodeId, OutgoingMessage, Recipients, Timestamp, UserName};
 
 use crate::membership::Rng;
-use crate::node::{Input, Node, NodeConfig, Output};
-use crate::protocol::Envelope;
+use crate::node::{Input, Limits, Node, NodeConfig, Output};
+use crate::protocol::{Envelope, PeerMsg};
 
 /// Most events processed by one [`Sim::run_for`] call, so every loop is bounded.
 const MAX_EVENTS_PER_RUN: usize = 2_000_000;
@@ -94,6 +94,9 @@ pub struct Sim {
     pub by_id: BTreeMap<NodeId, Vec<MessageId>>,
     /// Print every delivered frame and fired timer to stderr (for reproducing a failing seed).
     pub trace: bool,
+    /// `RateLimited` answers sent (`tests/sim_flood_control.rs`: none with the default limits).
+    pub throttled: u64,
+    limits: Option<Limits>,
     origin: Instant,
 }
 
@@ -102,8 +105,14 @@ fn ordered(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 }
 
 impl Sim {
-    /// `n` nodes that start joining one after the other (the first founds the group).
+    /// `n` nodes that start joining one after the other (the first founds the group), with the
+    /// default flood-control limits.
     pub fn new(seed: u64, n: usize) -> Self {
+        Sim::with_limits(seed, n, Some(Limits::default()))
+    }
+
+    /// [`Sim::new`], with these flood-control limits on every node.
+    pub fn with_limits(seed: u64, n: usize, limits: Option<Limits>) -> Self {
         let origin = Instant::now();
         let mut sim = Sim {
             origin,
@@ -121,6 +130,8 @@ impl Sim {
             cfg_template: (Duration::from_millis(50), Duration::from_millis(200), Duration::from_millis(300)),
             by_id: BTreeMap::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
+            throttled: 0,
+            limits,
         };
         for i in 0..n {
             let name = UserName::new(format!("n{i}")).unwrap_or_else(|_| unreachable_name());
@@ -141,6 +152,7 @@ impl Sim {
         (cfg.heartbeat, cfg.timeout, cfg.join_timeout) = self.cfg_template;
         cfg.history = 64;
         cfg.sync_window = 64;
+        cfg.limits = self.limits;
         self.slots[i].node = Some(Node::new(self.now, cfg));
         self.drain(i);
     }
@@ -259,6 +271,9 @@ impl Sim {
         while let Some(out) = self.slots[i].node.as_mut().and_then(Node::poll_output) {
             match out {
                 Output::Send { to, msg } => {
+                    if matches!(msg.msg, PeerMsg::RateLimited { .. }) {
+                        self.throttled += 1;
+                    }
                     let target = self.slot_of(to).filter(|j| self.slots[*j].node.is_some() && !self.is_cut(i, *j));
                     match target {
                         Some(_) => self.enqueue(self.addrs[i], to, &msg, false),

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::{ChatMessage, CoreError, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName};
+use chat_core::{
+    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName,
+};
 use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
 use chat_transport::memory::MemoryNetwork;
 use chat_transport::{Dialer, Listener, TcpDialer};
@@ -24,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::P2pError;
-use crate::node::{Node, NodeConfig};
+use crate::node::{Limits, Node, NodeConfig};
 use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NodeRequest, Shared, now};
 
 /// Local requests queued for the node task.
@@ -54,6 +56,12 @@ pub struct P2pConfig {
     pub join_timeout: Duration,
     /// Messages kept in the history and sent to joiners (default 1000).
     pub history: usize,
+    /// Flood control while this node coordinates: per-member rates of messages submitted (default
+    /// [`Limits::default`]: 50 messages/s, bursts of 200, and 256 KiB/s of bodies, bursts of 1 MiB,
+    /// as the server's); `None` disables it (for benchmarks). A member over its rate is told to wait
+    /// (`RateLimited`) and its node resubmits after the wait, so nothing is lost; one that keeps
+    /// submitting anyway is removed (`flood`).
+    pub limits: Option<Limits>,
 }
 
 impl P2pConfig {
@@ -70,6 +78,7 @@ impl P2pConfig {
             timeout: node.timeout,
             join_timeout: node.join_timeout,
             history: node.history,
+            limits: node.limits,
         }
     }
 
@@ -102,8 +111,11 @@ pub struct P2pTransport {
 /// Starts a node and joins (or founds) a group.
 ///
 /// Fails with [`P2pError::Refused`] (e.g. `name_taken`) if the coordinator refuses the name, with
-/// [`P2pError::Bind`] if a socket cannot be bound.
+/// [`P2pError::Refused`] (`invalid_name`) before anything starts if the name breaks the naming rules
+/// of [`UserName::new`] (a name built with [`UserName::from_wire`] may), with [`P2pError::Bind`] if
+/// a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
+    check_name(&config.name)?;
     let what = "tcp listener";
     let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, listener.local_addr().map_err(|e| bind_error(what, e))?);
@@ -122,12 +134,25 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
 ///
 /// Fails as [`join`] does; [`P2pError::Bind`] if the address is taken on `net`.
 pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransport, P2pError> {
+    check_name(&config.name)?;
     let what = "in-memory listener";
     let listener = net.bind(config.listen).map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
     let dialer = net.dialer(addr);
     let discovery = net.join_group(config.group, addr);
     start(config, addr, Network { listener, dialer, discovery }).await
+}
+
+/// Refuses a name the coordinator would refuse: the naming rules of [`UserName::new`], normalized.
+fn check_name(name: &UserName) -> Result<(), P2pError> {
+    let invalid = |reason: String| Err(P2pError::Refused { code: ErrorCode::InvalidName, reason });
+    match UserName::new(name.as_str()) {
+        Err(e) => invalid(e.to_string()),
+        Ok(normalized) if normalized != *name => {
+            invalid(format!("invalid user name {:?}: it is not in normalized form (NFKC): {normalized}", name.as_str()))
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 fn bind_error(what: &'static str, e: std::io::Error) -> P2pError {
@@ -160,6 +185,7 @@ where
     node_config.timeout = config.timeout;
     node_config.join_timeout = config.join_timeout;
     node_config.history = config.history;
+    node_config.limits = config.limits;
     let node = Node::new(now(), node_config);
 
     let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -297,6 +323,21 @@ mod tests {
             ),
             "nothing else changes"
         );
+    }
+
+    #[test]
+    fn a_name_the_coordinator_would_refuse_is_refused_before_anything_starts() {
+        assert!(check_name(&UserName::new("alice").expect("valid")).is_ok());
+        for bad in ["alice\u{200B}", "\u{0430}lice", "ｂｏｂ", "bob!"] {
+            let name = UserName::from_wire(bad.into()).expect("safe to carry");
+            match check_name(&name) {
+                Err(P2pError::Refused { code: ErrorCode::InvalidName, reason }) => {
+                    assert!(reason.starts_with("invalid user name"), "{bad:?}: {reason}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert_eq!(alice().limits, Some(Limits::default()), "flood control is on by default");
     }
 
     #[test]

@@ -248,7 +248,8 @@ impl Bully {
     }
 
     fn win(&mut self) {
-        self.max_epoch += 1;
+        // Saturating: an epoch comes from the network, and a hostile `u64::MAX` must not wrap it.
+        self.max_epoch = self.max_epoch.saturating_add(1);
         let term = Term::new(self.max_epoch, self.me);
         tracing::info!(me = %self.me, epoch = term.epoch, "won the election");
         self.term = Some(term);

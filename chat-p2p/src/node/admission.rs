@@ -4,11 +4,19 @@
 //!  JoinRequest{name, addr, nonce, clock} ──► name free, room left: a fresh ID ──► Joined ──► every other member
 //!                                                                            └──► JoinAck{ID, term, members,
 //!                                                                                 history, start, clock} ──► joiner
-//!                                            name taken (another address) ──► JoinRefused{name_taken}
+//!                                            name breaks the naming rules ───► JoinRefused{invalid_name}
+//!                                            the same name as a member's ────► JoinRefused{name_taken}
 //!                                            group full ─────────────────────► JoinRefused{busy}
 //!                                            syncing ────────────────────────► no answer: the joiner retries
-//!  Leave / silence / broken link / no sync answer ──► removed: Left ──► every other member (commit may advance)
+//!                                            clock > ours + MAX_CLOCK_JUMP ──► dropped (counted, traced)
+//!  Leave / silence / broken link / no sync answer / flood ──► removed: Left ──► every other member (commit may advance)
 //! ```
+//!
+//! Names are admitted as the server admits them: only through [`UserName::new`] (names decoded from
+//! the wire are checked only for safety), and "the same name" is chat-core's (case and look-alikes
+//! folded): while `alice` is a member, `ALICE` or an all-Cyrillic `аӏісе` is refused as taken, and
+//! a mixed-script `аlice` (Cyrillic `а`) as invalid. A name must arrive normalized (NFKC), as every
+//! node sends it, so the member keeps exactly the name it asked for.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,7 +24,8 @@ use std::time::Instant;
 use chat_core::{ErrorCode, Event, NodeId, Timestamp, UserName};
 
 use super::common::Common;
-use super::coordinator::{Coordinator, broadcast_commit};
+use super::coordinator::Coordinator;
+use super::sequencing::broadcast_commit;
 use super::{MAX_PEERS, Next};
 use crate::election::Term;
 use crate::ordering::FRAME_BUDGET;
@@ -33,16 +42,29 @@ impl Coordinator {
         nonce: u64,
         clock: u64,
     ) -> Next {
+        if !common.admits_clock("JoinRequest", addr, clock) {
+            return Next::Stay;
+        }
         common.clock.observe(Timestamp::new(clock, NodeId::default()));
         if self.syncing.is_some() {
             return Next::Stay; // the joiner retries
         }
         let term = common.term().unwrap_or_default();
         let refuse = |code, reason: String| PeerMsg::JoinRefused { nonce, code, reason };
+        if let Some(reason) = naming_refusal(&name) {
+            tracing::info!(%addr, %reason, "join refused: invalid name");
+            common.send_to(addr, refuse(ErrorCode::InvalidName, reason));
+            return Next::Stay;
+        }
         let id = match common.view.by_name(&name) {
-            Some(m) if m.addr == addr => m.id, // a retry whose answer was lost
-            Some(_) => {
-                common.send_to(addr, refuse(ErrorCode::NameTaken, format!("the name {name} is taken")));
+            Some(m) if m.addr == addr && m.name == name => m.id, // a retry whose answer was lost
+            Some(m) => {
+                let reason = if m.name == name {
+                    format!("the name {name} is taken")
+                } else {
+                    format!("the name {name} is too much like {}, a member", m.name)
+                };
+                common.send_to(addr, refuse(ErrorCode::NameTaken, reason));
                 return Next::Stay;
             }
             None if common.view.len() >= MAX_PEERS => {
@@ -112,9 +134,22 @@ impl Coordinator {
         if let Some(s) = self.syncing.as_mut() {
             s.waiting.remove(&id);
         }
+        self.flood.forget(id);
         let commit = self.seq.remove_member(id);
         broadcast_commit(common, commit);
         tracing::info!(%id, name = %info.name, "member left");
         common.event(Event::PeerLeft(info));
+    }
+}
+
+/// Why `name` (decoded from the wire) may not join, if it may not: every naming rule of
+/// [`UserName::new`], and the normalized form.
+fn naming_refusal(name: &UserName) -> Option<String> {
+    match UserName::new(name.as_str()) {
+        Err(e) => Some(e.to_string()),
+        Ok(normalized) if normalized != *name => {
+            Some(format!("invalid user name {:?}: it is not in normalized form (NFKC): {normalized}", name.as_str()))
+        }
+        Ok(_) => None,
     }
 }

@@ -2,18 +2,27 @@
 //!
 //! [`Common`] holds what a node keeps whatever it is doing: its ID, the group view and the ID
 //! allocator, the member log and the history, the Lamport clock, its own messages not yet ordered
-//! and the Bully election. The roles ([`super::joining`], [`super::member`],
-//! [`super::coordinator`]) keep only what is theirs and act on this state through these methods,
-//! which queue outputs and at most ask for a role change (a `Next`): only the node makes one.
+//! (and their pacing, `pending.rs`), the Bully election and the counters of refused input. The
+//! roles ([`super::joining`], [`super::member`], [`super::coordinator`]) keep only what is theirs
+//! and act on this state through these methods, which queue outputs and at most ask for a role
+//! change (a `Next`): only the node makes one.
+//!
+//! **Peer clocks.** Every Lamport stamp another node sends is checked with
+//! [`Common::admits_clock`] before it is observed: one more than [`MAX_CLOCK_JUMP`] ahead of this
+//! node's clock is refused (the message is dropped, or a `Submit` is answered
+//! `Rejected { protocol }`), counted and traced, so no peer can push the clock towards its end.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::SocketAddr;
 
 use chat_core::{
-    CoreError, ErrorCode, Event, LamportClock, MessageBuffer, MessageId, NodeId, OutgoingMessage, PeerInfo,
+    CoreError, ErrorCode, Event, LamportClock, MAX_CLOCK_JUMP, MessageBuffer, MessageId, NodeId, OutgoingMessage,
+    PeerInfo, Timestamp,
 };
 
-use super::{MAX_PEERS, MAX_PENDING, Next, NodeConfig, Output};
+use super::pending::Pending;
+use super::{Counters, MAX_PEERS, MAX_PENDING, Next, NodeConfig, Output};
 use crate::election::{Bully, ElectionConfig, Term};
 use crate::membership::{Allocator, Rng, View};
 use crate::ordering::{Log, Report};
@@ -40,14 +49,16 @@ pub(super) struct Common {
     pub(super) history: MessageBuffer,
     /// The Lamport clock.
     pub(super) clock: LamportClock,
-    /// Own messages not yet ordered, resubmitted to every new coordinator.
-    pub(super) pending: BTreeMap<MessageId, Submission>,
+    /// Own messages not yet ordered, resubmitted to every new coordinator, paced.
+    pub(super) pending: Pending,
     /// Sequence number of the next own message.
     pub(super) next_seq: u64,
     /// The last term this node followed (kept while it is between coordinators).
     pub(super) followed: Option<Term>,
     /// Addresses of nodes heard from, for answering nodes outside the view (bounded).
     pub(super) addrs: HashMap<NodeId, SocketAddr>,
+    /// Input refused or throttled so far.
+    pub(super) counters: Counters,
     /// Outputs not yet polled.
     pub(super) out: VecDeque<Output>,
 }
@@ -64,10 +75,11 @@ impl Common {
             log: Log::new(cfg.sync_window),
             history: MessageBuffer::new(cfg.history),
             clock: LamportClock::new(NodeId(0)),
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             next_seq: 1,
             followed: None,
             addrs: HashMap::new(),
+            counters: Counters::default(),
             out: VecDeque::new(),
             cfg,
         }
@@ -192,11 +204,19 @@ impl Common {
                 message: "too many unacknowledged messages".into(),
             });
         }
+        if !self.clock.admits(msg.sent_at) {
+            let message = format!(
+                "the message's Lamport clock ({}) is more than {MAX_CLOCK_JUMP} ahead of this node's ({})",
+                msg.sent_at.counter,
+                self.clock.counter()
+            );
+            return Err(CoreError::Rejected { code: ErrorCode::Protocol, message });
+        }
         let id = MessageId::new(self.me(), self.next_seq);
         self.next_seq += 1;
         let sent_at = self.clock.observe(msg.sent_at);
         let sub = Submission { id, sender: self.cfg.name.clone(), recipients: msg.recipients, body: msg.body, sent_at };
-        self.pending.insert(id, sub.clone());
+        self.pending.add(sub.clone());
         Ok(sub)
     }
 
@@ -206,7 +226,7 @@ impl Common {
             if let Entry::Visible(msg) = entry {
                 self.clock.observe(msg.lamport);
                 self.history.insert(msg.clone());
-                if self.pending.remove(&msg.id).is_some() {
+                if self.pending.remove(&msg.id) {
                     self.out.push_back(Output::Sent { id: msg.id, unknown });
                 }
                 self.event(Event::Message(msg));
@@ -217,14 +237,14 @@ impl Common {
     /// An own pending message turned out to be ordered already (a `Duplicate` answer, a joiner's
     /// history, a coordinator's own resubmission): it is reported sent, once.
     pub(super) fn ordered_elsewhere(&mut self, id: MessageId) {
-        if self.pending.remove(&id).is_some() {
+        if self.pending.remove(&id) {
             self.out.push_back(Output::Sent { id, unknown: Vec::new() });
         }
     }
 
     /// An own pending message was refused by the coordinator (this node's own, or another's).
     pub(super) fn rejected(&mut self, id: MessageId, code: ErrorCode, reason: String) {
-        if self.pending.remove(&id).is_some() {
+        if self.pending.remove(&id) {
             let error = CoreError::Rejected { code, message: reason };
             self.out.push_back(Output::SendFailed { id, error });
         }
@@ -232,12 +252,29 @@ impl Common {
 
     /// Fails every own message not yet ordered (the node leaves).
     pub(super) fn fail_pending(&mut self) {
-        let ids: Vec<_> = self.pending.keys().copied().collect();
-        for id in ids {
+        for id in self.pending.take_all() {
             self.out
                 .push_back(Output::SendFailed { id, error: CoreError::Closed("left before it was ordered".into()) });
         }
-        self.pending.clear();
+    }
+
+    /// Whether a Lamport counter `stamp` received in `what` from `from` may be observed: at most
+    /// [`MAX_CLOCK_JUMP`] ahead of this node's clock. A refused one is counted and traced.
+    pub(super) fn admits_clock(&mut self, what: &str, from: impl fmt::Display, stamp: u64) -> bool {
+        if self.clock.admits(Timestamp::new(stamp, NodeId::default())) {
+            return true;
+        }
+        self.counters.clock_refused += 1;
+        tracing::warn!(me = ?self.id, %from, stamp, clock = self.clock.counter(), "{what} refused: its clock is too far ahead");
+        false
+    }
+
+    /// Why a stamp `counter` is refused, for the sender.
+    pub(super) fn clock_too_far(&self, counter: u64) -> String {
+        format!(
+            "your Lamport clock ({counter}) is more than {MAX_CLOCK_JUMP} ahead of the coordinator's ({})",
+            self.clock.counter()
+        )
     }
 
     // ---------------------------------------------------------------- handlers shared by the roles

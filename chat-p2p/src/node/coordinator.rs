@@ -1,14 +1,16 @@
 //! The coordinator role: heartbeats, failure detection, sequencing and handing the group over to
-//! a higher coordinator. Admitting and removing members is in [`super::admission`]; the failover
-//! sync (the first thing it does in a term) in [`super::sync`].
+//! a higher coordinator. Admitting and removing members is in [`super::admission`]; what a
+//! submission must pass and the `Order` / `Ack` / `Commit` exchange in [`super::sequencing`] (flood
+//! control in `flood.rs`); the failover sync (the first thing it does in a term) in [`super::sync`].
 //!
 //! | from a member (or a stranger)  | the coordinator                                                  |
 //! |--------------------------------|------------------------------------------------------------------|
 //! | `JoinRequest`                  | admits (`JoinAck` + `Joined` to the others) or refuses (`JoinRefused`) |
-//! | `Submit`                       | orders it: `Order` to every member, then `Commit` once all hold it; `Duplicate` / `Rejected` |
+//! | `Submit`                       | orders it: `Order` to every member, then `Commit` once all hold it; `Duplicate` / `Rejected` / `RateLimited` (see [`super::sequencing`]) |
 //! | `Ack`                          | advances the commit point; `Commit` to every member when it moves |
 //! | `Alive`                        | nothing more (every frame counts as a sign of life)             |
 //! | `Leave`                        | removes the member (`Left` to the others)                        |
+//! | broken or unopenable link to a member | removes it (what was queued for it is lost)               |
 //! | `SyncReply`                    | see [`super::sync`]                                              |
 //! | `Submit` / `Ack` / `Alive` / `SyncReply` / `Election` from a non-member | `NotMember`: rejoin |
 //! | `Stale` (newer term)           | its term is over: rejoins the current group                     |
@@ -22,14 +24,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use chat_core::{ChatMessage, DedupWindow, ErrorCode, MessageBuffer, NodeId, Recipients, UserName};
+use chat_core::{DedupWindow, MessageBuffer, NodeId};
 
+use super::Next;
 use super::common::Common;
+use super::flood::Flood;
 use super::sync::SyncState;
-use super::{MAX_PENDING, Next};
 use crate::election::Term;
-use crate::ordering::{Sequencer, entry_for};
-use crate::protocol::{Entry, Member, PeerMsg, Pos, Submission};
+use crate::ordering::Sequencer;
+use crate::protocol::{PeerMsg, Submission};
 
 /// Whether coordinator term `a` wins over `b` when two groups meet: the higher coordinator ID
 /// (Bully's rule), the higher epoch between equal IDs.
@@ -59,6 +62,8 @@ pub(super) struct Coordinator {
     pub(super) full: MessageBuffer,
     /// IDs of messages ordered (kept across own terms), to answer resubmissions `Duplicate`.
     pub(super) known: DedupWindow,
+    /// Every member's rate buckets (fresh each term).
+    pub(super) flood: Flood,
 }
 
 impl Coordinator {
@@ -116,91 +121,13 @@ impl Coordinator {
         Next::Stay
     }
 
-    /// A link broke: the member at the other end is removed.
+    /// A link broke, or could not be opened: the member at the other end is removed (what was
+    /// queued for it is lost, so it could not follow the order any more; it rejoins).
     pub(super) fn link_down(&mut self, common: &mut Common, addr: SocketAddr) -> Next {
         let id = common.view.iter().find(|m| m.addr == addr).map(|m| m.id);
         if let Some(id) = id.filter(|id| Some(*id) != common.id) {
             self.remove_member(common, id);
         }
-        Next::Stay
-    }
-
-    // ---------------------------------------------------------------- sequencing
-
-    /// A member's submission; a stranger is told to rejoin.
-    pub(super) fn on_member_submit(
-        &mut self,
-        common: &mut Common,
-        from: NodeId,
-        sender: SocketAddr,
-        sub: Submission,
-    ) -> Next {
-        if !common.view.contains(from) {
-            return not_member(common, sender);
-        }
-        self.on_submit(common, from, sub);
-        Next::Stay
-    }
-
-    /// Orders a submission of member `from` (this node's own too): every member gets the entry
-    /// (the text if it may see it); it commits once every member holds it.
-    pub(super) fn on_submit(&mut self, common: &mut Common, from: NodeId, sub: Submission) {
-        let me = common.me();
-        if self.syncing.is_some() {
-            if self.queued.len() < MAX_PENDING * 4 {
-                self.queued.push_back((from, sub));
-            }
-            return;
-        }
-        if self.known.contains(&sub.id) {
-            // Ordered before (in an earlier term): the sender learns it, as a member would.
-            if from == me {
-                common.ordered_elsewhere(sub.id);
-            } else {
-                common.send_id(from, PeerMsg::Duplicate { id: sub.id });
-            }
-            return;
-        }
-        let unknown: Vec<UserName> =
-            sub.recipients.names().iter().filter(|n| common.view.by_name(n).is_none()).cloned().collect();
-        if !matches!(sub.recipients, Recipients::Broadcast) && unknown.len() == sub.recipients.names().len() {
-            let reason = format!("not online: {}", unknown.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","));
-            if from == me {
-                common.rejected(sub.id, ErrorCode::UnknownUser, reason);
-            } else {
-                common.send_id(from, PeerMsg::Rejected { id: sub.id, code: ErrorCode::UnknownUser, reason });
-            }
-            return;
-        }
-        common.clock.observe(sub.sent_at);
-        let lamport = common.clock.tick();
-        let msg = ChatMessage { id: sub.id, sender: sub.sender, recipients: sub.recipients, body: sub.body, lamport };
-        self.known.insert(msg.id);
-        self.full.insert(msg.clone());
-        let pos = self.seq.next_pos();
-        let members: Vec<Member> = common.view.iter().cloned().collect();
-        for m in members {
-            let unknown = if m.id == from { unknown.clone() } else { Vec::new() };
-            order_to(common, m.id, pos, entry_for(&msg, &m.name), unknown);
-        }
-        let commit = self.seq.ack(me, pos.term, pos.index);
-        broadcast_commit(common, commit);
-    }
-
-    /// A member holds every position of `term` up to `index`.
-    pub(super) fn on_ack(
-        &mut self,
-        common: &mut Common,
-        from: NodeId,
-        sender: SocketAddr,
-        term: Term,
-        index: u64,
-    ) -> Next {
-        if !common.view.contains(from) {
-            return not_member(common, sender);
-        }
-        let commit = self.seq.ack(from, term, index);
-        broadcast_commit(common, commit);
         Next::Stay
     }
 
@@ -245,29 +172,8 @@ impl Coordinator {
 }
 
 /// "You are not a member of my group: rejoin."
-fn not_member(common: &mut Common, sender: SocketAddr) -> Next {
+pub(super) fn not_member(common: &mut Common, sender: SocketAddr) -> Next {
     let term = common.term().unwrap_or_default();
     common.send_to(sender, PeerMsg::NotMember { term });
     Next::Stay
-}
-
-/// Sends one ordered entry to member `id`, or, for this node itself, stores it.
-pub(super) fn order_to(common: &mut Common, id: NodeId, pos: Pos, entry: Entry, unknown: Vec<UserName>) {
-    if id == common.me() {
-        common.log.receive(pos, entry, unknown);
-    } else {
-        common.send_id(id, PeerMsg::Order { pos, entry, unknown });
-    }
-}
-
-/// Tells every other member the new commit point, and delivers up to it here.
-pub(super) fn broadcast_commit(common: &mut Common, commit: Option<Pos>) {
-    let Some(pos) = commit else { return };
-    let me = common.me();
-    for id in common.view.ids() {
-        if id != me {
-            common.send_id(id, PeerMsg::Commit { pos });
-        }
-    }
-    common.commit(pos);
 }

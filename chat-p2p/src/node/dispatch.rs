@@ -18,9 +18,10 @@
 //! | `Order`, `Commit`, `Joined`, `Left`      | -       | log, delivery, view         | -                             |
 //! | `Stale`                                  | -       | rejoins the new group       | rejoins if the term is newer  |
 //! | `NotMember`, `Duplicate`, `Rejected`     | -       | rejoin / sent / send failed | the same                      |
+//! | `RateLimited` from the coordinator       | -       | pauses own submissions      | -                             |
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_core::{Event, NodeId};
 
@@ -89,7 +90,7 @@ impl Node {
 
             // What a coordinator handles.
             (Role::Coordinator(c), Via::Node(from), PeerMsg::Submit(sub)) => {
-                c.on_member_submit(common, from, sender, sub)
+                c.on_member_submit(common, now, from, sender, sub)
             }
             (Role::Coordinator(c), Via::Node(from), PeerMsg::Ack { term, index }) => {
                 c.on_ack(common, from, sender, term, index)
@@ -124,6 +125,15 @@ impl Node {
             }
             (_, Via::Node(_), PeerMsg::Rejected { id, code, reason }) => {
                 common.rejected(id, code, reason);
+                Next::Stay
+            }
+            (_, Via::Node(from), PeerMsg::RateLimited { id, retry_after_ms }) => {
+                // Only the coordinator followed may slow this node down.
+                if common.follows(from) && common.pending.rate_limited(&id, now, Duration::from_millis(retry_after_ms))
+                {
+                    common.counters.paused += 1;
+                    tracing::debug!(%id, retry_after_ms, "over the coordinator's rate limit: waiting");
+                }
                 Next::Stay
             }
 
@@ -209,7 +219,7 @@ impl Node {
             // claiming an epoch above `held`: the coordinator answers by taking a newer term.
             tracing::info!(me = ?common.id, offered = %term, %held, "refusing a term older than the log");
             common.bully.step_down();
-            common.bully.observe_epoch(held.epoch + 1);
+            common.bully.observe_epoch(held.epoch.saturating_add(1));
             common.bully.handle(now, ElectionInput::Start);
             self.pump_election(now);
             return;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chat_core::{CoreError, ErrorCode, Event, MessageId, NodeId, UserName};
 
+use super::flood::Limits;
 use crate::protocol::Envelope;
 
 /// Most members a group admits.
@@ -33,10 +34,13 @@ pub struct NodeConfig {
     pub sync_window: usize,
     /// Seed for nonces and ID blocks.
     pub seed: u64,
+    /// Flood control while coordinator (per-member rates of `Submit`s); `None` disables it.
+    pub limits: Option<Limits>,
 }
 
 impl NodeConfig {
-    /// Defaults: heartbeat 250 ms, timeout 1 s, join timeout 1.5 s, history 1000, window 256.
+    /// Defaults: heartbeat 250 ms, timeout 1 s, join timeout 1.5 s, history 1000, window 256,
+    /// the default [`Limits`].
     pub fn new(name: UserName, addr: SocketAddr, seed: u64) -> Self {
         NodeConfig {
             name,
@@ -48,6 +52,7 @@ impl NodeConfig {
             history: chat_core::buffer::DEFAULT_HISTORY,
             sync_window: 256,
             seed,
+            limits: Some(Limits::default()),
         }
     }
 }
@@ -61,8 +66,27 @@ pub enum Input {
     Datagram(Envelope),
     /// The TCP link to the node listening at this address broke (messages in flight are lost).
     LinkDown(SocketAddr),
+    /// No link to the node listening at this address could be opened (refused, timed out, closed
+    /// during the handshake): the messages queued for it are lost. Unlike [`Input::LinkDown`] this
+    /// does not show that the node is gone (a busy node's full accept queue looks the same), so a
+    /// member does not take it for its coordinator's death.
+    Unreachable(SocketAddr),
     /// Leave cleanly (hand over first if coordinator).
     Leave,
+}
+
+/// What the node refused or throttled since it started: hostile or broken input is counted (and
+/// traced), never trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Peer timestamps more than [`chat_core::MAX_CLOCK_JUMP`] ahead of this node's clock, refused.
+    pub clock_refused: u64,
+    /// `RateLimited` answers sent (as coordinator).
+    pub rate_limited: u64,
+    /// Members removed for flooding (as coordinator).
+    pub flooders_removed: u64,
+    /// `RateLimited` answers received for own messages.
+    pub paused: u64,
 }
 
 /// What the node asks its driver to do or report.

@@ -4,6 +4,7 @@
 //!  start ──► JoinRequest (multicast, and TCP to every known peer and the given target)
 //!              │ every 2 heartbeats: again
 //!              ├── JoinAck (our nonce) ────► member: view, term, history, resubmit pending
+//!              │     (history stamped above the ack's clock + MAX_CLOCK_JUMP: ignored, an inconsistent ack)
 //!              ├── JoinRefused (our nonce) ─► closed (e.g. name_taken)
 //!              └── join timeout ──────────► founds a group: an ID of its own, then an election it wins
 //! ```
@@ -11,13 +12,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use chat_core::{ChatMessage, ErrorCode, Event, NodeId, Timestamp};
+use chat_core::{ChatMessage, ErrorCode, Event, LamportClock, NodeId, Timestamp};
 
 use super::common::Common;
 use super::member::Follower;
 use super::{Next, Output, Role};
 use crate::election::{ElectionInput, Term};
-use crate::protocol::{Member, PeerMsg, Pos, Submission};
+use crate::protocol::{Member, PeerMsg, Pos};
 
 /// A node looking for a group.
 #[derive(Debug)]
@@ -91,11 +92,23 @@ impl Joining {
     }
 
     /// Admitted: takes the view, the term and the history, and resubmits every pending message.
+    ///
+    /// The joiner has no clock in common with the group yet (a group that has ordered a million
+    /// messages is far ahead of a fresh node, honestly), so it adopts the coordinator's counter as a
+    /// client adopts the server's; what it checks is that the ack is consistent: no history stamp
+    /// more than [`chat_core::MAX_CLOCK_JUMP`] above the ack's own clock.
     pub(super) fn on_ack(&self, common: &mut Common, now: Instant, nonce: u64, ack: Admission) -> Next {
         if nonce != self.nonce {
             return Next::Stay;
         }
         let Admission { id, term, members, history, start, clock } = ack;
+        let theirs = LamportClock::starting_at(term.coordinator, clock);
+        if let Some(m) = history.iter().find(|m| !theirs.admits(m.lamport)) {
+            common.counters.clock_refused += 1;
+            let stamp = m.lamport.counter;
+            tracing::warn!(name = %common.cfg.name, stamp, clock, "JoinAck ignored: its history is stamped beyond its clock");
+            return Next::Stay;
+        }
         tracing::info!(name = %common.cfg.name, %id, coordinator = %term.coordinator, "joined");
         common.become_member(id, members);
         common.bully.adopt(term);
@@ -113,12 +126,8 @@ impl Joining {
             let event = Event::CoordinatorChanged { name: c.name.clone(), node_id: c.id, epoch: term.epoch };
             common.event(event);
         }
-        let pending: Vec<Submission> = common.pending.values().cloned().collect();
-        if let Some(to) = common.coordinator_addr() {
-            for sub in pending {
-                common.send_to(to, PeerMsg::Submit(sub));
-            }
-        }
+        // Every pending message goes to the new coordinator (paced, once this node is a member).
+        common.pending.resend_all();
         if id > term.coordinator {
             common.bully.handle(now, ElectionInput::Start);
         }

@@ -4,14 +4,18 @@
 //! | from the coordinator followed        | the member                                                |
 //! |--------------------------------------|-----------------------------------------------------------|
 //! | `Heartbeat` (current term)           | notes it is alive, observes its clock, delivers up to the commit point, answers `Alive` |
+//! | `Heartbeat` / `Order` stamped more than `MAX_CLOCK_JUMP` ahead | dropped, counted, traced    |
 //! | `Order`                              | holds the entry, acknowledges the contiguous prefix held (`Ack`) |
+//! | `RateLimited` for an own message     | pauses own submissions for the wait, then one at a time (`pending.rs`) |
 //! | `Commit`                             | delivers everything held up to the position               |
 //! | `Joined` / `Left`                    | updates the view (`Left` naming this node: rejoin)        |
 //! | `Stale` (another term)               | the group was handed over: rejoins at the address given   |
 //!
 //! A member that hears nothing for the failure timeout, whose link to the coordinator breaks, or
 //! that outranks its coordinator, starts an election; while an election runs, the election's own
-//! deadlines drive it.
+//! deadlines drive it. A link to the coordinator that cannot be *opened* (`Unreachable`: refused, or
+//! a full accept queue) is not a sign of death: the heartbeats, which come on the coordinator's own
+//! link, decide; at the next one the member acknowledges again and resubmits what was lost.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,19 +25,22 @@ use chat_core::{Event, NodeId, Timestamp, UserName};
 use super::common::Common;
 use super::{Next, Output};
 use crate::election::{ElectionInput, Term};
-use crate::protocol::{Entry, Envelope, Member, PeerMsg, Pos, Submission};
+use crate::protocol::{Entry, Envelope, Member, PeerMsg, Pos};
 
 /// A member following a coordinator (or between coordinators, while an election runs).
 #[derive(Debug)]
 pub(super) struct Follower {
     /// When the coordinator was last heard from.
     last_heard: Instant,
+    /// Frames to the coordinator were lost (its link could not be opened): at the next heartbeat,
+    /// acknowledge again and resubmit every pending message.
+    resync: bool,
 }
 
 impl Follower {
     /// A member that has just heard from its coordinator (or started following one).
     pub(super) fn new(now: Instant) -> Self {
-        Follower { last_heard: now }
+        Follower { last_heard: now, resync: false }
     }
 
     /// When the coordinator counts as silent; none while an election runs (its deadlines rule).
@@ -58,10 +65,7 @@ impl Follower {
         // for them (`SyncRequest`); a term adopted again after an election does not: send them now
         // (a copy the coordinator already ordered is answered `Duplicate`).
         if readopted {
-            let pending: Vec<Submission> = common.pending.values().cloned().collect();
-            for sub in pending {
-                common.send_id(term.coordinator, PeerMsg::Submit(sub));
-            }
+            common.pending.resend_all();
         }
     }
 
@@ -94,6 +98,16 @@ impl Follower {
         self.on_timeout(common, now)
     }
 
+    /// No link to `addr` could be opened: if it is the coordinator, what was sent to it is lost, but
+    /// it may well be alive (busy); its heartbeats decide, and the next one triggers a resync.
+    pub(super) fn unreachable(&mut self, common: &Common, addr: SocketAddr) -> Next {
+        if common.coordinator_addr() == Some(addr) {
+            tracing::info!(%addr, "the coordinator could not be reached: resyncing at its next heartbeat");
+            self.resync = true;
+        }
+        Next::Stay
+    }
+
     /// The coordinator is alive; anything else is answered if it is stale.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_heartbeat(
@@ -110,12 +124,18 @@ impl Follower {
             common.answer_stale_heartbeat(sender, term);
             return Next::Stay;
         }
+        if !common.admits_clock("Heartbeat", from, clock) {
+            return Next::Stay;
+        }
         self.last_heard = now;
         common.clock.observe(Timestamp::new(clock, from));
         if let Some(pos) = commit {
             common.commit(pos);
         }
         common.send_to(sender, PeerMsg::Alive { term });
+        if std::mem::take(&mut self.resync) {
+            self.follow(common, term, true);
+        }
         Next::Stay
     }
 
@@ -140,7 +160,13 @@ impl Follower {
         if !(common.follows(from) || between) {
             return Next::Stay;
         }
+        if let Entry::Visible(m) = &entry
+            && !common.admits_clock("Order", from, m.lamport.counter)
+        {
+            return Next::Stay;
+        }
         self.last_heard = now;
+        common.pending.ordered(&entry.id());
         common.log.receive(pos, entry, unknown);
         if Some(pos.term) == common.term() {
             let index = common.log.held_index(pos.term);
@@ -225,15 +251,12 @@ impl Follower {
     }
 
     /// Answers a new coordinator's `SyncRequest` (the node already follows `term` and took its
-    /// view): what this member holds, then every pending message.
+    /// view): what this member holds, then (paced, see `pending.rs`) every pending message.
     pub(super) fn answer_sync(common: &mut Common, sender: SocketAddr, term: Term) {
         let report = common.report();
         let msg =
             PeerMsg::SyncReply { term, last: report.last, entries: report.entries, clock: common.clock.counter() };
         common.send_to(sender, msg);
-        let pending: Vec<Submission> = common.pending.values().cloned().collect();
-        for sub in pending {
-            common.send_to(sender, PeerMsg::Submit(sub));
-        }
+        common.pending.resend_all();
     }
 }

@@ -2,7 +2,10 @@
 //! Bully election, sequencing, failover sync and history, composed.
 //!
 //! A node is in one role at a time, each with its own state and methods; what every role shares
-//! (ID, view, log, history, clock, own pending messages, the election) is `Common` (`common.rs`).
+//! (ID, view, log, history, clock, own pending messages and their pacing (`pending.rs`), the
+//! election) is `Common` (`common.rs`). Input from peers is never trusted: far-ahead clocks, names
+//! that break the naming rules or imitate a member's, and submissions over a member's rate are
+//! refused and counted ([`Node::counters`]); see `guard_tests.rs`.
 //!
 //! ```text
 //!            ┌──────────┐ JoinAck              ┌──────────┐ won the election  ┌─────────────┐
@@ -16,7 +19,7 @@
 //! |---------------|-----------------------------------------|------------------|
 //! | `Joining`     | nonce, retry and give-up deadlines      | `joining.rs`     |
 //! | `Member`      | when the coordinator was last heard     | `member.rs`      |
-//! | `Coordinator` | sequencer, sync, liveness, full history | `coordinator.rs`, `admission.rs`, `sync.rs` |
+//! | `Coordinator` | sequencer, sync, liveness, full history, rate buckets | `coordinator.rs`, `admission.rs`, `sequencing.rs`, `flood.rs`, `sync.rs` |
 //! | `Left`        | nothing: the node is closed             |                  |
 //!
 //! Every input goes through one dispatch point, `Node::receive` in `dispatch.rs` (a `match` on
@@ -33,9 +36,14 @@ mod admission;
 mod common;
 mod coordinator;
 mod dispatch;
+mod flood;
+#[cfg(test)]
+mod guard_tests;
 mod io;
 mod joining;
 mod member;
+mod pending;
+mod sequencing;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -45,7 +53,11 @@ use std::time::Instant;
 
 use chat_core::{ChatMessage, CoreError, MessageId, NodeId, OutgoingMessage, PeerInfo, UserName};
 
-pub use io::{Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output};
+pub use flood::{
+    DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits, MIN_FLOOD_STRIKES,
+};
+pub use io::{Counters, Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output};
+pub use pending::{MAX_RETRY_AFTER, SUBMIT_WINDOW};
 
 use crate::election::Term;
 use crate::protocol::{Envelope, PeerMsg};
@@ -159,28 +171,32 @@ impl Node {
         self.common.pending.len()
     }
 
+    /// The Lamport counter.
+    pub fn clock(&self) -> u64 {
+        self.common.clock.counter()
+    }
+
+    /// What the node refused or throttled so far.
+    pub fn counters(&self) -> Counters {
+        self.common.counters
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.common.cfg
+    }
+
     // ---------------------------------------------------------------- inputs
 
     /// Submits an own message; returns its ID at once. The message is kept until the coordinator
-    /// orders it, and resubmitted to every new coordinator.
-    pub fn submit(&mut self, _now: Instant, msg: OutgoingMessage) -> Result<MessageId, CoreError> {
+    /// orders it, and resubmitted to every new coordinator (paced: see `pending.rs`). A `sent_at`
+    /// more than [`chat_core::MAX_CLOCK_JUMP`] ahead of the node's clock is refused (`protocol`).
+    pub fn submit(&mut self, now: Instant, msg: OutgoingMessage) -> Result<MessageId, CoreError> {
         if self.is_closed() {
             return Err(CoreError::Closed("the node has left".into()));
         }
-        let sub = self.common.new_submission(msg)?;
-        let id = sub.id;
-        let common = &mut self.common;
-        let me = common.me();
-        match &mut self.role {
-            Role::Coordinator(c) => c.on_submit(common, me, sub),
-            Role::Member(_) => {
-                if let Some(to) = common.coordinator_addr() {
-                    common.send_to(to, PeerMsg::Submit(sub));
-                }
-            }
-            // Resubmitted once admitted.
-            Role::Joining(_) | Role::Left => {}
-        }
+        let id = self.common.new_submission(msg)?.id;
+        self.flush_pending(now);
         Ok(id)
     }
 
@@ -201,8 +217,18 @@ impl Node {
                 };
                 self.apply(now, next);
             }
+            Input::Unreachable(addr) => {
+                let common = &mut self.common;
+                let next = match &mut self.role {
+                    Role::Member(f) => f.unreachable(common, addr),
+                    Role::Coordinator(c) => c.link_down(common, addr),
+                    Role::Joining(_) | Role::Left => Next::Stay,
+                };
+                self.apply(now, next);
+            }
             Input::Leave => self.leave(now),
         }
+        self.flush_pending(now);
     }
 
     /// Fires every deadline that has passed.
@@ -228,6 +254,29 @@ impl Node {
             Role::Joining(_) | Role::Left => Next::Stay,
         };
         self.apply(now, next);
+        self.flush_pending(now);
+    }
+
+    /// Submits what the pacing of own messages allows now: to the coordinator followed, or, as the
+    /// coordinator (done syncing), straight into the sequencer.
+    fn flush_pending(&mut self, now: Instant) {
+        let common = &mut self.common;
+        common.pending.expire(now);
+        match &mut self.role {
+            Role::Member(_) => {
+                let Some(to) = common.coordinator_addr() else { return };
+                while let Some(sub) = common.pending.next(now) {
+                    common.send_to(to, PeerMsg::Submit(sub));
+                }
+            }
+            Role::Coordinator(c) if !c.is_syncing() => {
+                let me = common.me();
+                while let Some(sub) = common.pending.next(now) {
+                    c.on_submit(common, now, me, sub);
+                }
+            }
+            Role::Coordinator(_) | Role::Joining(_) | Role::Left => {}
+        }
     }
 
     // ---------------------------------------------------------------- outputs
@@ -247,6 +296,6 @@ impl Node {
             Role::Coordinator(c) => Some(c.deadline()),
             Role::Member(f) => f.deadline(&self.common),
         };
-        [mine, self.common.bully.poll_timeout()].into_iter().flatten().min()
+        [mine, self.common.bully.poll_timeout(), self.common.pending.deadline()].into_iter().flatten().min()
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  won term T ──SyncRequest{T, members}──► every member ──► SyncReply{T, last, entries} (+ pending Submits)
+//!      │                                    (a reply stamped more than MAX_CLOCK_JUMP ahead: dropped)
 //!      │                                                          │
 //!      │◄─────────────────────────────────────────────────────────┘  (or the failure timeout: removed)
 //!      ▼ every member answered
@@ -22,7 +23,9 @@ use chat_core::{DedupWindow, MessageBuffer, NodeId, Timestamp};
 
 use super::Next;
 use super::common::Common;
-use super::coordinator::{Coordinator, order_to};
+use super::coordinator::Coordinator;
+use super::flood::Flood;
+use super::sequencing::order_to;
 use crate::election::Term;
 use crate::ordering::{Report, Sequencer, entry_for, plan_fills};
 use crate::protocol::{Entry, Member, PeerMsg, Pos, Submission};
@@ -66,6 +69,7 @@ impl Coordinator {
             beats: 0,
             full,
             known,
+            flood: Flood::new(common.cfg.limits),
         }
     }
 
@@ -85,6 +89,15 @@ impl Coordinator {
         let current = common.term().unwrap_or_default();
         if term != current {
             common.send_to(sender, PeerMsg::NotMember { term: current });
+            return Next::Stay;
+        }
+        // A reply stamped too far ahead is dropped whole: the member counts as not answering.
+        let stamps = entries.iter().filter_map(|(_, e)| match e {
+            Entry::Visible(m) => Some(m.lamport.counter),
+            Entry::Hidden(_) => None,
+        });
+        let highest = stamps.chain([clock]).max().unwrap_or(clock);
+        if !common.admits_clock("SyncReply", from, highest) {
             return Next::Stay;
         }
         common.clock.observe(Timestamp::new(clock, from));
@@ -150,12 +163,10 @@ impl Coordinator {
         tracing::info!(%me, term = %own, "sync done: ordering");
         let queued: Vec<(NodeId, Submission)> = self.queued.drain(..).collect();
         for (from, sub) in queued {
-            self.on_submit(common, from, sub);
+            self.on_submit(common, now, from, sub);
         }
-        let pending: Vec<Submission> = common.pending.values().cloned().collect();
-        for sub in pending {
-            self.on_submit(common, me, sub);
-        }
+        // This node's own pending messages next (submitted by the node, paced, once this returns).
+        common.pending.resend_all();
         Next::Stay
     }
 }

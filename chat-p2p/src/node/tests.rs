@@ -14,37 +14,41 @@ use crate::election::ElectionMsg;
 use crate::protocol::{Entry, Member, Pos, Submission};
 
 /// The coordinator of the member scenarios (above the member, so joining starts no election).
-const COORDINATOR: NodeId = NodeId(20);
+pub(super) const COORDINATOR: NodeId = NodeId(20);
 /// The member's ID in the member scenarios.
-const MEMBER: NodeId = NodeId(10);
+pub(super) const MEMBER: NodeId = NodeId(10);
 
-fn name(s: &str) -> UserName {
+pub(super) fn name(s: &str) -> UserName {
     UserName::new(s).expect("valid name")
 }
 
-fn addr(port: u16) -> SocketAddr {
+pub(super) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn config(who: &str, port: u16) -> NodeConfig {
+pub(super) fn config(who: &str, port: u16) -> NodeConfig {
     NodeConfig::new(name(who), addr(port), 7)
 }
 
-fn drain(node: &mut Node) -> Vec<Output> {
+pub(super) fn drain(node: &mut Node) -> Vec<Output> {
     std::iter::from_fn(|| node.poll_output()).collect()
 }
 
-fn envelope(from: Option<NodeId>, port: u16, msg: PeerMsg) -> Envelope {
+pub(super) fn envelope(from: Option<NodeId>, port: u16, msg: PeerMsg) -> Envelope {
     Envelope { from, addr: addr(port), msg }
 }
 
-fn message(to: Recipients, body: &str) -> OutgoingMessage {
+pub(super) fn message(to: Recipients, body: &str) -> OutgoingMessage {
     OutgoingMessage { recipients: to, body: body.into(), sent_at: Timestamp::default() }
 }
 
 /// "alice" at port 1, who found nobody and coordinates a group of one; outputs drained.
-fn founder(t0: Instant) -> Node {
-    let cfg = config("alice", 1);
+pub(super) fn founder(t0: Instant) -> Node {
+    founder_with(t0, config("alice", 1))
+}
+
+/// A founder with these settings; outputs drained.
+pub(super) fn founder_with(t0: Instant, cfg: NodeConfig) -> Node {
     let join_timeout = cfg.join_timeout;
     let mut node = Node::new(t0, cfg);
     drain(&mut node);
@@ -55,12 +59,12 @@ fn founder(t0: Instant) -> Node {
 }
 
 /// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
-fn carol_request(nonce: u64) -> PeerMsg {
+pub(super) fn carol_request(nonce: u64) -> PeerMsg {
     PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0 }
 }
 
 /// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
-fn member(t0: Instant) -> Node {
+pub(super) fn member(t0: Instant) -> Node {
     let mut node = Node::new(t0, config("bob", 2));
     let nonce = match drain(&mut node).as_slice() {
         [Output::Multicast(Envelope { msg: PeerMsg::JoinRequest { nonce, .. }, .. })] => *nonce,

@@ -5,23 +5,41 @@
 //! Links are one-way: a node only writes on connections it dialled and only reads on connections
 //! others dialled. Every connection opens with the handshake (role `Peer`), then carries frames of
 //! [`Envelope`]s.
+//!
+//! | side    | rule                                                                                     |
+//! |---------|------------------------------------------------------------------------------------------|
+//! | reader  | handshake within [`CONNECT_TIMEOUT`]; then a frame at least every *idle timeout* ([`INBOUND_IDLE_TIMEOUTS`] failure timeouts), or closed |
+//! | accept  | at most [`MAX_INBOUND_PER_IP`] per source IP and [`MAX_INBOUND`] in all; at a bound, the oldest connection that has not yet sent a frame makes room (`inbound.rs`) |
+//! | writer  | a link that cannot be opened is reported `connected: false` (the node hears `Unreachable`), one that breaks after `connected: true` (`LinkDown`) |
+//!
+//! Live links are never silent that long: the coordinator heartbeats every member, every member
+//! answers `Alive`, and a link nobody writes on (a member's link to a member that is not the
+//! coordinator, used only during elections) is closed by its *writer* after one failure timeout
+//! without frames (the driver's sweep), before the reader's idle timeout could cut it mid-frame.
+//! Accepting never waits on a connection (the handshake is in the reader task), so the accept queue
+//! drains as fast as connections come.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chat_transport::{ByteStream, Dialer, FrameReader, FrameWriter, Listener, Role, TransportError, handshake};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
-use super::{CONNECT_TIMEOUT, Inbound, MAX_INBOUND};
+use super::inbound::{Admit, InboundTable, MAX_INBOUND, MAX_INBOUND_PER_IP};
+use super::{CONNECT_TIMEOUT, INBOUND_IDLE_TIMEOUTS, Inbound};
 use crate::protocol::Envelope;
 
 /// Most frames written in one batch by a link task.
 const WRITE_BATCH: usize = 64;
 
-/// Dials `addr`, writes what the driver queues, and reports the link down on any failure.
+/// Dials `addr`, writes what the driver queues, and reports the link down on any failure (whether
+/// it was ever open). Ends quietly once the driver drops the queue, after writing what is in it.
 pub(super) async fn link_task<D: Dialer>(
     dialer: D,
     addr: SocketAddr,
@@ -29,15 +47,22 @@ pub(super) async fn link_task<D: Dialer>(
     mut rx: mpsc::Receiver<Envelope>,
     inbound: mpsc::Sender<Inbound>,
 ) {
+    let connect = async {
+        let mut stream = dialer.connect(addr).await?;
+        handshake(&mut stream, Role::Peer).await?;
+        Ok::<_, TransportError>(stream)
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        other => {
+            let error =
+                other.map_or_else(|_| "timed out".to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+            debug!(%addr, %error, "link could not be opened");
+            let _ = inbound.send(Inbound::LinkDown { addr, generation, connected: false }).await;
+            return;
+        }
+    };
     let result: Result<(), TransportError> = async {
-        let connect = async {
-            let mut stream = dialer.connect(addr).await?;
-            handshake(&mut stream, Role::Peer).await?;
-            Ok::<_, TransportError>(stream)
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| TransportError::Io(std::io::ErrorKind::TimedOut.into()))??;
         let (mut read, write) = tokio::io::split(stream);
         let mut writer: FrameWriter<_, Envelope> = FrameWriter::new(write);
         let mut probe = [0u8; 64];
@@ -55,7 +80,7 @@ pub(super) async fn link_task<D: Dialer>(
                         writer.flush().await?;
                     }
                     None => {
-                        // The driver closed the link (leave): everything queued is written.
+                        // The driver closed the link (leave, or idle): everything queued is written.
                         writer.shutdown().await?;
                         return Ok(());
                     }
@@ -72,34 +97,64 @@ pub(super) async fn link_task<D: Dialer>(
     .await;
     if let Err(e) = result {
         debug!(%addr, error = %e, "link down");
-        let _ = inbound.send(Inbound::LinkDown { addr, generation }).await;
+        let _ = inbound.send(Inbound::LinkDown { addr, generation, connected: true }).await;
     }
 }
 
-/// Accepts peers' connections and starts a reader for each (at most [`MAX_INBOUND`]).
-pub(super) async fn accept_loop<L: Listener>(mut listener: L, inbound: mpsc::Sender<Inbound>) {
+/// Accepts peers' connections and starts a reader for each, within the bounds of `inbound.rs`;
+/// `idle` is the reader's idle timeout.
+pub(super) async fn accept_loop<L: Listener>(mut listener: L, inbound: mpsc::Sender<Inbound>, idle: Duration) {
     let mut readers = JoinSet::new();
+    let mut handles: HashMap<tokio::task::Id, AbortHandle> = HashMap::new();
+    let mut table = InboundTable::new(MAX_INBOUND_PER_IP, MAX_INBOUND);
     loop {
-        while readers.try_join_next().is_some() {}
-        match listener.accept().await {
-            Ok((stream, from)) => {
-                if readers.len() >= MAX_INBOUND {
-                    debug!(%from, "too many connections: closing");
-                    continue;
+        tokio::select! {
+            Some(done) = readers.join_next_with_id() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                table.remove(&id);
+                handles.remove(&id);
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, from)) => {
+                    match table.admit(from.ip()) {
+                        Admit::Accept => {}
+                        Admit::Evict(victim) => {
+                            debug!(%from, "inbound connections at their bound: closing the oldest silent one");
+                            if let Some(handle) = handles.remove(&victim) {
+                                handle.abort();
+                            }
+                        }
+                        Admit::Refuse => {
+                            debug!(%from, held = table.len(), "inbound connections at their bound: refusing");
+                            continue;
+                        }
+                    }
+                    let proven = Arc::new(AtomicBool::new(false));
+                    let reader = readers.spawn(read_peer(stream, inbound.clone(), idle, Arc::clone(&proven)));
+                    table.insert(reader.id(), from.ip(), proven);
+                    handles.insert(reader.id(), reader);
                 }
-                readers.spawn(read_peer(stream, inbound.clone()));
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
         }
     }
 }
 
-/// Reads frames from one inbound connection until it ends.
-async fn read_peer<S: ByteStream>(mut stream: S, inbound: mpsc::Sender<Inbound>) {
+/// Reads frames from one inbound connection until it ends, fails, or stays silent for `idle`
+/// (the first frame included). `proven` is set at the first frame.
+async fn read_peer<S: ByteStream>(
+    mut stream: S,
+    inbound: mpsc::Sender<Inbound>,
+    idle: Duration,
+    proven: Arc<AtomicBool>,
+) {
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut stream, Role::Peer)).await {
         Ok(Ok(Role::Peer)) => {}
         other => {
@@ -109,15 +164,20 @@ async fn read_peer<S: ByteStream>(mut stream: S, inbound: mpsc::Sender<Inbound>)
     }
     let mut reader: FrameReader<_, Envelope> = FrameReader::new(stream);
     loop {
-        match reader.read_frame().await {
-            Ok(Some(env)) => {
+        match tokio::time::timeout(idle, reader.read_frame()).await {
+            Ok(Ok(Some(env))) => {
+                proven.store(true, Ordering::Release);
                 if inbound.send(Inbound::Frame(env)).await.is_err() {
                     return;
                 }
             }
-            Ok(None) => return,
-            Err(e) => {
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
                 debug!(error = %e, "inbound connection failed");
+                return;
+            }
+            Err(_) => {
+                debug!(?idle, times = INBOUND_IDLE_TIMEOUTS, "inbound connection silent: closing");
                 return;
             }
         }

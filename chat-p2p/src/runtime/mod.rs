@@ -21,10 +21,13 @@
 //! [`chat_transport::memory::MemoryNetwork`], so tests run real nodes without sockets, in virtual time.
 //!
 //! Links are one-way: a node *dials* every address the node asks it to send to and only writes
-//! on that connection; frames from others arrive on connections they dialled. A link that cannot
-//! connect, fails to write, reads end of stream (the peer process died or left) or whose queue is
-//! full is dropped and reported to the node as [`Input::LinkDown`], as the simulation does; the
-//! next frame for that address dials again.
+//! on that connection; frames from others arrive on connections they dialled. A link that fails to
+//! write, reads end of stream (the peer process died or left) or whose queue is full is dropped and
+//! reported to the node as [`Input::LinkDown`], as the simulation does; one that cannot be opened
+//! at all (refused, timed out, closed during the handshake) as [`Input::Unreachable`]; the next
+//! frame for that address dials again. A link the node has not written on for one failure timeout
+//! is closed by the driver (cleanly: what is queued is written first), so only links in use stay
+//! open; inbound connections are bounded and time out when silent (see `links.rs`).
 //!
 //! Slow-consumer policy: if the program stops reading events and [`EVENT_QUEUE`] fills, the node
 //! leaves the group cleanly and the transport ends with `Disconnected { code: slow_consumer }`.
@@ -50,9 +53,11 @@ use discovery::discovery_task;
 use links::{accept_loop, link_task};
 
 mod discovery;
+mod inbound;
 mod links;
 
 pub use discovery::Discovery;
+pub use inbound::{MAX_INBOUND, MAX_INBOUND_PER_IP};
 
 /// Events queued for the program; see the slow-consumer policy in the module documentation.
 pub const EVENT_QUEUE: usize = 4096;
@@ -60,8 +65,9 @@ pub const EVENT_QUEUE: usize = 4096;
 pub const LINK_QUEUE: usize = 1024;
 /// Frames (and link reports) queued from all connections to the driver.
 pub const INBOUND_QUEUE: usize = 1024;
-/// Most inbound connections at once; further ones are closed at once.
-pub const MAX_INBOUND: usize = 2 * crate::node::MAX_PEERS;
+/// An inbound connection silent for this many failure timeouts is closed (live links carry a frame
+/// at least every heartbeat; idle outgoing links are closed by their writer after one timeout).
+pub const INBOUND_IDLE_TIMEOUTS: u32 = 2;
 /// Time allowed to connect to a peer and exchange the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed at leave for queued frames (the handover) to be written.
@@ -85,8 +91,9 @@ pub(crate) enum Inbound {
     Frame(Envelope),
     /// A datagram from another node in the discovery group.
     Datagram(Envelope),
-    /// The link task for `addr` (incarnation `generation`) ended with an error.
-    LinkDown { addr: SocketAddr, generation: u64 },
+    /// The link task for `addr` (incarnation `generation`) ended with an error; `connected` says
+    /// whether the link had been opened (else it could not be).
+    LinkDown { addr: SocketAddr, generation: u64, connected: bool },
 }
 
 /// State the driver shares with the transport (never locked across an `.await`).
@@ -117,6 +124,8 @@ struct Link {
     tx: mpsc::Sender<Envelope>,
     generation: u64,
     abort: AbortHandle,
+    /// When a frame was last queued on it.
+    last_used: Instant,
 }
 
 /// The task owning the node.
@@ -137,6 +146,10 @@ pub(crate) struct Driver<D> {
     background: JoinSet<()>,
     /// Link tasks (awaited at leave so the last frames get out).
     link_tasks: JoinSet<()>,
+    /// A link not written on for this long is closed (the node's failure timeout).
+    link_idle: Duration,
+    /// When idle links are next looked for.
+    next_sweep: Instant,
     slow: bool,
 }
 
@@ -168,8 +181,9 @@ impl<D: Dialer> Driver<D> {
         let Network { listener, dialer, discovery } = network;
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let (multicast, outgoing) = mpsc::channel(MULTICAST_QUEUE);
+        let link_idle = node.config().timeout.max(Duration::from_millis(1));
         let mut background = JoinSet::new();
-        background.spawn(accept_loop(listener, inbound_tx.clone()));
+        background.spawn(accept_loop(listener, inbound_tx.clone(), link_idle * INBOUND_IDLE_TIMEOUTS));
         background.spawn(discovery_task(discovery, me, outgoing, inbound_tx.clone()));
         Driver {
             node,
@@ -186,6 +200,8 @@ impl<D: Dialer> Driver<D> {
             shared,
             background,
             link_tasks: JoinSet::new(),
+            link_idle,
+            next_sweep: Instant::now() + link_idle,
             slow: false,
         }
     }
@@ -202,7 +218,8 @@ impl<D: Dialer> Driver<D> {
                 break;
             }
             while self.link_tasks.try_join_next().is_some() {}
-            let deadline = self.node.poll_timeout().map(Instant::from_std);
+            let node_deadline = self.node.poll_timeout().map(Instant::from_std);
+            let deadline = Some(node_deadline.map_or(self.next_sweep, |d| d.min(self.next_sweep)));
             tokio::select! {
                 biased;
                 stop = shutdown.recv() => {
@@ -214,7 +231,7 @@ impl<D: Dialer> Driver<D> {
                 }
                 Some(inbound) = self.inbound.recv() => self.inbound(inbound),
                 Some(request) = requests.recv() => self.request(request),
-                () = sleep_until(deadline) => self.node.handle_timeout(now()),
+                () = sleep_until(deadline) => self.timer(node_deadline),
             }
             self.drain();
         }
@@ -224,14 +241,30 @@ impl<D: Dialer> Driver<D> {
         debug!(me = %self.me, "node task stopped");
     }
 
+    /// A deadline passed: the node's, and/or the sweep of idle links.
+    fn timer(&mut self, node_deadline: Option<Instant>) {
+        let at = Instant::now();
+        if node_deadline.is_some_and(|d| d <= at) {
+            self.node.handle_timeout(now());
+        }
+        if self.next_sweep <= at {
+            let idle = self.link_idle;
+            // Dropping a link's queue ends its task cleanly, after what is queued is written. A link
+            // with frames still queued (still connecting) stays, so its failure is reported.
+            self.links.retain(|_, link| at < link.last_used + idle || link.tx.capacity() < link.tx.max_capacity());
+            self.next_sweep = at + idle / 2;
+        }
+    }
+
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Frame(env) => self.node.handle(now(), Input::Receive(env)),
             Inbound::Datagram(env) => self.node.handle(now(), Input::Datagram(env)),
-            Inbound::LinkDown { addr, generation } => {
+            Inbound::LinkDown { addr, generation, connected } => {
                 if self.links.get(&addr).is_some_and(|l| l.generation == generation) {
                     self.links.remove(&addr);
-                    self.node.handle(now(), Input::LinkDown(addr));
+                    let input = if connected { Input::LinkDown(addr) } else { Input::Unreachable(addr) };
+                    self.node.handle(now(), input);
                 }
             }
         }
@@ -306,9 +339,10 @@ impl<D: Dialer> Driver<D> {
             self.next_generation += 1;
             let dialer = self.dialer.clone();
             let abort = self.link_tasks.spawn(link_task(dialer, to, generation, rx, self.inbound_tx.clone()));
-            self.links.insert(to, Link { tx, generation, abort });
+            self.links.insert(to, Link { tx, generation, abort, last_used: Instant::now() });
         }
-        let Some(link) = self.links.get(&to) else { return };
+        let Some(link) = self.links.get_mut(&to) else { return };
+        link.last_used = Instant::now();
         if let Err(e) = link.tx.try_send(msg) {
             let full = matches!(e, mpsc::error::TrySendError::Full(_));
             debug!(%to, full, "link queue unusable: treating the link as broken");

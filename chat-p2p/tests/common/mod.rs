@@ -4,10 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chat_core::rate::Rate;
 use chat_core::{MessageId, NodeId, Recipients};
+use chat_p2p::Limits;
 use chat_p2p::sim::Sim;
 
-/// Seeds per invariant test in the default run (nine tests: 4,500 seeds). `SIM_SEEDS=N` runs `N`
+/// Seeds per invariant test in the default run (twelve tests: 6,000 seeds). `SIM_SEEDS=N` runs `N`
 /// seeds per test instead; `SIM_SEED=S` runs the single seed `S` (the reproduction command printed
 /// on failure); `SIM_TRACE=1` also prints every frame delivered and the state after every step.
 pub const SEEDS: u64 = 500;
@@ -22,7 +24,31 @@ pub enum Faults {
     Crashes,
     /// Crashes, restarts, broken links and partitions.
     All,
+    /// Crashes and restarts, every send three messages at once, and coordinators that limit every
+    /// member to [`PACED`], so that many submissions are refused (`RateLimited`) and resubmitted.
+    PacedCrashes,
+    /// The same, with broken links and partitions too.
+    PacedAll,
 }
+
+impl Faults {
+    /// Whether links break and the network splits.
+    fn partitions(self) -> bool {
+        matches!(self, Faults::All | Faults::PacedAll)
+    }
+
+    /// Whether the coordinators limit every member to [`PACED`].
+    fn paced(self) -> bool {
+        matches!(self, Faults::PacedCrashes | Faults::PacedAll)
+    }
+}
+
+/// The flood-control limits of the paced scenarios: 5 messages a second, bursts of 2.
+pub const PACED: Limits = Limits {
+    messages: Rate { per_second: 5, burst: 2 },
+    bytes: chat_p2p::node::DEFAULT_BYTE_RATE,
+    flood_strikes: chat_p2p::node::DEFAULT_FLOOD_STRIKES,
+};
 
 /// The group size and number of chaos steps of a seed: 3 to 20 nodes, fewer steps for large groups
 /// (small groups are the common case and the fastest).
@@ -38,7 +64,8 @@ pub fn shape(seed: u64) -> (usize, usize) {
 /// Runs one seeded scenario: form a group, chaos, heal, quiet, a final broadcast from everybody.
 pub fn run(seed: u64, faults: Faults) -> Sim {
     let (n, steps) = shape(seed);
-    let mut sim = Sim::new(seed, n);
+    let limits = if faults.paced() { PACED } else { Limits::default() };
+    let mut sim = Sim::with_limits(seed, n, Some(limits));
     let trace = sim.trace;
     sim.run_for(Duration::from_millis(1500));
     let mut counter = 0;
@@ -57,8 +84,12 @@ pub fn run(seed: u64, faults: Faults) -> Sim {
                     1 => Recipients::Unicast(nj),
                     _ => Recipients::multicast([nj, nk]).unwrap_or(Recipients::Broadcast),
                 };
-                counter += 1;
-                sim.send(i, recipients, &format!("m{counter}"));
+                // Paced: three at once, so the burst of 2 is exceeded.
+                let copies = if faults.paced() { 3 } else { 1 };
+                for _ in 0..copies {
+                    counter += 1;
+                    sim.send(i, recipients.clone(), &format!("m{counter}"));
+                }
             }
             55..=64 if live.len() > 2 => {
                 let i = pick(&mut sim, &live);
@@ -68,14 +99,14 @@ pub fn run(seed: u64, faults: Faults) -> Sim {
                 let i = sim.random(n as u64) as usize;
                 sim.restart(i);
             }
-            75..=82 if faults == Faults::All && live.len() >= 2 => {
+            75..=82 if faults.partitions() && live.len() >= 2 => {
                 let i = pick(&mut sim, &live);
                 let j = pick(&mut sim, &live);
                 if i != j {
                     sim.break_link(i, j);
                 }
             }
-            83..=87 if faults == Faults::All => {
+            83..=87 if faults.partitions() => {
                 let side: Vec<usize> = (0..n).filter(|_| sim.random(2) == 0).collect();
                 sim.partition(&side);
             }
@@ -287,4 +318,12 @@ pub fn nothing_lost(sim: &Sim) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Flood control never slowed anybody down.
+pub fn never_throttled(sim: &Sim) -> Result<(), String> {
+    match sim.throttled {
+        0 => Ok(()),
+        n => Err(format!("{n} submissions were rate-limited: ordinary traffic trips flood control")),
+    }
 }
