@@ -42,6 +42,10 @@ pub struct Cli {
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
+    /// P2P: turn this node's flood control off (as coordinator it then rate-limits nobody; for
+    /// benchmarks). A server's is turned off with `serve --no-rate-limit`.
+    #[arg(long)]
+    pub no_rate_limit: bool,
     /// Connect to the server with TLS (trusting it by --ca, --tls-fingerprint, or on first use).
     #[arg(long)]
     pub tls: bool,

@@ -143,6 +143,9 @@ pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2
     if let Some(ms) = cli.timeout_ms {
         config.timeout = Duration::from_millis(ms.max(1));
     }
+    if cli.no_rate_limit {
+        config.limits = None;
+    }
     Ok(config)
 }
 

@@ -70,7 +70,8 @@ impl Drop for Node {
 
 impl Node {
     fn start(bin: &PathBuf, name: &str, group: &str, heartbeat: Option<u64>) -> Result<Node> {
-        let mut args = vec!["--mode", "p2p", "--json", "--name", name, "--group", group];
+        // Flood control off: the benchmark sends as fast as ordering allows (as against the server).
+        let mut args = vec!["--mode", "p2p", "--no-rate-limit", "--json", "--name", name, "--group", group];
         let hb = heartbeat.map(|h| h.to_string());
         if let Some(hb) = &hb {
             args.extend(["--heartbeat-ms", hb.as_str()]);
