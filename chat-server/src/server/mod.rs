@@ -240,16 +240,21 @@ impl<L: Listener> Server<L> {
                     let inbound = inbound_tx.clone();
                     let writers = tracker.clone();
                     let reader = stream_reader.clone();
-                    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
-                    let task = tracker.spawn(async move {
-                        let served = match tls {
-                            Some(tls) => serve_tls(conn, stream, tls, inbound, settings, writers, reader).await,
-                            None => serve_connection(conn, stream, inbound, settings, writers, reader).await,
-                        };
+                    // One task per kind of connection: a task's memory is its largest state, and a
+                    // plaintext connection must not pay for a TLS handshake's.
+                    let ended = move |served: Result<(), ServerError>| {
                         if let Err(e) = served {
                             debug!(conn, %peer, error = %e, "connection ended");
                         }
-                    });
+                    };
+                    let task = match config.tls.as_ref().map(|t| t.acceptor.clone()) {
+                        Some(tls) => tracker.spawn(async move {
+                            ended(serve_tls(conn, stream, tls, inbound, settings, writers, reader).await)
+                        }),
+                        None => tracker.spawn(async move {
+                            ended(serve_connection(conn, stream, inbound, settings, writers, reader).await)
+                        }),
+                    };
                     owner.serving(conn, task.abort_handle());
                 }
             }
