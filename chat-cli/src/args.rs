@@ -24,6 +24,12 @@ pub struct Cli {
     /// Show Lamport timestamps in human output.
     #[arg(long, global = true)]
     pub show_clock: bool,
+    /// How human output shows when each message was ordered (strftime, local time).
+    #[arg(long, global = true, default_value = "%H:%M", value_name = "FORMAT")]
+    pub time_format: String,
+    /// Show no times in human output.
+    #[arg(long, global = true)]
+    pub no_time: bool,
     /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
     #[arg(long, global = true)]
     pub listen: Option<SocketAddr>,
@@ -192,6 +198,10 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without TLS and accounts.
     #[arg(long)]
     pub insecure: bool,
+    /// Milliseconds a session is kept after its connection drops, so the client can resume it with
+    /// nothing lost (0: a dropped connection ends the session at once).
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_GRACE.as_millis() as u64)]
+    pub grace_ms: u64,
 }
 
 /// `serve --auth`.

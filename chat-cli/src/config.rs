@@ -62,6 +62,7 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         limits,
         auth,
         tls,
+        grace: Duration::from_millis(serve.grace_ms),
     })
 }
 

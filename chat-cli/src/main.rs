@@ -4,6 +4,7 @@
 //! |------------|--------------------------------------------------------|
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
+//! | `clock_text` | wall-clock times in JSON (RFC 3339) and human output (`--time-format`) |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
@@ -20,6 +21,7 @@
 mod account;
 mod args;
 mod bench;
+mod clock_text;
 mod commands;
 mod config;
 mod input;
@@ -173,9 +175,19 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         Ok(topology) => topology,
         Err(message) => return usage(&message),
     };
+    let times = if cli.no_time {
+        Ok(clock_text::TimeStyle::none())
+    } else {
+        clock_text::TimeStyle::with_format(&cli.time_format)
+    };
+    let times = match times {
+        Ok(times) => times,
+        Err(message) => return usage(&format!("--time-format: {message}")),
+    };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let chat = match connect(topology).await {
-        Ok(chat) => chat,
+    out.set_times(times);
+    let (chat, rooms) = match connect(topology).await {
+        Ok(joined) => joined,
         Err(failure) => {
             if cli.json {
                 out.error(failure.code, &failure.message);
@@ -184,14 +196,18 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    out.ready(chat.name(), chat.node_id());
+    out.ready(chat.name(), chat.node_id(), &rooms);
     let (lines, sink) = input::start();
     if let Some(sink) = sink {
         out.set_sink(sink);
     }
     Ok(match session::run(chat, &mut out, lines).await {
         session::Ending::Left => ExitCode::SUCCESS,
-        session::Ending::Lost => ExitCode::FAILURE,
+        session::Ending::Lost(reason) => {
+            // Whatever standard output shows, the reason is always on standard error.
+            eprintln!("chat-cli: disconnected: {reason}");
+            ExitCode::FAILURE
+        }
     })
 }
 
@@ -207,15 +223,19 @@ enum Topology {
     P2p(chat_p2p::P2pConfig),
 }
 
-async fn connect(topology: Topology) -> std::result::Result<Chat, JoinFailure> {
+/// Joins; the chat and the rooms this user is in.
+async fn connect(topology: Topology) -> std::result::Result<(Chat, Vec<chat_core::RoomName>), JoinFailure> {
     match topology {
         Topology::Server(config) => match chat_server::client::connect(config).await {
-            Ok(transport) => Ok(Chat::new(transport)),
+            Ok(transport) => {
+                let rooms = transport.rooms_at_login().to_vec();
+                Ok((Chat::new(transport), rooms))
+            }
             Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
         Topology::P2p(config) => match chat_p2p::join(config).await {
-            Ok(transport) => Ok(Chat::new(transport)),
+            Ok(transport) => Ok((Chat::new(transport), Vec::new())),
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
     }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName,
+    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, RoomInfo, RoomName, SendReceipt,
+    Transport, UserName,
 };
 use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
 use chat_transport::memory::MemoryNetwork;
@@ -245,6 +246,14 @@ impl P2pTransport {
     }
 }
 
+/// Rooms are not replicated between P2P nodes yet.
+fn no_rooms(room: &RoomName) -> CoreError {
+    CoreError::Rejected {
+        code: ErrorCode::NotMember,
+        message: format!("{room}: rooms are not available in P2P mode yet"),
+    }
+}
+
 #[async_trait]
 impl Transport for P2pTransport {
     fn local_name(&self) -> &UserName {
@@ -277,10 +286,32 @@ impl Transport for P2pTransport {
         rx.await.map_err(|_| closed())
     }
 
-    async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+    async fn history(&self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+        if let Some(room) = room {
+            return Err(no_rooms(&room));
+        }
         let (reply, rx) = oneshot::channel();
         self.requests.send(NodeRequest::History { limit, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
+    }
+
+    async fn join_room(&self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError> {
+        Err(no_rooms(&room))
+    }
+
+    async fn part_room(&self, room: RoomName) -> Result<(), CoreError> {
+        Err(no_rooms(&room))
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError> {
+        match room {
+            Some(room) => Err(no_rooms(&room)),
+            None => self.peers().await,
+        }
     }
 
     async fn leave(&mut self) -> Result<(), CoreError> {

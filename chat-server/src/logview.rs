@@ -118,16 +118,25 @@ fn record_line(record: &Record) -> Option<String> {
         Record::Start { after } => format!("START after {after}"),
         Record::Join { name, after } => format!("JOIN {name} after {after}"),
         Record::Leave { name, after, reason } => format!("LEAVE {name} after {after} ({})", escape(reason)),
-        Record::Store { message } => {
-            let to = match &message.recipients {
-                Recipients::Broadcast => "ALL".to_owned(),
-                named => named.names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","),
-            };
-            let kind = kind_upper(&message.recipients);
-            format!("STORE [{}] {kind} FROM {} TO {to}: {}", lamport(message), message.sender, escape(&message.body))
-        }
+        Record::Store { message } => store_line(&message.clone().into()),
+        Record::Stored(stored) => store_line(&stored.message),
+        Record::Session { name, quiet, .. } => format!("SESSION {name}{}", if *quiet { " quiet" } else { "" }),
+        Record::Kept { name, after } => format!("KEPT {name} after {after}"),
+        Record::RoomJoin { room, name, after } => format!("ROOM JOIN {room} {name} after {after}"),
+        Record::RoomPart { room, name, after } => format!("ROOM PART {room} {name} after {after}"),
         Record::Consumed { .. } => return None,
     })
+}
+
+/// `STORE [lamport] KIND FROM sender TO recipients: body` (recipients: `ALL`, names, or the room).
+fn store_line(message: &ChatMessage) -> String {
+    let to = match &message.recipients {
+        Recipients::Broadcast => "ALL".to_owned(),
+        Recipients::Room(room) => room.to_string(),
+        named => named.names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","),
+    };
+    let kind = kind_upper(&message.recipients);
+    format!("STORE [{}] {kind} FROM {} TO {to}: {}", lamport(message), message.sender, escape(&message.body))
 }
 
 fn lamport(message: &ChatMessage) -> u64 {
@@ -139,6 +148,7 @@ fn kind_upper(recipients: &Recipients) -> &'static str {
         Recipients::Broadcast => "BROADCAST",
         Recipients::Unicast(_) => "UNICAST",
         Recipients::Multicast(_) => "MULTICAST",
+        Recipients::Room(_) => "ROOM",
     }
 }
 
@@ -286,15 +296,14 @@ mod tests {
     }
 
     fn store(seq: u64, lamport: u64, sender: &str, recipients: Recipients, body: &str) -> Record {
-        Record::Store {
-            message: ChatMessage {
-                id: MessageId::new(NodeId::SERVER, seq),
-                sender: name(sender),
-                recipients,
-                body: body.into(),
-                lamport: Timestamp::new(lamport, NodeId::SERVER),
-            },
-        }
+        Record::Stored(crate::journal::Stored::plain(ChatMessage {
+            id: MessageId::new(NodeId::SERVER, seq),
+            sender: name(sender),
+            recipients,
+            body: body.into(),
+            lamport: Timestamp::new(lamport, NodeId::SERVER),
+            time: 0,
+        }))
     }
 
     fn join(user: &str, after: u64) -> Record {

@@ -168,7 +168,7 @@ impl PubSub for ChatPubSub {
         let body = String::from_utf8(body.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let req = self.next_req;
         self.next_req += 1;
-        let frame = ClientFrame::Send { req, recipients, body, sent_at: Timestamp::new(req, NodeId(req)) };
+        let frame = ClientFrame::Send { req, recipients, body, sent_at: Timestamp::new(req, NodeId(req)), key: 0 };
         chat_transport::codec::encode_frame_into(&frame, out).map_err(chat_error)
     }
 

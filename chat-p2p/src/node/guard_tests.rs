@@ -94,6 +94,7 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
         recipients: Recipients::Broadcast,
         body: "x".into(),
         lamport: Timestamp::new(u64::MAX, COORDINATOR),
+        time: 0,
     };
     let order = PeerMsg::Order { pos: Pos::new(term, 1), entry: Entry::Visible(msg), unknown: Vec::new() };
     node.handle(later, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
@@ -193,6 +194,7 @@ fn recipients_are_found_whatever_their_case_and_the_sender_is_who_submitted() {
         recipients: Recipients::Multicast(vec![name("alice"), name("bob")]),
         body: "hi".into(),
         lamport,
+        time: 0,
     };
     let lamport = match out.first() {
         Some(Output::Send { msg: Envelope { msg: PeerMsg::Order { entry: Entry::Visible(m), .. }, .. }, .. }) => {
@@ -305,6 +307,7 @@ fn a_member_told_to_wait_pauses_then_resubmits_one_at_a_time_and_loses_nothing()
             recipients: Recipients::Broadcast,
             body: String::new(),
             lamport: Timestamp::new(index + 1, COORDINATOR),
+            time: 0,
         };
         let order = PeerMsg::Order { pos: Pos::new(term, index), entry: Entry::Visible(msg), unknown: Vec::new() };
         node.handle(at, Input::Receive(envelope(Some(COORDINATOR), 1, order)));

@@ -186,6 +186,7 @@ fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
         recipients: Recipients::Broadcast,
         body: "hi".into(),
         lamport: Timestamp::new(5, COORDINATOR),
+        time: 0,
     };
     let order = PeerMsg::Order { pos, entry: Entry::Visible(msg.clone()), unknown: Vec::new() };
     node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, order)));

@@ -296,7 +296,7 @@ impl<D: Dialer> Driver<D> {
                 Output::Event(event) => self.emit(event),
                 Output::Sent { id, unknown } => {
                     if let Some(reply) = self.pending.remove(&id) {
-                        let _ = reply.send(Ok(SendReceipt { id, unknown }));
+                        let _ = reply.send(Ok(SendReceipt { id, unknown, queued: Vec::new() }));
                     }
                 }
                 Output::SendFailed { id, error } => {

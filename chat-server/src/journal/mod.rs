@@ -87,12 +87,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chat_core::{ChatMessage, UserName};
+use chat_core::UserName;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
-pub use record::Record;
+pub use record::{Record, Stored};
 
 use crate::ServerError;
 use writer::{Msg, Writer};
@@ -175,12 +175,20 @@ pub struct JournalConfig {
     pub fsync: FsyncPolicy,
     /// How many of the last stored messages recovery returns as history (default 1000).
     pub history: usize,
+    /// How many offline messages per user recovery keeps (default
+    /// [`crate::router::DEFAULT_OFFLINE_MESSAGES`]).
+    pub offline_per_user: usize,
 }
 
 impl JournalConfig {
     /// The defaults, in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig { dir: dir.into(), fsync: FsyncPolicy::default(), history: DEFAULT_HISTORY }
+        JournalConfig {
+            dir: dir.into(),
+            fsync: FsyncPolicy::default(),
+            history: DEFAULT_HISTORY,
+            offline_per_user: crate::router::DEFAULT_OFFLINE_MESSAGES,
+        }
     }
 
     /// The journal file: `dir/journal.log`.
@@ -203,12 +211,10 @@ pub fn journal_path(dir: &Path) -> PathBuf {
 /// What recovery rebuilt from the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recovered {
-    /// Highest server sequence number in the log (0 if none): the next message gets `last_seq + 1`.
-    pub last_seq: u64,
-    /// Highest Lamport counter in the log: the server clock resumes from it.
-    pub lamport: u64,
-    /// The last `history` stored messages, oldest first.
-    pub history: Vec<ChatMessage>,
+    /// The router's state: the highest sequence number (the next message gets `last_seq + 1`), the
+    /// Lamport counter the server clock resumes from, the last `history` messages, rooms, offline
+    /// queues and open sessions.
+    pub state: crate::router::RouterState,
     /// Bytes of torn tail (or torn header) truncated (0 if the file ended cleanly).
     pub truncated_bytes: u64,
     /// Valid records replayed (not counting the `Start` appended by this open).
@@ -220,7 +226,18 @@ pub struct Recovered {
 pub enum JournalInput {
     /// A message was accepted; `message.id.seq` is its server sequence number (contiguous from
     /// [`Recovered::last_seq`]` + 1`).
-    Store(ChatMessage),
+    Store(Stored),
+    /// Any other record to append as is (sessions, rooms).
+    Record(Record),
+    /// A resumed session's deliveries are watermarked from its new connection's writer.
+    Rebind {
+        /// Who.
+        name: UserName,
+        /// As in `Join`.
+        mark: Arc<AtomicU64>,
+        /// Highest sequence number stored when the session began (its watermark's floor).
+        after: u64,
+    },
     /// A user logged in.
     Join {
         /// Who.
@@ -237,7 +254,7 @@ pub enum JournalInput {
         name: UserName,
         /// Highest sequence number stored before the departure.
         after: u64,
-        /// Why (`quit`, `disconnected`, `slow_consumer`, `shutdown`, ...).
+        /// Why (`quit`, `timeout`, `slow_consumer`, ...).
         reason: String,
     },
 }
@@ -247,7 +264,7 @@ pub enum JournalInput {
 pub enum TrySendError {
     /// The channel is full: here is the input back; await [`Journal::send`] with it.
     #[error("journal channel full")]
-    Full(JournalInput),
+    Full(Box<JournalInput>),
     /// The writer stopped ([`ServerError::JournalStopped`]): the server must stop.
     #[error(transparent)]
     Stopped(ServerError),
@@ -276,20 +293,21 @@ impl Journal {
         std::fs::create_dir_all(&config.dir)?;
         let lock = lock_dir(&config.dir)?;
         let path = config.path();
-        let (mut file, recovered) = recover::recover(&path, config.history)?;
+        let (mut file, recovered) = recover::recover(&path, config.history, config.offline_per_user)?;
+        let last_seq = recovered.state.last_seq;
         let mut buf = Vec::new();
-        encode_record(&Record::Start { after: recovered.last_seq }, &mut buf)?;
+        encode_record(&Record::Start { after: last_seq }, &mut buf)?;
         file.write_all(&buf)?;
         file.sync_data()?;
         sync_dir(&config.dir)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let stopped = Arc::new(OnceLock::new());
-        let (durable_tx, durable) = watch::channel(recovered.last_seq);
-        let writer = Writer::new(file, path.clone(), config.fsync, recovered.last_seq, durable_tx);
+        let (durable_tx, durable) = watch::channel(last_seq);
+        let writer = Writer::new(file, path.clone(), config.fsync, last_seq, durable_tx);
         let flag = Arc::clone(&stopped);
         let thread = std::thread::Builder::new().name("chat-journal".into()).spawn(move || writer.run(rt, rx, flag))?;
-        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
+        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq, "journal open");
         Ok((Journal { tx, stopped, thread: Some(thread), path, durable, _lock: lock }, recovered))
     }
 
@@ -325,7 +343,7 @@ impl Journal {
     /// the channel is full (then await `send` with it).
     pub fn try_send(&self, input: JournalInput) -> Result<(), TrySendError> {
         self.tx.try_send(Msg::Input(input)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(Msg::Input(input)) => TrySendError::Full(input),
+            mpsc::error::TrySendError::Full(Msg::Input(input)) => TrySendError::Full(Box::new(input)),
             _ => TrySendError::Stopped(self.stopped_error()),
         })
     }

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chat_core::{MessageId, NodeId, Recipients, Timestamp};
+use chat_core::{ChatMessage, MessageId, NodeId, Recipients, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
@@ -26,11 +26,12 @@ fn msg(seq: u64, lamport: u64, sender: &str, recipients: Recipients) -> ChatMess
         recipients,
         body: format!("m{seq}"),
         lamport: Timestamp::new(lamport, NodeId::SERVER),
+        time: 0,
     }
 }
 
 fn config(dir: &Path, fsync: FsyncPolicy, history: usize) -> JournalConfig {
-    JournalConfig { dir: dir.to_path_buf(), fsync, history }
+    JournalConfig { dir: dir.to_path_buf(), fsync, history, ..JournalConfig::default() }
 }
 
 /// Every record of the journal in `dir` with its offset (panics on any damage).
@@ -54,7 +55,7 @@ async fn write_stores(dir: &Path, n: u64) {
     let mark = Arc::new(AtomicU64::new(0));
     ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark }).await);
     for seq in 1..=n {
-        ok(journal.send(JournalInput::Store(msg(seq, 10 + seq, "alice", Recipients::Broadcast))).await);
+        ok(journal.send(JournalInput::Store(Stored::plain(msg(seq, 10 + seq, "alice", Recipients::Broadcast)))).await);
     }
     ok(journal.close().await);
 }
@@ -68,7 +69,7 @@ async fn reopen_recovers_seq_lamport_history_and_appends_a_start() {
     ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) }).await);
     ok(journal.send(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob_mark) }).await);
     for seq in 1..=5 {
-        ok(journal.send(JournalInput::Store(msg(seq, 2 * seq, "alice", Recipients::Broadcast))).await);
+        ok(journal.send(JournalInput::Store(Stored::plain(msg(seq, 2 * seq, "alice", Recipients::Broadcast)))).await);
     }
     // Batches follow the load (no fixed window): wait for the stores, so that bob's watermark is
     // written just before his leave, whatever the batching.
@@ -82,9 +83,9 @@ async fn reopen_recovers_seq_lamport_history_and_appends_a_start() {
 
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 3)));
     ok(journal.close().await);
-    assert_eq!(rec.last_seq, 5);
-    assert_eq!(rec.lamport, 10);
-    assert_eq!(rec.history.iter().map(|m| m.id.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(rec.state.last_seq, 5);
+    assert_eq!(rec.state.lamport, 10);
+    assert_eq!(rec.state.history.iter().map(|m| m.id.seq).collect::<Vec<_>>(), [3, 4, 5]);
     assert_eq!(rec.truncated_bytes, 0);
     // Start, 2 joins, 5 stores, bob's final watermark, leave.
     assert_eq!(rec.records, 10);
@@ -109,8 +110,8 @@ async fn torn_tail_is_truncated_to_the_last_whole_record() {
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 10)));
     ok(journal.close().await);
     assert_eq!(rec.truncated_bytes, len - 3 - last);
-    assert_eq!(rec.last_seq, 5);
-    assert_eq!(rec.lamport, 15);
+    assert_eq!(rec.state.last_seq, 5);
+    assert_eq!(rec.state.lamport, 15);
     let report = ok(logview::verify(dir.path()));
     assert!(report.is_ok() && report.torn_tail.is_none(), "{report}");
     assert_eq!(records(dir.path()).last().map(|(_, r)| r.clone()), Some(Record::Start { after: 5 }));
@@ -137,7 +138,7 @@ async fn appended_garbage_is_truncated() {
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 10)));
     ok(journal.close().await);
     assert_eq!(rec.truncated_bytes, 5000);
-    assert_eq!(rec.last_seq, 4);
+    assert_eq!(rec.state.last_seq, 4);
     assert!(ok(std::fs::metadata(&path)).len() > len);
     assert!(ok(logview::verify(dir.path())).is_ok());
 }
@@ -210,10 +211,10 @@ async fn watermarks_are_clamped_and_never_go_back() {
     // The connection wrote seq 3 before the journal stored it: the watermark waits for the store.
     bob.store(3, Ordering::Release);
     for seq in 1..=2 {
-        ok(journal.send(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))).await);
+        ok(journal.send(JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast)))).await);
     }
     tokio::time::sleep(IDLE_TICK * 3).await;
-    ok(journal.send(JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast))).await);
+    ok(journal.send(JournalInput::Store(Stored::plain(msg(3, 3, "alice", Recipients::Broadcast)))).await);
     ok(journal.close().await);
     let marks: Vec<u64> = records(dir.path())
         .into_iter()
@@ -237,17 +238,17 @@ async fn every_fsync_policy_writes_and_recovers() {
         let (journal, _) = ok(Journal::open(config(dir.path(), policy, 10)));
         ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) }).await);
         for seq in 1..=50 {
-            let input = JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast));
+            let input = JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast)));
             match journal.try_send(input) {
                 Ok(()) => {}
-                Err(TrySendError::Full(input)) => ok(journal.send(input).await),
+                Err(TrySendError::Full(input)) => ok(journal.send(*input).await),
                 Err(TrySendError::Stopped(e)) => panic!("{e}"),
             }
         }
         ok(journal.close().await);
         let (journal, rec) = ok(Journal::open(config(dir.path(), policy, 10)));
         ok(journal.close().await);
-        assert_eq!((rec.last_seq, rec.lamport, rec.history.len()), (50, 50, 10), "{policy}");
+        assert_eq!((rec.state.last_seq, rec.state.lamport, rec.state.history.len()), (50, 50, 10), "{policy}");
         assert!(ok(logview::verify(dir.path())).is_ok());
     }
 }
@@ -355,9 +356,10 @@ impl Model {
                     recipients,
                     body: format!("body {}\nline", self.last_seq),
                     lamport: Timestamp::new(self.lamport, NodeId::SERVER),
+                    time: 0,
                 };
                 self.stored.push(m.clone());
-                Some(JournalInput::Store(m))
+                Some(JournalInput::Store(Stored::plain(m)))
             }
             Op::Advance(u, k) => {
                 if let Some((mark, _)) = self.online.get(&u) {
@@ -371,10 +373,10 @@ impl Model {
     }
 
     fn check(&self, rec: &Recovered, history: usize) -> Result<(), TestCaseError> {
-        prop_assert_eq!(rec.last_seq, self.last_seq);
-        prop_assert_eq!(rec.lamport, self.lamport);
+        prop_assert_eq!(rec.state.last_seq, self.last_seq);
+        prop_assert_eq!(rec.state.lamport, self.lamport);
         let skip = self.stored.len().saturating_sub(history);
-        prop_assert_eq!(&rec.history[..], &self.stored[skip..]);
+        prop_assert_eq!(&rec.state.history[..], &self.stored[skip..]);
         Ok(())
     }
 }
@@ -451,9 +453,9 @@ async fn the_durable_watermark_follows_what_is_written_and_synced() {
         write_stores(dir.path(), 3).await;
         let (journal, recovered) = ok(Journal::open(config(dir.path(), policy, 10)));
         let mut durable = journal.durable();
-        assert_eq!(*durable.borrow(), recovered.last_seq, "recovered messages are durable");
+        assert_eq!(*durable.borrow(), recovered.state.last_seq, "recovered messages are durable");
         for seq in 4..=20 {
-            ok(journal.send(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))).await);
+            ok(journal.send(JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast)))).await);
         }
         let reached = tokio::time::timeout(Duration::from_secs(10), async {
             while *durable.borrow_and_update() < 20 {

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, NameMap, UserName};
 
-use super::{ConnId, Output, Router};
-use crate::protocol::Credential;
+use super::{ConnId, Router};
 
 /// Failures an address may have before its refusals are delayed.
 pub const FREE_FAILURES: u32 = 3;
@@ -109,21 +108,16 @@ impl Router {
         true
     }
 
-    /// `LoginWith`: the shell checks the credential off the owner loop.
-    pub(super) fn login_with(&mut self, conn: ConnId, name: UserName, credential: Credential) {
-        if self.sessions.name_of(conn).is_some() {
-            return self.login(conn, name); // answers "already logged in"
-        }
-        self.outputs.push_back(Output::Authenticate { conn, name, credential });
-    }
-
     /// The shell's verdict on a credential: the registered name it proves, or none.
     pub(super) fn authenticated(&mut self, now: Instant, conn: ConnId, name: Option<UserName>) {
         if !self.sessions.is_known(conn) {
             return; // gone meanwhile
         }
         match name {
-            Some(name) => self.log_in_as(conn, name),
+            Some(name) => {
+                let options = self.sessions.take_pending(conn);
+                self.log_in_as(now, conn, name, options)
+            }
             None => {
                 let delay = match self.admission_addr(conn) {
                     Some(addr) => self.auth.fail(now, addr),
@@ -151,6 +145,8 @@ impl Router {
 
     /// The registered names, as read from the accounts file.
     pub(super) fn registered(&mut self, names: Vec<UserName>) {
+        // Account holders are known users: messages to them wait while they are offline.
+        self.offline.accounts(&names);
         let mut registered = NameMap::default();
         for name in names {
             let _ = registered.insert(name, ());

@@ -50,7 +50,8 @@ use owner::Owner;
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
-    DEFAULT_BACKLOG, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR, NOTICE_DELAY,
+    DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR,
+    NOTICE_DELAY,
 };
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
@@ -95,6 +96,8 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// TLS: every connection must speak it (`None`: plaintext).
     pub tls: Option<TlsServer>,
+    /// How long a session is kept after its connection drops, for a resume (zero: not kept).
+    pub grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             limits: Some(Limits::default()),
             auth: AuthMode::Open,
             tls: None,
+            grace: DEFAULT_GRACE,
         }
     }
 }
@@ -131,6 +135,8 @@ impl ServerConfig {
             },
             limits: self.limits,
             auth: self.auth,
+            grace: self.grace,
+            seed: rand::random(),
             ..RouterConfig::default()
         }
     }
@@ -307,12 +313,25 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
 /// Opens and recovers the journal, if the configuration has a data directory.
 fn open_journal(config: &ServerConfig) -> Result<(Option<Journal>, RouterState), ServerError> {
     let Some(dir) = &config.data_dir else { return Ok((None, RouterState::default())) };
-    let jc = JournalConfig { dir: dir.clone(), fsync: config.fsync, history: config.history };
+    let router = config.router();
+    let jc = JournalConfig {
+        dir: dir.clone(),
+        fsync: config.fsync,
+        history: router.recent.messages.max(config.history),
+        offline_per_user: router.offline.messages,
+    };
     let (journal, recovered) = Journal::open(jc)?;
     if recovered.truncated_bytes > 0 {
         warn!(bytes = recovered.truncated_bytes, "journal had a torn tail; truncated");
     }
-    info!(last_seq = recovered.last_seq, records = recovered.records, "journal recovered");
-    let state = RouterState { last_seq: recovered.last_seq, lamport: recovered.lamport, history: recovered.history };
+    let state = recovered.state;
+    info!(
+        data_dir = %dir.display(),
+        records = recovered.records,
+        last_seq = state.last_seq,
+        rooms = state.memberships.len(),
+        sessions_kept = state.sessions.len(),
+        "journal recovered"
+    );
     Ok((Some(journal), state))
 }
