@@ -70,7 +70,7 @@ use crate::protocol::{ClientFrame, ServerFrame};
 use admission::Admission;
 pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR};
 use auth::Auth;
-pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY};
+pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
 use limits::Flood;
 pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
@@ -510,6 +510,9 @@ impl Router {
     /// Starts the session of `name` on `conn` (its right to the name is settled), unless the same
     /// name is online.
     fn log_in_as(&mut self, conn: ConnId, name: UserName) {
+        if self.refuse_reserved(conn, &name) {
+            return;
+        }
         if let Some((taken, _)) = self.sessions.lookup(&name) {
             let message = if *taken == name {
                 format!("the name {name} is already taken by a user online")
