@@ -68,10 +68,15 @@ pub struct TextSession {
     /// Sends so far (numbers the request IDs).
     sends: u64,
     events: VecDeque<TextEvent>,
-    /// Lines waiting, each with the least time since the previous write.
-    lines: VecDeque<(Bytes, Duration)>,
-    /// A line handed out by `poll_transmit` is being written.
-    writing: bool,
+    /// Lines waiting, each with the least time since the previous write and the highest message
+    /// sequence number handled when it was queued.
+    lines: VecDeque<(Bytes, Duration, u64)>,
+    /// The line handed out by `poll_transmit` is being written (its sequence number).
+    writing: Option<u64>,
+    /// Highest message sequence number handed to `handle_frame`.
+    handled: u64,
+    /// Highest message sequence number whose line (if any) is written, and every one before.
+    delivered: u64,
     /// When the last write ended (the session's start before the first).
     last_write: Instant,
     /// When to stop trying to write (a disconnection's last line).
@@ -93,7 +98,9 @@ impl TextSession {
             sends: 0,
             events: VecDeque::new(),
             lines: VecDeque::new(),
-            writing: false,
+            writing: None,
+            handled: 0,
+            delivered: 0,
             last_write: now,
             give_up: None,
             linger: false,
@@ -106,7 +113,13 @@ impl TextSession {
 
     /// Whether the connection is over: close it (after [`TextSession::linger`]ing if asked).
     pub fn is_done(&self) -> bool {
-        self.done || (self.phase == Phase::Closing && self.lines.is_empty() && !self.writing)
+        self.done || (self.phase == Phase::Closing && self.lines.is_empty() && self.writing.is_none())
+    }
+
+    /// Highest server sequence number up to which every message for this user was written (or needs
+    /// no line): the delivery watermark the journal records.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
     }
 
     /// Whether to hold the connection open for [`KILL_GRACE`] after the last line.
@@ -143,8 +156,16 @@ impl TextSession {
         if !self.wants_frames() {
             return;
         }
-        if let Some(line) = self.view.frame(frame) {
-            self.queue(line, WRITE_GAP);
+        if let ServerFrame::Message(m) = frame {
+            self.handled = self.handled.max(m.id.seq);
+        }
+        match self.view.frame(frame) {
+            Some(line) => self.queue(line, WRITE_GAP),
+            // No line: delivered once the line before it is (at once if none waits).
+            None => match (self.lines.back_mut(), &mut self.writing) {
+                (Some((_, _, seq)), _) | (None, Some(seq)) => *seq = self.handled,
+                (None, None) => self.delivered = self.handled,
+            },
         }
         if self.lines.len() > MAX_QUEUED_LINES {
             let reason = format!("too slow: more than {MAX_QUEUED_LINES} lines waiting to be written");
@@ -168,7 +189,9 @@ impl TextSession {
 
     /// The line from [`TextSession::poll_transmit`] is written.
     pub fn handle_written(&mut self, now: Instant) {
-        self.writing = false;
+        if let Some(seq) = self.writing.take() {
+            self.delivered = self.delivered.max(seq);
+        }
         self.last_write = now;
     }
 
@@ -196,11 +219,12 @@ impl TextSession {
     /// call [`TextSession::handle_written`].
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.done || self.writing || self.due()? > now {
+        if self.done || self.writing.is_some() || self.due()? > now {
             return None;
         }
-        self.writing = true;
-        self.lines.pop_front().map(|(line, _)| line)
+        let (line, _, seq) = self.lines.pop_front()?;
+        self.writing = Some(seq);
+        Some(line)
     }
 
     /// When [`TextSession::handle_timeout`] must be called, or the next line becomes due.
@@ -210,7 +234,7 @@ impl TextSession {
             Phase::Connect { deadline } => Some(deadline),
             _ => None,
         };
-        let due = if self.writing || self.done { None } else { self.due() };
+        let due = if self.writing.is_some() || self.done { None } else { self.due() };
         [connect, self.give_up, due].into_iter().flatten().min()
     }
 
@@ -218,11 +242,11 @@ impl TextSession {
 
     /// When the first queued line may be written.
     fn due(&self) -> Option<Instant> {
-        self.lines.front().map(|(_, gap)| self.last_write + *gap)
+        self.lines.front().map(|(_, gap, _)| self.last_write + *gap)
     }
 
     fn queue(&mut self, line: Bytes, gap: Duration) {
-        self.lines.push_back((line, gap));
+        self.lines.push_back((line, gap, self.handled));
     }
 
     /// Tells the router the connection is over, once.

@@ -333,3 +333,23 @@ fn a_script_may_send_everything_at_once() {
         ]
     );
 }
+
+#[test]
+fn the_delivery_watermark_follows_what_is_written() {
+    let mut s = alice();
+    s.handle_frame(ms(1000), &msg(1, 10, "alice", Recipients::Broadcast, "own: no line"));
+    assert_eq!(s.delivered(), 1, "nothing waits: delivered at once");
+    s.handle_frame(ms(1000), &msg(2, 11, "bob", Recipients::Broadcast, "a line"));
+    s.handle_frame(ms(1000), &msg(3, 12, "bob", Recipients::Unicast(n("carol")), "no line, after one"));
+    s.handle_frame(ms(1000), &msg(4, 13, "bob", Recipients::Broadcast, "another line"));
+    assert_eq!(s.delivered(), 1);
+    let line = s.poll_transmit(ms(1000)).unwrap();
+    assert_eq!(&line[..], b"11:bob (broadcast):a line\n");
+    assert_eq!(s.delivered(), 1, "handed out is not written");
+    s.handle_written(ms(1000));
+    assert_eq!(s.delivered(), 3, "the line of 2 was queued after 3 was handled");
+    assert!(s.poll_transmit(ms(1000)).is_none(), "paced");
+    let _ = s.poll_transmit(ms(1030)).unwrap();
+    s.handle_written(ms(1030));
+    assert_eq!(s.delivered(), 4);
+}
