@@ -192,6 +192,11 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without TLS and accounts.
     #[arg(long)]
     pub insecure: bool,
+    /// Also serve seed 000's text protocol (the original Python client, `nc`) on this address:
+    /// plaintext without credentials, so not with `--auth accounts`, and beyond loopback only with
+    /// `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub text_listen: Option<SocketAddr>,
 }
 
 /// `serve --auth`.
