@@ -13,8 +13,9 @@
 //! To the owner a text connection looks like any other: a [`ConnEntry`] (private queue, progress,
 //! kill switch, reader task to abort) registered when the client says `CONNECT`. One task renders
 //! and writes (a text connection has no writer task of its own), so the owner's `Close` (which
-//! aborts the reader and drops the queue) still lets the last lines out. A text connection costs a
-//! [`MAX_READ`] read buffer; there is no idle timeout (the original client sends nothing when idle).
+//! aborts the reader and drops the queue) still lets the last lines out. A text connection reserves a
+//! [`MAX_READ`] read buffer (not zeroed: only the pages its reads touch are resident); there is no
+//! idle timeout (the original client sends nothing when idle), TCP keepalive finds dead peers.
 
 use std::future::pending;
 use std::sync::Arc;
@@ -170,13 +171,15 @@ pub(super) async fn refuse_text<S: ByteStream>(mut stream: S, message: String) {
     .await;
 }
 
-/// Reads the socket: each read, at most [`MAX_READ`] bytes, is passed on whole.
+/// Reads the socket: each read, at most [`MAX_READ`] bytes, is passed on whole. The buffer is
+/// reserved, not zeroed: an idle connection keeps only the pages its reads touched.
 async fn read_loop<R: AsyncRead + Unpin>(mut read: R, chunks: mpsc::Sender<Read>) {
-    let mut buf = vec![0u8; MAX_READ];
+    let mut buf: Vec<u8> = Vec::with_capacity(MAX_READ);
     loop {
-        let read = match read.read(&mut buf).await {
+        buf.clear();
+        let read = match read.read_buf(&mut buf).await {
             Ok(0) => Read::End { reset: false },
-            Ok(n) => Read::Data(Bytes::copy_from_slice(&buf[..n])),
+            Ok(_) => Read::Data(Bytes::copy_from_slice(&buf)),
             Err(_) => Read::End { reset: true },
         };
         let end = matches!(read, Read::End { .. });
