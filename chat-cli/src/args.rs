@@ -202,6 +202,11 @@ pub struct ServeArgs {
     /// nothing lost (0: a dropped connection ends the session at once).
     #[arg(long, default_value_t = chat_server::server::DEFAULT_GRACE.as_millis() as u64)]
     pub grace_ms: u64,
+    /// Also serve seed 000's text protocol (the original Python client, `nc`) on this address:
+    /// plaintext without credentials, so not with `--auth accounts`, and beyond loopback only with
+    /// `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub text_listen: Option<SocketAddr>,
 }
 
 /// `serve --auth`.

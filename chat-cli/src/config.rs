@@ -48,6 +48,19 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
             }
         ));
     }
+    if let Some(text) = serve.text_listen {
+        if auth == AuthMode::Accounts {
+            return Err("--text-listen cannot go with --auth accounts: the text protocol carries no password or \
+                        token, so nobody could log in over it"
+                .into());
+        }
+        if !text.ip().is_loopback() && !serve.insecure {
+            return Err(format!(
+                "refusing to serve the text protocol on {text}: it has neither TLS nor accounts; add --insecure if \
+                 this network is trusted"
+            ));
+        }
+    }
     Ok(ServerConfig {
         listen,
         data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
@@ -63,6 +76,7 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         auth,
         tls,
         grace: Duration::from_millis(serve.grace_ms),
+        text_listen: serve.text_listen,
     })
 }
 

@@ -110,11 +110,12 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
     let fingerprint = config.tls.as_ref().map(|t| t.fingerprint.to_string());
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
+    let text_addr = server.text_addr()?.map(|a| a.to_string());
     if let Some(fingerprint) = &fingerprint {
         eprintln!("{fingerprint}");
     }
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    out.listening(&addr.to_string(), fingerprint.as_deref());
+    out.listening(&addr.to_string(), fingerprint.as_deref(), text_addr.as_deref());
     // Run the server as a task on the worker threads rather than on this thread (`block_on`): the owner
     // task and the connection tasks then share workers, and a message crosses no thread boundary that
     // it need not (on one core: none at all).

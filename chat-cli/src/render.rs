@@ -4,7 +4,7 @@
 //!
 //! | `type`        | fields                                                                  |
 //! |---------------|-------------------------------------------------------------------------|
-//! | `listening`   | `addr`, `fingerprint` (with TLS: `SHA256:<hex>` of the certificate)      |
+//! | `listening`   | `addr`, `fingerprint` (with TLS: `SHA256:<hex>` of the certificate), `text_addr` (with `--text-listen`) |
 //! | `ready`       | `name`, `node_id` (P2P only), `rooms` (the rooms this user is in)        |
 //! | `message`     | `id`, `from`, `kind` (`broadcast`, `unicast`, `multicast`, `room`), `to` (empty for broadcast and room), `room` (room messages), `text`, `lamport`, `time` (RFC 3339 UTC, `null` if unknown) |
 //! | `sent`        | `id`, `unknown`, `queued`: the acknowledgement of one of your own sends, once durable |
@@ -109,17 +109,21 @@ impl Renderer {
         self.sink.line(line);
     }
 
-    /// The server is listening.
-    pub fn listening(&mut self, addr: &str, fingerprint: Option<&str>) {
+    /// The server is listening (and serving the text protocol on `text_addr`).
+    pub fn listening(&mut self, addr: &str, fingerprint: Option<&str>, text_addr: Option<&str>) {
         if self.json {
             let mut v = json!({ "type": "listening", "addr": addr });
             if let Some(fingerprint) = fingerprint {
                 v["fingerprint"] = json!(fingerprint);
             }
+            if let Some(text_addr) = text_addr {
+                v["text_addr"] = json!(text_addr);
+            }
             self.emit(v);
         } else {
             let tls = fingerprint.map(|f| format!(" with TLS, certificate {f}")).unwrap_or_default();
-            self.human(format!("listening on {addr}{tls} (Ctrl-C to stop)"));
+            let text = text_addr.map(|t| format!(", text protocol on {t}")).unwrap_or_default();
+            self.human(format!("listening on {addr}{tls}{text} (Ctrl-C to stop)"));
         }
     }
 

@@ -13,6 +13,7 @@
 //! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
 //! | `tls`      | TLS: the server's certificate (files or self-signed), how clients trust it, fingerprints |
+//! | `text`     | seed 000's text protocol (`serve --text-listen`): the sans-IO [`text::TextSession`] |
 //! | `logview`  | `log show` and `log verify`                                                        |
 //! | `error`    | [`ServerError`]                                                                    |
 pub mod accounts;
@@ -24,5 +25,6 @@ pub mod logview;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub use error::ServerError;

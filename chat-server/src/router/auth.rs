@@ -8,6 +8,7 @@
 //! | `LoginWith { name, credential }`             | `Authenticate` (the shell checks it off the owner loop), then `Authenticated` | the same |
 //! | `Authenticated` with the registered name     | logged in under it                   | logged in under it                |
 //! | `Authenticated` with none                    | `Refused { auth_failed }`, the same for an unknown name and a wrong secret, after a delay that grows with the failures of that address | the same |
+//! | any login under a [`RESERVED_NAMES`] name (any case, look-alikes) | `Refused { invalid_name }` | the same |
 //!
 //! The delay: none for the first [`FREE_FAILURES`] failures of an address within [`FAILURE_MEMORY`],
 //! then 250 ms doubling per failure up to [`MAX_FAILURE_DELAY`]. The set of registered names comes from
@@ -89,10 +90,29 @@ impl Auth {
     }
 }
 
+/// Names nobody may log in under (any case, look-alikes): the text protocol's notices come from
+/// `Sistema`, so a user by that name could impersonate the server there.
+pub const RESERVED_NAMES: [&str; 1] = [crate::text::SYSTEM_NAME];
+
+/// Whether `name` is one of the [`RESERVED_NAMES`] (the same name: any case, look-alikes).
+pub fn is_reserved(name: &UserName) -> bool {
+    RESERVED_NAMES.iter().any(|r| UserName::new(*r).is_ok_and(|r| r.same_as(name)))
+}
+
 /// The refusal for a failed credential: the same words whatever failed.
 const AUTH_FAILED: &str = "wrong name, password or token";
 
 impl Router {
+    /// Refuses a login under a reserved name; true if it did.
+    pub(super) fn refuse_reserved(&mut self, conn: ConnId, name: &UserName) -> bool {
+        if !is_reserved(name) {
+            return false;
+        }
+        let message = format!("the name {name} is reserved for the server's notices");
+        self.refuse(conn, ErrorCode::InvalidName, message);
+        true
+    }
+
     /// Whether a plain `Login` for `name` may go on; refuses it otherwise.
     pub(super) fn open_login_allowed(&mut self, conn: ConnId, name: &UserName) -> bool {
         if self.auth.mode == AuthMode::Accounts {

@@ -61,6 +61,12 @@ pub enum Input {
         /// Which connection.
         conn: ConnId,
     },
+    /// The connection's client cannot resume a session (seed 000's text protocol): when it drops,
+    /// its session ends at once. (A protocol version 1 connection cannot either: see `Legacy`.)
+    NoResume {
+        /// Which connection.
+        conn: ConnId,
+    },
     /// The wall-clock time now, in milliseconds since the Unix epoch (the shell gives it every turn).
     Clock {
         /// Milliseconds since 1970-01-01 UTC.

@@ -3,7 +3,7 @@
 //!
 //! | the name ...                          | outcome                                                      |
 //! |---------------------------------------|--------------------------------------------------------------|
-//! | breaks the naming rules               | `Refused { invalid_name }`                                    |
+//! | breaks the naming rules, or is reserved (`Sistema`) | `Refused { invalid_name }`                      |
 //! | has no session                        | a new session: `SessionStarted`, `Record(Session)`, `Welcome` (token, rooms, how many offline messages follow), the offline messages (`Deliver`), `Stream(Joined)` unless quiet, `Subscribe` |
 //! | has a session, and `resume` presents its token | the session is resumed (see `resume`)                |
 //! | has a session otherwise               | `Refused { name_taken }`                                      |
@@ -71,6 +71,9 @@ impl Router {
 
     /// Starts or resumes the session of `name` on `conn` (its right to the name is settled).
     pub(super) fn log_in_as(&mut self, now: Instant, conn: ConnId, name: UserName, options: LoginOptions) {
+        if self.refuse_reserved(conn, &name) {
+            return;
+        }
         if let Some((taken, session)) = self.sessions.session(&name) {
             let (taken, token) = (taken.clone(), session.token);
             if let Some(resume) = options.resume.filter(|r| token_hash(&r.token) == token) {

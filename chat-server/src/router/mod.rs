@@ -25,7 +25,7 @@
 //! | `Peers`, `History`, `Rooms`, `Who` | the answer of the same name; `History` in frames, the last with `done = true` |
 //! | `Ping`            | `Reply(Pong)`                                                                  |
 //! | `Disconnected` quit | `SessionEnded`, `Stream(Left)`                                               |
-//! | `Disconnected` other | nothing yet: the session is detached for the grace period (see `resume`)   |
+//! | `Disconnected` other | nothing yet: the session is detached for the grace period (see `resume`); ended at once for a connection that cannot resume (`Legacy`, `NoResume`) |
 //! | grace over        | `SessionEnded`, `Stream(Left { timeout })`                                     |
 //! | `Send` too fast   | `Reply(RateLimited { retry_after_ms })`; unheeded: `Kick { flood }` (see `limits`) |
 //! | `QueueFull`       | `Kick { slow_consumer }`, `SessionEnded`, `Stream(Left)`                       |
@@ -97,7 +97,7 @@ use crate::protocol::ServerFrame;
 use admission::Admission;
 pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR};
 use auth::Auth;
-pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY};
+pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
 use limits::Flood;
 pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
@@ -208,6 +208,7 @@ impl Router {
             Input::Accepted { conn, addr } => self.accepted(now, conn, addr),
             Input::Opened { conn } => self.sessions.open(conn),
             Input::Legacy { conn } => self.sessions.set_legacy(conn),
+            Input::NoResume { conn } => self.sessions.set_unresumable(conn),
             Input::Clock { unix_ms } => self.wall = self.wall.max(unix_ms),
             Input::Login { conn, name } => self.login(now, conn, name, login::plain()),
             Input::LoginWith { conn, name, credential } => self.login_with(conn, name, credential, login::plain()),
@@ -306,7 +307,7 @@ impl Router {
     /// `conn` is gone: a clean `quit` (or a kick) ends its session; any other reason detaches it
     /// for the grace period (see `resume`).
     fn disconnected(&mut self, now: Instant, conn: ConnId, reason: String) {
-        if reason == QUIT || self.config.grace.is_zero() {
+        if reason == QUIT || self.config.grace.is_zero() || !self.sessions.is_resumable(conn) {
             return self.end_session_of(conn, reason);
         }
         self.gone(conn);

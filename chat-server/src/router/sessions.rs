@@ -37,6 +37,8 @@ struct Conn {
     subscribed: bool,
     /// Whether it speaks protocol version 1 (it gets the stream's frames one by one, converted).
     legacy: bool,
+    /// Whether its client cannot resume a session (version 1, the text protocol).
+    unresumable: bool,
     /// Its login request, while its credential is checked.
     pending: Option<LoginOptions>,
 }
@@ -111,9 +113,21 @@ impl Sessions {
         self.conns.entry(conn).or_default();
     }
 
-    /// Marks `conn` as speaking protocol version 1.
+    /// Marks `conn` as speaking protocol version 1 (which cannot resume).
     pub(super) fn set_legacy(&mut self, conn: ConnId) {
-        self.conns.entry(conn).or_default().legacy = true;
+        let c = self.conns.entry(conn).or_default();
+        c.legacy = true;
+        c.unresumable = true;
+    }
+
+    /// Marks `conn` as a client that cannot resume a session.
+    pub(super) fn set_unresumable(&mut self, conn: ConnId) {
+        self.conns.entry(conn).or_default().unresumable = true;
+    }
+
+    /// Whether the client on `conn` could resume its session.
+    pub(super) fn is_resumable(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.unresumable)
     }
 
     /// Whether `conn` speaks protocol version 1.

@@ -49,6 +49,8 @@ pub(super) struct ConnEntry {
     pub(super) reader: AbortHandle,
     /// Whether it speaks protocol version 1 (its frames are converted).
     pub(super) legacy: bool,
+    /// Whether its client can resume a session (not the text protocol's).
+    pub(super) resumable: bool,
 }
 
 /// Answers a connection the router refused with `Refused { code, message }` after the handshake,
@@ -134,7 +136,8 @@ pub(super) async fn serve_connection<S: ByteStream>(
     } else {
         tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle))
     };
-    let entry = ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle(), legacy };
+    let entry =
+        ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle(), legacy, resumable: true };
     if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
         reader.abort();
     }

@@ -12,9 +12,12 @@
 //! | `mod`        | [`ServerConfig`], [`Server`]: binding, the owner loop, accepting, shutdown |
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
+//! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
 //!
 //! The shell is generic over where connections come from ([`Listener`]): TCP in production, an
-//! in-memory network in tests. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
+//! in-memory network in tests. A second, optional listener ([`ServerConfig::text_listen`]) accepts
+//! connections that speak the original Python project's text protocol ([`crate::text`]); they are
+//! admitted, counted and routed like every other connection. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
@@ -28,6 +31,7 @@
 mod accounts_file;
 mod connection;
 mod owner;
+mod text;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,6 +51,7 @@ use crate::tls::TlsServer;
 use accounts_file::AccountsFile;
 use connection::{refuse, serve_connection, serve_tls};
 use owner::Owner;
+use text::{refuse_text, serve_text};
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
@@ -62,6 +67,10 @@ pub const DEFAULT_OUTBOX: usize = 8192;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for writers to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// TCP keepalive of text connections (they have no heartbeat): first probe after this much silence.
+pub const TEXT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// TCP keepalive of text connections: time between probes (three unanswered: the connection is dead).
+pub const TEXT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Capacity of the queue from readers to the owner task.
 const INBOUND_CAPACITY: usize = 8192;
 /// Most inputs handled in one owner turn before the stream is published and writers are woken.
@@ -98,6 +107,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsServer>,
     /// How long a session is kept after its connection drops, for a resume (zero: not kept).
     pub grace: Duration,
+    /// Where to accept connections speaking seed 000's text protocol (`None`: nowhere, the default).
+    /// Plaintext, without credentials: see [`crate::text`].
+    pub text_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +129,7 @@ impl Default for ServerConfig {
             auth: AuthMode::Open,
             tls: None,
             grace: DEFAULT_GRACE,
+            text_listen: None,
         }
     }
 }
@@ -153,18 +166,25 @@ struct ConnSettings {
 /// default ([`Server::bind`]), any [`Listener`] with [`Server::with_listener`].
 pub struct Server<L: Listener = TcpListener> {
     listener: L,
+    /// Connections speaking the text protocol.
+    text: Option<L>,
     config: ServerConfig,
     journal: Option<Journal>,
     state: RouterState,
 }
 
 impl Server<TcpListener> {
-    /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen`.
+    /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen` (and the
+    /// text protocol's at `config.text_listen`, with TCP keepalive).
     pub async fn bind(config: ServerConfig) -> Result<Server<TcpListener>, ServerError> {
         check(&config)?;
         let (journal, state) = open_journal(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Server { listener, config, journal, state })
+        let text = match config.text_listen {
+            Some(addr) => Some(bind_text(addr).await?),
+            None => None,
+        };
+        Ok(Server { listener, text, config, journal, state })
     }
 }
 
@@ -174,7 +194,13 @@ impl<L: Listener> Server<L> {
     pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
         check(&config)?;
         let (journal, state) = open_journal(&config)?;
-        Ok(Server { listener, config, journal, state })
+        Ok(Server { listener, text: None, config, journal, state })
+    }
+
+    /// Also serves the text protocol on connections from `text` (`config.text_listen` is ignored).
+    pub fn with_text_listener(mut self, text: L) -> Self {
+        self.text = Some(text);
+        self
     }
 
     /// The address actually listened on (useful with port 0).
@@ -182,9 +208,14 @@ impl<L: Listener> Server<L> {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The address the text protocol is served on, if it is.
+    pub fn text_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.text.as_ref().map(Listener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { mut listener, config, journal, state } = self;
+        let Server { mut listener, mut text, config, journal, state } = self;
         let router = Router::new(config.router(), state);
         let mut durable = journal.as_ref().map(Journal::durable);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -263,10 +294,31 @@ impl<L: Listener> Server<L> {
                     };
                     owner.serving(conn, task.abort_handle());
                 }
+                accepted = accept_text(&mut text) => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            warn!(error = %e, "accept failed (text protocol)");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    next_conn += 1;
+                    let conn = next_conn;
+                    if let Err((_, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "text connection refused");
+                        tracker.spawn(refuse_text(stream, message));
+                        continue;
+                    }
+                    let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                    let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
+                    owner.serving(conn, task.abort_handle());
+                }
             }
         }
         info!("shutting down");
         drop(listener);
+        drop(text);
         let closed = owner.shutdown(now(), durable.as_mut()).await;
         drop(owner);
         tracker.close();
@@ -293,6 +345,24 @@ async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>
     }
 }
 
+/// The next connection of the text protocol's listener (pending forever if there is none).
+async fn accept_text<L: Listener>(text: &mut Option<L>) -> std::io::Result<(L::Stream, SocketAddr)> {
+    match text {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds the text protocol's listener; the connections it accepts inherit its TCP keepalive.
+async fn bind_text(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).await?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(TEXT_KEEPALIVE_IDLE).with_interval(TEXT_KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(3);
+    socket2::SockRef::from(&listener).set_tcp_keepalive(&keepalive)?;
+    Ok(listener)
+}
+
 /// The current time from tokio's clock (pausable in tests), as the router wants it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -300,6 +370,15 @@ fn now() -> std::time::Instant {
 
 /// Settings that cannot work together.
 fn check(config: &ServerConfig) -> Result<(), ServerError> {
+    if let Some(addr) = config.text_listen
+        && config.auth == AuthMode::Accounts
+    {
+        return Err(ServerError::InvalidConfig {
+            setting: "text_listen",
+            value: addr.to_string(),
+            expected: "--auth open: the text protocol carries no credentials, so with accounts nobody could log in over it",
+        });
+    }
     if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
         return Err(ServerError::InvalidConfig {
             setting: "auth",

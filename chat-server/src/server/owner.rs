@@ -126,11 +126,13 @@ impl Owner {
         match inbound {
             Inbound::Open { conn, entry } => {
                 self.handshaking.remove(&conn);
-                let legacy = entry.legacy;
+                let (legacy, resumable) = (entry.legacy, entry.resumable);
                 self.conns.insert(conn, entry);
                 self.router.handle(now, Input::Opened { conn });
                 if legacy {
                     self.router.handle(now, Input::Legacy { conn });
+                } else if !resumable {
+                    self.router.handle(now, Input::NoResume { conn });
                 }
             }
             Inbound::Frame { conn, frame } => {
