@@ -10,17 +10,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "chat-cli", version, about, long_about = None)]
 pub struct Cli {
     /// Topology: `server` (a central server) or `p2p` (every node is client and server).
-    #[arg(long, value_enum, default_value_t = Mode::Server, global = true)]
+    #[arg(long, value_enum, default_value_t = Mode::Server, global = true, env = "CHAT_MODE")]
     pub mode: Mode,
     /// One JSON object per line on standard output, for scripts and bots.
     #[arg(long, global = true)]
     pub json: bool,
     /// Your user name (asked for interactively if missing and standard input is a terminal).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "CHAT_NAME")]
     pub name: Option<String>,
-    /// Server address to join (server mode).
-    #[arg(long, global = true, default_value = "127.0.0.1:7878")]
+    /// Server address to join, HOST:PORT (server mode); several, comma-separated, are tried in turn.
+    #[arg(long, global = true, default_value = "127.0.0.1:7878", env = "CHAT_SERVER")]
     pub server: String,
+    /// Do not reconnect when the connection to the server is lost: exit instead.
+    #[arg(long, global = true)]
+    pub no_reconnect: bool,
     /// Show Lamport timestamps in human output.
     #[arg(long, global = true)]
     pub show_clock: bool,
@@ -95,6 +98,11 @@ pub enum Cmd {
     Join,
     /// Run the server (server mode).
     Serve(ServeArgs),
+    /// Send one message and exit once the server has acknowledged it (exit 0), for scripts: like
+    /// `redis-cli PUBLISH` or `nats pub`. Not announced to others.
+    Send(SendArgs),
+    /// Print messages as they arrive until interrupted, for scripts and logs. Not announced to others.
+    Tail(TailArgs),
     /// Measure a running server: the fan-out workload (C subscribers, P publishers), with a progress bar.
     Bench(BenchArgs),
     /// Inspect the server's persistent log.
@@ -225,12 +233,43 @@ pub enum LogAction {
     Show {
         /// The data directory.
         dir: PathBuf,
+        /// One JSON object per record instead (every field, consumption not expanded).
+        #[arg(long)]
+        json: bool,
     },
     /// Check the log's consistency; exits 1 with a report on any violation.
     Verify {
         /// The data directory.
         dir: PathBuf,
     },
+}
+
+/// `send` options (the server is `--server`, the sender `--name`).
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// To these users (comma-separated): a unicast, or a multicast for several.
+    #[arg(long, value_name = "USER[,USER...]", conflicts_with_all = ["room", "all"])]
+    pub to: Option<String>,
+    /// To the members of this room (you must be one).
+    #[arg(long, value_name = "#ROOM", conflicts_with = "all")]
+    pub room: Option<String>,
+    /// To everyone online (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// The text (several words are joined with spaces).
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+/// `tail` options.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only this room's messages (you must be a member).
+    #[arg(long, value_name = "#ROOM")]
+    pub room: Option<String>,
+    /// First print the last N messages.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub history: usize,
 }
 
 /// `bench` options (the server is `--server`).

@@ -100,7 +100,11 @@ fn server_tls(serve: &ServeArgs, listen: SocketAddr) -> Result<Option<TlsServer>
 
 /// How to reach and log in to the server from the client flags.
 pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> {
+    check_servers(&cli.server)?;
     let mut config = ClientConfig::new(cli.server.clone(), name);
+    if cli.no_reconnect {
+        config.reconnect = None;
+    }
     let tls_flags = cli.ca.is_some() || cli.tls_fingerprint.is_some();
     if tls_flags && !cli.tls {
         return Err("--ca and --tls-fingerprint go with --tls".into());
@@ -116,6 +120,31 @@ pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> 
     }
     config.credential = login_credential(cli, config.name.as_str()).map_err(|e| format!("{e:#}"))?;
     Ok(config)
+}
+
+/// Checks `--server`: one or more comma-separated `HOST:PORT` (an IP address or a name, a port number).
+fn check_servers(servers: &str) -> Result<(), String> {
+    let bad = |s: &str, why: &str| Err(format!("bad --server {s:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:7878)"));
+    if servers.split(',').all(|s| s.trim().is_empty()) {
+        return bad(servers, "no address");
+    }
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if server.parse::<SocketAddr>().is_ok() {
+            continue;
+        }
+        match server.rsplit_once(':') {
+            None => return bad(server, "no port"),
+            Some((host, port)) => {
+                if host.is_empty() || host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+                    return bad(server, "no host");
+                }
+                if port.parse::<u16>().map_or(true, |p| p == 0) {
+                    return bad(server, "the port is not a number from 1 to 65535");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_STATE_HOME/chat-cli/known_servers`, or `~/.local/state/chat-cli/known_servers`.
@@ -182,6 +211,16 @@ fn rate(flag: &str, value: &str, min_burst: u64) -> Result<Rate, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_addresses_need_a_port() {
+        for ok in ["127.0.0.1:7878", "localhost:1", "[::1]:7878", "a:1,b:2"] {
+            assert!(super::check_servers(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1", "127.0.0.1:", ":7878", "host:port", "h:0", "h:70000", "", ","] {
+            assert!(super::check_servers(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

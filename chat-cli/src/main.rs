@@ -8,6 +8,7 @@
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
+//! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
 //! | `render`   | human output and `--json` events                       |
 //! | `safe_text`| untrusted text made safe for a terminal                |
 //! | `session`  | the chat loop shared by both modes                     |
@@ -25,6 +26,7 @@ mod clock_text;
 mod commands;
 mod config;
 mod input;
+mod oneshot;
 mod render;
 mod safe_text;
 mod secrets;
@@ -44,8 +46,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server says what it does (data directory, records recovered, joins and leaves) at info level;
+    // clients only warn. RUST_LOG overrides both.
+    let default = if matches!(cli.command, Some(Cmd::Serve(_))) { "warn,chat_server=info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -55,14 +60,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("chat-cli: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Do not wait for a thread blocked reading standard input (a pipe left open): exit now.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
+
+/// How long the exit waits for background tasks (a blocked read of standard input never ends).
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -77,15 +88,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.mode == Mode::P2p {
                 return usage("`bench` measures a running server (--mode server)");
             }
+            if bench.size < chat_cli::loadgen::STAMP_LEN {
+                return usage(&format!("--size must be at least {} bytes", chat_cli::loadgen::STAMP_LEN));
+            }
             let complete = bench::run(&cli.server, bench, cli.json).await?;
             Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Some(Cmd::Log { action: LogAction::Show { ref dir } }) => {
+        Some(Cmd::Log { action: LogAction::Show { ref dir, json } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            chat_server::logview::show(dir, &mut out)
-                .with_context(|| format!("cannot read the log in {}", dir.display()))?;
+            let shown = if json || cli.json {
+                chat_server::logview::show_json(dir, &mut out)
+            } else {
+                chat_server::logview::show(dir, &mut out)
+            };
+            shown.with_context(|| format!("cannot read the log in {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Send(_) | Cmd::Tail(_)) if cli.mode == Mode::P2p => {
+            usage("`send` and `tail` are for --mode server (a P2P node is a member of the group: join it)")
+        }
+        Some(Cmd::Send(ref args)) => match user_name(&cli) {
+            Ok(Some(name)) => oneshot::send(&cli, args, name).await,
+            Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
+            Err(e) => usage(&format!("{e:#}")),
+        },
+        Some(Cmd::Tail(ref args)) => match user_name(&cli) {
+            Ok(Some(name)) => oneshot::tail(&cli, args, name).await,
+            Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
+            Err(e) => usage(&format!("{e:#}")),
+        },
         Some(Cmd::Log { action: LogAction::Verify { ref dir } }) => {
             let report = chat_server::logview::verify(dir)
                 .with_context(|| format!("cannot read the log in {}", dir.display()))?;
@@ -97,6 +128,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A usage error: one line on standard error, exit code 2.
 fn usage(message: &str) -> Result<ExitCode> {
     eprintln!("chat-cli: {message}");
     Ok(ExitCode::from(2))
@@ -164,8 +196,11 @@ fn user_name(cli: &Cli) -> Result<Option<UserName>> {
 }
 
 async fn join(cli: &Cli) -> Result<ExitCode> {
-    let Some(name) = user_name(cli)? else {
-        return usage("--name NAME is required when standard input is not a terminal");
+    let name = match user_name(cli) {
+        Ok(Some(name)) => name,
+        Ok(None) => return usage("--name NAME is required when standard input is not a terminal"),
+        // A name that breaks the rules is a usage error (exit 2).
+        Err(e) => return usage(&format!("{e:#}")),
     };
     // Bad flag values are usage errors (exit 2), found before anything is started.
     let topology = match cli.mode {

@@ -105,3 +105,31 @@ fn clients_resume_after_kill_9_and_a_restart_with_every_message_once_in_order() 
     let verify = Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["log", "verify"]).arg(&data).output().unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+#[test]
+fn without_reconnection_a_killed_server_is_reported_on_stderr_in_human_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), "127.0.0.1:0");
+    let mut alice = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["--name", "alice", "--server", &server.addr, "--no-reconnect"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(alice.stdout.take().unwrap()));
+    assert!(out.next().unwrap().unwrap().starts_with("* joined as alice"));
+    drop(server); // kill -9
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = alice.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "alice did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut alice.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("disconnected"), "the reason is on stderr: {stderr:?}");
+}

@@ -18,6 +18,8 @@
 //! Bodies are escaped so a record stays on one line: `\` → `\\`, newline → `\n`, carriage return →
 //! `\r`, tab → `\t`, other control characters → `\u{..}`.
 //!
+//! `show --json` ([`show_json`]) prints one JSON object per record instead, with every field.
+//!
 //! # `verify`: the rules checked
 //!
 //! Every record's checksum (corruption before the tail is a [`Violation`] with its byte offset; a torn
@@ -61,6 +63,17 @@ pub struct ShowSummary {
 /// Fails with [`ServerError::CorruptJournal`] (after printing every record before it) on corruption
 /// before the tail, and with [`ServerError::Io`] if the file cannot be read or `out` written.
 pub fn show(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError> {
+    show_as(dir, out, false)
+}
+
+/// Prints the journal in `dir` as JSON lines: one object per record, `{"offset": N, "record":
+/// {"<Kind>": {fields}}}` with every field of the record (see `crate::journal::record`);
+/// `Consumed` records are printed as they are, not expanded. Fails as [`show`].
+pub fn show_json(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError> {
+    show_as(dir, out, true)
+}
+
+fn show_as(dir: &Path, out: &mut impl Write, json: bool) -> Result<ShowSummary, ServerError> {
     let path = journal_path(dir);
     let mut summary = ShowSummary::default();
     let mut reader = match RecordReader::open(File::open(&path)?)? {
@@ -80,6 +93,12 @@ pub fn show(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError
     let mut ignored = Vec::new();
     while let Some(item) = reader.next_item()? {
         match item {
+            Item::Record { record, offset } if json => {
+                summary.records += 1;
+                let line = serde_json::json!({ "offset": offset, "record": record });
+                writeln!(out, "{line}")?;
+                summary.lines += 1;
+            }
             Item::Record { record, .. } => {
                 summary.records += 1;
                 replay.apply(&record, &mut deliveries, &mut ignored);

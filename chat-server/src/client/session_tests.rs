@@ -1,6 +1,7 @@
 //! Exact-output tests of the client session core.
 
-use crate::protocol::SessionInfo;
+use crate::client::reconnect::Reconnect;
+use crate::protocol::{Enter, Resume, SessionInfo};
 use chat_core::{MessageId, NodeId, Recipients, Timestamp};
 
 use super::*;
@@ -353,4 +354,76 @@ fn a_send_refused_as_too_fast_is_sent_again_after_the_wait_and_answered_once() {
     assert_eq!(frame(&mut s, t0 + Duration::from_millis(300), huge), []);
     assert!(s.poll_timeout().is_some_and(|t| t <= t0 + Duration::from_millis(300) + MAX_RETRY_AFTER));
     assert_eq!(frame(&mut s, t0, ServerFrame::RateLimited { req: 99, retry_after_ms: 1 }), []);
+}
+
+#[test]
+fn a_client_that_was_itself_frozen_pings_instead_of_blaming_the_server() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    // The process was stopped for ten heartbeats (SIGSTOP): its timer fires far too late.
+    let late = t0 + HEARTBEAT * 10;
+    s.handle_timeout(late);
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Ping)], "a ping, not the end");
+    assert!(s.is_ready());
+    assert_eq!(s.poll_timeout(), Some(late + HEARTBEAT), "the silence clock starts again");
+    // If the server really is gone, it is noticed three heartbeats later.
+    let mut outputs = Vec::new();
+    for _ in 0..5 {
+        let Some(due) = s.poll_timeout() else { break };
+        s.handle_timeout(due);
+        outputs.extend(drain(&mut s));
+    }
+    assert!(outputs.contains(&Output::Disconnect), "{outputs:?}");
+}
+
+#[test]
+fn a_lost_connection_is_resumed_with_the_token_and_cursor_and_waiting_sends_go_again_with_their_keys() {
+    let t0 = Instant::now();
+    let reconnect =
+        Reconnect { first: Duration::from_millis(100), cap: Duration::from_secs(1), ..Reconnect::default() };
+    let mut s = Session::with(SessionConfig { reconnect: Some(reconnect), ..SessionConfig::new(n("alice")) });
+    drain(&mut s);
+    s.handle_frame(t0, welcome());
+    drain(&mut s);
+    s.handle_frame(t0, ServerFrame::Message(msg(4, "seen")));
+    drain(&mut s);
+    let send = s.handle_request(t0, Request::Send(outgoing("in flight")));
+    drain(&mut s);
+    s.handle_connection_lost(t0, "reset".into());
+    let out = drain(&mut s);
+    let [Output::Event(Event::Reconnecting { attempt: 1, in_ms })] = out[..] else { panic!("{out:?}") };
+    assert!((50..=100).contains(&in_ms), "{in_ms}");
+    // Asked while away: queued, not written.
+    let peers = s.handle_request(t0, Request::Peers);
+    assert_eq!(drain(&mut s), []);
+    s.handle_timeout(t0 + Duration::from_millis(in_ms));
+    assert_eq!(drain(&mut s), [Output::Connect]);
+    s.handle_connected(t0 + Duration::from_millis(in_ms));
+    let resume = Some(Resume { token: "tok".into(), cursor: 4 });
+    let enter = Enter { name: n("alice"), credential: None, resume, quiet: false };
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Enter(enter))]);
+    let back = ServerFrame::Welcome {
+        name: n("alice"),
+        online: vec![n("alice")],
+        heartbeat_ms: 1000,
+        session: SessionInfo { resumed: Some(1), ..fresh() },
+    };
+    s.handle_frame(t0 + Duration::from_millis(200), back);
+    assert_eq!(
+        drain(&mut s),
+        [
+            Output::Event(Event::Resumed { missed: 1 }),
+            send_frame(1, "in flight"),
+            Output::Write(ClientFrame::Peers { req: 2 })
+        ]
+    );
+    // The missed message comes; one already seen (at or below the cursor) is dropped.
+    s.handle_frame(t0, ServerFrame::Message(msg(4, "seen")));
+    assert_eq!(drain(&mut s), []);
+    s.handle_frame(t0, ServerFrame::Message(msg(5, "missed")));
+    assert_eq!(drain(&mut s), [Output::Event(Event::Message(msg(5, "missed")))]);
+    let id = MessageId::new(NodeId::SERVER, 6);
+    s.handle_frame(t0, ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] });
+    assert_eq!(drain(&mut s), [answer(send, Ok(Answer::Sent(SendReceipt { id, unknown: vec![], queued: vec![] })))]);
+    let _ = peers;
 }

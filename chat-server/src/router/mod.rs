@@ -324,6 +324,12 @@ impl Router {
     /// Ends `name`'s session (attached to `conn`, or detached), journaled and announced.
     fn end_session(&mut self, conn: Option<ConnId>, name: &UserName, reason: String) {
         let Some((name, session)) = self.sessions.end(name) else { return };
+        if session.quiet {
+            // A quiet session (a benchmark, a one-shot) leaves no membership behind.
+            for room in self.rooms.of(&name) {
+                self.leave_room(&name, &room, None);
+            }
+        }
         let after = self.last_seq;
         let conn = conn.or(session.conn).unwrap_or(0);
         self.outputs.push_back(Output::SessionEnded { conn, name: name.clone(), after, reason: reason.clone() });

@@ -7,6 +7,7 @@
 //! | `JoinRoom` over a limit | `Rejected { too_many }`                                               |
 //! | `PartRoom`, member | `Record(RoomPart)`, `Deliver(RoomParted)` to the members online and the one who left, `Done` |
 //! | `PartRoom`, not a member | `Rejected { not_member }`                                             |
+//! | a quiet session ends | its memberships end too (`Record(RoomPart)`, `RoomParted` to the members) |
 //! | `Rooms`            | `Rooms`: every room, with how many of its members have a session               |
 //! | `Who { room }`     | `Who`: the members with a session (quiet ones are not listed); everyone online without a room |
 //!
@@ -66,16 +67,25 @@ impl Router {
 
     pub(super) fn part_room(&mut self, conn: ConnId, req: u64, room: RoomName) {
         let Some(name) = self.member_name(conn, req) else { return };
-        let after = self.last_seq;
-        let Some(room) = self.rooms.part(&name, &room, after) else {
+        if !self.leave_room(&name, &room, Some(conn)) {
             return self.reject(conn, req, ErrorCode::NotMember, format!("you are not in {room}"));
-        };
+        }
+        self.reply(conn, ServerFrame::Done { req });
+    }
+
+    /// Ends `name`'s membership of `room`, journaled and told to the members online (and to `conn`,
+    /// the connection that asked); false if it was not a member.
+    pub(super) fn leave_room(&mut self, name: &UserName, room: &RoomName, conn: Option<ConnId>) -> bool {
+        let after = self.last_seq;
+        let Some(room) = self.rooms.part(name, room, after) else { return false };
         self.outputs.push_back(Output::Record(Record::RoomPart { room: room.clone(), name: name.clone(), after }));
         let mut conns = self.room_conns(&room);
-        conns.push(conn);
-        let frame = ServerFrame::RoomParted { room, name };
-        self.visible(Visible::Deliver { conns, frame, seq: 0 });
-        self.reply(conn, ServerFrame::Done { req });
+        conns.extend(conn);
+        if !conns.is_empty() {
+            let frame = ServerFrame::RoomParted { room, name: name.clone() };
+            self.visible(Visible::Deliver { conns, frame, seq: 0 });
+        }
+        true
     }
 
     pub(super) fn list_rooms(&mut self, conn: ConnId, req: u64) {

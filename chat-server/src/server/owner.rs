@@ -21,7 +21,7 @@ use chat_transport::TransportError;
 use chat_transport::codec::encode_frame_into;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use super::accounts_file::AccountsFile;
 use super::connection::{ConnEntry, Inbound};
@@ -253,18 +253,18 @@ impl Owner {
                     let after = self.router.last_seq();
                     entry.progress.mark.store(after, Ordering::Release);
                     let mark = entry.progress.mark.clone();
-                    debug!(conn, %name, "session resumed");
+                    info!(conn, user = %name, "resumed");
                     self.journal(JournalInput::Rebind { name, mark, after }).await?;
                 }
                 Output::SessionStarted { conn, name, after } => {
                     let Some(entry) = self.conns.get(&conn) else { continue };
                     entry.progress.mark.store(after, Ordering::Release);
                     let mark = entry.progress.mark.clone();
-                    debug!(conn, %name, "logged in");
+                    info!(conn, user = %name, "joined");
                     self.journal(JournalInput::Join { name, after, mark }).await?;
                 }
                 Output::SessionEnded { conn, name, after, reason } => {
-                    debug!(conn, %name, %reason, "session ended");
+                    info!(conn, user = %name, %reason, "left");
                     self.journal(JournalInput::Leave { name, after, reason }).await?;
                 }
                 // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
