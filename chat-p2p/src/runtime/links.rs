@@ -3,12 +3,14 @@
 //! [`Dialer`]): TCP in programs, an in-memory network in tests.
 //!
 //! Links are one-way: a node only writes on connections it dialled and only reads on connections
-//! others dialled. Every connection opens with the handshake (role `Peer`), then carries frames of
-//! [`Envelope`]s.
+//! others dialled. Every connection opens with the hello and, in a group with a secret, the Noise
+//! handshake (`opening.rs`), then carries frames of [`Envelope`]s; a reader hands each frame to the
+//! driver with the key its link was authenticated with, and a link that could not be authenticated
+//! is reported as such ([`Inbound::Untrusted`]).
 //!
 //! | side    | rule                                                                                     |
 //! |---------|------------------------------------------------------------------------------------------|
-//! | reader  | handshake within [`CONNECT_TIMEOUT`]; then a frame at least every *idle timeout* ([`INBOUND_IDLE_TIMEOUTS`] failure timeouts), or closed |
+//! | reader  | hello (and Noise) within [`CONNECT_TIMEOUT`]; then a frame at least every *idle timeout* ([`INBOUND_IDLE_TIMEOUTS`] failure timeouts), or closed |
 //! | accept  | at most [`MAX_INBOUND_PER_IP`] per source IP and [`MAX_INBOUND`] in all; at a bound, the oldest connection that has not yet sent a frame makes room (`inbound.rs`) |
 //! | writer  | a link that cannot be opened is reported `connected: false` (the node hears `Unreachable`), one that breaks after `connected: true` (`LinkDown`) |
 //!
@@ -25,15 +27,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chat_transport::{ByteStream, Dialer, FrameReader, FrameWriter, Listener, Role, TransportError, handshake};
+use chat_transport::{ByteStream, Dialer, FrameReader, FrameWriter, Listener, TransportError};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
 use super::inbound::{Admit, InboundTable, MAX_INBOUND, MAX_INBOUND_PER_IP};
+use super::opening::{OpenFailure, open};
 use super::{CONNECT_TIMEOUT, INBOUND_IDLE_TIMEOUTS, Inbound};
+use crate::node::Channel;
 use crate::protocol::Envelope;
+use crate::secure::Security;
 
 /// Most frames written in one batch by a link task.
 const WRITE_BATCH: usize = 64;
@@ -46,18 +51,24 @@ pub(super) async fn link_task<D: Dialer>(
     generation: u64,
     mut rx: mpsc::Receiver<Envelope>,
     inbound: mpsc::Sender<Inbound>,
+    security: Option<Arc<Security>>,
 ) {
     let connect = async {
-        let mut stream = dialer.connect(addr).await?;
-        handshake(&mut stream, Role::Peer).await?;
-        Ok::<_, TransportError>(stream)
+        let stream = dialer.connect(addr).await.map_err(|e| OpenFailure::Failed(e.to_string()))?;
+        open(stream, security.as_deref(), true).await
     };
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
+        Ok(Ok((stream, _))) => stream,
         other => {
-            let error =
-                other.map_or_else(|_| "timed out".to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
-            debug!(%addr, %error, "link could not be opened");
+            match other {
+                Ok(Err(OpenFailure::Untrusted(what))) => {
+                    warn!(%addr, %what, "link refused: not authenticated");
+                    let channel = Channel::Dialed(addr);
+                    let _ = inbound.send(Inbound::Untrusted { what, channel }).await;
+                }
+                Ok(Err(OpenFailure::Failed(error))) => debug!(%addr, %error, "link could not be opened"),
+                Ok(Ok(_)) | Err(_) => debug!(%addr, "link could not be opened: timed out"),
+            }
             let _ = inbound.send(Inbound::LinkDown { addr, generation, connected: false }).await;
             return;
         }
@@ -103,7 +114,12 @@ pub(super) async fn link_task<D: Dialer>(
 
 /// Accepts peers' connections and starts a reader for each, within the bounds of `inbound.rs`;
 /// `idle` is the reader's idle timeout.
-pub(super) async fn accept_loop<L: Listener>(mut listener: L, inbound: mpsc::Sender<Inbound>, idle: Duration) {
+pub(super) async fn accept_loop<L: Listener>(
+    mut listener: L,
+    inbound: mpsc::Sender<Inbound>,
+    idle: Duration,
+    security: Option<Arc<Security>>,
+) {
     let mut readers = JoinSet::new();
     let mut handles: HashMap<tokio::task::Id, AbortHandle> = HashMap::new();
     let mut table = InboundTable::new(MAX_INBOUND_PER_IP, MAX_INBOUND);
@@ -133,7 +149,8 @@ pub(super) async fn accept_loop<L: Listener>(mut listener: L, inbound: mpsc::Sen
                         }
                     }
                     let proven = Arc::new(AtomicBool::new(false));
-                    let reader = readers.spawn(read_peer(stream, inbound.clone(), idle, Arc::clone(&proven)));
+                    let reader =
+                        readers.spawn(read_peer(stream, inbound.clone(), idle, Arc::clone(&proven), security.clone()));
                     table.insert(reader.id(), from.ip(), proven);
                     handles.insert(reader.id(), reader);
                 }
@@ -150,24 +167,34 @@ pub(super) async fn accept_loop<L: Listener>(mut listener: L, inbound: mpsc::Sen
 /// Reads frames from one inbound connection until it ends, fails, or stays silent for `idle`
 /// (the first frame included). `proven` is set at the first frame.
 async fn read_peer<S: ByteStream>(
-    mut stream: S,
+    stream: S,
     inbound: mpsc::Sender<Inbound>,
     idle: Duration,
     proven: Arc<AtomicBool>,
+    security: Option<Arc<Security>>,
 ) {
-    match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut stream, Role::Peer)).await {
-        Ok(Ok(Role::Peer)) => {}
-        other => {
-            debug!(result = ?other.map(|r| r.map_err(|e| e.to_string())), "inbound handshake failed");
+    let (stream, key) = match tokio::time::timeout(CONNECT_TIMEOUT, open(stream, security.as_deref(), false)).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(OpenFailure::Untrusted(what))) => {
+            debug!(%what, "inbound connection refused: not authenticated");
+            let _ = inbound.send(Inbound::Untrusted { what, channel: Channel::Accepted }).await;
             return;
         }
-    }
+        Ok(Err(OpenFailure::Failed(error))) => {
+            debug!(%error, "inbound handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("inbound handshake timed out");
+            return;
+        }
+    };
     let mut reader: FrameReader<_, Envelope> = FrameReader::new(stream);
     loop {
         match tokio::time::timeout(idle, reader.read_frame()).await {
             Ok(Ok(Some(env))) => {
                 proven.store(true, Ordering::Release);
-                if inbound.send(Inbound::Frame(env)).await.is_err() {
+                if inbound.send(Inbound::Frame { key, env }).await.is_err() {
                     return;
                 }
             }
