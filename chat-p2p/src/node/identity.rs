@@ -107,7 +107,8 @@ pub(super) fn refuse_foreign(common: &mut Common, what: Untrusted) -> Next {
         Untrusted::SecretRequired => "the nodes here require a group secret, and this node has none".to_string(),
         _ => "the nodes here hold another group secret: this node cannot join them (check its secret)".to_string(),
     };
-    tracing::warn!(name = %common.cfg.name, %reason, "cannot join");
+    // Reported to the program as the refusal (`Output::Refused`); the log line is for operators.
+    tracing::info!(name = %common.cfg.name, %reason, "cannot join");
     common.out.push_back(Output::Refused { code: ErrorCode::AuthFailed, reason });
     Next::Become(Role::Left)
 }

@@ -31,7 +31,7 @@ use chat_transport::{ByteStream, Dialer, FrameReader, FrameWriter, Listener, Tra
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::inbound::{Admit, InboundTable, MAX_INBOUND, MAX_INBOUND_PER_IP};
 use super::opening::{OpenFailure, open};
@@ -62,7 +62,7 @@ pub(super) async fn link_task<D: Dialer>(
         other => {
             match other {
                 Ok(Err(OpenFailure::Untrusted(what))) => {
-                    warn!(%addr, %what, "link refused: not authenticated");
+                    info!(%addr, %what, "link refused: not authenticated");
                     let channel = Channel::Dialed(addr);
                     let _ = inbound.send(Inbound::Untrusted { what, channel }).await;
                 }

@@ -249,7 +249,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for NoiseStream<S> {
             }
             // Read more ciphertext: at least what completes the message, in big enough steps.
             let have = this.input.len();
-            let want = (LEN_PREFIX + MAX_NOISE_MESSAGE - have).min(16 * 1024).max(1);
+            let want = (LEN_PREFIX + MAX_NOISE_MESSAGE).saturating_sub(have).clamp(1, 16 * 1024);
             this.input.resize(have + want, 0);
             let mut read = ReadBuf::new(&mut this.input[have..]);
             let polled = Pin::new(&mut this.io).poll_read(cx, &mut read);
