@@ -2,7 +2,7 @@
 //!
 //! | message                 | channel            | from → to                 | purpose                                  |
 //! |-------------------------|--------------------|---------------------------|------------------------------------------|
-//! | `JoinRequest`           | multicast, or TCP to a `--peer` | joiner → group / known node | "admit me as `name` at `addr`"  |
+//! | `JoinRequest`           | multicast, or TCP to a `--peer` | joiner → group / known node | "admit me as `name` at `addr`" (with a secret: "whose links use `key`") |
 //! | `JoinAck`               | TCP                | coordinator → joiner      | ID, members, term, start position, history |
 //! | `JoinRefused`           | TCP                | coordinator → joiner      | e.g. `name_taken`                        |
 //! | `Joined` / `Left`       | TCP                | coordinator → members     | membership changes                       |
