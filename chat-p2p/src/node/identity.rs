@@ -17,17 +17,19 @@
 //! | plaintext (no secret)             | any other ID                     | that ID: without a secret nothing proves a claim, which is why a node without one stays on loopback unless `--insecure` |
 //! | plaintext, at a node with a secret| -                                | refused (the shell never passes one) |
 //!
-//! Refused frames are dropped and counted ([`Counters::identity_refused`]); a refused
+//! Refused frames are dropped and counted ([`Counters::identity_refused`](super::Counters::identity_refused)); a refused
 //! `JoinRequest` is still answered as an anonymous one (a join request claims nothing but a name, an
 //! address and a key). A joiner takes a `JoinAck` only over the link of the coordinator it names,
-//! listing the joiner under its own key.
+//! listing the joiner under its own key. The other way round, the driver opens a link to a member's
+//! address only if it authenticates with that member's key ([`Node::key_at`]; else the link is
+//! unreachable and reported [`Untrusted::WrongKey`]).
 //!
 //! | untrusted traffic ([`Input::Untrusted`])          | joining (never a member yet)          | coordinator                        |
 //! |---------------------------------------------------|---------------------------------------|------------------------------------|
 //! | another secret, or "a secret is required", from a datagram or a link it dialled | remembered: if no group admits it by the join timeout, it stops with `auth_failed` instead of founding a group | - |
 //! | any datagram but a replay                         | -                                     | beacons now (at most once a heartbeat), so such a joiner hears the group at once |
 //!
-//! Everything is counted ([`Counters::untrusted`]).
+//! Everything is counted ([`Counters::untrusted`](super::Counters::untrusted)).
 
 use std::time::Instant;
 

@@ -110,6 +110,9 @@ pub enum Untrusted {
     /// Authenticated, but stamped outside the replay window or seen before: a recording replayed
     /// (or a sender whose clock is far off).
     Replayed,
+    /// A link this node dialled to a member's address was authenticated with another key than the
+    /// member's: whoever answers there is not that member (nothing was sent on it).
+    WrongKey,
 }
 
 impl fmt::Display for Untrusted {
@@ -119,6 +122,7 @@ impl fmt::Display for Untrusted {
             Untrusted::SecretRequired => "the peer requires a group secret, and this node has none",
             Untrusted::Plaintext => "the peer has no group secret",
             Untrusted::Replayed => "a replayed datagram (or one stamped far from this clock)",
+            Untrusted::WrongKey => "the node at a member's address holds another key than the member's",
         })
     }
 }

@@ -181,6 +181,13 @@ impl Node {
         self.common.clock.counter()
     }
 
+    /// The key of the member listening at `addr`, if the group has a secret and a member listens
+    /// there: a link the driver opens to `addr` must be authenticated with it, so frames meant for a
+    /// member reach only that member.
+    pub fn key_at(&self, addr: SocketAddr) -> Option<crate::protocol::PeerKey> {
+        self.common.view.iter().find(|m| m.addr == addr).and_then(|m| m.key)
+    }
+
     /// What the node refused or throttled so far.
     pub fn counters(&self) -> Counters {
         self.common.counters

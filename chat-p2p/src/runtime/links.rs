@@ -36,8 +36,8 @@ use tracing::{debug, info, warn};
 use super::inbound::{Admit, InboundTable, MAX_INBOUND, MAX_INBOUND_PER_IP};
 use super::opening::{OpenFailure, open};
 use super::{CONNECT_TIMEOUT, INBOUND_IDLE_TIMEOUTS, Inbound};
-use crate::node::Channel;
-use crate::protocol::Envelope;
+use crate::node::{Channel, Untrusted};
+use crate::protocol::{Envelope, PeerKey};
 use crate::secure::Security;
 
 /// Most frames written in one batch by a link task.
@@ -45,17 +45,25 @@ const WRITE_BATCH: usize = 64;
 
 /// Dials `addr`, writes what the driver queues, and reports the link down on any failure (whether
 /// it was ever open). Ends quietly once the driver drops the queue, after writing what is in it.
+///
+/// With a group secret (`security`), the link must authenticate; if the node knows the key of the
+/// member at `addr` (the second half), the other end must hold that key, or nothing is written and
+/// the link is reported [`Untrusted::WrongKey`].
 pub(super) async fn link_task<D: Dialer>(
     dialer: D,
     addr: SocketAddr,
     generation: u64,
     mut rx: mpsc::Receiver<Envelope>,
     inbound: mpsc::Sender<Inbound>,
-    security: Option<Arc<Security>>,
+    security: Option<(Arc<Security>, Option<PeerKey>)>,
 ) {
     let connect = async {
         let stream = dialer.connect(addr).await.map_err(|e| OpenFailure::Failed(e.to_string()))?;
-        open(stream, security.as_deref(), true).await
+        let (stream, key) = open(stream, security.as_ref().map(|(s, _)| s.as_ref()), true).await?;
+        match security.as_ref().and_then(|(_, expected)| *expected) {
+            Some(expected) if key != Some(expected) => Err(OpenFailure::Untrusted(Untrusted::WrongKey)),
+            _ => Ok((stream, key)),
+        }
     };
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok((stream, _))) => stream,
@@ -208,5 +216,63 @@ async fn read_peer<S: ByteStream>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PeerMsg;
+    use crate::secure::GroupSecret;
+    use chat_transport::memory::MemoryNetwork;
+
+    /// A node with the group's secret dials a member's address, where `answering` accepts; the node
+    /// expects the member's key `expected`. What the node reported, and what `answering` read.
+    async fn dial(expected: PeerKey, answering: Security) -> (Vec<Inbound>, Option<Envelope>) {
+        let net = MemoryNetwork::new();
+        let at = SocketAddr::from(([127, 0, 0, 1], 7000));
+        let mut listener = net.bind(at).expect("bound");
+        let answering = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.ok()?;
+            let (stream, _) = open(stream, Some(&answering), false).await.ok()?;
+            FrameReader::<_, Envelope>::new(stream).read_frame().await.ok().flatten()
+        });
+        let secret = GroupSecret::from_bytes([5; 32]);
+        let (queue, rx) = mpsc::channel(4);
+        let (inbound_tx, mut inbound) = mpsc::channel(4);
+        queue.send(Envelope { from: None, addr: at, msg: PeerMsg::Leave }).await.expect("queued");
+        drop(queue);
+        let me = Arc::new(Security::new(&secret));
+        let dialer = net.dialer(SocketAddr::from(([127, 0, 0, 1], 7001)));
+        link_task(dialer, at, 1, rx, inbound_tx, Some((me, Some(expected)))).await;
+        let mut reported = Vec::new();
+        while let Ok(item) = inbound.try_recv() {
+            reported.push(item);
+        }
+        (reported, answering.await.expect("no panic"))
+    }
+
+    #[tokio::test]
+    async fn a_link_to_a_members_address_answered_by_another_key_carries_nothing() {
+        let secret = GroupSecret::from_bytes([5; 32]);
+        let (member, impostor) = (Security::new(&secret), Security::new(&secret));
+        let (reported, read) = dial(member.key, impostor).await;
+        assert_eq!(read, None, "the impostor read a frame");
+        assert!(
+            matches!(
+                reported.as_slice(),
+                [
+                    Inbound::Untrusted { what: Untrusted::WrongKey, channel: Channel::Dialed(_) },
+                    Inbound::LinkDown { connected: false, .. }
+                ]
+            ),
+            "reported {} items",
+            reported.len()
+        );
+        // The member itself gets the frame.
+        let key = member.key;
+        let (reported, read) = dial(key, member).await;
+        assert!(read.is_some_and(|env| env.msg == PeerMsg::Leave));
+        assert!(reported.is_empty(), "a clean end after the queue closed");
     }
 }

@@ -366,7 +366,8 @@ impl<D: Dialer> Driver<D> {
             let generation = self.next_generation;
             self.next_generation += 1;
             let dialer = self.dialer.clone();
-            let security = self.security.clone();
+            // With a secret, the link must be authenticated as the member listening at `to`, if any.
+            let security = self.security.clone().map(|s| (s, self.node.key_at(to)));
             let abort = self.link_tasks.spawn(link_task(dialer, to, generation, rx, self.inbound_tx.clone(), security));
             self.links.insert(to, Link { tx, generation, abort, last_used: Instant::now() });
         }
