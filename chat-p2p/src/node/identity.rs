@@ -17,6 +17,9 @@
 //! | plaintext (no secret)             | any other ID                     | that ID: without a secret nothing proves a claim, which is why a node without one stays on loopback unless `--insecure` |
 //! | plaintext, at a node with a secret| -                                | refused (the shell never passes one) |
 //!
+//! A member identified by its authenticated link is answered at the address it was admitted with,
+//! whatever address its envelope names (`Envelope.addr` is a claim too).
+//!
 //! Refused frames are dropped and counted ([`Counters::identity_refused`](super::Counters::identity_refused)); a refused
 //! `JoinRequest` is still answered as an anonymous one (a join request claims nothing but a name, an
 //! address and a key). A joiner takes a `JoinAck` only over the link of the coordinator it names,
@@ -75,6 +78,11 @@ impl Node {
                 tracing::warn!(me = ?self.common.id, %addr, %reason, "frame refused: its sender is not who its link is");
                 return;
             }
+        };
+        // A member identified by its link is answered where it was admitted, not where its envelope says.
+        let addr = match (link, via) {
+            (Some(_), Via::Node(id)) => self.common.view.get(id).map_or(addr, |m| m.addr),
+            _ => addr,
         };
         self.receive(now, via, link, addr, msg);
     }

@@ -225,3 +225,16 @@ fn a_coordinator_beacons_at_once_when_it_hears_an_unauthenticated_datagram_at_mo
     node.handle(tj + hb * 2, foreign);
     assert_eq!(drain(&mut node), vec![beacon]);
 }
+
+#[test]
+fn a_member_is_answered_where_it_was_admitted_whatever_its_envelope_says() {
+    let t0 = Instant::now();
+    let mut node = keyed_founder(t0);
+    let carol = admit(&mut node, t0, "carol", 3, CAROL);
+    let (me, term) = (node.id().expect("an ID"), node.term().expect("a term"));
+    // A heartbeat of an older term, from carol over her link, naming port 99 as her address.
+    let old = PeerMsg::Heartbeat { term: Term::new(0, carol), commit: None, clock: 0 };
+    node.handle(t0, Input::Authenticated { key: CAROL, env: envelope(Some(carol), 99, old) });
+    let stale = PeerMsg::Stale { term, addr: addr(1) };
+    assert_eq!(drain(&mut node), vec![Output::Send { to: addr(3), msg: envelope(Some(me), 1, stale) }]);
+}
