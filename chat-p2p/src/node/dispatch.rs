@@ -7,7 +7,7 @@
 //!
 //! | message                                  | joining | member                      | coordinator                   |
 //! |------------------------------------------|---------|-----------------------------|-------------------------------|
-//! | `JoinAck` / `JoinRefused` (our nonce)    | admitted / closed | -                 | -                             |
+//! | `JoinAck` / `JoinRefused` (our nonce)    | admitted (with a secret: only over the named coordinator's link) / closed | - | - |
 //! | `JoinRequest`                            | -       | forwarded to the coordinator (not multicast) | admits or refuses |
 //! | `Beacon` (multicast)                     | -       | joins it if it follows nobody | hands over if outranked     |
 //! | `Election` from a member                 | -       | election                    | election                      |
