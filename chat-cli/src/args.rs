@@ -51,6 +51,14 @@ pub struct Cli {
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
+    /// P2P: the group secret, from this file (make one with `chat-cli secret new FILE`). Only nodes
+    /// holding it get in: links are authenticated and encrypted (Noise), datagrams sealed.
+    #[arg(long, global = true, value_name = "FILE", env = "CHAT_GROUP_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// P2P: allow a non-loopback --listen or --interface without a group secret (anyone who can
+    /// reach this node can then join and forge). A server's is `serve --insecure`.
+    #[arg(long)]
+    pub insecure: bool,
     /// P2P: turn this node's flood control off (as coordinator it then rate-limits nobody; for
     /// benchmarks). A server's is turned off with `serve --no-rate-limit`.
     #[arg(long)]
@@ -111,6 +119,12 @@ pub enum Cmd {
         #[command(subcommand)]
         action: LogAction,
     },
+    /// Make or inspect a P2P group secret file.
+    Secret {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretAction,
+    },
     /// Manage the server's accounts (registered names with a password; tokens for bots).
     Account {
         /// What to do.
@@ -119,6 +133,22 @@ pub enum Cmd {
         /// The server's data directory (where the accounts file lives).
         #[arg(long, default_value = "chat-data", global = true)]
         data_dir: PathBuf,
+    },
+}
+
+/// `secret` actions.
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Write a fresh random group secret to FILE (mode 0600; an existing file is never overwritten)
+    /// and print its public ID.
+    New {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Print the public ID of the secret in FILE (compare IDs to check that nodes share a secret).
+    Id {
+        /// The secret file.
+        file: PathBuf,
     },
 }
 

@@ -157,7 +157,9 @@ pub fn known_servers_file() -> PathBuf {
 }
 
 /// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,
-/// `--timeout-ms`) onto the node's settings; unset flags keep [`chat_p2p::P2pConfig::new`]'s defaults.
+/// `--timeout-ms`, `--secret-file`) onto the node's settings; unset flags keep
+/// [`chat_p2p::P2pConfig::new`]'s defaults. Safe by default: a non-loopback `--listen` or
+/// `--interface` needs a group secret, or `--insecure`.
 pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pConfig, String> {
     let mut config = chat_p2p::P2pConfig::new(name);
     if let Some(listen) = cli.listen {
@@ -189,6 +191,21 @@ pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2
     }
     if cli.no_rate_limit {
         config.limits = None;
+    }
+    if let Some(path) = &cli.secret_file {
+        config.secret = Some(chat_p2p::secure::GroupSecret::load(path).map_err(|e| e.to_string())?);
+    }
+    // Only loopback may go without a secret (as `serve` without TLS and accounts).
+    let exposed = [config.listen.ip(), std::net::IpAddr::V4(config.interface)].into_iter().find(|ip| !ip.is_loopback());
+    if let Some(ip) = exposed
+        && config.secret.is_none()
+        && !cli.insecure
+    {
+        return Err(format!(
+            "refusing to use {ip} (not loopback) without a group secret: anyone who can reach it could join \
+             the group and send as anyone. Add --secret-file FILE (make one with `chat-cli secret new FILE`), \
+             or --insecure if this network is trusted"
+        ));
     }
     Ok(config)
 }
@@ -222,6 +239,32 @@ mod tests {
     }
 
     use super::*;
+    use clap::Parser;
+
+    fn p2p(args: &[&str]) -> Result<chat_p2p::P2pConfig, String> {
+        let cli = Cli::try_parse_from([&["chat-cli", "--mode", "p2p"], args].concat()).expect("flags parse");
+        p2p_config(&cli, UserName::new("alice").expect("a name"))
+    }
+
+    #[test]
+    fn beyond_loopback_p2p_needs_a_secret_or_insecure() {
+        assert!(p2p(&[]).is_ok());
+        assert!(p2p(&["--listen", "127.0.0.2:0", "--interface", "127.0.0.1"]).is_ok());
+        for exposed in [["--listen", "0.0.0.0:0"], ["--interface", "192.0.2.7"], ["--listen", "[::]:0"]] {
+            let refused = p2p(&exposed).expect_err("refused");
+            assert!(refused.starts_with("refusing to use") && refused.contains("--secret-file"), "{refused}");
+            let mut insecure = exposed.to_vec();
+            insecure.push("--insecure");
+            assert!(p2p(&insecure).is_ok(), "{insecure:?}");
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("group.secret");
+        chat_p2p::secure::GroupSecret::create(&file).expect("created");
+        let file = file.to_str().expect("a UTF-8 path");
+        let config = p2p(&["--interface", "192.0.2.7", "--secret-file", file]).expect("a secret is enough");
+        assert!(config.secret.is_some());
+        assert!(p2p(&["--secret-file", "/nonexistent/secret"]).expect_err("missing").contains("group secret"));
+    }
 
     #[test]
     fn rates_parse_and_bad_ones_are_usage_errors() {

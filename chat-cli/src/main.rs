@@ -7,6 +7,7 @@
 //! | `clock_text` | wall-clock times in JSON (RFC 3339) and human output (`--time-format`) |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
+//! | `group_secret` | `chat-cli secret new` and `secret id`: P2P group secret files |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
 //! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
 //! | `render`   | human output and `--json` events                       |
@@ -16,8 +17,10 @@
 //! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
 //! `chat_cli::loadgen`, which the `tests` package reuses.
 //!
-//! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors; 1 with a one-line reason
-//! otherwise (server unreachable, name taken, connection lost, log verification failed).
+//! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors (a bad or world-readable
+//! `--secret-file` included); 1 with a one-line reason otherwise (server unreachable, name taken,
+//! `auth_failed` (a P2P group with another secret, or one needing a secret), connection lost, log
+//! verification failed).
 
 mod account;
 mod args;
@@ -25,6 +28,7 @@ mod bench;
 mod clock_text;
 mod commands;
 mod config;
+mod group_secret;
 mod input;
 mod oneshot;
 mod render;
@@ -124,6 +128,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Some(Cmd::Account { ref action, ref data_dir }) => account::run(&cli, action, data_dir),
+        Some(Cmd::Secret { ref action }) => group_secret::run(action),
         Some(Cmd::Join) | None => join(&cli).await,
     }
 }

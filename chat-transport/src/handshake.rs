@@ -37,6 +37,9 @@ pub enum Role {
     Server,
     /// A P2P node.
     Peer,
+    /// A P2P node of a group with a secret: a Noise handshake follows the hellos (chat-p2p's
+    /// `secure` module). A `Peer` that meets one learns that the group needs a secret.
+    SecurePeer,
 }
 
 /// The first frame of every connection.
