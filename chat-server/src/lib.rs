@@ -5,12 +5,12 @@
 //!
 //! | module     | owns                                                                               |
 //! |------------|------------------------------------------------------------------------------------|
-//! | `protocol` | the frames exchanged by client and server                                          |
+//! | `protocol` | the frames exchanged by client and server (version 2; `protocol::v1`, the first version's, frozen) |
 //! | `accounts` | registered names: argon2id password hashes and hashed tokens, `DATA_DIR/accounts`  |
-//! | `router`   | the sans-IO core: sessions, recipients, global order, history, and every delivery policy (publishing, slow consumers, shutdown) |
+//! | `router`   | the sans-IO core: sessions (detached, resumed), rooms, offline queues, recipients, global order, history, and every delivery policy (publishing, slow consumers, shutdown); `router::restore` rebuilds its state from the journal |
 //! | `server`   | the async shell: accept loop, connection tasks, the owner task that performs the router's outputs |
 //! | `fanout`   | the byte paths: the shared stream, private queues, the writer task                 |
-//! | `client`   | sans-IO `session` core, thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
+//! | `client`   | sans-IO `session` core (reconnects and resumes, `client::reconnect`), thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
 //! | `tls`      | TLS: the server's certificate (files or self-signed), how clients trust it, fingerprints |
 //! | `text`     | seed 000's text protocol (`serve --text-listen`): the sans-IO [`text::TextSession`] |
