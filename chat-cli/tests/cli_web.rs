@@ -94,3 +94,42 @@ fn the_web_listener_keeps_the_safe_defaults() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--web-origin"));
 }
+
+/// The browser test (`tests/web/browser_test.py`): two headless Chromium users and a `chat-cli`
+/// user, one order, screenshots under `target/web-screenshots/`. Runs when Debian's `chromium` and
+/// `chromium-driver` are installed; otherwise it says so and passes (`tests/web/run.sh` installs
+/// them and runs it).
+#[test]
+fn in_a_real_browser_when_chromium_is_installed() {
+    let found = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if let Some(missing) = ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool)) {
+        println!("SKIPPED: browser test: {missing} is not installed (tests/web/run.sh installs Chromium and runs it)");
+        return;
+    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chat-cli"));
+    let out =
+        bin.parent().and_then(std::path::Path::parent).expect("target/<profile>/chat-cli").join("web-screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web/browser_test.py");
+    let run = Command::new("python3")
+        .arg(script)
+        .arg("--bin")
+        .arg(bin)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "the browser test failed:\n{said}");
+    println!("{said}");
+    for page in ["alice.png", "bob.png", "bob-disconnected.png"] {
+        let png = std::fs::read(out.join(page)).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{page} is a picture");
+    }
+}

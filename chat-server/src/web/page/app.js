@@ -165,6 +165,7 @@ function messageRow(m) {
     span.textContent = `→ ${to}`;
     li.append(span);
   }
+  li.append(document.createTextNode(": "));
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = m.text;
@@ -232,7 +233,7 @@ function viewItem(label, view, current, onPart) {
 
 function renderViews() {
   const v = ui.view;
-  const items = [viewItem("Everyone", { kind: "all" }, v.kind === "all")];
+  const items = [viewItem("All conversations", { kind: "all" }, v.kind === "all")];
   for (const room of [...ui.rooms].sort()) {
     const part = () => session.request({ type: "part", room });
     items.push(viewItem(room, { kind: "room", room }, v.kind === "room" && v.room === room, part));
