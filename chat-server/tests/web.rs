@@ -415,6 +415,35 @@ async fn hostile_clients_get_reasons_and_bounds_not_the_server() {
 }
 
 #[tokio::test]
+async fn rate_limits_apply_and_a_refused_send_goes_again_with_its_key() {
+    let mut config = config(None);
+    let messages = chat_core::rate::Rate { per_second: 2, burst: 2 };
+    config.limits = Some(chat_server::router::Limits { messages, ..Default::default() });
+    let server = Running::start(config).await;
+    let (mut alice, _) = server.login("alice").await;
+    for key in 1..=4 {
+        alice.send(json!({"type": "send", "text": format!("n{key}"), "key": key})).await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 4 {
+        let e = alice.until_where(|e| e["type"] == "sent" || e["type"] == "error").await;
+        answers.push((
+            e["type"].as_str().unwrap().to_string(),
+            e["key"].as_u64().unwrap(),
+            e["retry_after_ms"].as_u64(),
+        ));
+    }
+    assert_eq!(&answers[..2], [("sent".into(), 1, None), ("sent".into(), 2, None)]);
+    let wait = answers[2].2.expect("when to retry");
+    assert!(answers[2..].iter().all(|(kind, _, retry)| kind == "error" && retry.is_some()), "{answers:?}");
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    alice.send(json!({"type": "send", "text": "n3", "key": 3})).await;
+    assert_eq!(alice.until("sent").await["key"], 3);
+    assert_eq!(alice.texts(), ["n1", "n2", "n3"], "refused sends were not delivered");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_browser_that_stops_reading_is_disconnected_and_holds_nobody_back() {
     let mut config = config(None);
     config.backlog_bytes = 1024 * 1024;
