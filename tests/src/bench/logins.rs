@@ -99,12 +99,13 @@ pub struct StormReport {
     pub first_error: Option<String>,
     /// Login times (connect to `Welcome`), microseconds.
     pub login_us: Histogram<u64>,
-    /// From the start signal to the stop signal.
+    /// From the start signal until the last login is over.
     pub elapsed: Duration,
 }
 
 /// Runs a storm: waits until `run` is `true`, then `clients` clients log in again and again until it
-/// is `false` again (or it is dropped); every login is bounded by [`LOGIN_TIMEOUT`].
+/// is `false` again (or it is dropped), each finishing the login it is in; every login is bounded by
+/// [`LOGIN_TIMEOUT`]. The storm's time runs until its last login is over.
 pub async fn storm(config: StormConfig, mut run: watch::Receiver<bool>) -> anyhow::Result<StormReport> {
     ensure!(config.clients >= 1 && config.accounts >= config.clients, "a storm needs 1 <= clients <= accounts");
     if run.wait_for(|r| *r).await.is_err() {
@@ -115,21 +116,18 @@ pub async fn storm(config: StormConfig, mut run: watch::Receiver<bool>) -> anyho
     let config = Arc::new(config);
     let mut tasks = Vec::with_capacity(config.clients);
     for c in 0..config.clients {
-        let (config, failures, mut run) = (config.clone(), failures.clone(), run.clone());
+        let (config, failures, run) = (config.clone(), failures.clone(), run.clone());
         tasks.push(tokio::spawn(async move {
             let mut times = Histogram::<u64>::new_with_bounds(1, MAX_LOGIN_US, 3).expect("histogram bounds");
             let mut first_error = None;
             let mut i = c;
+            // A login under way when the storm stops is finished (and left), not broken off: a session
+            // broken off keeps its name taken for a while and the next storm would be refused it.
             while *run.borrow() {
                 let name = account_name(&config.prefix, i)?;
                 i = if i + config.clients < config.accounts { i + config.clients } else { c };
                 let began = Instant::now();
-                let login = tokio::time::timeout(LOGIN_TIMEOUT, login_once(&config, name));
-                let outcome = tokio::select! {
-                    outcome = login => outcome,
-                    _ = run.wait_for(|r| !*r) => break,
-                };
-                match outcome {
+                match tokio::time::timeout(LOGIN_TIMEOUT, login_once(&config, name)).await {
                     Ok(Ok(())) => times.saturating_record((began.elapsed().as_micros() as u64).clamp(1, MAX_LOGIN_US)),
                     Ok(Err(e)) => {
                         failures.fetch_add(1, Ordering::AcqRel);

@@ -264,6 +264,8 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
         r.set("storm_clients", args.storm);
         login_cmds::storm_fields(&mut r, storm);
     }
+    // A refused or failed login in the storm makes the run not count: the storm was not the one asked for.
+    let storm_ok = storm.as_ref().is_none_or(|s| s.failures == 0);
     let mut errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
     errors.extend(storm.and_then(|s| s.first_error).map(|e| format!("storm:{e}")));
     let v = report.violations;
@@ -274,7 +276,7 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
             v.duplicates, v.out_of_order, v.unexpected, v.diverged
         ));
     }
-    r.set("ok", u8::from(report.complete())).set("err", errors.join(";"));
+    r.set("ok", u8::from(report.complete() && storm_ok)).set("err", errors.join(";"));
     Ok(r)
 }
 
