@@ -29,6 +29,9 @@ mod render;
 mod safe_text;
 mod secrets;
 mod session;
+mod signals;
+mod term;
+mod tui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
+        .with_writer(term::guard::LogWriter)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -152,8 +155,7 @@ fn user_name(cli: &Cli) -> Result<Option<UserName>> {
     let raw = match &cli.name {
         Some(name) => name.clone(),
         None if std::io::stdin().is_terminal() => {
-            let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
-            editor.readline("your name: ").context("no name given")?.trim().to_string()
+            input::ask("your name: ").context("cannot read the terminal")?.context("no name given")?
         }
         None => return Ok(None),
     };
@@ -186,7 +188,7 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         Err(message) => return usage(&format!("--time-format: {message}")),
     };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    out.set_times(times);
+    out.set_times(times.clone());
     let (chat, rooms) = match connect(topology).await {
         Ok(joined) => joined,
         Err(failure) => {
@@ -197,12 +199,22 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    out.ready(chat.name(), chat.node_id(), &rooms);
-    let (lines, sink) = input::start();
-    if let Some(sink) = sink {
-        out.set_sink(sink);
-    }
-    Ok(match session::run(chat, &mut out, lines).await {
+    let full_screen = !cli.json && !cli.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let ending = if full_screen {
+        let server = (cli.mode == Mode::Server).then(|| cli.server.clone());
+        tui::run(chat, rooms, tui::Options { times, bell: !cli.no_bell, server }).await
+    } else {
+        out.ready(chat.name(), chat.node_id(), &rooms);
+        let input = input::start();
+        if let Some(sink) = input.sink {
+            out.set_sink(sink);
+        }
+        let ending = session::run(chat, &mut out, input.lines).await;
+        // The terminal is given back before anything more is printed.
+        drop(input.terminal);
+        ending
+    };
+    Ok(match ending {
         session::Ending::Left => ExitCode::SUCCESS,
         session::Ending::Lost(reason) => {
             // Whatever standard output shows, the reason is always on standard error.
