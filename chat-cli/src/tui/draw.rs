@@ -92,7 +92,9 @@ pub fn input_layout(prompt: &str, text: &str, cursor: usize, width: u16) -> (Vec
                 at = (rows.len() - 1, 0);
             }
         }
-        rows.last_mut().map(|r| r.push_str(g));
+        if let Some(row) = rows.last_mut() {
+            row.push_str(g);
+        }
         col += g.width();
     }
     if cursor >= text.len() {
@@ -130,26 +132,28 @@ fn draw_messages(frame: &mut Frame<'_>, ui: &Ui, view: &View, area: Rect) {
     }
     let count = |e: &super::view::Entry| row_count(e, &ui.look, area.width);
     let entries: Vec<_> = view.entries().collect();
+    // Scrolled back, the last row is the marker and the anchored row is just above it.
+    let content = if view.following() { height } else { height - 1 };
     let mut shown: Vec<Line<'static>> = Vec::new();
     if let Some((index, row)) = view.bottom(&count) {
         // Upwards from the bottom row, then downwards if the top of the view came first.
         let mut above: Vec<Line<'static>> = rows(entries[index], &ui.look, area.width);
         let mut below = above.split_off(row + 1);
         let mut i = index;
-        while above.len() < height && i > 0 {
+        while above.len() < content && i > 0 {
             i -= 1;
             let mut more = rows(entries[i], &ui.look, area.width);
             more.append(&mut above);
             above = more;
         }
         let mut j = index + 1;
-        while above.len() + below.len() < height && j < entries.len() {
+        while above.len() + below.len() < content && j < entries.len() {
             below.extend(rows(entries[j], &ui.look, area.width));
             j += 1;
         }
-        let from = above.len().saturating_sub(height);
+        let from = above.len().saturating_sub(content);
         shown = above.split_off(from);
-        let room = height - shown.len();
+        let room = content - shown.len();
         shown.extend(below.into_iter().take(room));
     }
     if !view.following() {
@@ -161,9 +165,7 @@ fn draw_messages(frame: &mut Frame<'_>, ui: &Ui, view: &View, area: Rect) {
         };
         let fill = usize::from(area.width).saturating_sub(text.width());
         let marker = Line::from(Span::styled(format!("{text}{}", "─".repeat(fill)), Style::new().fg(Color::Yellow)));
-        if shown.len() >= height {
-            shown.pop();
-        }
+        shown.resize(content, Line::default());
         shown.push(marker);
     }
     frame.render_widget(Paragraph::new(shown), area);
@@ -236,7 +238,10 @@ fn draw_status(frame: &mut Frame<'_>, ui: &Ui, area: Rect) {
     }
     left.push_str(&format!(" · {link}"));
     let right = format!("{} · /help ", inline(ui.views[ui.current].title()));
-    let gap = usize::from(area.width).saturating_sub(left.width() + right.width()).max(1);
-    let style = Style::new().add_modifier(Modifier::REVERSED);
-    frame.render_widget(Paragraph::new(Line::styled(format!("{left}{}{right}", " ".repeat(gap)), style)), area);
+    // The view's name on the right, if there is room for both.
+    let text = match usize::from(area.width).checked_sub(left.width() + right.width()) {
+        Some(gap) if gap > 0 => format!("{left}{}{right}", " ".repeat(gap)),
+        _ => left,
+    };
+    frame.render_widget(Paragraph::new(Line::styled(text, Style::new().add_modifier(Modifier::REVERSED))), area);
 }

@@ -26,6 +26,8 @@ mod view;
 mod draw_tests;
 #[cfg(test)]
 mod state_tests;
+#[cfg(test)]
+mod test_util;
 
 use std::future::Future;
 use std::io::Write;

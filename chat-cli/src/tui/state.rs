@@ -242,8 +242,10 @@ impl Ui {
     }
 
     fn handle_key(&mut self, key: KeyEvent) {
+        // Scrolled back, the pane shows one row less (the marker takes the last).
         let (width, height) = self.pane();
-        let page = usize::from(height.saturating_sub(1)).max(1);
+        let height = height.saturating_sub(1).max(1);
+        let page = usize::from(height);
         let look = self.look.clone();
         let rows = move |e: &Entry| row_count(e, &look, width);
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
