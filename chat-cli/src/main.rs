@@ -204,12 +204,14 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         let server = (cli.mode == Mode::Server).then(|| cli.server.clone());
         tui::run(chat, rooms, tui::Options { times, bell: !cli.no_bell, server }).await
     } else {
-        out.ready(chat.name(), chat.node_id(), &rooms);
+        // Listening before anything is shown: from then on a signal leaves cleanly.
+        let signals = signals::Signals::new();
         let input = input::start();
         if let Some(sink) = input.sink {
             out.set_sink(sink);
         }
-        let ending = session::run(chat, &mut out, input.lines).await;
+        out.ready(chat.name(), chat.node_id(), &rooms);
+        let ending = session::run(chat, &mut out, input.lines, signals).await;
         // The terminal is given back before anything more is printed.
         drop(input.terminal);
         ending

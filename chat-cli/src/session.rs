@@ -34,10 +34,10 @@ impl Target {
     }
 }
 
-/// Runs the session until the user leaves or the connection is lost.
-pub async fn run(mut chat: Chat, out: &mut Renderer, mut input: mpsc::Receiver<Line>) -> Ending {
+/// Runs the session until the user leaves (a command, the end of input, one of the `signals`) or
+/// the connection is lost.
+pub async fn run(mut chat: Chat, out: &mut Renderer, mut input: mpsc::Receiver<Line>, mut signals: Signals) -> Ending {
     let mut target = Target::default();
-    let mut signals = Signals::new();
     let ending = loop {
         tokio::select! {
             biased;

@@ -137,3 +137,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
         if full_screen() && stderr.is_terminal() { LogTarget::Dropped } else { LogTarget::Stderr(stderr) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_gives_the_terminal_back_before_its_message() {
+        // No terminal here: pretend the full-screen client holds it (raw mode was never really
+        // enabled, so giving it back touches nothing but the flag and a few escape sequences).
+        install_panic_hook();
+        STATE.store(FULL, Ordering::SeqCst);
+        assert!(full_screen());
+        let caught = std::panic::catch_unwind(|| panic!("boom"));
+        assert!(caught.is_err());
+        assert_eq!(STATE.load(Ordering::SeqCst), NORMAL, "the hook restored the terminal");
+        restore();
+        assert_eq!(STATE.load(Ordering::SeqCst), NORMAL, "restoring twice is harmless");
+    }
+}

@@ -237,6 +237,9 @@ fn draw_status(frame: &mut Frame<'_>, ui: &Ui, area: Rect) {
         left.push_str(&format!(" · coordinator {}", inline(coordinator)));
     }
     left.push_str(&format!(" · {link}"));
+    if ui.waiting {
+        left.push_str(" · waiting for the server");
+    }
     let right = format!("{} · /help ", inline(ui.views[ui.current].title()));
     // The view's name on the right, if there is room for both.
     let text = match usize::from(area.width).checked_sub(left.width() + right.width()) {

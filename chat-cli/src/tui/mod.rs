@@ -13,7 +13,8 @@
 //! The shell owns the [`Chat`]. A request moves the chat into its future and gets it back with the
 //! reply, so while a request is under way (a send waits for its acknowledgement, and while the
 //! client reconnects, for the resume) keys, signals and redraws are still handled; chat events
-//! wait in the chat meanwhile. Lines typed meanwhile queue in the state (bounded). The screen is
+//! wait in the chat meanwhile (`Chat` takes one call at a time), and after [`WAITING_AFTER`] the
+//! status bar says "waiting for the server". Lines typed meanwhile queue in the state (bounded). The screen is
 //! drawn only when nothing else is ready, so a burst of events or keys costs one draw.
 
 mod draw;
@@ -48,6 +49,9 @@ use crate::term::prompt::more_waiting;
 use events::Reply;
 use lines::Look;
 use state::{Request, Ui};
+
+/// How long a request may wait for its answer before the status bar says so.
+pub const WAITING_AFTER: Duration = Duration::from_millis(500);
 
 /// Most terminal events handled between two draws.
 pub const MAX_BATCH: usize = 4096;
@@ -125,6 +129,7 @@ async fn drive<W: Write>(
     let mut keys = EventStream::new();
     let mut signals = Signals::new();
     let mut dirty = true;
+    let mut started = tokio::time::Instant::now();
     loop {
         while let Some(line) = ui.poll_history() {
             if let Some(history) = history {
@@ -146,6 +151,7 @@ async fn drive<W: Write>(
             && let Some(idle) = chat.take()
         {
             pending = Some(Box::pin(perform(idle, request)));
+            started = tokio::time::Instant::now();
         }
         tokio::select! {
             biased;
@@ -153,7 +159,11 @@ async fn drive<W: Write>(
             (back, reply) = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                 pending = None;
                 chat = Some(back);
+                ui.set_waiting(false);
                 ui.handle_reply(reply);
+            }
+            () = tokio::time::sleep_until(started + WAITING_AFTER), if pending.is_some() && !ui.waiting() => {
+                ui.set_waiting(true);
             }
             key = std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut keys), cx)) => match key {
                 Some(Ok(event)) => {

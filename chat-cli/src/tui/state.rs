@@ -102,6 +102,8 @@ pub struct Ui {
     pub(super) bell_on: bool,
     bell: bool,
     pub(super) clear: bool,
+    /// A request has been waiting for the server for a while (shown in the status bar).
+    pub(super) waiting: bool,
     pub(super) ending: Option<Ending>,
 }
 
@@ -123,6 +125,7 @@ impl Ui {
             bell_on: true,
             bell: false,
             clear: false,
+            waiting: false,
             ending: None,
         };
         let me = ui.look.me.clone();
@@ -169,6 +172,17 @@ impl Ui {
     /// The input history, oldest first (saved when leaving).
     pub fn input_history(&self) -> &[String] {
         self.editor.history()
+    }
+
+    /// Whether a request has been waiting for the server for a while: chat events wait behind it
+    /// (the chat is busy with it), so the status bar says so.
+    pub fn set_waiting(&mut self, waiting: bool) {
+        self.waiting = waiting;
+    }
+
+    /// See [`Ui::set_waiting`].
+    pub fn waiting(&self) -> bool {
+        self.waiting
     }
 
     /// Ends the session (a signal, the terminal gone).
