@@ -7,10 +7,13 @@
 //! | `clock_text` | wall-clock times in JSON (RFC 3339) and human output (`--time-format`) |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
-//! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
+//! | `input`    | standard input of the line mode: the `> ` prompt on a terminal (`--plain`), bounded lines on a pipe |
 //! | `render`   | human output and `--json` events                       |
 //! | `safe_text`| untrusted text made safe for a terminal                |
-//! | `session`  | the chat loop shared by both modes                     |
+//! | `session`  | the chat loop of the line mode and pipes, shared by both topologies |
+//! | `signals`  | SIGINT, SIGTERM, SIGHUP: a clean leave                 |
+//! | `term`     | what both terminal front ends share: the terminal guard, the input editor, history |
+//! | `tui`      | the full-screen client (default on a terminal without `--json`/`--plain`) |
 //!
 //! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
 //! `chat_cli::loadgen`, which the `tests` package reuses.
