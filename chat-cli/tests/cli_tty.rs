@@ -48,6 +48,12 @@ fn a_person_chats_in_the_full_screen_client_and_quits() {
     alice.wait_for("│ second line");
     alice.send(b"/join #ops\r");
     alice.wait_for("#ops> ");
+    // Narrower than 60 columns the side panel goes and lines wrap; wider again, it is back.
+    alice.resize(20, 40);
+    let narrow = alice.wait_for_last_row(" alice · server");
+    assert!(!narrow.contains("rooms") && !narrow.contains('│'), "{narrow}");
+    alice.resize(24, 80);
+    alice.wait_for("▸ #ops");
     alice.send(b"/quit\r");
     let left = alice.left();
     assert_eq!(left.code, 0);

@@ -31,7 +31,7 @@ pub struct Tty {
     pub raw: Vec<u8>,
     /// The screen.
     pub parser: vt100::Parser,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Drop for Tty {
@@ -95,13 +95,19 @@ impl Tty {
             }
         });
         let parser = vt100::Parser::new(ROWS.try_into().unwrap(), COLS.try_into().unwrap(), 0);
-        Tty { child, writer, bytes, closed: false, raw: Vec::new(), parser, _master: pty.master }
+        Tty { child, writer, bytes, closed: false, raw: Vec::new(), parser, master: pty.master }
     }
 
     /// Types (writes) these bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("write to the pty");
         self.writer.flush().expect("flush");
+    }
+
+    /// Resizes the terminal (the program gets SIGWINCH).
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.master.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).expect("resize");
+        self.parser.set_size(rows.try_into().unwrap(), cols.try_into().unwrap());
     }
 
     /// Reads what arrived, waiting at most `wait`.
@@ -134,6 +140,20 @@ impl Tty {
                 return screen;
             }
             assert!(Instant::now() < deadline && !self.closed, "no {text:?} on the screen:\n{screen}");
+            self.pump(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the last row of the screen (the status bar) shows `text`; returns the screen.
+    pub fn wait_for_last_row(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (rows, cols) = self.parser.screen().size();
+            let last = self.parser.screen().rows(0, cols.get()).nth(usize::from(rows.get()) - 1).unwrap_or_default();
+            if last.contains(text) {
+                return self.screen();
+            }
+            assert!(Instant::now() < deadline && !self.closed, "no {text:?} on the last row:\n{}", self.screen());
             self.pump(Duration::from_millis(50));
         }
     }
