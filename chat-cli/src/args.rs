@@ -1,4 +1,5 @@
-//! Command-line arguments. Global flags are accepted before or after a subcommand.
+//! Command-line arguments. Global flags are accepted before or after a subcommand (the ones a
+//! subcommand uses: `applies`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //!
 //! | module     | owns                                                   |
 //! |------------|--------------------------------------------------------|
+//! | `applies`  | which global flags each subcommand uses (its `--help`; others refused) |
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
 //! | `clock_text` | wall-clock times in human output (`--time-format`)     |
@@ -26,6 +27,7 @@
 //! verification failed).
 
 mod account;
+mod applies;
 mod args;
 mod bench;
 mod clock_text;
@@ -50,12 +52,11 @@ use args::{Cli, Cmd, LogAction, Mode, ServeArgs};
 use chat_core::{Chat, CoreError, UserName};
 use chat_server::ServerError;
 use chat_server::server::Server;
-use clap::Parser;
 use render::{Renderer, Stdout};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = applies::parse();
     // A server says what it does (data directory, records recovered, joins and leaves) at info level;
     // clients only warn. RUST_LOG overrides both.
     let default = if matches!(cli.command, Some(Cmd::Serve(_))) { "warn,chat_server=info" } else { "warn" };
