@@ -50,7 +50,7 @@ fn a_person_chats_in_the_full_screen_client_and_quits() {
     alice.wait_for("#ops> ");
     // Narrower than 60 columns the side panel goes and lines wrap; wider again, it is back.
     alice.resize(20, 40);
-    let narrow = alice.wait_for_last_row(" alice · server");
+    let narrow = alice.wait_for_bottom_rows(&["#ops> ", " alice · server"]);
     assert!(!narrow.contains("rooms") && !narrow.contains('│'), "{narrow}");
     alice.resize(24, 80);
     alice.wait_for("▸ #ops");

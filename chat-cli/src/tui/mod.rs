@@ -50,6 +50,10 @@ use events::Reply;
 use lines::Look;
 use state::{Request, Ui};
 
+/// How often the terminal's size is checked besides the resize signal (SIGWINCH), which can go
+/// missing: a screen laid out for another size would otherwise stay wrong until the next event.
+pub const SIZE_CHECK: Duration = Duration::from_millis(500);
+
 /// How long a request may wait for its answer before the status bar says so.
 pub const WAITING_AFTER: Duration = Duration::from_millis(500);
 
@@ -130,6 +134,8 @@ async fn drive<W: Write>(
     let mut signals = Signals::new();
     let mut dirty = true;
     let mut started = tokio::time::Instant::now();
+    let mut size_check = tokio::time::interval(SIZE_CHECK);
+    size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(line) = ui.poll_history() {
             if let Some(history) = history {
@@ -185,6 +191,10 @@ async fn drive<W: Write>(
             event = async { chat.as_mut().expect("guarded").next_event().await }, if chat.is_some() => match event {
                 Some(event) => ui.handle_event(event),
                 None => ui.end(Ending::Lost("the connection closed".into())),
+            },
+            _ = size_check.tick() => match crossterm::terminal::size() {
+                Ok((w, h)) if (w, h) != ui.size() => ui.handle_terminal(crossterm::event::Event::Resize(w, h)),
+                _ => continue,
             },
             () = std::future::ready(()), if dirty => {
                 let _ = terminal.draw(|frame| draw::draw(frame, ui));

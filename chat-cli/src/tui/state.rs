@@ -232,6 +232,11 @@ impl Ui {
         }
     }
 
+    /// The terminal's size as last reported: (width, height).
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
     /// The message pane's size: (width, height).
     pub fn pane(&self) -> (u16, u16) {
         super::draw::areas(self.size, self.input_rows()).messages
@@ -250,7 +255,12 @@ impl Ui {
                 let edit = self.editor.paste(&text);
                 self.edited(edit);
             }
-            TermEvent::Resize(w, h) => self.size = (w, h),
+            // Paint everything again: the terminal may have cut or reflowed what it showed, even when
+            // the size is back to the one drawn last (two quick resizes are one signal).
+            TermEvent::Resize(w, h) => {
+                self.size = (w, h);
+                self.clear = true;
+            }
             _ => {}
         }
     }

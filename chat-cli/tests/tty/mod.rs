@@ -107,7 +107,8 @@ impl Tty {
     /// Resizes the terminal (the program gets SIGWINCH).
     pub fn resize(&mut self, rows: u16, cols: u16) {
         self.master.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).expect("resize");
-        self.parser.set_size(rows.try_into().unwrap(), cols.try_into().unwrap());
+        // A blank screen of the new size: what is shown from now on is what the program paints for it.
+        self.parser = vt100::Parser::new(rows.try_into().unwrap(), cols.try_into().unwrap(), 0);
     }
 
     /// Reads what arrived, waiting at most `wait`.
@@ -144,16 +145,18 @@ impl Tty {
         }
     }
 
-    /// Waits until the last row of the screen (the status bar) shows `text`; returns the screen.
-    pub fn wait_for_last_row(&mut self, text: &str) -> String {
+    /// Waits until each of the screen's last rows shows its text (the last text on the last row);
+    /// returns the screen.
+    pub fn wait_for_bottom_rows(&mut self, texts: &[&str]) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let (rows, cols) = self.parser.screen().size();
-            let last = self.parser.screen().rows(0, cols.get()).nth(usize::from(rows.get()) - 1).unwrap_or_default();
-            if last.contains(text) {
+            let all: Vec<String> = self.parser.screen().rows(0, cols.get()).collect();
+            let first = usize::from(rows.get()).saturating_sub(texts.len());
+            if all.len() >= texts.len() && texts.iter().enumerate().all(|(i, t)| all[first + i].contains(t)) {
                 return self.screen();
             }
-            assert!(Instant::now() < deadline && !self.closed, "no {text:?} on the last row:\n{}", self.screen());
+            assert!(Instant::now() < deadline && !self.closed, "no {texts:?} on the last rows:\n{}", self.screen());
             self.pump(Duration::from_millis(50));
         }
     }
