@@ -1,4 +1,5 @@
-//! Command-line arguments. Global flags are accepted before or after a subcommand.
+//! Command-line arguments. Global flags are accepted before or after a subcommand (the ones a
+//! subcommand uses: `applies`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// Show no times in human output.
     #[arg(long, global = true)]
     pub no_time: bool,
+    /// On a terminal, the line mode (a `> ` prompt, output scrolling above it) instead of the
+    /// full-screen client.
+    #[arg(long, global = true)]
+    pub plain: bool,
+    /// Full-screen client: no terminal bell on a mention of your name or a private message.
+    #[arg(long, global = true)]
+    pub no_bell: bool,
     /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
     #[arg(long, global = true)]
     pub listen: Option<SocketAddr>,
@@ -100,6 +108,8 @@ pub enum Mode {
 }
 
 /// Subcommands.
+// Parsed once at start and never moved around: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Join the chat (the default).
@@ -245,6 +255,15 @@ pub struct ServeArgs {
     /// `--insecure`. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub text_listen: Option<SocketAddr>,
+    /// Also serve the web client (a page and its WebSocket, `/ws`) on this address: over TLS when the
+    /// server has TLS; beyond loopback only with TLS and accounts, or `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<SocketAddr>,
+    /// An origin (`SCHEME://HOST[:PORT]`) whose pages may open the web client's WebSocket besides the
+    /// server's own page reached by IP address or `localhost` (e.g. the page under a DNS name).
+    /// Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub web_origin: Vec<String>,
 }
 
 /// `serve --auth`.

@@ -13,11 +13,15 @@
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
 //! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
+//! | `http`       | the web listener's HTTP side (`--web`): the page, the WebSocket upgrade |
+//! | `web`        | one WebSocket connection of the web client                             |
 //!
 //! The shell is generic over where connections come from ([`Listener`]): TCP in production, an
 //! in-memory network in tests. A second, optional listener ([`ServerConfig::text_listen`]) accepts
 //! connections that speak the original Python project's text protocol ([`crate::text`]); they are
-//! admitted, counted and routed like every other connection. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
+//! admitted, counted and routed like every other connection. A third ([`ServerConfig::web_listen`])
+//! serves the web client ([`crate::web`]): its WebSockets are admitted the same way once upgraded.
+//! Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
@@ -30,8 +34,10 @@
 
 mod accounts_file;
 mod connection;
+mod http;
 mod owner;
 mod text;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,12 +58,14 @@ use accounts_file::AccountsFile;
 use connection::{refuse, serve_connection, serve_tls};
 use owner::Owner;
 use text::{refuse_text, serve_text};
+use web::{Upgraded, refuse_web, serve_web};
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
     DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR,
     NOTICE_DELAY,
 };
+pub use http::{HEADER_TIMEOUT, HTTP_LIFETIME, MAX_HTTP_BUFFER};
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -73,6 +81,8 @@ pub const TEXT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 pub const TEXT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Capacity of the queue from readers to the owner task.
 const INBOUND_CAPACITY: usize = 8192;
+/// WebSockets upgraded and waiting for the owner to admit them.
+const UPGRADE_CAPACITY: usize = 64;
 /// Most inputs handled in one owner turn before the stream is published and writers are woken.
 const TURN_INPUTS: usize = 256;
 
@@ -110,6 +120,12 @@ pub struct ServerConfig {
     /// Where to accept connections speaking seed 000's text protocol (`None`: nowhere, the default).
     /// Plaintext, without credentials: see [`crate::text`].
     pub text_listen: Option<SocketAddr>,
+    /// Where to serve the web client: its page and its WebSocket (`None`: nowhere, the default). Over
+    /// TLS when [`ServerConfig::tls`] is set. See [`crate::web`].
+    pub web_listen: Option<SocketAddr>,
+    /// Origins (`SCHEME://HOST[:PORT]`) whose pages may open the WebSocket besides the server's own
+    /// page (see [`crate::web::OriginPolicy`]).
+    pub web_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +146,8 @@ impl Default for ServerConfig {
             tls: None,
             grace: DEFAULT_GRACE,
             text_listen: None,
+            web_listen: None,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -168,6 +186,8 @@ pub struct Server<L: Listener = TcpListener> {
     listener: L,
     /// Connections speaking the text protocol.
     text: Option<L>,
+    /// The web client's HTTP listener.
+    web: Option<TcpListener>,
     config: ServerConfig,
     journal: Option<Journal>,
     state: RouterState,
@@ -184,7 +204,11 @@ impl Server<TcpListener> {
             Some(addr) => Some(bind_text(addr).await?),
             None => None,
         };
-        Ok(Server { listener, text, config, journal, state })
+        let web = match config.web_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Server { listener, text, web, config, journal, state })
     }
 }
 
@@ -194,7 +218,7 @@ impl<L: Listener> Server<L> {
     pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
         check(&config)?;
         let (journal, state) = open_journal(&config)?;
-        Ok(Server { listener, text: None, config, journal, state })
+        Ok(Server { listener, text: None, web: None, config, journal, state })
     }
 
     /// Also serves the text protocol on connections from `text` (`config.text_listen` is ignored).
@@ -213,9 +237,14 @@ impl<L: Listener> Server<L> {
         Ok(self.text.as_ref().map(Listener::local_addr).transpose()?)
     }
 
+    /// The address the web client is served on, if it is.
+    pub fn web_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.web.as_ref().map(TcpListener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { mut listener, mut text, config, journal, state } = self;
+        let Server { mut listener, mut text, web, config, journal, state } = self;
         let router = Router::new(config.router(), state);
         let mut durable = journal.as_ref().map(Journal::durable);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -228,6 +257,16 @@ impl<L: Listener> Server<L> {
         let mut owner = Owner::new(router, journal, accounts, inbound_tx.clone());
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
+        let (mut upgrades, http) = match web {
+            Some(listener) => {
+                let (tx, rx) = mpsc::channel(UPGRADE_CAPACITY);
+                let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
+                let origins = crate::web::OriginPolicy::new(tls.is_some(), &config.web_origins);
+                let serve = http::serve_http(listener, tls, origins, tx, config.max_connections);
+                (Some(rx), Some(tokio::spawn(serve)))
+            }
+            None => (None, None),
+        };
         let mut next_conn: ConnId = 0;
         let mut failure = None;
         tokio::pin!(shutdown);
@@ -314,11 +353,27 @@ impl<L: Listener> Server<L> {
                     let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
                     owner.serving(conn, task.abort_handle());
                 }
+                Some(Upgraded { socket, peer }) = accept_web(&mut upgrades) => {
+                    next_conn += 1;
+                    let conn = next_conn;
+                    if let Err((code, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "WebSocket refused");
+                        tracker.spawn(refuse_web(socket, code, message));
+                        continue;
+                    }
+                    let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                    let task = tracker.spawn(serve_web(conn, socket, inbound, settings, reader));
+                    owner.serving(conn, task.abort_handle());
+                }
             }
         }
         info!("shutting down");
         drop(listener);
         drop(text);
+        drop(upgrades);
+        if let Some(http) = http {
+            http.abort();
+        }
         let closed = owner.shutdown(now(), durable.as_mut()).await;
         drop(owner);
         tracker.close();
@@ -349,6 +404,14 @@ async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>
 async fn accept_text<L: Listener>(text: &mut Option<L>) -> std::io::Result<(L::Stream, SocketAddr)> {
     match text {
         Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next WebSocket upgraded by the web listener (pending forever if there is none).
+async fn accept_web(upgrades: &mut Option<mpsc::Receiver<Upgraded>>) -> Option<Upgraded> {
+    match upgrades {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
