@@ -53,9 +53,13 @@ pub struct Cli {
     /// P2P: interface for multicast (default 127.0.0.1; a LAN address for LAN use).
     #[arg(long, global = true)]
     pub interface: Option<String>,
-    /// P2P: join through this known node instead of multicast discovery (repeatable).
+    /// P2P: join through this known node instead of multicast discovery (repeatable). No multicast
+    /// is used; if none answers within the join timeout, chat-cli exits 1 naming them.
     #[arg(long = "peer", global = true)]
     pub peers: Vec<SocketAddr>,
+    /// P2P: start a new group at once instead of looking for one (its first node gets ID 1).
+    #[arg(long, global = true, conflicts_with = "peers")]
+    pub found: bool,
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
