@@ -73,29 +73,32 @@
 //! The lock is released when the journal is closed or the process ends. Readers (`log show`,
 //! `log verify`) take no lock: they read a consistent prefix of a live log.
 
+mod appender;
 mod format;
+mod handle;
 pub mod record;
 mod recover;
 pub(crate) mod replay;
-mod writer;
+mod syncer;
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chat_core::{ChatMessage, UserName};
-use tokio::sync::{mpsc, oneshot, watch};
 
+pub use appender::MARKS_TICK;
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
+pub use handle::Journal;
 pub use record::Record;
+pub use syncer::Synced;
 
 use crate::ServerError;
-use writer::{Msg, Writer};
 
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.log";
@@ -106,18 +109,12 @@ pub const DEFAULT_DATA_DIR: &str = "chat-data";
 /// Default number of messages recovered as history.
 pub const DEFAULT_HISTORY: usize = chat_core::buffer::DEFAULT_HISTORY;
 
-/// Capacity of the channel to the writer thread, in inputs (65 536). When it is full,
-/// [`Journal::send`] waits and [`Journal::try_send`] hands the input back.
-pub const CHANNEL_CAPACITY: usize = 64 * 1024;
-
-/// Most inputs written in one batch (one `write_all`, at most one sync).
-pub const MAX_BATCH: usize = 64 * 1024;
+/// Most bytes written but not yet synced under `--fsync batch` (8 MiB): past it the server stops
+/// taking input until a sync completes (back-pressure when the disk is slower than the clients).
+pub const MAX_UNSYNCED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Most watermarks in one `Consumed` record (keeps each record far below `MAX_FRAME_LEN`).
 pub const MARKS_PER_RECORD: usize = 1024;
-
-/// How often an idle writer wakes to write advanced watermarks (50 ms).
-pub const IDLE_TICK: Duration = Duration::from_millis(50);
 
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "lock";
@@ -240,121 +237,6 @@ pub enum JournalInput {
         /// Why (`quit`, `disconnected`, `slow_consumer`, `shutdown`, ...).
         reason: String,
     },
-}
-
-/// Why [`Journal::try_send`] did not take an input.
-#[derive(Debug, thiserror::Error)]
-pub enum TrySendError {
-    /// The channel is full: here is the input back; await [`Journal::send`] with it.
-    #[error("journal channel full")]
-    Full(JournalInput),
-    /// The writer stopped ([`ServerError::JournalStopped`]): the server must stop.
-    #[error(transparent)]
-    Stopped(ServerError),
-}
-
-/// Handle to the journal writer thread. Dropping it without [`Journal::close`] still lets the thread
-/// write the final watermarks and sync, but nobody waits for it.
-#[derive(Debug)]
-pub struct Journal {
-    tx: mpsc::Sender<Msg>,
-    stopped: Arc<OnceLock<String>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
-    durable: watch::Receiver<u64>,
-    /// The data directory's lock, held for the journal's life.
-    _lock: std::fs::File,
-}
-
-impl Journal {
-    /// Creates `config.dir` if needed, recovers the log (truncating a torn tail), appends and syncs
-    /// a `Start { after: last_seq }` record, and starts the writer thread.
-    ///
-    /// Fails with [`ServerError::CorruptJournal`] on corruption before the tail, or [`ServerError::Io`].
-    /// Blocking (file I/O): call it before serving, or from `spawn_blocking`.
-    pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), ServerError> {
-        std::fs::create_dir_all(&config.dir)?;
-        let lock = lock_dir(&config.dir)?;
-        let path = config.path();
-        let (mut file, recovered) = recover::recover(&path, config.history)?;
-        let mut buf = Vec::new();
-        encode_record(&Record::Start { after: recovered.last_seq }, &mut buf)?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
-        sync_dir(&config.dir)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let stopped = Arc::new(OnceLock::new());
-        let (durable_tx, durable) = watch::channel(recovered.last_seq);
-        let writer = Writer::new(file, path.clone(), config.fsync, recovered.last_seq, durable_tx);
-        let flag = Arc::clone(&stopped);
-        let thread = std::thread::Builder::new().name("chat-journal".into()).spawn(move || writer.run(rt, rx, flag))?;
-        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
-        Ok((Journal { tx, stopped, thread: Some(thread), path, durable, _lock: lock }, recovered))
-    }
-
-    /// The durable watermark: the highest stored sequence number that is durable under the fsync
-    /// policy (see the module docs). Starts at what recovery found; `changed()` fails once the writer
-    /// has stopped (then [`Journal::stopped_reason`] says why).
-    pub fn durable(&self) -> watch::Receiver<u64> {
-        self.durable.clone()
-    }
-
-    /// Why the writer stopped, if it did.
-    pub fn stopped_reason(&self) -> Option<String> {
-        self.stopped.get().cloned()
-    }
-
-    /// The journal file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Hands `input` to the writer, waiting while the channel is full (back-pressure on the caller).
-    ///
-    /// **Cancel-safety**: all or nothing. If the future is dropped before it completes, the input was
-    /// not queued (it is dropped with the future) and nothing of it reaches the file; if it completed,
-    /// the input is queued. Do not race it in a `select!` whose losing branch must not lose the input.
-    pub async fn send(&self, input: JournalInput) -> Result<(), ServerError> {
-        let permit = self.tx.reserve().await.map_err(|_| self.stopped_error())?;
-        permit.send(Msg::Input(input));
-        Ok(())
-    }
-
-    /// Non-waiting [`Journal::send`] for hot paths: [`TrySendError::Full`] gives the input back when
-    /// the channel is full (then await `send` with it).
-    pub fn try_send(&self, input: JournalInput) -> Result<(), TrySendError> {
-        self.tx.try_send(Msg::Input(input)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(Msg::Input(input)) => TrySendError::Full(input),
-            _ => TrySendError::Stopped(self.stopped_error()),
-        })
-    }
-
-    /// Writes the final watermarks of every tracked user, syncs (`sync_all`), stops the writer thread
-    /// and waits for it. Inputs queued before `close` are all written first.
-    ///
-    /// **Cancel-safety**: if dropped while waiting, the writer still finishes on its own.
-    pub async fn close(mut self) -> Result<(), ServerError> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.tx.send(Msg::Close(reply_tx)).await.map_err(|_| self.stopped_error())?;
-        let outcome = reply_rx.await.map_err(|_| self.stopped_error())?;
-        if let Some(thread) = self.thread.take() {
-            // The thread has replied and is returning: joining takes microseconds.
-            let joined = tokio::task::spawn_blocking(move || thread.join())
-                .await
-                .map_err(|e| ServerError::JournalStopped(format!("cannot join the writer: {e}")))?;
-            if joined.is_err() {
-                return Err(ServerError::JournalStopped("the writer thread panicked".into()));
-            }
-        }
-        tracing::info!(path = %self.path.display(), "journal closed");
-        outcome.map_err(ServerError::JournalStopped)
-    }
-
-    fn stopped_error(&self) -> ServerError {
-        let reason = self.stopped.get().cloned().unwrap_or_else(|| "the writer thread exited".to_owned());
-        ServerError::JournalStopped(reason)
-    }
 }
 
 /// Takes the data directory's exclusive lock and records this process's ID in it; fails with

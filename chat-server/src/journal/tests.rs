@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chat_core::{MessageId, NodeId, Recipients, Timestamp};
 use proptest::prelude::*;
@@ -48,13 +49,38 @@ fn records(dir: &Path) -> Vec<(u64, Record)> {
     out
 }
 
+/// Records `input` and ends the turn at once, as the owner does (one `write`).
+fn put(journal: &mut Journal, input: JournalInput) {
+    ok(journal.record(input));
+    ok(journal.end_turn());
+}
+
+/// Waits (up to 10 s) until the journal's durable watermark reaches `upto`, feeding it what the
+/// sync thread reports as the owner does; `false` if the sync thread stopped first.
+async fn wait_durable(journal: &mut Journal, upto: u64) -> bool {
+    let mut synced = journal.synced();
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let s = *synced.borrow_and_update();
+            ok(journal.handle_synced(s));
+            if journal.durable() >= upto {
+                return true;
+            }
+            if synced.changed().await.is_err() {
+                return false;
+            }
+        }
+    });
+    ok(reached.await.map_err(|_| "timeout"))
+}
+
 /// Opens a journal in `dir` and stores `n` broadcasts from `alice` (seq 1..=n, Lamport 10+seq), then closes.
 async fn write_stores(dir: &Path, n: u64) {
-    let (journal, _) = ok(Journal::open(config(dir, FsyncPolicy::EveryBatch, 10)));
+    let (mut journal, _) = ok(Journal::open(config(dir, FsyncPolicy::EveryBatch, 10)));
     let mark = Arc::new(AtomicU64::new(0));
-    ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark }).await);
+    put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark });
     for seq in 1..=n {
-        ok(journal.send(JournalInput::Store(msg(seq, 10 + seq, "alice", Recipients::Broadcast))).await);
+        put(&mut journal, JournalInput::Store(msg(seq, 10 + seq, "alice", Recipients::Broadcast)));
     }
     ok(journal.close().await);
 }
@@ -62,22 +88,19 @@ async fn write_stores(dir: &Path, n: u64) {
 #[tokio::test]
 async fn reopen_recovers_seq_lamport_history_and_appends_a_start() {
     let dir = ok(tempfile::tempdir());
-    let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 3)));
+    let (mut journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 3)));
     assert_eq!(rec, Recovered::default());
     let bob_mark = Arc::new(AtomicU64::new(0));
-    ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) }).await);
-    ok(journal.send(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob_mark) }).await);
+    put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
+    put(&mut journal, JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob_mark) });
     for seq in 1..=5 {
-        ok(journal.send(JournalInput::Store(msg(seq, 2 * seq, "alice", Recipients::Broadcast))).await);
+        put(&mut journal, JournalInput::Store(msg(seq, 2 * seq, "alice", Recipients::Broadcast)));
     }
     // Batches follow the load (no fixed window): wait for the stores, so that bob's watermark is
     // written just before his leave, whatever the batching.
-    let mut durable = journal.durable();
-    // (The borrow `wait_for` returns is dropped at once: holding it would block the writer's next update.)
-    let waited = tokio::time::timeout(Duration::from_secs(10), durable.wait_for(|d| *d >= 5)).await.map(|r| r.is_ok());
-    assert_eq!(waited, Ok(true), "the stores became durable");
+    assert!(wait_durable(&mut journal, 5).await, "the stores became durable");
     bob_mark.store(4, Ordering::Release);
-    ok(journal.send(JournalInput::Leave { name: name("bob"), after: 5, reason: "quit".into() }).await);
+    put(&mut journal, JournalInput::Leave { name: name("bob"), after: 5, reason: "quit".into() });
     ok(journal.close().await);
 
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 3)));
@@ -203,17 +226,18 @@ async fn bad_magic_refuses_to_open() {
 #[tokio::test]
 async fn watermarks_are_clamped_and_never_go_back() {
     let dir = ok(tempfile::tempdir());
-    let (journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
+    let (mut journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
     let bob = Arc::new(AtomicU64::new(0));
-    ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) }).await);
-    ok(journal.send(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob) }).await);
+    put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
+    put(&mut journal, JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob) });
     // The connection wrote seq 3 before the journal stored it: the watermark waits for the store.
     bob.store(3, Ordering::Release);
     for seq in 1..=2 {
-        ok(journal.send(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))).await);
+        put(&mut journal, JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast)));
     }
-    tokio::time::sleep(IDLE_TICK * 3).await;
-    ok(journal.send(JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast))).await);
+    // The tick writes bob's watermark, clamped to what is stored; alice's has not moved.
+    assert_eq!(ok(journal.handle_timeout(Instant::now() + MARKS_TICK)), None);
+    put(&mut journal, JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast)));
     ok(journal.close().await);
     let marks: Vec<u64> = records(dir.path())
         .into_iter()
@@ -223,8 +247,8 @@ async fn watermarks_are_clamped_and_never_go_back() {
         })
         .flatten()
         .collect();
-    assert!(marks.iter().all(|&m| m <= 3) && marks.windows(2).all(|w| w[0] < w[1]), "{marks:?}");
-    assert_eq!(marks.last(), Some(&3));
+    // The tick's (clamped to 2), then close's.
+    assert_eq!(marks, [2, 3]);
     let report = ok(logview::verify(dir.path()));
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.deliveries, 3);
@@ -234,14 +258,13 @@ async fn watermarks_are_clamped_and_never_go_back() {
 async fn every_fsync_policy_writes_and_recovers() {
     for policy in [FsyncPolicy::EveryBatch, FsyncPolicy::Interval(Duration::from_millis(5)), FsyncPolicy::Never] {
         let dir = ok(tempfile::tempdir());
-        let (journal, _) = ok(Journal::open(config(dir.path(), policy, 10)));
-        ok(journal.send(JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) }).await);
+        let (mut journal, _) = ok(Journal::open(config(dir.path(), policy, 10)));
+        put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
+        // Turns of 1 to 9 records.
         for seq in 1..=50 {
-            let input = JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast));
-            match journal.try_send(input) {
-                Ok(()) => {}
-                Err(TrySendError::Full(input)) => ok(journal.send(input).await),
-                Err(TrySendError::Stopped(e)) => panic!("{e}"),
+            ok(journal.record(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))));
+            if seq % 10 == 0 || seq % 7 == 0 {
+                ok(journal.end_turn());
             }
         }
         ok(journal.close().await);
@@ -402,7 +425,7 @@ proptest! {
                     model.check(&rec, history)?;
                     journal = j;
                 } else if let Some(input) = model.step(op) {
-                    ok(journal.send(input).await);
+                    put(&mut journal, input);
                 }
             }
             ok(journal.close().await);
@@ -446,25 +469,50 @@ fn a_second_journal_on_the_same_directory_is_refused_and_names_the_holder() {
 
 #[tokio::test]
 async fn the_durable_watermark_follows_what_is_written_and_synced() {
-    for policy in [FsyncPolicy::EveryBatch, FsyncPolicy::Never] {
+    for policy in [FsyncPolicy::EveryBatch, FsyncPolicy::Interval(Duration::from_millis(5)), FsyncPolicy::Never] {
         let dir = ok(tempfile::tempdir());
         write_stores(dir.path(), 3).await;
-        let (journal, recovered) = ok(Journal::open(config(dir.path(), policy, 10)));
-        let mut durable = journal.durable();
-        assert_eq!(*durable.borrow(), recovered.last_seq, "recovered messages are durable");
-        for seq in 4..=20 {
-            ok(journal.send(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))).await);
+        let (mut journal, recovered) = ok(Journal::open(config(dir.path(), policy, 10)));
+        assert_eq!(journal.durable(), recovered.last_seq, "recovered messages are durable");
+        let mut synced = journal.synced();
+        for seq in 4..=19 {
+            ok(journal.record(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))));
         }
-        let reached = tokio::time::timeout(Duration::from_secs(10), async {
-            while *durable.borrow_and_update() < 20 {
-                if durable.changed().await.is_err() {
-                    return false;
-                }
-            }
-            true
-        });
-        assert!(ok(reached.await.map_err(|_| "timeout")), "{policy}: watermark stopped below 20");
+        assert_eq!(journal.durable(), 3, "{policy}: recorded is not durable before it is written");
+        let advanced = ok(journal.end_turn());
+        if policy == FsyncPolicy::EveryBatch {
+            assert_eq!(advanced, None, "batch: durable once synced, not once written");
+        } else {
+            assert_eq!(advanced, Some(19), "{policy}: durable once written");
+        }
+        put(&mut journal, JournalInput::Store(msg(20, 20, "alice", Recipients::Broadcast)));
+        assert!(wait_durable(&mut journal, 20).await, "{policy}: watermark stopped below 20");
+        assert_eq!(journal.durable(), 20);
         ok(journal.close().await);
-        assert!(durable.changed().await.is_err(), "the watermark ends with the writer");
+        while synced.changed().await.is_ok() {}
+        assert!(synced.changed().await.is_err(), "the watch ends with the sync thread");
     }
+}
+
+#[tokio::test]
+async fn a_write_failure_stops_the_journal_and_nothing_more_becomes_durable() {
+    let dir = ok(tempfile::tempdir());
+    let (mut journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
+    put(&mut journal, JournalInput::Store(msg(1, 1, "alice", Recipients::Broadcast)));
+    assert_eq!(journal.durable(), 1);
+    // A record over the frame size limit cannot be encoded: the journal stops, as on a failed write.
+    let huge = ChatMessage { body: "x".repeat(chat_transport::MAX_FRAME_LEN + 1), ..msg(2, 2, "alice", Recipients::Broadcast) };
+    assert!(matches!(journal.record(JournalInput::Store(huge)), Err(ServerError::JournalStopped(_))));
+    let reason = journal.stopped_reason().unwrap_or_default();
+    assert!(reason.contains("journal.log"), "{reason}");
+    assert!(matches!(journal.end_turn(), Err(ServerError::JournalStopped(r)) if r == reason));
+    assert!(matches!(
+        journal.record(JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast))),
+        Err(ServerError::JournalStopped(_))
+    ));
+    assert_eq!(journal.durable(), 1);
+    assert!(matches!(journal.close().await, Err(ServerError::JournalStopped(_))));
+    let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
+    ok(journal.close().await);
+    assert_eq!(rec.last_seq, 1);
 }
