@@ -24,7 +24,7 @@ use chat_core::UserName;
 use chat_transport::TransportError;
 
 use super::format::encode_record;
-use super::{FsyncPolicy, JournalInput, MARKS_PER_RECORD, Record};
+use super::{FsyncPolicy, JournalInput, MARKS_PER_RECORD, MAX_UNSYNCED_BYTES, Record};
 
 /// How often advanced delivery watermarks (`Consumed`) are written (50 ms), besides before each
 /// `Leave` and at close.
@@ -130,6 +130,12 @@ impl Appender {
     /// Bytes written but not yet reported synced.
     pub(crate) fn unsynced(&self) -> u64 {
         self.written_end - self.synced_end
+    }
+
+    /// Whether more may be recorded: with `batch`, at most [`MAX_UNSYNCED_BYTES`] written and not
+    /// yet synced (the other policies do not wait for syncs: the kernel's dirty-page limits bound them).
+    pub(crate) fn has_room(&self) -> bool {
+        self.policy != FsyncPolicy::EveryBatch || self.unsynced() <= MAX_UNSYNCED_BYTES
     }
 
     /// The durable watermark.

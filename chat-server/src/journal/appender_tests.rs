@@ -185,3 +185,28 @@ fn watermarks_are_split_into_records_of_at_most_marks_per_record() {
     ]);
     assert_eq!(a.buffer(), expected);
 }
+
+#[test]
+fn only_batch_stops_taking_input_while_too_much_waits_for_a_sync() {
+    for (policy, room_after) in [
+        (FsyncPolicy::EveryBatch, false),
+        (FsyncPolicy::Interval(Duration::from_millis(100)), true),
+        (FsyncPolicy::Never, true),
+    ] {
+        let mut a = Appender::new(Instant::now(), policy, START, 0);
+        let mut seq = 0;
+        while a.unsynced() <= MAX_UNSYNCED_BYTES {
+            assert!(a.has_room(), "{policy}");
+            seq += 1;
+            let JournalInput::Store(m) = store(seq) else { unreachable!("a Store") };
+            let big = ChatMessage { body: "b".repeat(16 * 1024), ..m };
+            step(&mut a, Input::Record(JournalInput::Store(big)));
+            step(&mut a, Input::EndOfTurn);
+            step(&mut a, Input::Written);
+        }
+        assert_eq!(a.has_room(), room_after, "{policy}");
+        let end = START + a.unsynced();
+        step(&mut a, Input::Synced { end, upto: seq });
+        assert!(a.has_room(), "{policy}: a sync makes room");
+    }
+}

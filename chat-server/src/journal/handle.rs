@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::appender::{Appender, Input, Output};
 use super::syncer::{Synced, Syncer};
-use super::{JournalConfig, JournalInput, MAX_UNSYNCED_BYTES, Record, Recovered};
+use super::{JournalConfig, JournalInput, Record, Recovered};
 use super::{encode_record, lock_dir, recover, sync_dir};
 use crate::ServerError;
 
@@ -83,10 +83,10 @@ impl Journal {
         self.synced.clone()
     }
 
-    /// Whether more input may be taken: `false` while more than [`MAX_UNSYNCED_BYTES`] wait for a
+    /// Whether more input may be taken: `false` while more than [`super::MAX_UNSYNCED_BYTES`] wait for a
     /// sync (only with `--fsync batch`; wait for [`Journal::synced`] to change).
     pub fn has_room(&self) -> bool {
-        self.core.unsynced() <= MAX_UNSYNCED_BYTES
+        self.core.has_room()
     }
 
     /// Encodes `input`; it is written at the next [`Journal::end_turn`] (no system call here).
