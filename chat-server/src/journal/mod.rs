@@ -20,8 +20,8 @@
 //!
 //! Records are [`Record`]s: `Start` (once per server start, after recovery), `Join`, `Store`, `Leave`,
 //! and `Consumed` watermarks (`(user, upto)`: every message intended for `user` with server sequence
-//! `<= upto` was written to its connection). `Consumed` is written once per batch for the users whose
-//! watermark advanced, and just before each `Leave`; watermarks never go backwards.
+//! `<= upto` was written to its connection). `Consumed` is written every [`MARKS_TICK`] (50 ms) for the
+//! users whose watermark advanced, just before each `Leave` and at close; watermarks never go backwards.
 //!
 //! # Recovery
 //!
@@ -40,29 +40,47 @@
 //!
 //! # Writing and durability
 //!
-//! A dedicated OS thread owns the file. [`Journal::send`] hands inputs to it over a bounded channel of
-//! [`CHANNEL_CAPACITY`] (65 536) inputs (when it is full, `send` waits: back-pressure on the router).
-//! Group commit: the thread waits for one input, takes everything queued (at most [`MAX_BATCH`] =
-//! 65 536 inputs), encodes it all plus one `Consumed` record into one buffer, writes it with a single
-//! `write_all` and syncs per the policy. Whatever arrives meanwhile is the next batch, so there is no
-//! fixed wait and batches grow with the load. With no input it wakes every [`IDLE_TICK`] (50 ms) to
-//! write advanced watermarks.
+//! The server's owner task owns the journal ([`Journal`]) and writes it itself; a sync thread only
+//! runs `fdatasync`. Within an owner turn:
 //!
-//! After each batch the thread publishes the **durable watermark** ([`Journal::durable`]): the highest
-//! stored sequence number that is durable under the policy. The server acknowledges a message
-//! (`Sent`) and delivers it to anyone only once the watermark covers it, so nobody ever sees a message
-//! that a restart forgets.
+//! ```text
+//!  owner task (one turn)                                   sync thread ("chat-journal-sync")
+//!  router outputs Store/Join/Leave ─► Journal::record       (encode into a buffer, no syscall)
+//!  Journal::end_turn ─► one write(2) of the turn's records ─► request(end, upto) ─► fdatasync
+//!     never/interval: durable now ─► router Durable{upto}                           │
+//!  ... next turns write meanwhile (covered by the next sync)                        │
+//!  Journal::synced() changes ◄──────────────────────── publish Synced{end, upto} ◄──┘
+//!  Journal::handle_synced ─► batch: router Durable{upto}
+//! ```
+//!
+//! The sans-IO core (`appender.rs`, with exact-output tests) decides what is written, when a
+//! sync is asked for and how far the **durable watermark** ([`Journal::durable`]) goes; [`Journal`]
+//! carries that out. Group commit comes from the mailbox: the sync thread keeps only the latest
+//! request, so everything written while one sync runs is covered by the next, with no fixed wait,
+//! and batches grow with the load. The server acknowledges a message (`Sent`) and delivers it to
+//! anyone only once the watermark covers it, so nobody ever sees a message that a restart forgets.
 //!
 //! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                          | a message is durable once | lost on power failure |
 //! |----------------------|---------------|------------------------------------------------|---------------------------|-----------------------|
-//! | `EveryBatch` (default) | `batch`     | after every batch write                        | its batch is synced       | nothing acknowledged  |
-//! | `Interval(d)`        | `interval:MS` | after a batch once `d` has passed since the last sync, and by a timer so an idle log is synced within `d` | its batch is written | up to `d` |
-//! | `Never`              | `never`       | only at [`Journal::close`]                     | its batch is written      | whatever the OS had not flushed |
+//! | `EveryBatch` (default) | `batch`     | as soon as something written is not yet synced (one sync at a time; it covers every write before it) | a sync covers it | nothing acknowledged |
+//! | `Interval(d)`        | `interval:MS` | once `d` has passed since the last sync, if something was written | it is written (same turn) | up to `d` |
+//! | `Never`              | `never`       | only at [`Journal::close`]                     | it is written (same turn) | whatever the OS had not flushed |
 //!
-//! A process crash (not a power failure) loses nothing that reached `write_all` under any policy.
+//! `Consumed` watermarks are written every [`MARKS_TICK`] (50 ms) for the users whose watermark
+//! advanced, just before each `Leave`, and at close: a crash may forget up to 50 ms of *deliveries*
+//! in `log show`, never a stored message.
+//!
+//! **Bounds.** The turn's buffer holds at most one owner turn of records. With `batch`, the owner
+//! stops taking input while more than [`MAX_UNSYNCED_BYTES`] (8 MiB) are written but not yet synced
+//! ([`Journal::has_room`]): back-pressure when the disk is slower than the clients. With `never` and
+//! `interval` a message does not wait for a sync, and the kernel's dirty-page limits bound the
+//! writes. The `write` itself runs on the owner's thread: it copies into the page cache and does not
+//! wait for the disk (a few µs for a turn's records).
+//!
+//! A process crash (not a power failure) loses nothing that was written under any policy.
 //! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
-//! If a write or sync fails (disk full, read-only file system, I/O error) the thread stops at once:
-//! nothing more becomes durable, the watermark's sender is dropped (watchers see it end), and every
+//! If a write or sync fails (disk full, read-only file system, I/O error) the journal stops at once:
+//! nothing more becomes durable, the sync thread ends (the [`Journal::synced`] watch ends), and every
 //! later call returns [`ServerError::JournalStopped`] with the reason. The server then stops
 //! acknowledging and exits (see `chat_server::server`).
 //!

@@ -5,7 +5,7 @@
 //! | `Start`    | the server starts (after recovery)    | `START after seq N` (every earlier session ended)   |
 //! | `Join`     | a user logs in                        | `JOIN bob`                                          |
 //! | `Store`    | a message is accepted and ordered     | `STORE [lamport] BROADCAST FROM alice TO ALL: hi`   |
-//! | `Consumed` | per batch: delivery watermarks        | one `CONSUME [lamport] KIND BY bob FROM alice: hi` per delivery it covers |
+//! | `Consumed` | every 50 ms: delivery watermarks      | one `CONSUME [lamport] KIND BY bob FROM alice: hi` per delivery it covers |
 //! | `Leave`    | a user leaves or is disconnected      | `LEAVE bob (reason)`                                |
 //!
 //! Consumption is logged compactly: `Consumed { marks: [(bob, 42)] }` says every message with

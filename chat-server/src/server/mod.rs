@@ -17,6 +17,11 @@
 //! in-memory network in tests. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
+//! **Journal**: the owner records what the router stores and writes it at the end of each turn (one
+//! `write`); it stops reading clients while the journal has too much waiting for a sync. Its
+//! `select!` also waits for the journal's sync thread (a sync completed: release what became
+//! durable) and for the journal's 50 ms delivery-watermark tick. See [`crate::journal`].
+//!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
 //! nothing for three heartbeats ends the connection (`timeout`).
 //!
