@@ -5,15 +5,11 @@
 //! | input                 | effect                                                                        | outputs |
 //! |-----------------------|-------------------------------------------------------------------------------|---------|
 //! | `Record(input)`       | encoded into the buffer (a `Leave` first gets its user's final `Consumed`)    | none |
-//! | `EndOfTurn`           | the buffer is due (`batch`: unless a sync runs; it waits for that sync's end)  | `Write { end, upto }` if it holds bytes |
+//! | `EndOfTurn`           | the buffer is due                                                              | `Write { end, upto }` if it holds bytes |
 //! | `Written`             | the buffer is in the file                                                      | `never`: `Durable`; `interval`: `Durable`, `Sync`; `batch`: `Sync` |
-//! | `Synced { end, upto }`| the syncer made bytes `< end` durable                                          | `batch`: `Durable { upto }` if it advanced, then `Write` of what waited |
-//! | `Close`               | every advanced watermark is encoded, the buffer is due even if a sync runs     | `Write` if there is anything |
+//! | `Synced { end, upto }`| the syncer made bytes `< end` durable                                          | `batch`: `Durable { upto }` if it advanced |
+//! | `Close`               | every advanced watermark is encoded                                            | `Write` if there is anything |
 //! | `handle_timeout(now)` | every [`MARKS_TICK`]: advanced `Consumed` watermarks are encoded               | `Write` if there is anything |
-//!
-//! With `batch`, one sync runs at a time and the records of every turn that ends meanwhile are written
-//! together when it ends (one `write` per sync, not per turn): bytes written during a sync are not
-//! covered by it anyway, and a write racing an `fdatasync` of the same file costs more.
 //!
 //! `Durable { upto }` never goes backwards and is emitted only when it advances. `upto` of a
 //! `Write` or `Sync` is the highest stored sequence number in the file once those bytes are in.
@@ -99,8 +95,6 @@ pub(crate) struct Appender {
     written_end: u64,
     /// `Write` emitted, `Written` not yet received: the buffer must not change.
     writing: bool,
-    /// `batch`: a `Sync` asked for and not yet reported; records wait in the buffer meanwhile.
-    syncing: Option<u64>,
     /// File length the syncer last reported durable.
     synced_end: u64,
     /// The durable watermark last emitted (or recovered).
@@ -120,7 +114,6 @@ impl Appender {
             last_store,
             written_end: end,
             writing: false,
-            syncing: None,
             synced_end: end,
             durable: last_store,
             tracked: BTreeMap::new(),
@@ -134,11 +127,9 @@ impl Appender {
         &self.buf
     }
 
-    /// Bytes recorded or written but not yet reported synced.
+    /// Bytes written but not yet reported synced.
     pub(crate) fn unsynced(&self) -> u64 {
-        // While writing, the buffer is already counted in `written_end`.
-        let buffered = if self.writing { 0 } else { self.buf.len() as u64 };
-        (self.written_end + buffered).saturating_sub(self.synced_end)
+        self.written_end.saturating_sub(self.synced_end)
     }
 
     /// Whether more may be recorded: with `batch`, at most [`MAX_UNSYNCED_BYTES`] written and not
@@ -156,7 +147,7 @@ impl Appender {
     pub(crate) fn handle(&mut self, input: Input) -> Result<(), TransportError> {
         match input {
             Input::Record(input) => self.record(input)?,
-            Input::EndOfTurn => self.due(false),
+            Input::EndOfTurn => self.due(),
             Input::Written => {
                 debug_assert!(self.writing, "Written without Write");
                 self.writing = false;
@@ -166,9 +157,6 @@ impl Appender {
                     self.advance(upto);
                 }
                 if self.policy != FsyncPolicy::Never {
-                    if self.policy == FsyncPolicy::EveryBatch {
-                        self.syncing = Some(end);
-                    }
                     self.outputs.push_back(Output::Sync { end, upto });
                 }
             }
@@ -176,16 +164,11 @@ impl Appender {
                 self.synced_end = self.synced_end.max(end);
                 if self.policy == FsyncPolicy::EveryBatch {
                     self.advance(upto);
-                    if self.syncing.is_some_and(|asked| end >= asked) {
-                        self.syncing = None;
-                        // What was recorded during the sync goes out now, for the next one.
-                        self.due(false);
-                    }
                 }
             }
             Input::Close => {
                 self.encode_marks()?;
-                self.due(true);
+                self.due();
             }
         }
         Ok(())
@@ -203,7 +186,7 @@ impl Appender {
         }
         self.next_marks = now + MARKS_TICK;
         self.encode_marks()?;
-        self.due(false);
+        self.due();
         Ok(())
     }
 
@@ -213,11 +196,9 @@ impl Appender {
         self.outputs.pop_front()
     }
 
-    /// Emits `Write` for the buffer, if it holds anything and no write is in progress. With `batch`,
-    /// not while a sync runs (unless `now`): a write then would not be covered by that sync, and
-    /// waiting for it turns the writes of many turns into one.
-    fn due(&mut self, now: bool) {
-        if self.buf.is_empty() || self.writing || (self.syncing.is_some() && !now) {
+    /// Emits `Write` for the buffer, if it holds anything and no write is in progress.
+    fn due(&mut self) {
+        if self.buf.is_empty() || self.writing {
             return;
         }
         self.writing = true;

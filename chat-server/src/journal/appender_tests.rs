@@ -48,7 +48,7 @@ fn step(a: &mut Appender, input: Input) -> Vec<Output> {
 const START: u64 = 100;
 
 #[test]
-fn batch_writes_once_per_sync_and_is_durable_only_once_synced() {
+fn batch_writes_once_per_turn_and_is_durable_only_once_synced() {
     let now = Instant::now();
     let mut a = Appender::new(now, FsyncPolicy::EveryBatch, START, 7);
     assert!(step(&mut a, Input::Record(store(8))).is_empty(), "recording is encoding only");
@@ -62,29 +62,17 @@ fn batch_writes_once_per_sync_and_is_durable_only_once_synced() {
     assert_eq!((a.durable(), a.unsynced()), (7, len));
     // A turn with nothing recorded writes nothing.
     assert!(step(&mut a, Input::EndOfTurn).is_empty());
-    // The turns that end while the first sync runs wait for it, and are written together.
+    // The next turn is written while the first sync runs.
     step(&mut a, Input::Record(store(10)));
-    assert!(step(&mut a, Input::EndOfTurn).is_empty(), "a sync runs: the write waits for its end");
-    step(&mut a, Input::Record(store(11)));
-    assert!(step(&mut a, Input::EndOfTurn).is_empty());
-    let second = bytes(&[store_record(10), store_record(11)]);
-    let end2 = end + second.len() as u64;
-    assert_eq!(a.unsynced(), end2 - START, "recorded bytes count as unsynced");
-    assert_eq!(
-        step(&mut a, Input::Synced { end, upto: 9 }),
-        [Output::Durable { upto: 9 }, Output::Write { end: end2, upto: 11 }]
-    );
-    assert_eq!(a.buffer(), second);
-    assert_eq!(step(&mut a, Input::Written), [Output::Sync { end: end2, upto: 11 }]);
+    let end2 = end + bytes(&[store_record(10)]).len() as u64;
+    assert_eq!(step(&mut a, Input::EndOfTurn), [Output::Write { end: end2, upto: 10 }]);
+    assert_eq!(step(&mut a, Input::Written), [Output::Sync { end: end2, upto: 10 }]);
+    assert_eq!(step(&mut a, Input::Synced { end, upto: 9 }), [Output::Durable { upto: 9 }]);
     assert_eq!(a.unsynced(), end2 - end);
-    // A sync that covers nothing new (or reports late) moves nothing back and writes nothing.
+    // A sync that covers nothing new (or reports late) moves nothing back.
     assert!(step(&mut a, Input::Synced { end, upto: 9 }).is_empty());
-    assert_eq!(step(&mut a, Input::Synced { end: end2, upto: 11 }), [Output::Durable { upto: 11 }]);
-    assert_eq!((a.durable(), a.unsynced()), (11, 0));
-    // Idle again: the next turn is written at once.
-    step(&mut a, Input::Record(store(12)));
-    let end3 = end2 + bytes(&[store_record(12)]).len() as u64;
-    assert_eq!(step(&mut a, Input::EndOfTurn), [Output::Write { end: end3, upto: 12 }]);
+    assert_eq!(step(&mut a, Input::Synced { end: end2, upto: 10 }), [Output::Durable { upto: 10 }]);
+    assert_eq!((a.durable(), a.unsynced()), (10, 0));
 }
 
 #[test]
@@ -132,7 +120,6 @@ fn the_tick_writes_advanced_watermarks_clamped_to_what_is_stored() {
     step(&mut a, Input::Record(store(2)));
     let Output::Write { end, .. } = step(&mut a, Input::EndOfTurn)[0] else { panic!("a write") };
     assert_eq!(step(&mut a, Input::Written), [Output::Sync { end, upto: 2 }]);
-    assert_eq!(step(&mut a, Input::Synced { end, upto: 2 }), [Output::Durable { upto: 2 }]);
     assert_eq!(a.poll_timeout(), Some(t0 + MARKS_TICK));
     // bob's connection wrote seq 3 before the journal stored it: clamped to 2.
     bob.store(3, Ordering::Release);
@@ -208,45 +195,18 @@ fn only_batch_stops_taking_input_while_too_much_waits_for_a_sync() {
     ] {
         let mut a = Appender::new(Instant::now(), policy, START, 0);
         let mut seq = 0;
-        let mut asked = None;
         while a.unsynced() <= MAX_UNSYNCED_BYTES {
             assert!(a.has_room(), "{policy}");
             seq += 1;
             let JournalInput::Store(m) = store(seq) else { unreachable!("a Store") };
             let big = ChatMessage { body: "b".repeat(16 * 1024), ..m };
             step(&mut a, Input::Record(JournalInput::Store(big)));
-            if !step(&mut a, Input::EndOfTurn).is_empty() {
-                for output in step(&mut a, Input::Written) {
-                    if let Output::Sync { end, upto } = output {
-                        asked = Some((end, upto));
-                    }
-                }
-            }
+            step(&mut a, Input::EndOfTurn);
+            step(&mut a, Input::Written);
         }
         assert_eq!(a.has_room(), room_after, "{policy}");
-        if let Some((end, upto)) = asked {
-            // Batch: the first sync ends; what waited is written and its sync asked for.
-            let outputs = step(&mut a, Input::Synced { end, upto });
-            if policy == FsyncPolicy::EveryBatch {
-                assert!(matches!(outputs[..], [Output::Durable { .. }, Output::Write { upto: u, .. }] if u == seq));
-                let Output::Sync { end, upto } = step(&mut a, Input::Written)[0] else { panic!("a sync") };
-                step(&mut a, Input::Synced { end, upto });
-            }
-        }
+        let end = START + a.unsynced();
+        step(&mut a, Input::Synced { end, upto: seq });
         assert!(a.has_room(), "{policy}: a sync makes room");
-        assert_eq!(a.unsynced() == 0, policy != FsyncPolicy::Never, "{policy}: never asks for no sync");
     }
-}
-
-#[test]
-fn close_writes_even_while_a_sync_runs() {
-    let mut a = Appender::new(Instant::now(), FsyncPolicy::EveryBatch, START, 0);
-    step(&mut a, Input::Record(store(1)));
-    step(&mut a, Input::EndOfTurn);
-    let end = START + bytes(&[store_record(1)]).len() as u64;
-    assert_eq!(step(&mut a, Input::Written), [Output::Sync { end, upto: 1 }]);
-    step(&mut a, Input::Record(store(2)));
-    assert!(step(&mut a, Input::EndOfTurn).is_empty());
-    let end2 = end + bytes(&[store_record(2)]).len() as u64;
-    assert_eq!(step(&mut a, Input::Close), [Output::Write { end: end2, upto: 2 }]);
 }

@@ -1,5 +1,7 @@
-//! [`Journal`]: the shell around the [`Appender`] core, owned by the server's owner task. It writes
-//! on the caller's thread (one `write` per turn) and leaves `fdatasync` to the [`Syncer`] thread.
+//! [`Journal`]: the shell around the [`Appender`] core, owned by the server's owner task. Under
+//! `--fsync never` and `interval` it writes on the caller's thread (one `write` per turn: durable
+//! once written, so no thread hop); under `batch` it hands each turn's bytes to the [`Syncer`]
+//! thread, which writes and syncs them.
 
 use std::fs::File;
 use std::io::Write;
@@ -11,7 +13,7 @@ use tokio::sync::watch;
 
 use super::appender::{Appender, Input, Output};
 use super::syncer::{Synced, Syncer};
-use super::{JournalConfig, JournalInput, Record, Recovered};
+use super::{FsyncPolicy, JournalConfig, JournalInput, Record, Recovered};
 use super::{encode_record, lock_dir, recover, sync_dir};
 use crate::ServerError;
 
@@ -21,6 +23,7 @@ use crate::ServerError;
 #[derive(Debug)]
 pub struct Journal {
     file: Arc<File>,
+    policy: FsyncPolicy,
     core: Appender,
     /// `None` once closed.
     syncer: Option<Syncer>,
@@ -53,11 +56,12 @@ impl Journal {
         let file = Arc::new(file);
         let stopped = Arc::new(OnceLock::new());
         let (synced_tx, synced) = watch::channel(Synced { end, upto: recovered.last_seq });
-        let syncer =
-            Syncer::start(Arc::clone(&file), path.clone(), config.fsync, synced_tx, Arc::clone(&stopped))?;
+        let syncer = Syncer::start(Arc::clone(&file), path.clone(), config.fsync, synced_tx, Arc::clone(&stopped))?;
         let core = Appender::new(Instant::now(), config.fsync, end, recovered.last_seq);
         tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
-        Ok((Journal { file, core, syncer: Some(syncer), synced, stopped, path, _lock: lock }, recovered))
+        let journal =
+            Journal { file, policy: config.fsync, core, syncer: Some(syncer), synced, stopped, path, _lock: lock };
+        Ok((journal, recovered))
     }
 
     /// The journal file.
@@ -98,11 +102,12 @@ impl Journal {
         self.fail_on(handled.map_err(std::io::Error::other))
     }
 
-    /// Writes what was recorded since the last call (one `write`) and asks for a sync per the policy.
-    /// Returns the new durable watermark if it advanced at once (`never`, `interval`: durable once
-    /// written); with `batch` it advances in [`Journal::handle_synced`].
+    /// Writes what was recorded since the last call and asks for a sync per the policy. Returns the
+    /// new durable watermark if it advanced at once (`never`, `interval`: durable once written); with
+    /// `batch` it advances in [`Journal::handle_synced`].
     ///
-    /// Blocking: one `write` to the page cache (what the kernel's dirty-page limits allow).
+    /// `never`, `interval`: one blocking `write` to the page cache (what the kernel's dirty-page
+    /// limits allow). `batch`: no system call, unless the sync thread must be woken (a futex).
     pub fn end_turn(&mut self) -> Result<Option<u64>, ServerError> {
         self.input(Input::EndOfTurn)
     }
@@ -156,8 +161,14 @@ impl Journal {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Write { end, upto } => {
-                    let written = (&*self.file).write_all(self.core.buffer());
-                    self.fail_on(written)?;
+                    match (&self.syncer, self.policy) {
+                        // The sync thread writes it, just before the sync that covers it.
+                        (Some(syncer), FsyncPolicy::EveryBatch) => syncer.submit(self.core.buffer()),
+                        _ => {
+                            let written = (&*self.file).write_all(self.core.buffer());
+                            self.fail_on(written)?;
+                        }
+                    }
                     tracing::trace!(end, upto, "journal: written");
                     let handled = self.core.handle(Input::Written);
                     self.fail_on(handled.map_err(std::io::Error::other))?;

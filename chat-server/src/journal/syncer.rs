@@ -1,21 +1,27 @@
-//! The sync thread: the only blocking call left off the owner's path is `fdatasync`, and it runs here.
+//! The sync thread: `fdatasync` runs here, off the owner's path, and so do the writes it covers
+//! under `--fsync batch`.
 //!
-//! The owner writes (see [`super::appender`]) and then asks for a sync of the file up to a length
-//! ([`Syncer::request`]: a mailbox holding only the latest request, so requests that arrive while a
-//! sync runs are coalesced into the next one). The thread syncs and publishes what it synced as a
-//! [`Synced`] on a watch, which wakes the owner:
+//! The owner hands over what to write and asks for a sync up to a file length, through a mailbox
+//! that holds the bytes not yet written and only the latest request: whatever the owner hands over
+//! while a write and sync run is taken in one piece by the next cycle (group commit with no fixed
+//! wait). The owner wakes the thread only when it is waiting. The thread publishes what it synced
+//! as a [`Synced`] on a watch, which wakes the owner:
 //!
-//! | policy        | the thread syncs                                                  |
-//! |---------------|-------------------------------------------------------------------|
-//! | `batch`       | as soon as a request is pending (one sync covers every write before it) |
-//! | `interval:MS` | a pending request once `MS` have passed since its previous sync   |
-//! | `never`       | never (until close)                                               |
+//! | policy        | who writes | the thread syncs                                                   |
+//! |---------------|------------|--------------------------------------------------------------------|
+//! | `batch`       | the thread ([`Syncer::submit`]) | as soon as a request is pending: one `write` of everything handed over, then one `fdatasync` |
+//! | `interval:MS` | the owner  | a pending request once `MS` have passed since the previous sync     |
+//! | `never`       | the owner  | never (until close)                                                 |
+//!
+//! With `batch` the owner does no system call on the journal's behalf (unless it wakes the thread),
+//! and the next sync starts as soon as the previous one ends, without waiting for the owner's turn.
 //!
 //! On close it syncs everything (`sync_all`) and ends. If a sync fails, it records why in `stopped`
 //! and ends at once: the watch's sender is dropped, so the owner learns that nothing more becomes
 //! durable.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -37,10 +43,16 @@ pub struct Synced {
 /// The mailbox between the owner and the thread.
 #[derive(Default)]
 struct Mailbox {
+    /// Bytes to append before the next sync (`batch`), in order.
+    bytes: Vec<u8>,
+    /// The thread waits on the condition variable: wake it.
+    waiting: bool,
     /// The latest sync asked for and not yet taken.
     want: Option<Synced>,
     /// Close: sync everything, answer, end.
     close: Option<oneshot::Sender<Result<(), String>>>,
+    /// The thread has ended (closed, or stopped by a failure): nobody will answer a close.
+    ended: bool,
 }
 
 struct Shared {
@@ -78,19 +90,31 @@ impl Syncer {
     ) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared { mailbox: Mutex::new(Mailbox::default()), wake: Condvar::new() });
         let theirs = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("chat-journal-sync".into())
-            .spawn(move || run(&file, &path, policy, &theirs, &synced, &stopped))?;
+        let thread = std::thread::Builder::new().name("chat-journal-sync".into()).spawn(move || {
+            run(&file, &path, policy, &theirs, &synced, &stopped);
+            let mut mailbox = theirs.lock();
+            mailbox.ended = true;
+            if let Some(reply) = mailbox.close.take() {
+                let reason = stopped.get().cloned().unwrap_or_else(|| "the journal's sync thread ended".into());
+                let _ = reply.send(Err(reason));
+            }
+        })?;
         Ok(Syncer { shared, thread: Some(thread) })
     }
 
-    /// Asks for a sync up to `want.end` (replacing an older request not yet taken).
+    /// Hands over `bytes` for the thread to append to the file before its next sync (`batch`).
+    pub(crate) fn submit(&self, bytes: &[u8]) {
+        self.shared.lock().bytes.extend_from_slice(bytes);
+    }
+
+    /// Asks for a sync up to `want.end` (replacing an older request not yet taken); wakes the thread
+    /// if it waits.
     pub(crate) fn request(&self, want: Synced) {
         let mut mailbox = self.shared.lock();
-        let first = mailbox.want.is_none();
         mailbox.want = Some(want);
+        let wake = std::mem::take(&mut mailbox.waiting);
         drop(mailbox);
-        if first {
+        if wake {
             self.shared.wake.notify_one();
         }
     }
@@ -99,9 +123,20 @@ impl Syncer {
     /// durable (a sync failed now or earlier).
     pub(crate) async fn close(mut self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.shared.lock().close = Some(tx);
+        let ended = {
+            let mut mailbox = self.shared.lock();
+            if !mailbox.ended {
+                mailbox.close = Some(tx);
+            }
+            mailbox.ended
+        };
+        // Always notify: the thread may be about to wait (it checks `close` first, under the lock).
         self.shared.wake.notify_one();
-        let outcome = rx.await.unwrap_or_else(|_| Err("the journal's sync thread exited".to_owned()));
+        let outcome = if ended {
+            Err("the journal's sync thread had stopped".to_owned())
+        } else {
+            rx.await.unwrap_or_else(|_| Err("the journal's sync thread exited".to_owned()))
+        };
         if let Some(thread) = self.thread.take() {
             // The thread has answered (or ended) and is returning: joining takes microseconds.
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -134,12 +169,20 @@ fn run(
     stopped: &OnceLock<String>,
 ) {
     let mut last_sync = Instant::now();
+    // The bytes being written: swapped with the mailbox's, so neither side allocates in steady state.
+    let mut bytes = Vec::new();
+    let write = |bytes: &[u8]| -> Result<(), String> {
+        let mut file = file;
+        file.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
     loop {
         let mut mailbox = shared.lock();
         let want = loop {
             if let Some(reply) = mailbox.close.take() {
+                std::mem::swap(&mut bytes, &mut mailbox.bytes);
                 drop(mailbox);
-                let outcome = file.sync_all().map_err(|e| format!("{}: {e}", path.display()));
+                let outcome =
+                    write(&bytes).and_then(|()| file.sync_all().map_err(|e| format!("{}: {e}", path.display())));
                 if let Err(reason) = &outcome {
                     tracing::error!(path = %path.display(), error = %reason, "journal: final sync failed");
                     let _ = stopped.set(reason.clone());
@@ -155,13 +198,25 @@ fn run(
                     if now >= due {
                         break want;
                     }
+                    mailbox.waiting = true;
                     mailbox = shared.wake.wait_timeout(mailbox, due - now).unwrap_or_else(PoisonError::into_inner).0;
                 }
-                _ => mailbox = shared.wake.wait(mailbox).unwrap_or_else(PoisonError::into_inner),
+                _ => {
+                    mailbox.waiting = true;
+                    mailbox = shared.wake.wait(mailbox).unwrap_or_else(PoisonError::into_inner);
+                }
             }
+            mailbox.waiting = false;
         };
         mailbox.want = None;
+        std::mem::swap(&mut bytes, &mut mailbox.bytes);
         drop(mailbox);
+        if let Err(reason) = write(&bytes) {
+            tracing::error!(path = %path.display(), error = %reason, "journal write failed: the journal stopped");
+            let _ = stopped.set(reason);
+            return;
+        }
+        bytes.clear();
         if let Err(e) = file.sync_data() {
             let reason = format!("{}: {e}", path.display());
             tracing::error!(path = %path.display(), error = %e, "journal sync failed: the journal stopped");

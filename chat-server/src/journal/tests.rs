@@ -501,7 +501,10 @@ async fn a_write_failure_stops_the_journal_and_nothing_more_becomes_durable() {
     put(&mut journal, JournalInput::Store(msg(1, 1, "alice", Recipients::Broadcast)));
     assert_eq!(journal.durable(), 1);
     // A record over the frame size limit cannot be encoded: the journal stops, as on a failed write.
-    let huge = ChatMessage { body: "x".repeat(chat_transport::MAX_FRAME_LEN + 1), ..msg(2, 2, "alice", Recipients::Broadcast) };
+    let huge = ChatMessage {
+        body: "x".repeat(chat_transport::MAX_FRAME_LEN + 1),
+        ..msg(2, 2, "alice", Recipients::Broadcast)
+    };
     assert!(matches!(journal.record(JournalInput::Store(huge)), Err(ServerError::JournalStopped(_))));
     let reason = journal.stopped_reason().unwrap_or_default();
     assert!(reason.contains("journal.log"), "{reason}");
