@@ -40,29 +40,31 @@
 //!
 //! # Writing and durability
 //!
-//! The server's owner task owns the journal ([`Journal`]) and writes it itself; a sync thread only
-//! runs `fdatasync`. Within an owner turn:
+//! The server's owner task owns the journal ([`Journal`]) and encodes records as the router emits
+//! them; a sync thread runs `fdatasync`. At the end of each owner turn:
 //!
 //! ```text
-//!  owner task (one turn)                                   sync thread ("chat-journal-sync")
-//!  router outputs Store/Join/Leave ─► Journal::record       (encode into a buffer, no syscall)
-//!  Journal::end_turn ─► one write(2) of the turn's records ─► request(end, upto) ─► fdatasync
-//!     never/interval: durable now ─► router Durable{upto}                           │
-//!  ... next turns write meanwhile (covered by the next sync)                        │
-//!  Journal::synced() changes ◄──────────────────────── publish Synced{end, upto} ◄──┘
+//!  owner task (one turn)                                        sync thread ("chat-journal-sync")
+//!  router outputs Store/Join/Leave ─► Journal::record            (encode into a buffer, no syscall)
+//!  Journal::end_turn
+//!   batch:          hand the turn's bytes + request(end, upto) ─► mailbox ─► write(2) of all handed
+//!                   (no syscall; wake the thread only if it waits)            over, fdatasync, publish
+//!   never/interval: write(2) the turn's bytes: durable now ─► router Durable{upto}        │
+//!  Journal::synced() changes ◄───────────────────────────────── Synced{end, upto} ◄────────┘
 //!  Journal::handle_synced ─► batch: router Durable{upto}
 //! ```
 //!
-//! The sans-IO core (`appender.rs`, with exact-output tests) decides what is written, when a
-//! sync is asked for and how far the **durable watermark** ([`Journal::durable`]) goes; [`Journal`]
-//! carries that out. Group commit comes from the mailbox: the sync thread keeps only the latest
-//! request, so everything written while one sync runs is covered by the next, with no fixed wait,
-//! and batches grow with the load. The server acknowledges a message (`Sent`) and delivers it to
-//! anyone only once the watermark covers it, so nobody ever sees a message that a restart forgets.
+//! The sans-IO core (`appender.rs`, with exact-output tests) decides what is written, when a sync is
+//! asked for and how far the **durable watermark** ([`Journal::durable`]) goes; [`Journal`] carries
+//! that out. Group commit comes from the mailbox: it holds the bytes not yet written and only the
+//! latest request, so everything handed over while one write and sync run goes out in one piece in
+//! the next, with no fixed wait; batches grow with the load, and the next sync starts as soon as the
+//! previous one ends. The server acknowledges a message (`Sent`) and delivers it to anyone only once
+//! the watermark covers it, so nobody ever sees a message that a restart forgets.
 //!
 //! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                          | a message is durable once | lost on power failure |
 //! |----------------------|---------------|------------------------------------------------|---------------------------|-----------------------|
-//! | `EveryBatch` (default) | `batch`     | as soon as something written is not yet synced (one sync at a time; it covers every write before it) | a sync covers it | nothing acknowledged |
+//! | `EveryBatch` (default) | `batch`     | as soon as something is handed over (one write and sync at a time, covering everything handed over before it) | a sync covers it | nothing acknowledged |
 //! | `Interval(d)`        | `interval:MS` | once `d` has passed since the last sync, if something was written | it is written (same turn) | up to `d` |
 //! | `Never`              | `never`       | only at [`Journal::close`]                     | it is written (same turn) | whatever the OS had not flushed |
 //!
@@ -70,12 +72,12 @@
 //! advanced, just before each `Leave`, and at close: a crash may forget up to 50 ms of *deliveries*
 //! in `log show`, never a stored message.
 //!
-//! **Bounds.** The turn's buffer holds at most one owner turn of records. With `batch`, the owner
-//! stops taking input while more than [`MAX_UNSYNCED_BYTES`] (8 MiB) are written but not yet synced
-//! ([`Journal::has_room`]): back-pressure when the disk is slower than the clients. With `never` and
-//! `interval` a message does not wait for a sync, and the kernel's dirty-page limits bound the
-//! writes. The `write` itself runs on the owner's thread: it copies into the page cache and does not
-//! wait for the disk (a few µs for a turn's records).
+//! **Bounds.** The owner's buffer holds at most one turn of records. With `batch`, the owner stops
+//! taking input while more than [`MAX_UNSYNCED_BYTES`] (8 MiB) are handed over but not yet synced
+//! ([`Journal::has_room`]): back-pressure when the disk is slower than the clients, and the bound
+//! of the mailbox. With `never` and `interval` a message does not wait for a sync, and the kernel's
+//! dirty-page limits bound the writes; their `write` runs on the owner's thread (a copy into the
+//! page cache, a few µs per turn; it does not wait for the disk).
 //!
 //! A process crash (not a power failure) loses nothing that was written under any policy.
 //! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
