@@ -108,11 +108,15 @@ impl Syncer {
     }
 
     /// Asks for a sync up to `want.end` (replacing an older request not yet taken); wakes the thread
-    /// if it waits.
+    /// if it waits for a request (with `interval`, a thread holding one waits for its time and is not
+    /// woken again).
     pub(crate) fn request(&self, want: Synced) {
         let mut mailbox = self.shared.lock();
+        let wake = mailbox.waiting && mailbox.want.is_none();
         mailbox.want = Some(want);
-        let wake = std::mem::take(&mut mailbox.waiting);
+        if wake {
+            mailbox.waiting = false;
+        }
         drop(mailbox);
         if wake {
             self.shared.wake.notify_one();

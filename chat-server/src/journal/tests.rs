@@ -488,6 +488,13 @@ async fn the_durable_watermark_follows_what_is_written_and_synced() {
         put(&mut journal, JournalInput::Store(msg(20, 20, "alice", Recipients::Broadcast)));
         assert!(wait_durable(&mut journal, 20).await, "{policy}: watermark stopped below 20");
         assert_eq!(journal.durable(), 20);
+        if policy != FsyncPolicy::Never {
+            // The sync thread syncs what was written (interval: within its 5 ms), and says so.
+            let synced_all = tokio::time::timeout(Duration::from_secs(10), synced.wait_for(|s| s.upto >= 20));
+            assert!(matches!(synced_all.await, Ok(Ok(_))), "{policy}: the sync thread synced everything");
+        } else {
+            assert_eq!(synced.borrow().upto, 3, "never: no sync before close");
+        }
         ok(journal.close().await);
         while synced.changed().await.is_ok() {}
         assert!(synced.changed().await.is_err(), "the watch ends with the sync thread");
