@@ -4,7 +4,7 @@
 //! thread, which writes and syncs them.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::appender::{Appender, Input, Output};
+use super::prealloc::Prealloc;
 use super::syncer::{Synced, Syncer};
 use super::{FsyncPolicy, JournalConfig, JournalInput, Record, Recovered};
 use super::{encode_record, lock_dir, recover, sync_dir};
@@ -23,6 +24,8 @@ use crate::ServerError;
 #[derive(Debug)]
 pub struct Journal {
     file: Arc<File>,
+    /// Zero-filled space ahead of the records, when this side writes them (`never`, `interval`).
+    prealloc: Prealloc,
     policy: FsyncPolicy,
     core: Appender,
     /// `None` once closed.
@@ -52,15 +55,19 @@ impl Journal {
         file.write_all(&buf)?;
         file.sync_data()?;
         sync_dir(&config.dir)?;
-        let end = file.metadata()?.len();
+        let end = file.stream_position()?;
+        let allocated = file.metadata()?.len().max(end);
         let file = Arc::new(file);
         let stopped = Arc::new(OnceLock::new());
         let (synced_tx, synced) = watch::channel(Synced { end, upto: recovered.last_seq });
-        let syncer = Syncer::start(Arc::clone(&file), path.clone(), config.fsync, synced_tx, Arc::clone(&stopped))?;
+        let tail = (end, allocated);
+        let syncer =
+            Syncer::start(Arc::clone(&file), tail, path.clone(), config.fsync, synced_tx, Arc::clone(&stopped))?;
         let core = Appender::new(Instant::now(), config.fsync, end, recovered.last_seq);
         tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
+        let prealloc = Prealloc::new(allocated);
         let journal =
-            Journal { file, policy: config.fsync, core, syncer: Some(syncer), synced, stopped, path, _lock: lock };
+            Journal { file, prealloc, policy: config.fsync, core, syncer: Some(syncer), synced, stopped, path, _lock: lock };
         Ok((journal, recovered))
     }
 
@@ -165,6 +172,7 @@ impl Journal {
                         // The sync thread writes it, just before the sync that covers it.
                         (Some(syncer), FsyncPolicy::EveryBatch) => syncer.submit(self.core.buffer()),
                         _ => {
+                            self.prealloc.reserve(&self.file, end);
                             let written = (&*self.file).write_all(self.core.buffer());
                             self.fail_on(written)?;
                         }

@@ -96,6 +96,7 @@
 mod appender;
 mod format;
 mod handle;
+mod prealloc;
 pub mod record;
 mod recover;
 pub(crate) mod replay;
@@ -132,6 +133,10 @@ pub const DEFAULT_HISTORY: usize = chat_core::buffer::DEFAULT_HISTORY;
 /// Most bytes written but not yet synced under `--fsync batch` (8 MiB): past it the server stops
 /// taking input until a sync completes (back-pressure when the disk is slower than the clients).
 pub const MAX_UNSYNCED_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Zero-filled space kept ahead of the log's records, allocated this much at a time (1 MiB; see
+/// "Preallocated space" in the module docs).
+pub const PREALLOC_CHUNK: u64 = 1024 * 1024;
 
 /// Most watermarks in one `Consumed` record (keeps each record far below `MAX_FRAME_LEN`).
 pub const MARKS_PER_RECORD: usize = 1024;

@@ -13,12 +13,14 @@ use crate::ServerError;
 use crate::journal::Record;
 
 /// Opens (creating if needed) the journal at `path`, replays it and leaves the returned file
-/// positioned at its end, ready for appending. `history` messages are kept for [`Recovered::history`].
+/// positioned at the end of its records, ready for appending (before any preallocated zeros, which
+/// are kept). `history` messages are kept for [`Recovered::history`].
 pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), ServerError> {
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
     let mut state = State { history: VecDeque::new(), keep: history, ..State::default() };
     let mut truncated_bytes = 0;
-    match RecordReader::open(file.try_clone()?)? {
+    let mut preallocated = 0;
+    let records_end = match RecordReader::open(file.try_clone()?)? {
         Opened::TornHeader { len } => {
             if len > 0 {
                 tracing::warn!(path = %path.display(), dropped_bytes = len, "journal: torn header rewritten");
@@ -28,6 +30,7 @@ pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), 
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&MAGIC)?;
             file.sync_all()?;
+            HEADER_LEN
         }
         Opened::BadHeader { found } => {
             return Err(ServerError::CorruptJournal {
@@ -62,9 +65,11 @@ pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), 
                     }
                 }
             }
+            preallocated = reader.preallocated();
+            reader.records_end()
         }
-    }
-    file.seek(SeekFrom::End(0))?;
+    };
+    file.seek(SeekFrom::Start(records_end))?;
     let recovered = Recovered {
         last_seq: state.last_seq,
         lamport: state.lamport,
@@ -79,6 +84,7 @@ pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), 
         lamport = recovered.lamport,
         history = recovered.history.len(),
         truncated_bytes,
+        preallocated,
         "journal recovered"
     );
     Ok((file, recovered))

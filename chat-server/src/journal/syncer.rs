@@ -30,6 +30,7 @@ use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 
 use super::FsyncPolicy;
+use super::prealloc::Prealloc;
 
 /// What the sync thread made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,9 +81,11 @@ impl std::fmt::Debug for Syncer {
 }
 
 impl Syncer {
-    /// Starts the thread for `file` (already `start` durable); it publishes on `synced`.
+    /// Starts the thread for `file`, durable as it is: its records end at `tail.0` and it is
+    /// `tail.1` bytes long (preallocated zeros after the records). It publishes on `synced`.
     pub(crate) fn start(
         file: Arc<File>,
+        tail: (u64, u64),
         path: PathBuf,
         policy: FsyncPolicy,
         synced: watch::Sender<Synced>,
@@ -91,7 +94,7 @@ impl Syncer {
         let shared = Arc::new(Shared { mailbox: Mutex::new(Mailbox::default()), wake: Condvar::new() });
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new().name("chat-journal-sync".into()).spawn(move || {
-            run(&file, &path, policy, &theirs, &synced, &stopped);
+            run(&file, tail, &path, policy, &theirs, &synced, &stopped);
             let mut mailbox = theirs.lock();
             mailbox.ended = true;
             if let Some(reply) = mailbox.close.take() {
@@ -166,6 +169,7 @@ impl Drop for Syncer {
 /// The thread's loop (see the module docs).
 fn run(
     file: &File,
+    (mut written, allocated): (u64, u64),
     path: &std::path::Path,
     policy: FsyncPolicy,
     shared: &Shared,
@@ -175,9 +179,17 @@ fn run(
     let mut last_sync = Instant::now();
     // The bytes being written: swapped with the mailbox's, so neither side allocates in steady state.
     let mut bytes = Vec::new();
-    let write = |bytes: &[u8]| -> Result<(), String> {
+    // Under `batch` this thread appends the records, so it keeps the space ahead of them.
+    let mut prealloc = Prealloc::new(allocated);
+    let mut write = |bytes: &[u8]| -> Result<(), String> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        prealloc.reserve(file, written + bytes.len() as u64);
         let mut file = file;
-        file.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+        file.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        written += bytes.len() as u64;
+        Ok(())
     };
     loop {
         let mut mailbox = shared.lock();
