@@ -7,9 +7,10 @@
 //!
 //! ```text
 //! offset 0        8
-//!        +--------+----------------------------------------------------+-----+
-//!        |DCHTLOG1| record 0                                           | ... |
-//!        +--------+----------------------------------------------------+-----+
+//!        +--------+----------------------------------------------------+-----+------------------+
+//!        |DCHTLOG1| record 0                                           | ... | 00 00 ... 00     |
+//!        +--------+----------------------------------------------------+-----+------------------+
+//!                                                                       preallocated space (optional)
 //!
 //! record:  +-----------------+-----------------+----------------------------------+
 //!          | len: u32 LE     | crc: u32 LE     | payload: len bytes               |
@@ -18,6 +19,12 @@
 //!          payload = chat_transport::codec::encode_payload(&Record)   (see record.rs)
 //! ```
 //!
+//! **Preallocated space.** Zero bytes from the end of a record to the end of the file are free space,
+//! not damage: the writer keeps up to [`PREALLOC_CHUNK`] (1 MiB) of zeros ahead of the records so that
+//! appending overwrites existing blocks and `fdatasync` has no file-size change to commit (see
+//! `prealloc.rs`). A frame never starts with a zero length, so the zeros cannot hide a record.
+//! Readers stop there; a log without them (older servers) reads the same.
+//!
 //! Records are [`Record`]s: `Start` (once per server start, after recovery), `Join`, `Store`, `Leave`,
 //! and `Consumed` watermarks (`(user, upto)`: every message intended for `user` with server sequence
 //! `<= upto` was written to its connection). `Consumed` is written every [`MARKS_TICK`] (50 ms) for the
@@ -25,9 +32,11 @@
 //!
 //! # Recovery
 //!
-//! [`Journal::open`] reads the file sequentially (buffered, never all at once). A bad record (short,
-//! length over the limit, CRC mismatch, undecodable) is then classified by scanning forward byte by
-//! byte for any position where a whole valid record starts:
+//! [`Journal::open`] reads the file sequentially (buffered, never all at once). Zeros from a record
+//! boundary to the end are preallocated space: the records end there, new ones are appended right
+//! after the last one, the zeros are kept. Any other bad record (short, length over the limit, CRC
+//! mismatch, undecodable) is then classified by scanning forward byte by byte for any position where
+//! a whole valid record starts:
 //!
 //! - none found: a **torn tail** (a crash during a write). The file is truncated at the bad record,
 //!   a `warn` is traced and [`Recovered::truncated_bytes`] says how much was dropped;
@@ -36,7 +45,11 @@
 //!   `chat-cli log verify DIR` gives the full report.
 //!
 //! (A torn record whose message body happens to contain the bytes of a whole valid frame would be
-//! taken for corruption in the middle: the safe side.)
+//! taken for corruption in the middle: the safe side. So is a run of zeros followed by a whole record:
+//! after a power failure, pages written after the last sync may have reached the disk out of order;
+//! those records were never acknowledged, since an acknowledgement waits for a sync of every byte
+//! before them, but recovery cannot tell them from damage and refuses to start; `log verify` gives
+//! the offset. A process crash cannot cause this: the page cache keeps every write.)
 //!
 //! # Writing and durability
 //!
