@@ -10,20 +10,29 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "chat-cli", version, about, long_about = None)]
 pub struct Cli {
     /// Topology: `server` (a central server) or `p2p` (every node is client and server).
-    #[arg(long, value_enum, default_value_t = Mode::Server, global = true)]
+    #[arg(long, value_enum, default_value_t = Mode::Server, global = true, env = "CHAT_MODE")]
     pub mode: Mode,
     /// One JSON object per line on standard output, for scripts and bots.
     #[arg(long, global = true)]
     pub json: bool,
     /// Your user name (asked for interactively if missing and standard input is a terminal).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "CHAT_NAME")]
     pub name: Option<String>,
-    /// Server address to join (server mode).
-    #[arg(long, global = true, default_value = "127.0.0.1:7878")]
+    /// Server address to join, HOST:PORT (server mode); several, comma-separated, are tried in turn.
+    #[arg(long, global = true, default_value = "127.0.0.1:7878", env = "CHAT_SERVER")]
     pub server: String,
+    /// Do not reconnect when the connection to the server is lost: exit instead.
+    #[arg(long, global = true)]
+    pub no_reconnect: bool,
     /// Show Lamport timestamps in human output.
     #[arg(long, global = true)]
     pub show_clock: bool,
+    /// How human output shows when each message was ordered (strftime, local time).
+    #[arg(long, global = true, default_value = "%H:%M", value_name = "FORMAT")]
+    pub time_format: String,
+    /// Show no times in human output.
+    #[arg(long, global = true)]
+    pub no_time: bool,
     /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
     #[arg(long, global = true)]
     pub listen: Option<SocketAddr>,
@@ -42,6 +51,14 @@ pub struct Cli {
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,
+    /// P2P: the group secret, from this file (make one with `chat-cli secret new FILE`). Only nodes
+    /// holding it get in: links are authenticated and encrypted (Noise), datagrams sealed.
+    #[arg(long, global = true, value_name = "FILE", env = "CHAT_GROUP_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// P2P: allow a non-loopback --listen or --interface without a group secret (anyone who can
+    /// reach this node can then join and forge). A server's is `serve --insecure`.
+    #[arg(long)]
+    pub insecure: bool,
     /// P2P: turn this node's flood control off (as coordinator it then rate-limits nobody; for
     /// benchmarks). A server's is turned off with `serve --no-rate-limit`.
     #[arg(long)]
@@ -83,12 +100,19 @@ pub enum Mode {
 }
 
 /// Subcommands.
+// Parsed once at start and never moved around: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Join the chat (the default).
     Join,
     /// Run the server (server mode).
     Serve(ServeArgs),
+    /// Send one message and exit once the server has acknowledged it (exit 0), for scripts: like
+    /// `redis-cli PUBLISH` or `nats pub`. Not announced to others.
+    Send(SendArgs),
+    /// Print messages as they arrive until interrupted, for scripts and logs. Not announced to others.
+    Tail(TailArgs),
     /// Measure a running server: the fan-out workload (C subscribers, P publishers), with a progress bar.
     Bench(BenchArgs),
     /// Inspect the server's persistent log.
@@ -96,6 +120,12 @@ pub enum Cmd {
         /// What to do with it.
         #[command(subcommand)]
         action: LogAction,
+    },
+    /// Make or inspect a P2P group secret file.
+    Secret {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretAction,
     },
     /// Manage the server's accounts (registered names with a password; tokens for bots).
     Account {
@@ -105,6 +135,22 @@ pub enum Cmd {
         /// The server's data directory (where the accounts file lives).
         #[arg(long, default_value = "chat-data", global = true)]
         data_dir: PathBuf,
+    },
+}
+
+/// `secret` actions.
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Write a fresh random group secret to FILE (mode 0600; an existing file is never overwritten)
+    /// and print its public ID.
+    New {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Print the public ID of the secret in FILE (compare IDs to check that nodes share a secret).
+    Id {
+        /// The secret file.
+        file: PathBuf,
     },
 }
 
@@ -192,6 +238,24 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without TLS and accounts.
     #[arg(long)]
     pub insecure: bool,
+    /// Milliseconds a session is kept after its connection drops, so the client can resume it with
+    /// nothing lost (0: a dropped connection ends the session at once).
+    #[arg(long, default_value_t = chat_server::server::DEFAULT_GRACE.as_millis() as u64)]
+    pub grace_ms: u64,
+    /// Also serve seed 000's text protocol (the original Python client, `nc`) on this address:
+    /// plaintext without credentials, so not with `--auth accounts`, and beyond loopback only with
+    /// `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub text_listen: Option<SocketAddr>,
+    /// Also serve the web client (a page and its WebSocket, `/ws`) on this address: over TLS when the
+    /// server has TLS; beyond loopback only with TLS and accounts, or `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<SocketAddr>,
+    /// An origin (`SCHEME://HOST[:PORT]`) whose pages may open the web client's WebSocket besides the
+    /// server's own page reached by IP address or `localhost` (e.g. the page under a DNS name).
+    /// Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub web_origin: Vec<String>,
 }
 
 /// `serve --auth`.
@@ -210,12 +274,43 @@ pub enum LogAction {
     Show {
         /// The data directory.
         dir: PathBuf,
+        /// One JSON object per record instead (every field, consumption not expanded).
+        #[arg(long)]
+        json: bool,
     },
     /// Check the log's consistency; exits 1 with a report on any violation.
     Verify {
         /// The data directory.
         dir: PathBuf,
     },
+}
+
+/// `send` options (the server is `--server`, the sender `--name`).
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// To these users (comma-separated): a unicast, or a multicast for several.
+    #[arg(long, value_name = "USER[,USER...]", conflicts_with_all = ["room", "all"])]
+    pub to: Option<String>,
+    /// To the members of this room (you must be one).
+    #[arg(long, value_name = "#ROOM", conflicts_with = "all")]
+    pub room: Option<String>,
+    /// To everyone online (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// The text (several words are joined with spaces).
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+/// `tail` options.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only this room's messages (you must be a member).
+    #[arg(long, value_name = "#ROOM")]
+    pub room: Option<String>,
+    /// First print the last N messages.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub history: usize,
 }
 
 /// `bench` options (the server is `--server`).

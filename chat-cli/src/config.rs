@@ -48,6 +48,32 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
             }
         ));
     }
+    if let Some(text) = serve.text_listen {
+        if auth == AuthMode::Accounts {
+            return Err("--text-listen cannot go with --auth accounts: the text protocol carries no password or \
+                        token, so nobody could log in over it"
+                .into());
+        }
+        if !text.ip().is_loopback() && !serve.insecure {
+            return Err(format!(
+                "refusing to serve the text protocol on {text}: it has neither TLS nor accounts; add --insecure if \
+                 this network is trusted"
+            ));
+        }
+    }
+    if let Some(web) = serve.web
+        && !web.ip().is_loopback()
+        && !serve.insecure
+        && (tls.is_none() || auth != AuthMode::Accounts)
+    {
+        return Err(format!(
+            "refusing to serve the web client on {web} without TLS and accounts: add --tls self-signed (or \
+             --tls-cert/--tls-key) and --auth accounts, or --insecure if this network is trusted"
+        ));
+    }
+    for origin in &serve.web_origin {
+        check_origin(origin)?;
+    }
     Ok(ServerConfig {
         listen,
         data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
@@ -62,7 +88,22 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         limits,
         auth,
         tls,
+        grace: Duration::from_millis(serve.grace_ms),
+        text_listen: serve.text_listen,
+        web_listen: serve.web,
+        web_origins: serve.web_origin.clone(),
     })
+}
+
+/// `--web-origin`: `http://HOST[:PORT]` or `https://HOST[:PORT]`, nothing more (as browsers send it).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) => {
+            Ok(())
+        }
+        _ => Err(format!("bad --web-origin {origin:?}: expected http://HOST[:PORT] or https://HOST[:PORT], no path")),
+    }
 }
 
 /// The server's TLS certificate from `--tls self-signed` or `--tls-cert`/`--tls-key`.
@@ -85,7 +126,11 @@ fn server_tls(serve: &ServeArgs, listen: SocketAddr) -> Result<Option<TlsServer>
 
 /// How to reach and log in to the server from the client flags.
 pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> {
+    check_servers(&cli.server)?;
     let mut config = ClientConfig::new(cli.server.clone(), name);
+    if cli.no_reconnect {
+        config.reconnect = None;
+    }
     let tls_flags = cli.ca.is_some() || cli.tls_fingerprint.is_some();
     if tls_flags && !cli.tls {
         return Err("--ca and --tls-fingerprint go with --tls".into());
@@ -103,6 +148,31 @@ pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> 
     Ok(config)
 }
 
+/// Checks `--server`: one or more comma-separated `HOST:PORT` (an IP address or a name, a port number).
+fn check_servers(servers: &str) -> Result<(), String> {
+    let bad = |s: &str, why: &str| Err(format!("bad --server {s:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:7878)"));
+    if servers.split(',').all(|s| s.trim().is_empty()) {
+        return bad(servers, "no address");
+    }
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if server.parse::<SocketAddr>().is_ok() {
+            continue;
+        }
+        match server.rsplit_once(':') {
+            None => return bad(server, "no port"),
+            Some((host, port)) => {
+                if host.is_empty() || host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+                    return bad(server, "no host");
+                }
+                if port.parse::<u16>().map_or(true, |p| p == 0) {
+                    return bad(server, "the port is not a number from 1 to 65535");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `$XDG_STATE_HOME/chat-cli/known_servers`, or `~/.local/state/chat-cli/known_servers`.
 pub fn known_servers_file() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
@@ -113,7 +183,9 @@ pub fn known_servers_file() -> PathBuf {
 }
 
 /// Maps the p2p flags (`--listen`, `--group`, `--interface`, `--peer`, `--heartbeat-ms`,
-/// `--timeout-ms`) onto the node's settings; unset flags keep [`chat_p2p::P2pConfig::new`]'s defaults.
+/// `--timeout-ms`, `--secret-file`) onto the node's settings; unset flags keep
+/// [`chat_p2p::P2pConfig::new`]'s defaults. Safe by default: a non-loopback `--listen` or
+/// `--interface` needs a group secret, or `--insecure`.
 pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2pConfig, String> {
     let mut config = chat_p2p::P2pConfig::new(name);
     if let Some(listen) = cli.listen {
@@ -146,6 +218,21 @@ pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2
     if cli.no_rate_limit {
         config.limits = None;
     }
+    if let Some(path) = &cli.secret_file {
+        config.secret = Some(chat_p2p::secure::GroupSecret::load(path).map_err(|e| e.to_string())?);
+    }
+    // Only loopback may go without a secret (as `serve` without TLS and accounts).
+    let exposed = [config.listen.ip(), std::net::IpAddr::V4(config.interface)].into_iter().find(|ip| !ip.is_loopback());
+    if let Some(ip) = exposed
+        && config.secret.is_none()
+        && !cli.insecure
+    {
+        return Err(format!(
+            "refusing to use {ip} (not loopback) without a group secret: anyone who can reach it could join \
+             the group and send as anyone. Add --secret-file FILE (make one with `chat-cli secret new FILE`), \
+             or --insecure if this network is trusted"
+        ));
+    }
     Ok(config)
 }
 
@@ -167,7 +254,53 @@ fn rate(flag: &str, value: &str, min_burst: u64) -> Result<Rate, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_addresses_need_a_port() {
+        for ok in ["127.0.0.1:7878", "localhost:1", "[::1]:7878", "a:1,b:2"] {
+            assert!(super::check_servers(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1", "127.0.0.1:", ":7878", "host:port", "h:0", "h:70000", "", ","] {
+            assert!(super::check_servers(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
+    use clap::Parser;
+
+    fn p2p(args: &[&str]) -> Result<chat_p2p::P2pConfig, String> {
+        let cli = Cli::try_parse_from([&["chat-cli", "--mode", "p2p"], args].concat()).expect("flags parse");
+        p2p_config(&cli, UserName::new("alice").expect("a name"))
+    }
+
+    #[test]
+    fn beyond_loopback_p2p_needs_a_secret_or_insecure() {
+        assert!(p2p(&[]).is_ok());
+        assert!(p2p(&["--listen", "127.0.0.2:0", "--interface", "127.0.0.1"]).is_ok());
+        for exposed in [["--listen", "0.0.0.0:0"], ["--interface", "192.0.2.7"], ["--listen", "[::]:0"]] {
+            let refused = p2p(&exposed).expect_err("refused");
+            assert!(refused.starts_with("refusing to use") && refused.contains("--secret-file"), "{refused}");
+            let mut insecure = exposed.to_vec();
+            insecure.push("--insecure");
+            assert!(p2p(&insecure).is_ok(), "{insecure:?}");
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("group.secret");
+        chat_p2p::secure::GroupSecret::create(&file).expect("created");
+        let file = file.to_str().expect("a UTF-8 path");
+        let config = p2p(&["--interface", "192.0.2.7", "--secret-file", file]).expect("a secret is enough");
+        assert!(config.secret.is_some());
+        assert!(p2p(&["--secret-file", "/nonexistent/secret"]).expect_err("missing").contains("group secret"));
+    }
+
+    #[test]
+    fn web_origins_are_scheme_and_host_only() {
+        for good in ["https://chat.example.org", "http://127.0.0.1:8080", "http://[::1]:80"] {
+            assert_eq!(check_origin(good), Ok(()), "{good}");
+        }
+        for bad in ["chat.example.org", "https://", "https://a/b", "ftp://a", "https://a b", "null"] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rates_parse_and_bad_ones_are_usage_errors() {

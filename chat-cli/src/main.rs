@@ -4,25 +4,33 @@
 //! |------------|--------------------------------------------------------|
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
+//! | `clock_text` | wall-clock times in human output (`--time-format`)     |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
+//! | `group_secret` | `chat-cli secret new` and `secret id`: P2P group secret files |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
-//! | `render`   | human output and `--json` events                       |
+//! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
+//! | `render`   | human output and `--json` events (`chat_server::json`) |
 //! | `safe_text`| untrusted text made safe for a terminal                |
 //! | `session`  | the chat loop shared by both modes                     |
 //!
 //! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
 //! `chat_cli::loadgen`, which the `tests` package reuses.
 //!
-//! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors; 1 with a one-line reason
-//! otherwise (server unreachable, name taken, connection lost, log verification failed).
+//! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors (a bad or world-readable
+//! `--secret-file` included); 1 with a one-line reason otherwise (server unreachable, name taken,
+//! `auth_failed` (a P2P group with another secret, or one needing a secret), connection lost, log
+//! verification failed).
 
 mod account;
 mod args;
 mod bench;
+mod clock_text;
 mod commands;
 mod config;
+mod group_secret;
 mod input;
+mod oneshot;
 mod render;
 mod safe_text;
 mod secrets;
@@ -42,9 +50,13 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server says what it does (data directory, records recovered, joins and leaves) at info level;
+    // clients only warn. RUST_LOG overrides both.
+    let default = if matches!(cli.command, Some(Cmd::Serve(_))) { "warn,chat_server=info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -53,14 +65,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("chat-cli: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Do not wait for a thread blocked reading standard input (a pipe left open): exit now.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
+
+/// How long the exit waits for background tasks (a blocked read of standard input never ends).
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -75,15 +93,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.mode == Mode::P2p {
                 return usage("`bench` measures a running server (--mode server)");
             }
+            if bench.size < chat_cli::loadgen::STAMP_LEN {
+                return usage(&format!("--size must be at least {} bytes", chat_cli::loadgen::STAMP_LEN));
+            }
             let complete = bench::run(&cli.server, bench, cli.json).await?;
             Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Some(Cmd::Log { action: LogAction::Show { ref dir } }) => {
+        Some(Cmd::Log { action: LogAction::Show { ref dir, json } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            chat_server::logview::show(dir, &mut out)
-                .with_context(|| format!("cannot read the log in {}", dir.display()))?;
+            let shown = if json || cli.json {
+                chat_server::logview::show_json(dir, &mut out)
+            } else {
+                chat_server::logview::show(dir, &mut out)
+            };
+            shown.with_context(|| format!("cannot read the log in {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Send(_) | Cmd::Tail(_)) if cli.mode == Mode::P2p => {
+            usage("`send` and `tail` are for --mode server (a P2P node is a member of the group: join it)")
+        }
+        Some(Cmd::Send(ref args)) => match user_name(&cli) {
+            Ok(Some(name)) => oneshot::send(&cli, args, name).await,
+            Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
+            Err(e) => usage(&format!("{e:#}")),
+        },
+        Some(Cmd::Tail(ref args)) => match user_name(&cli) {
+            Ok(Some(name)) => oneshot::tail(&cli, args, name).await,
+            Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
+            Err(e) => usage(&format!("{e:#}")),
+        },
         Some(Cmd::Log { action: LogAction::Verify { ref dir } }) => {
             let report = chat_server::logview::verify(dir)
                 .with_context(|| format!("cannot read the log in {}", dir.display()))?;
@@ -91,10 +129,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Some(Cmd::Account { ref action, ref data_dir }) => account::run(&cli, action, data_dir),
+        Some(Cmd::Secret { ref action }) => group_secret::run(action),
         Some(Cmd::Join) | None => join(&cli).await,
     }
 }
 
+/// A usage error: one line on standard error, exit code 2.
 fn usage(message: &str) -> Result<ExitCode> {
     eprintln!("chat-cli: {message}");
     Ok(ExitCode::from(2))
@@ -108,11 +148,13 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
     let fingerprint = config.tls.as_ref().map(|t| t.fingerprint.to_string());
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
+    let text_addr = server.text_addr()?.map(|a| a.to_string());
+    let web_addr = server.web_addr()?.map(|a| a.to_string());
     if let Some(fingerprint) = &fingerprint {
         eprintln!("{fingerprint}");
     }
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    out.listening(&addr.to_string(), fingerprint.as_deref());
+    out.listening(&addr.to_string(), fingerprint.as_deref(), text_addr.as_deref(), web_addr.as_deref());
     // Run the server as a task on the worker threads rather than on this thread (`block_on`): the owner
     // task and the connection tasks then share workers, and a message crosses no thread boundary that
     // it need not (on one core: none at all).
@@ -161,8 +203,11 @@ fn user_name(cli: &Cli) -> Result<Option<UserName>> {
 }
 
 async fn join(cli: &Cli) -> Result<ExitCode> {
-    let Some(name) = user_name(cli)? else {
-        return usage("--name NAME is required when standard input is not a terminal");
+    let name = match user_name(cli) {
+        Ok(Some(name)) => name,
+        Ok(None) => return usage("--name NAME is required when standard input is not a terminal"),
+        // A name that breaks the rules is a usage error (exit 2).
+        Err(e) => return usage(&format!("{e:#}")),
     };
     // Bad flag values are usage errors (exit 2), found before anything is started.
     let topology = match cli.mode {
@@ -173,9 +218,19 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         Ok(topology) => topology,
         Err(message) => return usage(&message),
     };
+    let times = if cli.no_time {
+        Ok(clock_text::TimeStyle::none())
+    } else {
+        clock_text::TimeStyle::with_format(&cli.time_format)
+    };
+    let times = match times {
+        Ok(times) => times,
+        Err(message) => return usage(&format!("--time-format: {message}")),
+    };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let chat = match connect(topology).await {
-        Ok(chat) => chat,
+    out.set_times(times);
+    let (chat, rooms) = match connect(topology).await {
+        Ok(joined) => joined,
         Err(failure) => {
             if cli.json {
                 out.error(failure.code, &failure.message);
@@ -184,14 +239,18 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    out.ready(chat.name(), chat.node_id());
+    out.ready(chat.name(), chat.node_id(), &rooms);
     let (lines, sink) = input::start();
     if let Some(sink) = sink {
         out.set_sink(sink);
     }
     Ok(match session::run(chat, &mut out, lines).await {
         session::Ending::Left => ExitCode::SUCCESS,
-        session::Ending::Lost => ExitCode::FAILURE,
+        session::Ending::Lost(reason) => {
+            // Whatever standard output shows, the reason is always on standard error.
+            eprintln!("chat-cli: disconnected: {reason}");
+            ExitCode::FAILURE
+        }
     })
 }
 
@@ -207,15 +266,19 @@ enum Topology {
     P2p(chat_p2p::P2pConfig),
 }
 
-async fn connect(topology: Topology) -> std::result::Result<Chat, JoinFailure> {
+/// Joins; the chat and the rooms this user is in.
+async fn connect(topology: Topology) -> std::result::Result<(Chat, Vec<chat_core::RoomName>), JoinFailure> {
     match topology {
         Topology::Server(config) => match chat_server::client::connect(config).await {
-            Ok(transport) => Ok(Chat::new(transport)),
+            Ok(transport) => {
+                let rooms = transport.rooms_at_login().to_vec();
+                Ok((Chat::new(transport), rooms))
+            }
             Err(ServerError::Core(CoreError::Rejected { code, message })) => Err(JoinFailure { code, message }),
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
         Topology::P2p(config) => match chat_p2p::join(config).await {
-            Ok(transport) => Ok(Chat::new(transport)),
+            Ok(transport) => Ok((Chat::new(transport), Vec::new())),
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
     }

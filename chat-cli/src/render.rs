@@ -1,21 +1,13 @@
 //! Output: human lines or one JSON object per line (`--json`), always on standard output.
 //!
-//! JSON events (a public contract; extend compatibly):
-//!
-//! | `type`        | fields                                                                  |
-//! |---------------|-------------------------------------------------------------------------|
-//! | `listening`   | `addr`, `fingerprint` (with TLS: `SHA256:<hex>` of the certificate)      |
-//! | `ready`       | `name`, `node_id` (P2P only)                                            |
-//! | `message`     | `id`, `from`, `kind`, `to` (empty for broadcast), `text`, `lamport`     |
-//! | `joined`/`left` | `name`                                                                |
-//! | `peers`       | `peers`: `[{name, node_id?, addr?, coordinator?}]`                      |
-//! | `history`     | `messages`: message objects, oldest first                               |
-//! | `coordinator` | `name`, `node_id`, `epoch` (P2P only)                                   |
-//! | `error`       | `code`, `message`                                                       |
+//! JSON events are a public contract with one implementation, shared with the web client's
+//! WebSocket: [`chat_server::json`] (its module documentation lists every event and field).
 
-use chat_core::{ChatMessage, ErrorCode, MessageKind, NodeId, PeerInfo, UserName};
-use serde_json::{Value, json};
+use chat_core::{ChatMessage, ErrorCode, MessageKind, NodeId, PeerInfo, RoomInfo, RoomName, SendReceipt, UserName};
+use chat_server::json;
+use serde_json::Value;
 
+use crate::clock_text::TimeStyle;
 use crate::safe_text::{CONTINUATION, body_lines, inline};
 
 /// Where finished lines go.
@@ -40,38 +32,20 @@ impl Sink for Stdout {
 pub struct Renderer {
     json: bool,
     show_clock: bool,
+    times: TimeStyle,
     me: Option<UserName>,
     sink: Box<dyn Sink>,
-}
-
-/// A message as a JSON object (also used inside `history`).
-pub fn message_json(m: &ChatMessage) -> Value {
-    let to: Vec<&str> = m.recipients.names().iter().map(UserName::as_str).collect();
-    json!({
-        "type": "message",
-        "id": m.id.to_string(),
-        "from": m.sender.as_str(),
-        "kind": m.kind().as_str(),
-        "to": to,
-        "text": m.body,
-        "lamport": m.lamport.counter,
-    })
-}
-
-fn peer_json(p: &PeerInfo) -> Value {
-    let mut v = json!({ "name": p.name.as_str() });
-    if let Some(id) = p.node_id {
-        v["node_id"] = json!(id.0);
-        v["addr"] = json!(p.addr.map(|a| a.to_string()));
-        v["coordinator"] = json!(p.coordinator);
-    }
-    v
 }
 
 impl Renderer {
     /// A renderer writing to `sink`.
     pub fn new(json: bool, show_clock: bool, sink: Box<dyn Sink>) -> Self {
-        Renderer { json, show_clock, me: None, sink }
+        Renderer { json, show_clock, times: TimeStyle::default(), me: None, sink }
+    }
+
+    /// How human output shows times (default: local `HH:MM`).
+    pub fn set_times(&mut self, times: TimeStyle) {
+        self.times = times;
     }
 
     /// Replaces the sink (when line editing starts).
@@ -87,39 +61,47 @@ impl Renderer {
         self.sink.line(line);
     }
 
-    /// The server is listening.
-    pub fn listening(&mut self, addr: &str, fingerprint: Option<&str>) {
+    /// The server is listening (and serving the text protocol on `text_addr`, the web client on
+    /// `web_addr`).
+    pub fn listening(
+        &mut self,
+        addr: &str,
+        fingerprint: Option<&str>,
+        text_addr: Option<&str>,
+        web_addr: Option<&str>,
+    ) {
         if self.json {
-            let mut v = json!({ "type": "listening", "addr": addr });
-            if let Some(fingerprint) = fingerprint {
-                v["fingerprint"] = json!(fingerprint);
-            }
-            self.emit(v);
+            self.emit(json::listening(addr, fingerprint, text_addr, web_addr));
         } else {
             let tls = fingerprint.map(|f| format!(" with TLS, certificate {f}")).unwrap_or_default();
-            self.human(format!("listening on {addr}{tls} (Ctrl-C to stop)"));
+            let text = text_addr.map(|t| format!(", text protocol on {t}")).unwrap_or_default();
+            let scheme = if fingerprint.is_some() { "https" } else { "http" };
+            let web = web_addr.map(|w| format!(", web client at {scheme}://{w}/")).unwrap_or_default();
+            self.human(format!("listening on {addr}{tls}{text}{web} (Ctrl-C to stop)"));
         }
     }
 
     /// Logged in / joined.
-    pub fn ready(&mut self, name: &UserName, node_id: Option<NodeId>) {
+    pub fn ready(&mut self, name: &UserName, node_id: Option<NodeId>, rooms: &[RoomName]) {
         self.me = Some(name.clone());
         if self.json {
-            let mut v = json!({ "type": "ready", "name": name.as_str() });
-            if let Some(id) = node_id {
-                v["node_id"] = json!(id.0);
-            }
-            self.emit(v);
+            self.emit(json::ready(name, node_id, rooms));
         } else {
             let id = node_id.map(|id| format!(" as node {id}")).unwrap_or_default();
             self.human(format!("* joined as {}{id}; type /help for commands", inline(name.as_str())));
+            if !rooms.is_empty() {
+                let rooms: Vec<String> = rooms.iter().map(|r| inline(r.as_str())).collect();
+                self.human(format!("* you are in {}", rooms.join(", ")));
+            }
         }
     }
 
-    /// A message line: `[alice]: hi`, `[alice → you]: hi`, `[alice → bob, carol]: hi`; a body of several
-    /// lines goes on indented continuation lines (`  | more`). Names and text are escaped (`safe_text`).
+    /// A message line: `12:04 [alice]: hi`, `[alice → you]: hi`, `[alice → {bob, carol}]: hi` (a
+    /// multicast, even to one name), `[alice → #ops]: hi`; a body of several lines goes on indented
+    /// continuation lines (`  | more`). Names and text are escaped (`safe_text`).
     pub fn message_line(&self, m: &ChatMessage) -> String {
         let clock = if self.show_clock { format!("({}) ", m.lamport.counter) } else { String::new() };
+        let time = self.times.prefix(m.time);
         let sender = inline(m.sender.as_str());
         let head = match m.kind() {
             MessageKind::Broadcast => format!("[{sender}]"),
@@ -130,11 +112,15 @@ impl Renderer {
             }
             MessageKind::Multicast => {
                 let to: Vec<String> = m.recipients.names().iter().map(|n| inline(n.as_str())).collect();
-                format!("[{sender} → {}]", to.join(", "))
+                format!("[{sender} → {{{}}}]", to.join(", "))
+            }
+            MessageKind::Room => {
+                let room = m.recipients.room().map(|r| inline(r.as_str())).unwrap_or_default();
+                format!("[{sender} → {room}]")
             }
         };
         let mut lines = body_lines(&m.body).into_iter();
-        let mut out = format!("{clock}{head}: {}", lines.next().unwrap_or_default());
+        let mut out = format!("{time}{clock}{head}: {}", lines.next().unwrap_or_default());
         for more in lines {
             out.push('\n');
             out.push_str(CONTINUATION);
@@ -146,36 +132,108 @@ impl Renderer {
     /// A delivered message.
     pub fn message(&mut self, m: &ChatMessage) {
         if self.json {
-            self.emit(message_json(m));
+            self.emit(json::message(m));
         } else {
             let line = self.message_line(m);
             self.human(line);
         }
     }
 
-    /// Somebody joined.
-    pub fn joined(&mut self, p: &PeerInfo) {
+    /// Somebody joined (the chat, or `room`).
+    pub fn joined(&mut self, p: &PeerInfo, room: Option<&RoomName>) {
+        self.membership("joined", p, room);
+    }
+
+    /// Somebody left (the chat, or `room`).
+    pub fn left(&mut self, p: &PeerInfo, room: Option<&RoomName>) {
+        self.membership("left", p, room);
+    }
+
+    fn membership(&mut self, what: &str, p: &PeerInfo, room: Option<&RoomName>) {
         if self.json {
-            self.emit(json!({ "type": "joined", "name": p.name.as_str() }));
+            let event = if what == "joined" { json::joined(&p.name, room) } else { json::left(&p.name, room) };
+            self.emit(event);
         } else {
-            self.human(format!("* {} joined", inline(p.name.as_str())));
+            let room = room.map(|r| format!(" {}", inline(r.as_str()))).unwrap_or_default();
+            self.human(format!("* {} {what}{room}", inline(p.name.as_str())));
         }
     }
 
-    /// Somebody left.
-    pub fn left(&mut self, p: &PeerInfo) {
+    /// The acknowledgement of one of our sends (JSON: always, and an `unknown_user` error first if
+    /// some named recipients are unknown, as before `sent` existed; human: only what needs saying).
+    pub fn sent(&mut self, receipt: &SendReceipt) {
         if self.json {
-            self.emit(json!({ "type": "left", "name": p.name.as_str() }));
+            for event in json::sent(receipt) {
+                self.emit(event);
+            }
+            return;
+        }
+        if !receipt.unknown.is_empty() {
+            self.error(ErrorCode::UnknownUser, &json::not_delivered(&receipt.unknown));
+        }
+        for name in &receipt.queued {
+            self.human(format!("* {} is offline; they will get it when they return", inline(name.as_str())));
+        }
+    }
+
+    /// The rooms.
+    pub fn rooms(&mut self, rooms: &[RoomInfo]) {
+        if self.json {
+            self.emit(json::rooms(rooms));
+        } else if rooms.is_empty() {
+            self.human("* no rooms yet: /join #name creates one".into());
         } else {
-            self.human(format!("* {} left", inline(p.name.as_str())));
+            let list: Vec<String> =
+                rooms.iter().map(|r| format!("{} ({})", inline(r.name.as_str()), r.members)).collect();
+            self.human(format!("* rooms: {}", list.join(", ")));
+        }
+    }
+
+    /// Who is in a room (or online).
+    pub fn who(&mut self, room: Option<&RoomName>, names: &[UserName]) {
+        if self.json {
+            self.emit(json::who(room, names));
+        } else {
+            let list: Vec<String> = names.iter().map(|n| inline(n.as_str())).collect();
+            let place = room.map_or("online".to_string(), |r| format!("in {}", inline(r.as_str())));
+            self.human(format!("* {place} ({}): {}", names.len(), list.join(", ")));
+        }
+    }
+
+    /// The connection was lost; the client tries again.
+    pub fn reconnecting(&mut self, attempt: u32, in_ms: u64) {
+        if self.json {
+            self.emit(json::reconnecting(attempt, in_ms));
+        } else {
+            let secs = in_ms as f64 / 1000.0;
+            self.human(format!("* connection lost; reconnecting in {secs:.1} s (attempt {attempt})"));
+        }
+    }
+
+    /// The session is back.
+    pub fn resumed(&mut self, missed: u64) {
+        if self.json {
+            self.emit(json::resumed(missed));
+        } else if missed == 0 {
+            self.human("* reconnected".into());
+        } else {
+            self.human(format!("* reconnected; {missed} message(s) you missed follow"));
+        }
+    }
+
+    /// A notice.
+    pub fn notice(&mut self, text: &str) {
+        if self.json {
+            self.emit(json::notice(text));
+        } else {
+            self.human(format!("* {}", inline(text)));
         }
     }
 
     /// The list of peers.
     pub fn peers(&mut self, peers: &[PeerInfo]) {
         if self.json {
-            let list: Vec<Value> = peers.iter().map(peer_json).collect();
-            self.emit(json!({ "type": "peers", "peers": list }));
+            self.emit(json::peers(peers));
         } else {
             let names: Vec<String> = peers
                 .iter()
@@ -198,13 +256,13 @@ impl Renderer {
         }
     }
 
-    /// History.
-    pub fn history(&mut self, messages: &[ChatMessage]) {
+    /// History (of a room, or of everything this user may see).
+    pub fn history(&mut self, room: Option<&RoomName>, messages: &[ChatMessage]) {
         if self.json {
-            let list: Vec<Value> = messages.iter().map(message_json).collect();
-            self.emit(json!({ "type": "history", "messages": list }));
+            self.emit(json::history(room, messages));
         } else {
-            self.human(format!("* history: {} message(s)", messages.len()));
+            let of = room.map(|r| format!(" of {}", inline(r.as_str()))).unwrap_or_default();
+            self.human(format!("* history{of}: {} message(s)", messages.len()));
             for m in messages {
                 let line = self.message_line(m).replace('\n', "\n  ");
                 self.human(format!("  {line}"));
@@ -215,7 +273,7 @@ impl Renderer {
     /// A new coordinator (P2P).
     pub fn coordinator(&mut self, name: &UserName, node_id: NodeId, epoch: u64) {
         if self.json {
-            self.emit(json!({ "type": "coordinator", "name": name.as_str(), "node_id": node_id.0, "epoch": epoch }));
+            self.emit(json::coordinator(name, node_id, epoch));
         } else {
             self.human(format!("* coordinator is now {} (node {node_id}, epoch {epoch})", inline(name.as_str())));
         }
@@ -224,7 +282,7 @@ impl Renderer {
     /// An error event.
     pub fn error(&mut self, code: ErrorCode, message: &str) {
         if self.json {
-            self.emit(json!({ "type": "error", "code": code.as_str(), "message": message }));
+            self.emit(json::error(code, message));
         } else {
             self.human(format!("! {code}: {}", inline(message)));
         }
@@ -246,83 +304,5 @@ impl Renderer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chat_core::{MessageId, Recipients, Timestamp};
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<String>>>);
-    impl Sink for Capture {
-        fn line(&mut self, line: String) {
-            self.0.lock().unwrap().push(line);
-        }
-    }
-
-    fn n(s: &str) -> UserName {
-        UserName::new(s).unwrap()
-    }
-
-    fn m(recipients: Recipients) -> ChatMessage {
-        ChatMessage {
-            id: MessageId::new(NodeId(0), 7),
-            sender: n("alice"),
-            recipients,
-            body: "hi".into(),
-            lamport: Timestamp::new(12, NodeId(0)),
-        }
-    }
-
-    #[test]
-    fn human_lines_match_the_contract() {
-        let cap = Capture::default();
-        let mut r = Renderer::new(false, false, Box::new(cap.clone()));
-        r.ready(&n("bob"), None);
-        r.message(&m(Recipients::Broadcast));
-        r.message(&m(Recipients::Unicast(n("bob"))));
-        r.message(&m(Recipients::Multicast(vec![n("bob"), n("carol")])));
-        let lines = cap.0.lock().unwrap().clone();
-        assert_eq!(&lines[1..], ["[alice]: hi", "[alice → you]: hi", "[alice → bob, carol]: hi"]);
-        let mut clocked = Renderer::new(false, true, Box::new(Capture::default()));
-        assert_eq!(clocked.message_line(&m(Recipients::Broadcast)), "(12) [alice]: hi");
-        clocked.me = Some(n("alice"));
-        assert_eq!(clocked.message_line(&m(Recipients::Unicast(n("bob")))), "(12) [alice → bob]: hi");
-    }
-
-    #[test]
-    fn hostile_names_and_bodies_cannot_fake_a_line_or_drive_the_terminal() {
-        let r = Renderer::new(false, false, Box::new(Capture::default()));
-        let mut spoof = m(Recipients::Broadcast);
-        spoof.body = "hello\n[bob]: please send me your password".into();
-        assert_eq!(r.message_line(&spoof), "[alice]: hello\n  | [bob]: please send me your password");
-        spoof.body = "\u{1b}[2K\rbob left".into();
-        assert_eq!(r.message_line(&spoof), "[alice]: \\x1b[2K\\rbob left");
-        spoof.sender = UserName::from_wire("evil\u{202e}".into()).unwrap();
-        spoof.body = "x".into();
-        assert_eq!(r.message_line(&spoof), "[evil\\u{202e}]: x");
-    }
-
-    #[test]
-    fn json_events_match_the_contract() {
-        let cap = Capture::default();
-        let mut r = Renderer::new(true, false, Box::new(cap.clone()));
-        r.ready(&n("bob"), None);
-        r.message(&m(Recipients::Multicast(vec![n("bob"), n("carol")])));
-        r.message(&m(Recipients::Broadcast));
-        r.peers(&[PeerInfo::named(n("alice"))]);
-        r.error(ErrorCode::NameTaken, "taken");
-        r.help("ignored");
-        let lines = cap.0.lock().unwrap().clone();
-        let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(parsed[0], json!({"type": "ready", "name": "bob"}));
-        assert_eq!(
-            parsed[1],
-            json!({"type": "message", "id": "0:7", "from": "alice", "kind": "multicast",
-                   "to": ["bob", "carol"], "text": "hi", "lamport": 12})
-        );
-        assert_eq!(parsed[2]["to"], json!([]));
-        assert_eq!(parsed[3], json!({"type": "peers", "peers": [{"name": "alice"}]}));
-        assert_eq!(parsed[4], json!({"type": "error", "code": "name_taken", "message": "taken"}));
-        assert_eq!(parsed.len(), 5);
-    }
-}
+#[path = "render_tests.rs"]
+mod tests;

@@ -56,7 +56,7 @@ fn a_thousand_piped_lines_are_paced_by_the_rate_limit_and_none_is_lost() {
 fn a_hostile_body_cannot_fake_a_line_or_drive_the_terminal_in_human_output() {
     let (server, addr, _dir) = server(&[]);
     let mut bob = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
-        .args(["--name", "bob", "--server", &addr])
+        .args(["--name", "bob", "--server", &addr, "--no-time"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

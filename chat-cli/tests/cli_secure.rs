@@ -18,6 +18,15 @@ fn chat_cli(args: &[&str], stdin: &str) -> std::process::Output {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // Bounded: a child that hangs is killed and the test fails on its output.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.wait_with_output().unwrap()
 }
 

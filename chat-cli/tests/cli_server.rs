@@ -21,7 +21,7 @@ fn server_and_three_clients_over_json() {
 
     // Global flags after the subcommand work too.
     let mut alice = spawn(&["join", "--json", "--name", "alice", "--server", &addr]);
-    assert_eq!(alice.event(), serde_json::json!({"type": "ready", "name": "alice"}));
+    assert_eq!(alice.event(), serde_json::json!({"type": "ready", "name": "alice", "rooms": []}));
     let mut bob = spawn(&["--json", "--name", "bob", "--server", &addr]);
     bob.event_of("ready");
     let mut carol = spawn(&["--mode", "server", "--json", "--name", "carol", "--server", &addr]);
@@ -52,6 +52,8 @@ fn server_and_three_clients_over_json() {
     assert_eq!(m["to"], serde_json::json!(["alice", "bob"]));
     let e = carol.event_of("error");
     assert_eq!(e["code"], "unknown_user");
+    let sent = carol.event_of("sent");
+    assert_eq!((&sent["unknown"], &sent["queued"]), (&serde_json::json!(["nobody"]), &serde_json::json!([])));
 
     alice.say("/peers");
     let peers = alice.event_of("peers");

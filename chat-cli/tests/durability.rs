@@ -74,6 +74,7 @@ async fn send_until_cut(addr: &str, round: usize) -> Vec<String> {
                 recipients: Recipients::Broadcast,
                 body: body.clone(),
                 sent_at: Timestamp::default(),
+                key: 0,
             };
             if writer.queue(&frame).is_err() {
                 return acked;

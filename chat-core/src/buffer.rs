@@ -171,6 +171,7 @@ mod tests {
             recipients,
             body: format!("m{origin}-{seq}"),
             lamport: Timestamp::new(seq, NodeId(origin)),
+            time: 0,
         }
     }
 

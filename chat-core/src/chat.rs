@@ -2,7 +2,7 @@
 
 use crate::{
     ChatMessage, CoreError, Event, LamportClock, MessageBuffer, NodeId, OutgoingMessage, PeerInfo, Recipients,
-    SendReceipt, Timestamp, Transport, UserName, buffer::Inserted, message::check_body,
+    RoomInfo, RoomName, SendReceipt, Timestamp, Transport, UserName, buffer::Inserted, message::check_body,
 };
 
 /// A chat session over any [`Transport`].
@@ -86,6 +86,35 @@ impl Chat {
         self.send(Recipients::Broadcast, body).await
     }
 
+    /// Sends a message to the members of a room (this participant must be one).
+    pub async fn send_to_room(&mut self, room: RoomName, body: impl Into<String>) -> Result<SendReceipt, CoreError> {
+        self.send(Recipients::Room(room), body).await
+    }
+
+    /// Joins a room (creating it if new); returns its recent messages, oldest first.
+    pub async fn join_room(&mut self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError> {
+        let messages = self.transport.join_room(room).await?;
+        if let Some(newest) = messages.last() {
+            self.observe(newest.lamport);
+        }
+        Ok(messages)
+    }
+
+    /// Leaves a room.
+    pub async fn part_room(&mut self, room: RoomName) -> Result<(), CoreError> {
+        self.transport.part_room(room).await
+    }
+
+    /// The rooms with members online.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError> {
+        self.transport.rooms().await
+    }
+
+    /// Who is online in `room`, or everywhere.
+    pub async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError> {
+        self.transport.who(room).await
+    }
+
     /// The next event. Messages already delivered (same ID) are skipped. `None` once closed.
     /// Cancel-safe, like [`Transport::recv`].
     pub async fn next_event(&mut self) -> Option<Event> {
@@ -108,7 +137,12 @@ impl Chat {
 
     /// The last `limit` messages this participant may see, oldest first.
     pub async fn history(&mut self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
-        let messages = self.transport.history(limit).await?;
+        self.history_of(None, limit).await
+    }
+
+    /// The last `limit` messages of `room` (or of everything this participant may see), oldest first.
+    pub async fn history_of(&mut self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+        let messages = self.transport.history(room, limit).await?;
         if let Some(newest) = messages.last() {
             self.observe(newest.lamport);
         }

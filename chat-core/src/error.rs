@@ -51,4 +51,13 @@ impl CoreError {
             CoreError::Closed(_) => ErrorCode::Disconnected,
         }
     }
+
+    /// The human-readable explanation without the code (for output that shows the code apart, so
+    /// it is not printed twice).
+    pub fn message(&self) -> String {
+        match self {
+            CoreError::Rejected { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatMessage, MessageId, NodeId, UserName};
+use crate::{ChatMessage, MessageId, NodeId, RoomName, UserName};
 
 /// Machine-readable error codes, shared by both topologies and shown as `"code"` in `--json`
 /// error events. Serialized in `snake_case` (`name_taken`, `unknown_user`, ...).
@@ -43,6 +43,10 @@ pub enum ErrorCode {
     /// The password or token was wrong, or the account unknown (the same answer for both), or a
     /// credential is required: check it and log in again.
     AuthFailed,
+    /// Not a member of that room: join it first.
+    NotMember,
+    /// A count limit was reached (rooms per user, rooms on the server): leave something first.
+    TooMany,
 }
 
 impl ErrorCode {
@@ -64,6 +68,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Flood => "flood",
             ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::TooMany => "too_many",
         }
     }
 }
@@ -103,6 +109,20 @@ pub enum Event {
     PeerJoined(PeerInfo),
     /// Somebody left or was found dead.
     PeerLeft(PeerInfo),
+    /// Somebody joined a room this participant is in.
+    RoomJoined {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Somebody left a room this participant is in (parted, or their session ended).
+    RoomLeft {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        peer: PeerInfo,
+    },
     /// A (new) coordinator is known (P2P topology).
     CoordinatorChanged {
         /// Its name.
@@ -126,6 +146,34 @@ pub enum Event {
         /// Human-readable explanation.
         reason: String,
     },
+    /// The connection was lost; the transport tries again (`attempt`, from 1) in `in_ms` milliseconds.
+    /// Sends meanwhile wait and go out after the resume.
+    Reconnecting {
+        /// Which attempt this will be.
+        attempt: u32,
+        /// When, in milliseconds from now.
+        in_ms: u64,
+    },
+    /// The session is back; `missed` messages that arrived meanwhile follow (in order, once each).
+    Resumed {
+        /// How many messages are delivered because of the gap.
+        missed: u64,
+    },
+    /// Something to tell the user that is neither an error nor a message (for instance, old offline
+    /// messages that were dropped because too many waited).
+    Notice {
+        /// What happened.
+        text: String,
+    },
+}
+
+/// A room as listed by [`crate::Transport::rooms`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Its name.
+    pub name: RoomName,
+    /// How many of its members are online.
+    pub members: u32,
 }
 
 /// What [`crate::Transport::send`] answers once the message has been accepted and ordered.
@@ -133,6 +181,8 @@ pub enum Event {
 pub struct SendReceipt {
     /// The ID the message was given.
     pub id: MessageId,
-    /// Named recipients that are not online and so did not receive it (the others did).
+    /// Named recipients nobody knows (never seen, no account): they will never receive it.
     pub unknown: Vec<UserName>,
+    /// Named recipients who are offline but known: the message waits for their next login.
+    pub queued: Vec<UserName>,
 }

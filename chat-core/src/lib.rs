@@ -8,6 +8,7 @@
 //! | module      | owns                                                                    |
 //! |-------------|-------------------------------------------------------------------------|
 //! | `name`      | [`UserName`] (normalized, validated), [`NameKey`], [`NameMap`] (uniqueness) |
+//! | `room`      | [`RoomName`] (`#name`, case-insensitive)                                |
 //! | `id`        | [`NodeId`], [`MessageId`]                                               |
 //! | `clock`     | [`LamportClock`] and totally ordered [`Timestamp`]s                      |
 //! | `message`   | [`ChatMessage`], [`Recipients`], [`MessageKind`], [`MAX_BODY_LEN`]       |
@@ -27,14 +28,16 @@ mod id;
 mod message;
 mod name;
 pub mod rate;
+mod room;
 mod transport;
 
 pub use buffer::{DedupWindow, MessageBuffer};
 pub use chat::Chat;
 pub use clock::{LamportClock, MAX_CLOCK_JUMP, Timestamp};
 pub use error::CoreError;
-pub use event::{ErrorCode, Event, PeerInfo, SendReceipt};
+pub use event::{ErrorCode, Event, PeerInfo, RoomInfo, SendReceipt};
 pub use id::{MessageId, NodeId};
 pub use message::{ChatMessage, MAX_BODY_LEN, MAX_MULTICAST_RECIPIENTS, MessageKind, Recipients, check_body};
 pub use name::{MAX_NAME_LEN, NAME_PUNCTUATION, NameKey, NameMap, UserName};
+pub use room::{MAX_ROOM_LEN, RoomKey, RoomName};
 pub use transport::{OutgoingMessage, Transport};

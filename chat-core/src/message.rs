@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CoreError, MessageId, Timestamp, UserName};
+use crate::{CoreError, MessageId, RoomName, Timestamp, UserName};
 
 /// Largest accepted message body, in bytes of UTF-8.
 pub const MAX_BODY_LEN: usize = 64 * 1024;
@@ -21,6 +21,8 @@ pub enum Recipients {
     Multicast(Vec<UserName>),
     /// Everybody online (`hi`, `/all hi`, `BROADCAST:ALL:hi`).
     Broadcast,
+    /// The members of a room (`/switch #ops` then `hi`).
+    Room(RoomName),
 }
 
 impl Recipients {
@@ -47,6 +49,15 @@ impl Recipients {
             Recipients::Unicast(_) => MessageKind::Unicast,
             Recipients::Multicast(_) => MessageKind::Multicast,
             Recipients::Broadcast => MessageKind::Broadcast,
+            Recipients::Room(_) => MessageKind::Room,
+        }
+    }
+
+    /// The room, for a room message.
+    pub fn room(&self) -> Option<&RoomName> {
+        match self {
+            Recipients::Room(room) => Some(room),
+            _ => None,
         }
     }
 
@@ -55,14 +66,17 @@ impl Recipients {
         match self {
             Recipients::Unicast(name) => std::slice::from_ref(name),
             Recipients::Multicast(list) => list,
-            Recipients::Broadcast => &[],
+            Recipients::Broadcast | Recipients::Room(_) => &[],
         }
     }
 
-    /// Whether `user` is an intended recipient (everybody is, for a broadcast).
+    /// Whether `user` is an intended recipient: everybody is, for a broadcast; the named users for a
+    /// unicast or multicast; for a room, membership is not in the message, so nobody here (whoever
+    /// orders room messages checks membership).
     pub fn includes(&self, user: &UserName) -> bool {
         match self {
             Recipients::Broadcast => true,
+            Recipients::Room(_) => false,
             _ => self.names().contains(user),
         }
     }
@@ -78,6 +92,8 @@ pub enum MessageKind {
     Multicast,
     /// To everybody.
     Broadcast,
+    /// To the members of a room.
+    Room,
 }
 
 impl MessageKind {
@@ -87,6 +103,7 @@ impl MessageKind {
             MessageKind::Unicast => "unicast",
             MessageKind::Multicast => "multicast",
             MessageKind::Broadcast => "broadcast",
+            MessageKind::Room => "room",
         }
     }
 }
@@ -123,11 +140,15 @@ pub struct ChatMessage {
     pub body: String,
     /// Lamport timestamp of the ordering event; the delivery order is the order of these stamps.
     pub lamport: Timestamp,
+    /// Wall-clock time at which the message was ordered, in milliseconds since the Unix epoch (UTC),
+    /// by whoever ordered it (the server, or the P2P coordinator); 0 if unknown (older logs).
+    pub time: u64,
 }
 
 impl ChatMessage {
     /// Whether `user` may see this message: everybody sees broadcasts; unicasts and multicasts are
-    /// visible to their sender and their named recipients only.
+    /// visible to their sender and their named recipients only; a room message to its sender here,
+    /// and to the room's members (which the orderer knows, not the message).
     pub fn is_visible_to(&self, user: &UserName) -> bool {
         &self.sender == user || self.recipients.includes(user)
     }
@@ -155,6 +176,7 @@ mod tests {
             recipients,
             body: "hi".into(),
             lamport: Timestamp::new(1, NodeId(0)),
+            time: 0,
         };
         let direct = mk(Recipients::Unicast(name("bob")));
         assert!(direct.is_visible_to(&name("alice")));

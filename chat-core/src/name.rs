@@ -190,6 +190,25 @@ impl<V> NameMap<V> {
         self.entries.get_key_value(registered)
     }
 
+    /// Like [`NameMap::get`], with the value mutable.
+    pub fn get_mut(&mut self, name: &UserName) -> Option<(&UserName, &mut V)> {
+        let registered = name.keys().iter().find_map(|k| self.keys.get(k))?;
+        let value = self.entries.get_mut(registered)?;
+        Some((registered, value))
+    }
+
+    /// The value of `registered`, a name exactly as registered (as [`NameMap::find`] returns it):
+    /// no normalization, so cheaper than [`NameMap::get`].
+    pub fn get_registered(&self, registered: &UserName) -> Option<&V> {
+        self.entries.get(registered)
+    }
+
+    /// The value of `registered`, a name exactly as registered (as [`NameMap::find`] returns it):
+    /// no normalization, so cheaper than [`NameMap::get_mut`].
+    pub fn get_registered_mut(&mut self, registered: &UserName) -> Option<&mut V> {
+        self.entries.get_mut(registered)
+    }
+
     /// Registers `name`; if the same name is registered already, gives back the value (nothing changes).
     pub fn insert(&mut self, name: UserName, value: V) -> Result<(), V> {
         if self.find(&name).is_some() {

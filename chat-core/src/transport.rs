@@ -12,7 +12,9 @@
 
 use async_trait::async_trait;
 
-use crate::{ChatMessage, CoreError, Event, PeerInfo, Recipients, SendReceipt, Timestamp, UserName};
+use crate::{
+    ChatMessage, CoreError, Event, PeerInfo, Recipients, RoomInfo, RoomName, SendReceipt, Timestamp, UserName,
+};
 
 /// A message as handed to a transport for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +41,10 @@ pub trait Transport: Send + Sync {
         None
     }
 
-    /// Sends a message; resolves once it has been accepted and ordered, with its ID and the named
-    /// recipients that are not online. Fails with [`CoreError::Rejected`] (e.g. every recipient unknown)
-    /// or [`CoreError::Closed`].
+    /// Sends a message; resolves once it is accepted, ordered and durable (the acknowledgement), with
+    /// its ID, the named recipients nobody knows, and those offline whom it waits for. Fails with
+    /// [`CoreError::Rejected`] (e.g. every recipient unknown, not a member of the room) or
+    /// [`CoreError::Closed`]. A transport that reconnects sends it again after a resume, once.
     async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError>;
 
     /// The next event, or `None` once the transport is closed (after a final
@@ -54,8 +57,22 @@ pub trait Transport: Send + Sync {
     /// Who is online now, the local participant included.
     async fn peers(&self) -> Result<Vec<PeerInfo>, CoreError>;
 
-    /// The last `limit` messages the local participant may see, oldest first.
-    async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError>;
+    /// The last `limit` messages the local participant may see, oldest first: of `room` only, or of
+    /// everything it may see (rooms it is in included) if `room` is `None`.
+    async fn history(&self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError>;
+
+    /// Joins `room` (creating it if it is new); returns its recent messages, oldest first. Members
+    /// of the room hear [`Event::RoomJoined`]. Joining a room one is in is not an error.
+    async fn join_room(&self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError>;
+
+    /// Leaves `room`; its members hear [`Event::RoomLeft`].
+    async fn part_room(&self, room: RoomName) -> Result<(), CoreError>;
+
+    /// The rooms that have members online, with how many.
+    async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError>;
+
+    /// Who is online in `room` (or everywhere, if `None`), sorted by name.
+    async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError>;
 
     /// Leaves cleanly: tells the others and closes. Idempotent.
     async fn leave(&mut self) -> Result<(), CoreError>;

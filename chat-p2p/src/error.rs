@@ -30,6 +30,15 @@ pub enum P2pError {
     /// The node task stopped before it joined.
     #[error("the node stopped before it joined")]
     Stopped,
+    /// The group secret file cannot be used (missing, malformed, readable by others, or, when
+    /// creating one, existing already): fix the file or make a new one.
+    #[error("group secret {path}: {reason}", path = path.display())]
+    Secret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl P2pError {
@@ -38,6 +47,7 @@ impl P2pError {
         match self {
             P2pError::Refused { code, .. } => *code,
             P2pError::Bind { .. } | P2pError::Timeout(_) | P2pError::Stopped => ErrorCode::Disconnected,
+            P2pError::Secret { .. } => ErrorCode::AuthFailed,
         }
     }
 }

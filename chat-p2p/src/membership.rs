@@ -185,7 +185,7 @@ mod tests {
     use super::*;
 
     fn member(id: u64, name: &str) -> Member {
-        Member { id: NodeId(id), name: UserName::new(name).unwrap(), addr: "127.0.0.1:1".parse().unwrap() }
+        Member { id: NodeId(id), name: UserName::new(name).unwrap(), addr: "127.0.0.1:1".parse().unwrap(), key: None }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! | message                 | channel            | from → to                 | purpose                                  |
 //! |-------------------------|--------------------|---------------------------|------------------------------------------|
-//! | `JoinRequest`           | multicast, or TCP to a `--peer` | joiner → group / known node | "admit me as `name` at `addr`"  |
+//! | `JoinRequest`           | multicast, or TCP to a `--peer` | joiner → group / known node | "admit me as `name` at `addr`" (with a secret: "whose links use `key`") |
 //! | `JoinAck`               | TCP                | coordinator → joiner      | ID, members, term, start position, history |
 //! | `JoinRefused`           | TCP                | coordinator → joiner      | e.g. `name_taken`                        |
 //! | `Joined` / `Left`       | TCP                | coordinator → members     | membership changes                       |
@@ -21,12 +21,31 @@
 //! New variants go at the end of [`PeerMsg`]: bincode encodes a variant by its index, so earlier
 //! variants keep their encoding and older nodes still decode them.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 use chat_core::{ChatMessage, ErrorCode, MessageId, NodeId, Recipients, Timestamp, UserName};
 use serde::{Deserialize, Serialize};
 
 use crate::election::{ElectionMsg, Term};
+
+/// A node's static public key (X25519) in a group with a secret: the identity its Noise links are
+/// authenticated with, drawn fresh by every process and bound to a node ID by the coordinator at join.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerKey(pub [u8; 32]);
+
+impl fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKey({self})")
+    }
+}
+
+impl fmt::Display for PeerKey {
+    /// The first 8 bytes in hex: enough to tell keys apart in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
 
 /// A member of the group as every node knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +56,8 @@ pub struct Member {
     pub name: UserName,
     /// Where it accepts TCP connections.
     pub addr: SocketAddr,
+    /// The key its links are authenticated with (groups with a secret; `None` without).
+    pub key: Option<PeerKey>,
 }
 
 /// A place in the total order: the term of the coordinator that ordered it and an index from 1.
@@ -111,6 +132,10 @@ pub enum PeerMsg {
         /// The joiner's Lamport counter: the coordinator observes it before admitting, so whatever
         /// the joiner delivers next is stamped above what it delivered before (in another group).
         clock: u64,
+        /// The joiner's static public key (groups with a secret): the coordinator binds the new
+        /// member's ID to it, and every member takes that member's frames only over links
+        /// authenticated with it.
+        key: Option<PeerKey>,
     },
     /// Admission.
     JoinAck {
@@ -257,6 +282,10 @@ pub enum PeerMsg {
 }
 
 /// A message with its sender's identity, as framed on the wire.
+///
+/// `from` is a claim: a receiver takes it only if it agrees with the link the frame came over (a
+/// member's ID only over that member's authenticated link, never this node's own ID; see
+/// `node/identity.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sender's node ID (`None` before it has one).

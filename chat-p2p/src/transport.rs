@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName,
+    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, RoomInfo, RoomName, SendReceipt,
+    Transport, UserName,
 };
 use chat_transport::discovery::{DEFAULT_GROUP, DiscoveryConfig, DiscoverySocket};
 use chat_transport::memory::MemoryNetwork;
@@ -26,8 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::P2pError;
-use crate::node::{Limits, Node, NodeConfig};
+use crate::node::{Counters, Limits, Node, NodeConfig};
 use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NodeRequest, Shared, now};
+use crate::secure::{GroupSecret, Security};
 
 /// Local requests queued for the node task.
 const REQUEST_QUEUE: usize = 64;
@@ -62,6 +64,15 @@ pub struct P2pConfig {
     /// (`RateLimited`) and its node resubmits after the wait, so nothing is lost; one that keeps
     /// submitting anyway is removed (`flood`).
     pub limits: Option<Limits>,
+    /// The group secret (default none). With it every TCP link is authenticated and encrypted
+    /// (Noise) and every discovery datagram sealed (see [`crate::secure`]); only nodes holding the
+    /// same secret get in, and each member can send only as itself. Without it, anybody who can
+    /// reach the node or the multicast group can join and forge: keep such nodes on loopback.
+    pub secret: Option<GroupSecret>,
+    /// The address to advertise instead of the listening one (default none: the listening address,
+    /// an unspecified IP replaced by [`P2pConfig::interface`]): for a node reached through a port
+    /// forward or a relay.
+    pub advertise: Option<SocketAddr>,
 }
 
 impl P2pConfig {
@@ -79,6 +90,8 @@ impl P2pConfig {
             join_timeout: node.join_timeout,
             history: node.history,
             limits: node.limits,
+            secret: None,
+            advertise: None,
         }
     }
 
@@ -112,8 +125,9 @@ pub struct P2pTransport {
 ///
 /// Fails with [`P2pError::Refused`] (e.g. `name_taken`) if the coordinator refuses the name, with
 /// [`P2pError::Refused`] (`invalid_name`) before anything starts if the name breaks the naming rules
-/// of [`UserName::new`] (a name built with [`UserName::from_wire`] may), with [`P2pError::Bind`] if
-/// a socket cannot be bound.
+/// of [`UserName::new`] (a name built with [`UserName::from_wire`] may), with [`P2pError::Refused`]
+/// (`auth_failed`) if the nodes here hold another group secret (or need one and this node has none)
+/// and none admitted it, with [`P2pError::Bind`] if a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     check_name(&config.name)?;
     let what = "tcp listener";
@@ -122,7 +136,8 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
     let discovery =
         DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
-    start(config, addr, Network { listener, dialer: TcpDialer::default(), discovery }).await
+    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    start(config, addr, Network { listener, dialer: TcpDialer::default(), discovery, security }).await
 }
 
 /// Starts a node on an in-memory network instead of TCP and UDP multicast, and joins (or founds) a
@@ -140,7 +155,8 @@ pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransp
     let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
     let dialer = net.dialer(addr);
     let discovery = net.join_group(config.group, addr);
-    start(config, addr, Network { listener, dialer, discovery }).await
+    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    start(config, addr, Network { listener, dialer, discovery, security }).await
 }
 
 /// Refuses a name the coordinator would refuse: the naming rules of [`UserName::new`], normalized.
@@ -159,9 +175,12 @@ fn bind_error(what: &'static str, e: std::io::Error) -> P2pError {
     P2pError::Bind { what, source: e.into() }
 }
 
-/// The address a node advertises: where it listens, with an unspecified IP replaced by the
-/// configured interface.
+/// The address a node advertises: [`P2pConfig::advertise`], or where it listens, with an unspecified
+/// IP replaced by the configured interface.
 fn advertised(config: &P2pConfig, mut addr: SocketAddr) -> SocketAddr {
+    if let Some(advertise) = config.advertise {
+        return advertise;
+    }
     if addr.ip().is_unspecified() {
         addr.set_ip(IpAddr::V4(config.interface));
     }
@@ -186,6 +205,10 @@ where
     node_config.join_timeout = config.join_timeout;
     node_config.history = config.history;
     node_config.limits = config.limits;
+    node_config.key = network.security.as_ref().map(|s| s.key);
+    if let Some(security) = &network.security {
+        tracing::info!(%addr, key = %security.key, secret = %security.secret_id, "joining a group with a secret");
+    }
     let node = Node::new(now(), node_config);
 
     let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -243,6 +266,20 @@ impl P2pTransport {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
+
+    /// What the node refused or throttled so far (forged identities, unauthenticated traffic,
+    /// far-ahead clocks, rate limits), as of its last step.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters.lock().map(|g| *g).unwrap_or_default()
+    }
+}
+
+/// Rooms are not replicated between P2P nodes yet.
+fn no_rooms(room: &RoomName) -> CoreError {
+    CoreError::Rejected {
+        code: ErrorCode::NotMember,
+        message: format!("{room}: rooms are not available in P2P mode yet"),
+    }
 }
 
 #[async_trait]
@@ -277,10 +314,32 @@ impl Transport for P2pTransport {
         rx.await.map_err(|_| closed())
     }
 
-    async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+    async fn history(&self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+        if let Some(room) = room {
+            return Err(no_rooms(&room));
+        }
         let (reply, rx) = oneshot::channel();
         self.requests.send(NodeRequest::History { limit, reply }).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
+    }
+
+    async fn join_room(&self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError> {
+        Err(no_rooms(&room))
+    }
+
+    async fn part_room(&self, room: RoomName) -> Result<(), CoreError> {
+        Err(no_rooms(&room))
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError> {
+        match room {
+            Some(room) => Err(no_rooms(&room)),
+            None => self.peers().await,
+        }
     }
 
     async fn leave(&mut self) -> Result<(), CoreError> {

@@ -70,7 +70,8 @@ async fn peer_clocks_at_the_end_of_time_are_refused_and_no_clock_jumps() {
         };
         let forged = Envelope { from: Some(member_id), addr: member, msg: PeerMsg::Submit(boom) };
         to_coordinator.write_frame(&forged).await.expect("written");
-        let request = PeerMsg::JoinRequest { name: name("mallory"), addr: loopback(1), nonce: 7, clock: u64::MAX };
+        let request =
+            PeerMsg::JoinRequest { name: name("mallory"), addr: loopback(1), nonce: 7, clock: u64::MAX, key: None };
         to_coordinator.write_frame(&Envelope { from: None, addr: loopback(1), msg: request }).await.expect("written");
         // To the member, posing as the coordinator: a heartbeat stamped at the end of time.
         let mut to_member = raw(&net, loopback(2), member).await;

@@ -306,7 +306,7 @@ async fn a_late_joiner_receives_the_history() {
         nodes.push(start("carol", 47_604).await);
         let refs: Vec<&P2pTransport> = nodes.iter().collect();
         wait_agreed(&refs, 3).await;
-        let history = nodes[2].history(100).await.expect("history");
+        let history = nodes[2].history(None, 100).await.expect("history");
         let ids: Vec<MessageId> = history.iter().map(|m| m.id).collect();
         assert_eq!(ids, sent, "carol's history holds the broadcasts, in order, and not the unicast");
         assert!(!ids.contains(&private));

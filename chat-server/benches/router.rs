@@ -42,6 +42,7 @@ fn broadcast(c: &mut Criterion) {
                         recipients: Recipients::Broadcast,
                         body: body.clone(),
                         sent_at: Timestamp::new(req, NodeId(1)),
+                        key: 0,
                     },
                 );
                 let mut outputs = 0u32;

@@ -154,6 +154,9 @@ impl Accounts {
 
     /// Registers `name` with `password`.
     pub fn add(&mut self, name: UserName, password: &str) -> Result<(), ServerError> {
+        if crate::router::is_reserved(&name) {
+            return Err(refused(format!("{name} is reserved for the server's notices")));
+        }
         if let Some(taken) = self.accounts.find(&name) {
             return Err(refused(format!("{taken} is registered already")));
         }
@@ -242,6 +245,7 @@ mod tests {
         accounts.add(n("Alice"), "correct horse").unwrap();
         assert!(accounts.add(n("alice"), "another one").is_err(), "the same name, another case");
         assert!(accounts.add(n("bob"), "short").is_err(), "too short");
+        assert!(accounts.add(n("sistema"), "correct horse").is_err(), "the name of the server's notices");
         let token = accounts.issue_token(&n("ALICE")).unwrap();
         accounts.save().unwrap();
         #[cfg(unix)]

@@ -18,6 +18,8 @@
 //! Bodies are escaped so a record stays on one line: `\` → `\\`, newline → `\n`, carriage return →
 //! `\r`, tab → `\t`, other control characters → `\u{..}`.
 //!
+//! `show --json` ([`show_json`]) prints one JSON object per record instead, with every field.
+//!
 //! # `verify`: the rules checked
 //!
 //! Every record's checksum (corruption before the tail is a [`Violation`] with its byte offset; a torn
@@ -61,6 +63,17 @@ pub struct ShowSummary {
 /// Fails with [`ServerError::CorruptJournal`] (after printing every record before it) on corruption
 /// before the tail, and with [`ServerError::Io`] if the file cannot be read or `out` written.
 pub fn show(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError> {
+    show_as(dir, out, false)
+}
+
+/// Prints the journal in `dir` as JSON lines: one object per record, `{"offset": N, "record":
+/// {"<Kind>": {fields}}}` with every field of the record (see `crate::journal::record`);
+/// `Consumed` records are printed as they are, not expanded. Fails as [`show`].
+pub fn show_json(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError> {
+    show_as(dir, out, true)
+}
+
+fn show_as(dir: &Path, out: &mut impl Write, json: bool) -> Result<ShowSummary, ServerError> {
     let path = journal_path(dir);
     let mut summary = ShowSummary::default();
     let mut reader = match RecordReader::open(File::open(&path)?)? {
@@ -80,6 +93,12 @@ pub fn show(dir: &Path, out: &mut impl Write) -> Result<ShowSummary, ServerError
     let mut ignored = Vec::new();
     while let Some(item) = reader.next_item()? {
         match item {
+            Item::Record { record, offset } if json => {
+                summary.records += 1;
+                let line = serde_json::json!({ "offset": offset, "record": record });
+                writeln!(out, "{line}")?;
+                summary.lines += 1;
+            }
             Item::Record { record, .. } => {
                 summary.records += 1;
                 replay.apply(&record, &mut deliveries, &mut ignored);
@@ -118,16 +137,25 @@ fn record_line(record: &Record) -> Option<String> {
         Record::Start { after } => format!("START after {after}"),
         Record::Join { name, after } => format!("JOIN {name} after {after}"),
         Record::Leave { name, after, reason } => format!("LEAVE {name} after {after} ({})", escape(reason)),
-        Record::Store { message } => {
-            let to = match &message.recipients {
-                Recipients::Broadcast => "ALL".to_owned(),
-                named => named.names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","),
-            };
-            let kind = kind_upper(&message.recipients);
-            format!("STORE [{}] {kind} FROM {} TO {to}: {}", lamport(message), message.sender, escape(&message.body))
-        }
+        Record::Store { message } => store_line(&message.clone().into()),
+        Record::Stored(stored) => store_line(&stored.message),
+        Record::Session { name, quiet, .. } => format!("SESSION {name}{}", if *quiet { " quiet" } else { "" }),
+        Record::Kept { name, after } => format!("KEPT {name} after {after}"),
+        Record::RoomJoin { room, name, after } => format!("ROOM JOIN {room} {name} after {after}"),
+        Record::RoomPart { room, name, after } => format!("ROOM PART {room} {name} after {after}"),
         Record::Consumed { .. } => return None,
     })
+}
+
+/// `STORE [lamport] KIND FROM sender TO recipients: body` (recipients: `ALL`, names, or the room).
+fn store_line(message: &ChatMessage) -> String {
+    let to = match &message.recipients {
+        Recipients::Broadcast => "ALL".to_owned(),
+        Recipients::Room(room) => room.to_string(),
+        named => named.names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","),
+    };
+    let kind = kind_upper(&message.recipients);
+    format!("STORE [{}] {kind} FROM {} TO {to}: {}", lamport(message), message.sender, escape(&message.body))
 }
 
 fn lamport(message: &ChatMessage) -> u64 {
@@ -139,6 +167,7 @@ fn kind_upper(recipients: &Recipients) -> &'static str {
         Recipients::Broadcast => "BROADCAST",
         Recipients::Unicast(_) => "UNICAST",
         Recipients::Multicast(_) => "MULTICAST",
+        Recipients::Room(_) => "ROOM",
     }
 }
 
@@ -286,15 +315,14 @@ mod tests {
     }
 
     fn store(seq: u64, lamport: u64, sender: &str, recipients: Recipients, body: &str) -> Record {
-        Record::Store {
-            message: ChatMessage {
-                id: MessageId::new(NodeId::SERVER, seq),
-                sender: name(sender),
-                recipients,
-                body: body.into(),
-                lamport: Timestamp::new(lamport, NodeId::SERVER),
-            },
-        }
+        Record::Stored(crate::journal::Stored::plain(ChatMessage {
+            id: MessageId::new(NodeId::SERVER, seq),
+            sender: name(sender),
+            recipients,
+            body: body.into(),
+            lamport: Timestamp::new(lamport, NodeId::SERVER),
+            time: 0,
+        }))
     }
 
     fn join(user: &str, after: u64) -> Record {

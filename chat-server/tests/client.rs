@@ -1,6 +1,7 @@
 //! The real client (`connect_with`) over an in-memory stream, against a fake server written here
 //! with chat-transport's handshake and framing: the client's shell and core together, no sockets.
 
+use chat_server::protocol::{Enter, SessionInfo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ const WAIT: Duration = Duration::from_secs(10);
 
 type ServerSide = Connection<MemoryStream, ClientFrame, ServerFrame>;
 
+/// A new session's `Welcome` part.
+fn fresh() -> SessionInfo {
+    SessionInfo { token: "tok".into(), grace_ms: 60_000, rooms: vec![], resumed: None, offline: 0 }
+}
+
 fn n(s: &str) -> UserName {
     UserName::new(s).unwrap()
 }
@@ -34,6 +40,7 @@ fn msg(seq: u64, body: &str) -> ChatMessage {
         recipients: Recipients::Broadcast,
         body: body.into(),
         lamport: Timestamp::new(seq, NodeId::SERVER),
+        time: 0,
     }
 }
 
@@ -42,17 +49,21 @@ async fn accept_login(listener: &mut MemoryListener, answer: ServerFrame) -> Ser
     let (mut stream, _) = listener.accept().await.unwrap();
     assert_eq!(handshake(&mut stream, Role::Server).await.unwrap(), Role::Client);
     let mut conn: ServerSide = Connection::new(stream);
-    assert_eq!(conn.read_frame().await.unwrap(), Some(ClientFrame::Login { name: n("alice") }));
+    let enter = Enter { name: n("alice"), credential: None, resume: None, quiet: false };
+    assert_eq!(conn.read_frame().await.unwrap(), Some(ClientFrame::Enter(enter)));
     conn.write_frame(&answer).await.unwrap();
     conn
 }
 
-/// alice connected through the in-memory network to a fake server announcing `heartbeat_ms`.
+/// alice connected through the in-memory network to a fake server announcing `heartbeat_ms`
+/// (without reconnection: these tests are about one connection's life).
 async fn logged_in(heartbeat_ms: u64) -> (ServerTransport, ServerSide) {
     let net = MemoryNetwork::new();
     let mut listener = net.bind(addr(1)).unwrap();
-    let config = ClientConfig::new(listener.local_addr().unwrap().to_string(), n("alice"));
-    let welcome = ServerFrame::Welcome { name: n("alice"), online: vec![n("alice"), n("bob")], heartbeat_ms };
+    let config =
+        ClientConfig { reconnect: None, ..ClientConfig::new(listener.local_addr().unwrap().to_string(), n("alice")) };
+    let welcome =
+        ServerFrame::Welcome { name: n("alice"), online: vec![n("alice"), n("bob")], heartbeat_ms, session: fresh() };
     let (client, server) = timeout(WAIT, async {
         tokio::join!(connect_with(net.dialer(addr(2)), config), accept_login(&mut listener, welcome))
     })
@@ -88,20 +99,24 @@ async fn requests_answers_events_and_leave_cross_an_in_memory_stream() {
             recipients: outgoing.recipients.clone(),
             body: "hi bob".into(),
             sent_at: outgoing.sent_at,
+            key: 1, // the request ID: a retry after a resume is stored once
         };
         assert_eq!(frame, Some(expected));
-        server.write_frame(&ServerFrame::Sent { req: 1, id, unknown: vec![] }).await.unwrap();
+        server.write_frame(&ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] }).await.unwrap();
     };
     let (receipt, ()) = tokio::join!(client.send(outgoing.clone()), fake);
-    assert_eq!(receipt, Ok(SendReceipt { id, unknown: vec![] }));
+    assert_eq!(receipt, Ok(SendReceipt { id, unknown: vec![], queued: vec![] }));
 
     let fake = async {
-        assert_eq!(next_frame(&mut server).await, Some(ClientFrame::History { req: 2, limit: 10 }));
-        let first = ServerFrame::History { req: 2, messages: vec![msg(1, "a"), msg(2, "b")], done: false };
+        assert_eq!(next_frame(&mut server).await, Some(ClientFrame::History { req: 2, limit: 10, room: None }));
+        let first = ServerFrame::History { req: 2, messages: vec![msg(1, "a"), msg(2, "b")], done: false, room: None };
         server.write_frame(&first).await.unwrap();
-        server.write_frame(&ServerFrame::History { req: 2, messages: vec![msg(3, "c")], done: true }).await.unwrap();
+        server
+            .write_frame(&ServerFrame::History { req: 2, messages: vec![msg(3, "c")], done: true, room: None })
+            .await
+            .unwrap();
     };
-    let (history, ()) = tokio::join!(client.history(10), fake);
+    let (history, ()) = tokio::join!(client.history(None, 10), fake);
     assert_eq!(history, Ok(vec![msg(1, "a"), msg(2, "b"), msg(3, "c")]));
 
     let fake = async {

@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// The servers' grace period in these tests.
+const GRACE: Duration = Duration::from_millis(500);
 
 fn n(s: &str) -> UserName {
     UserName::new(s).unwrap()
@@ -44,8 +46,15 @@ fn config(dir: Option<&Path>) -> ServerConfig {
         heartbeat: Duration::from_millis(300),
         // These tests send thousands of messages as fast as they can; flood control has its own tests.
         limits: None,
+        // A short grace period: a dropped connection's departure is announced soon after it.
+        grace: GRACE,
         ..ServerConfig::default()
     }
+}
+
+/// The same settings, on `addr` (to restart a server where its clients reconnect).
+fn at(addr: SocketAddr, config: ServerConfig) -> ServerConfig {
+    ServerConfig { listen: addr, ..config }
 }
 
 async fn start(config: ServerConfig) -> Running {
@@ -280,11 +289,12 @@ async fn slow_consumer_is_disconnected_and_others_keep_receiving() {
 }
 
 #[tokio::test]
-async fn restart_keeps_history_and_a_log_that_verifies() {
+async fn restart_keeps_history_sessions_and_a_log_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(Some(dir.path()))).await;
-    let mut alice = join(server.addr, "alice").await;
-    let mut bob = join(server.addr, "bob").await;
+    let addr = server.addr;
+    let mut alice = join(addr, "alice").await;
+    let mut bob = join(addr, "bob").await;
     alice.broadcast("one").await.unwrap();
     alice.send_to(n("bob"), "secret").await.unwrap();
     bob.broadcast("two").await.unwrap();
@@ -295,18 +305,23 @@ async fn restart_keeps_history_and_a_log_that_verifies() {
         next_message(&mut alice).await;
     }
     server.stop().await;
+    // bob's client noticed and tries again.
+    next_matching(&mut bob, |e| matches!(e, Event::Reconnecting { .. })).await;
 
-    let server = start(config(Some(dir.path()))).await;
+    // The same address, a long grace period: the sessions open at the stop are kept for bob to resume.
+    let server = start(at(addr, ServerConfig { grace: Duration::from_secs(30), ..config(Some(dir.path())) })).await;
     let mut carol = join(server.addr, "carol").await;
     let history: Vec<String> = carol.history(10).await.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(history, ["one", "two"], "carol must not see alice's direct message to bob");
-    let mut bob = join(server.addr, "bob").await;
+    let resumed = next_matching(&mut bob, |e| matches!(e, Event::Resumed { .. })).await;
+    assert_eq!(resumed, Event::Resumed { missed: 0 });
     let history: Vec<String> = bob.history(10).await.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(history, ["one", "secret", "two"]);
-    // The sequence continues after the restart.
+    // The sequence continues after the restart, and the resumed session receives it.
     carol.broadcast("three").await.unwrap();
     let m = next_message(&mut bob).await;
     assert_eq!((m.body.as_str(), m.id.seq), ("three", 4));
+    assert!(m.time > 0, "ordered at a wall-clock time");
     next_message(&mut carol).await;
     server.stop().await;
 
@@ -317,6 +332,7 @@ async fn restart_keeps_history_and_a_log_that_verifies() {
     let shown = String::from_utf8(shown).unwrap();
     assert!(shown.contains("BROADCAST FROM alice TO ALL: one"), "{shown}");
     assert!(shown.contains("UNICAST BY bob FROM alice: secret"), "{shown}");
+    assert!(shown.contains("KEPT bob"), "bob's session went on after the restart: {shown}");
     assert!(!shown.contains("BROADCAST BY carol FROM bob: two"), "carol was not online then: {shown}");
 }
 
@@ -350,10 +366,15 @@ async fn torn_log_tail_is_recovered_on_restart() {
 #[tokio::test]
 async fn shutdown_tells_clients() {
     let server = start(config(None)).await;
-    let mut alice = join(server.addr, "alice").await;
+    let once = ClientConfig { reconnect: None, ..ClientConfig::new(server.addr.to_string(), n("alice")) };
+    let mut alice = Chat::new(connect(once).await.unwrap());
+    let mut bob = join(server.addr, "bob").await;
     server.stop().await;
     let end = next_matching(&mut alice, |e| matches!(e, Event::Disconnected { .. })).await;
     assert!(matches!(end, Event::Disconnected { code: ErrorCode::ShuttingDown, .. }), "{end:?}");
+    // A client that reconnects (the default) says it is trying again, then gives up only much later.
+    let retry = next_matching(&mut bob, |e| matches!(e, Event::Reconnecting { .. })).await;
+    assert!(matches!(retry, Event::Reconnecting { attempt: 1, .. }), "{retry:?}");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ fn message(body_len: usize) -> ChatMessage {
         recipients: Recipients::Broadcast,
         body: "x".repeat(body_len),
         lamport: Timestamp::new(987_654, NodeId::SERVER),
+        time: 0,
     }
 }
 

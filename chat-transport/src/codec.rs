@@ -216,6 +216,7 @@ mod tests {
             any::<u64>(),
         )
             .prop_map(|(o, s, sender, recipients, body, c)| ChatMessage {
+                time: 0,
                 id: MessageId::new(NodeId(o), s),
                 sender,
                 recipients,

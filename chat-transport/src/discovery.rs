@@ -116,7 +116,18 @@ impl DiscoverySocket {
         }
     }
 
-    /// Receives one raw datagram (for tests and diagnostics).
+    /// Sends one raw datagram to the group (a topology that seals or encodes datagrams itself).
+    pub async fn send_raw(&self, datagram: &[u8]) -> Result<(), TransportError> {
+        if datagram.len() > MAX_DATAGRAM_LEN {
+            return Err(TransportError::FrameTooLarge { len: datagram.len() as u64, max: MAX_DATAGRAM_LEN });
+        }
+        self.socket.send_to(datagram, SocketAddr::V4(self.config.group)).await?;
+        Ok(())
+    }
+
+    /// Receives one raw datagram (for topologies that open datagrams themselves, tests and diagnostics).
+    ///
+    /// **Cancel-safe**: a datagram is either received whole or left in the socket.
     pub async fn recv_raw(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.socket.recv_from(buf).await
     }

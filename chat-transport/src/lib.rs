@@ -25,6 +25,6 @@ mod time;
 pub use codec::{FrameCodec, MAX_FRAME_LEN, decode_payload, decode_payload_borrowed, encode_frame, encode_payload};
 pub use connection::{Connection, FrameReader, FrameWriter, INITIAL_READ_BUFFER};
 pub use error::TransportError;
-pub use handshake::{PROTOCOL_VERSION, Role, handshake};
+pub use handshake::{PROTOCOL_VERSION, Role, handshake, handshake_accepting};
 pub use net::{ByteStream, Dialer, Listener, TcpDialer};
 pub use time::sleep_until;

@@ -77,6 +77,7 @@ fn message(seq: u64, body: &str) -> ChatMessage {
         recipients: Recipients::Broadcast,
         body: body.into(),
         lamport: Timestamp::new(seq, NodeId::SERVER),
+        time: 0,
     }
 }
 

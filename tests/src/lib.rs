@@ -7,6 +7,8 @@
 //! | item / file        | what                                                                          |
 //! |--------------------|-------------------------------------------------------------------------------|
 //! | [`TestServer`]     | a `chat_server` server on `127.0.0.1:0`, log on (in a tempdir) or off, stopped by [`TestServer::stop`] or on drop |
+//! | [`relay`]          | a loopback TCP relay that cuts every connection through it on demand (network blips) |
+//! | `tests/resume.rs`  | sessions resumed through cuts, a restart and the end of the grace period; offline messages across a restart |
 //! | [`load`]           | load scenarios over the server topology: broadcast fan-out, unicast closed loop, run by `chat_cli::loadgen` against a [`TestServer`] |
 //! | `tests/load.rs`    | a small smoke run (default suite) and the `#[ignore]`d full load runs          |
 //! | `src/bin/fanbench.rs`, `src/bench/` | `fanbench`: `chat_cli::loadgen` against ours, Redis (`RedisPubSub`) and NATS (`NatsPubSub`); `RESULT` lines, summary, chart |
@@ -37,6 +39,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod load;
+pub mod relay;
 
 /// How long [`TestServer::stop`] waits for the server to finish.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);

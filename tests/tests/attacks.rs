@@ -43,6 +43,7 @@ fn broadcast(req: u64, body: &str, counter: u64) -> ClientFrame {
         recipients: Recipients::Broadcast,
         body: body.into(),
         sent_at: Timestamp::new(counter, NodeId(0)),
+        key: 0,
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use chat_core::{NodeId, Recipients, Timestamp, UserName};
-use chat_server::protocol::{ClientFrame, ServerFrame};
+use chat_core::{NodeId, Recipients, RoomName, Timestamp, UserName};
+use chat_server::protocol::{ClientFrame, Enter, ServerFrame};
 use chat_transport::codec::LEN_PREFIX;
 use chat_transport::{FrameCodec, MAX_FRAME_LEN, Role, decode_payload_borrowed, encode_frame, handshake};
 use tokio::io::AsyncWriteExt;
@@ -42,6 +42,9 @@ pub struct ChatPubSub {
     heartbeat: Duration,
     /// The subscribers' user names (unicast destinations), shared by every clone.
     names: Arc<Vec<UserName>>,
+    /// Run in this room, quietly (`chat-cli bench`): every party joins it, "everyone" is its members,
+    /// and the sessions are not announced. `None`: broadcasts, announced logins.
+    room: Option<RoomName>,
 }
 
 /// A decoder of server frames: each connection (and each clone) has its own length state.
@@ -66,7 +69,13 @@ impl ChatPubSub {
             next_req: 1,
             heartbeat: PRE_WELCOME_HEARTBEAT,
             names: Arc::new(names),
+            room: None,
         })
+    }
+
+    /// The same, run in `room`, with quiet sessions: nobody outside the room sees the run.
+    pub fn in_room(self, room: RoomName) -> Self {
+        ChatPubSub { room: Some(room), ..self }
     }
 
     fn decoder(&mut self) -> &mut FrameCodec<ServerFrame, ()> {
@@ -94,8 +103,11 @@ impl PubSub for ChatPubSub {
             Party::Publisher(i) => user(&self.prefix, 'p', i)?,
         };
         handshake(stream, Role::Client).await.map_err(chat_error)?;
-        let login = encode_frame(&ClientFrame::Login { name }).map_err(chat_error)?;
-        stream.write_all(&login).await?;
+        let login = match &self.room {
+            None => ClientFrame::Login { name },
+            Some(_) => ClientFrame::Enter(Enter { name, credential: None, resume: None, quiet: true }),
+        };
+        stream.write_all(&encode_frame(&login).map_err(chat_error)?).await?;
         let mut buf = BytesMut::with_capacity(4096);
         let deadline = Instant::now() + OPEN_TIMEOUT;
         loop {
@@ -103,7 +115,14 @@ impl PubSub for ChatPubSub {
                 match frame {
                     ServerFrame::Welcome { heartbeat_ms, .. } => {
                         self.heartbeat = Duration::from_millis(heartbeat_ms.max(10));
-                        return Ok(buf);
+                        let Some(room) = self.room.clone() else { return Ok(buf) };
+                        let join = encode_frame(&ClientFrame::JoinRoom { req: 0, room }).map_err(chat_error)?;
+                        stream.write_all(&join).await?;
+                    }
+                    // The room's history answers the join: in the room from now on.
+                    ServerFrame::History { req: 0, done: true, .. } if self.room.is_some() => return Ok(buf),
+                    ServerFrame::Rejected { req: 0, code, message } => {
+                        return Err(io::Error::other(format!("cannot join the room: {code} {message}")));
                     }
                     ServerFrame::Refused { code, message } => {
                         return Err(io::Error::other(format!("login refused: {code} {message}")));
@@ -160,7 +179,10 @@ impl PubSub for ChatPubSub {
 
     fn encode_publish(&mut self, dest: Dest, body: &[u8], out: &mut BytesMut) -> io::Result<()> {
         let recipients = match dest {
-            Dest::Everyone => Recipients::Broadcast,
+            Dest::Everyone => match &self.room {
+                Some(room) => Recipients::Room(room.clone()),
+                None => Recipients::Broadcast,
+            },
             Dest::Subscriber(j) => Recipients::Unicast(
                 self.names.get(j).cloned().ok_or_else(|| io::Error::other(format!("no subscriber {j}")))?,
             ),
@@ -168,7 +190,7 @@ impl PubSub for ChatPubSub {
         let body = String::from_utf8(body.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let req = self.next_req;
         self.next_req += 1;
-        let frame = ClientFrame::Send { req, recipients, body, sent_at: Timestamp::new(req, NodeId(req)) };
+        let frame = ClientFrame::Send { req, recipients, body, sent_at: Timestamp::new(req, NodeId(req)), key: 0 };
         chat_transport::codec::encode_frame_into(&frame, out).map_err(chat_error)
     }
 

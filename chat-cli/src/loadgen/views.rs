@@ -32,6 +32,8 @@ pub enum ServerFrameView<'a> {
         #[serde(borrow)]
         online: Vec<&'a str>,
         heartbeat_ms: u64,
+        #[serde(borrow)]
+        session: SessionView<'a>,
     },
     Refused {
         code: ErrorCode,
@@ -43,6 +45,8 @@ pub enum ServerFrameView<'a> {
         id: MessageId,
         #[serde(borrow)]
         unknown: Vec<&'a str>,
+        #[serde(borrow)]
+        queued: Vec<&'a str>,
     },
     Rejected {
         req: u64,
@@ -59,6 +63,7 @@ pub enum ServerFrameView<'a> {
         #[serde(borrow)]
         messages: Vec<MessageView<'a>>,
         done: bool,
+        room: Option<&'a str>,
     },
     Joined {
         name: &'a str,
@@ -77,6 +82,43 @@ pub enum ServerFrameView<'a> {
         req: u64,
         retry_after_ms: u64,
     },
+    RoomJoined {
+        room: &'a str,
+        name: &'a str,
+    },
+    RoomParted {
+        room: &'a str,
+        name: &'a str,
+    },
+    Rooms {
+        req: u64,
+        #[serde(borrow)]
+        rooms: Vec<(&'a str, u32)>,
+    },
+    Who {
+        req: u64,
+        room: Option<&'a str>,
+        #[serde(borrow)]
+        names: Vec<&'a str>,
+    },
+    Done {
+        req: u64,
+    },
+    Notice {
+        text: &'a str,
+    },
+}
+
+/// A borrowed view of a `SessionInfo` (see [`ServerFrameView`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)] // each field is documented on `SessionInfo`
+pub struct SessionView<'a> {
+    pub token: &'a str,
+    pub grace_ms: u64,
+    #[serde(borrow)]
+    pub rooms: Vec<&'a str>,
+    pub resumed: Option<u64>,
+    pub offline: u64,
 }
 
 /// A borrowed view of a `ChatMessage` (see [`ServerFrameView`]).
@@ -93,6 +135,8 @@ pub struct MessageView<'a> {
     pub body: &'a str,
     /// Lamport stamp of the ordering event.
     pub lamport: Timestamp,
+    /// When it was ordered (ms since the Unix epoch).
+    pub time: u64,
 }
 
 /// A borrowed view of `Recipients`.
@@ -104,17 +148,23 @@ pub enum RecipientsView<'a> {
     Multicast(#[serde(borrow)] Vec<&'a str>),
     /// Everybody.
     Broadcast,
+    /// A room's members.
+    Room(&'a str),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::{ChatMessage, NodeId, Recipients, UserName};
-    use chat_server::protocol::ServerFrame;
+    use chat_core::{ChatMessage, NodeId, Recipients, RoomInfo, RoomName, UserName};
+    use chat_server::protocol::{ServerFrame, SessionInfo};
     use chat_transport::{decode_payload_borrowed, encode_payload};
 
     fn n(s: &str) -> UserName {
         UserName::new(s).unwrap()
+    }
+
+    fn room(s: &str) -> RoomName {
+        RoomName::new(s).unwrap()
     }
 
     fn message(recipients: Recipients) -> ChatMessage {
@@ -124,6 +174,7 @@ mod tests {
             recipients,
             body: "hi".into(),
             lamport: Timestamp::new(4, NodeId(0)),
+            time: 0,
         }
     }
 
@@ -135,9 +186,11 @@ mod tests {
                 Recipients::Unicast(u) => RecipientsView::Unicast(u.as_str()),
                 Recipients::Multicast(l) => RecipientsView::Multicast(l.iter().map(UserName::as_str).collect()),
                 Recipients::Broadcast => RecipientsView::Broadcast,
+                Recipients::Room(r) => RecipientsView::Room(r.as_str()),
             },
             body: &m.body,
             lamport: m.lamport,
+            time: m.time,
         }
     }
 
@@ -147,10 +200,27 @@ mod tests {
         let m1 = message(Recipients::Broadcast);
         let m2 = message(Recipients::Multicast(vec![n("bob"), n("carol")]));
         let m3 = message(Recipients::Unicast(n("bob")));
+        let m4 = message(Recipients::Room(room("#ops")));
         let cases: Vec<(ServerFrame, ServerFrameView<'_>)> = vec![
             (
-                ServerFrame::Welcome { name: n("bob"), online: vec![n("alice"), n("bob")], heartbeat_ms: 5 },
-                ServerFrameView::Welcome { name: "bob", online: vec!["alice", "bob"], heartbeat_ms: 5 },
+                ServerFrame::Welcome {
+                    name: n("bob"),
+                    online: vec![n("alice"), n("bob")],
+                    heartbeat_ms: 5,
+                    session: SessionInfo {
+                        token: "t".into(),
+                        grace_ms: 9,
+                        rooms: vec![room("#ops")],
+                        resumed: Some(2),
+                        offline: 1,
+                    },
+                },
+                ServerFrameView::Welcome {
+                    name: "bob",
+                    online: vec!["alice", "bob"],
+                    heartbeat_ms: 5,
+                    session: SessionView { token: "t", grace_ms: 9, rooms: vec!["#ops"], resumed: Some(2), offline: 1 },
+                },
             ),
             (
                 ServerFrame::Refused { code: ErrorCode::NameTaken, message: "x".into() },
@@ -158,9 +228,10 @@ mod tests {
             ),
             (ServerFrame::Message(m1.clone()), ServerFrameView::Message(view_of(&m1))),
             (ServerFrame::Message(m2.clone()), ServerFrameView::Message(view_of(&m2))),
+            (ServerFrame::Message(m4.clone()), ServerFrameView::Message(view_of(&m4))),
             (
-                ServerFrame::Sent { req: 3, id: m1.id, unknown: vec![n("zed")] },
-                ServerFrameView::Sent { req: 3, id: m1.id, unknown: vec!["zed"] },
+                ServerFrame::Sent { req: 3, id: m1.id, unknown: vec![n("zed")], queued: vec![n("bob")] },
+                ServerFrameView::Sent { req: 3, id: m1.id, unknown: vec!["zed"], queued: vec!["bob"] },
             ),
             (
                 ServerFrame::Rejected { req: 4, code: ErrorCode::TooLong, message: "long".into() },
@@ -168,8 +239,8 @@ mod tests {
             ),
             (ServerFrame::Peers { req: 5, names: vec![n("a")] }, ServerFrameView::Peers { req: 5, names: vec!["a"] }),
             (
-                ServerFrame::History { req: 6, messages: vec![m3.clone()], done: true },
-                ServerFrameView::History { req: 6, messages: vec![view_of(&m3)], done: true },
+                ServerFrame::History { req: 6, messages: vec![m3.clone()], done: true, room: Some(room("#ops")) },
+                ServerFrameView::History { req: 6, messages: vec![view_of(&m3)], done: true, room: Some("#ops") },
             ),
             (ServerFrame::Joined { name: n("a") }, ServerFrameView::Joined { name: "a" }),
             (
@@ -186,8 +257,26 @@ mod tests {
                 ServerFrame::RateLimited { req: 7, retry_after_ms: 20 },
                 ServerFrameView::RateLimited { req: 7, retry_after_ms: 20 },
             ),
+            (
+                ServerFrame::RoomJoined { room: room("#a"), name: n("b") },
+                ServerFrameView::RoomJoined { room: "#a", name: "b" },
+            ),
+            (
+                ServerFrame::RoomParted { room: room("#a"), name: n("b") },
+                ServerFrameView::RoomParted { room: "#a", name: "b" },
+            ),
+            (
+                ServerFrame::Rooms { req: 8, rooms: vec![RoomInfo { name: room("#a"), members: 3 }] },
+                ServerFrameView::Rooms { req: 8, rooms: vec![("#a", 3)] },
+            ),
+            (
+                ServerFrame::Who { req: 9, room: Some(room("#a")), names: vec![n("b")] },
+                ServerFrameView::Who { req: 9, room: Some("#a"), names: vec!["b"] },
+            ),
+            (ServerFrame::Done { req: 10 }, ServerFrameView::Done { req: 10 }),
+            (ServerFrame::Notice { text: "hey".into() }, ServerFrameView::Notice { text: "hey" }),
         ];
-        assert_eq!(cases.len(), 14, "one case per variant, plus extra addressing kinds");
+        assert_eq!(cases.len(), 21, "one case per variant, plus extra addressing kinds");
         for (frame, expected) in cases {
             let payload = encode_payload(&frame).unwrap();
             let view: ServerFrameView<'_> = decode_payload_borrowed(&payload).unwrap();

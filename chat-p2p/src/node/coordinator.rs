@@ -58,6 +58,9 @@ pub(super) struct Coordinator {
     pub(super) next_heartbeat: Instant,
     /// Heartbeats sent this term (every [`BEACON_EVERY`]th also beacons).
     pub(super) beats: u32,
+    /// When this coordinator last beaconed (it also beacons when it hears a datagram it cannot
+    /// authenticate, at most once a heartbeat: `identity.rs`).
+    pub(super) last_beacon: Option<Instant>,
     /// Every message ordered, in full, for joiners' histories (kept across own terms).
     pub(super) full: MessageBuffer,
     /// IDs of messages ordered (kept across own terms), to answer resubmissions `Duplicate`.
@@ -116,9 +119,16 @@ impl Coordinator {
             }
         }
         if beacon {
-            common.multicast(PeerMsg::Beacon { term, addr: common.cfg.addr });
+            self.beacon(common, now);
         }
         Next::Stay
+    }
+
+    /// Multicasts this coordinator's presence.
+    pub(super) fn beacon(&mut self, common: &mut Common, now: Instant) {
+        let term = common.term().unwrap_or_default();
+        common.multicast(PeerMsg::Beacon { term, addr: common.cfg.addr });
+        self.last_beacon = Some(now);
     }
 
     /// A link broke, or could not be opened: the member at the other end is removed (what was

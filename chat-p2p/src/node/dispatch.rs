@@ -7,7 +7,7 @@
 //!
 //! | message                                  | joining | member                      | coordinator                   |
 //! |------------------------------------------|---------|-----------------------------|-------------------------------|
-//! | `JoinAck` / `JoinRefused` (our nonce)    | admitted / closed | -                 | -                             |
+//! | `JoinAck` / `JoinRefused` (our nonce)    | admitted (with a secret: only over the named coordinator's link) / closed | - | - |
 //! | `JoinRequest`                            | -       | forwarded to the coordinator (not multicast) | admits or refuses |
 //! | `Beacon` (multicast)                     | -       | joins it if it follows nobody | hands over if outranked     |
 //! | `Election` from a member                 | -       | election                    | election                      |
@@ -25,18 +25,22 @@ use std::time::{Duration, Instant};
 
 use chat_core::{Event, NodeId};
 
+use super::admission::JoinRequest;
 use super::coordinator::Coordinator;
 use super::joining::{Admission, Joining};
 use super::member::Follower;
 use super::{Next, Node, Role, Via};
 use crate::election::{ElectionInput, ElectionMsg, ElectionOutput, Term};
-use crate::protocol::{Member, PeerMsg};
+use crate::protocol::{Member, PeerKey, PeerMsg};
 
 impl Node {
     // ---------------------------------------------------------------- dispatch
 
     /// The one dispatch point: routes a received message to the role that owns it.
-    pub(super) fn receive(&mut self, now: Instant, via: Via, sender: SocketAddr, msg: PeerMsg) {
+    ///
+    /// `via` is the sender as `Common::identify` established it (`identity.rs`); `link` the key of the link the
+    /// frame came over, if it was authenticated (a joiner checks its `JoinAck` with it).
+    pub(super) fn receive(&mut self, now: Instant, via: Via, link: Option<PeerKey>, sender: SocketAddr, msg: PeerMsg) {
         if let (Via::Node(from), Role::Member(_) | Role::Coordinator(_)) = (via, &mut self.role) {
             self.common.heard(from, sender);
             if let Role::Coordinator(c) = &mut self.role {
@@ -49,7 +53,7 @@ impl Node {
 
             // Joining: only the answer to our request counts, however it arrives.
             (Role::Joining(j), _, PeerMsg::JoinAck { nonce, id, term, members, history, start, clock }) => {
-                j.on_ack(common, now, nonce, Admission { id, term, members, history, start, clock })
+                j.on_ack(common, now, nonce, link, Admission { id, term, members, history, start, clock })
             }
             (Role::Joining(j), _, PeerMsg::JoinRefused { nonce, code, reason }) => {
                 j.on_refused(common, nonce, code, reason)
@@ -61,8 +65,8 @@ impl Node {
             (Role::Member(f), Via::Multicast, PeerMsg::Beacon { term, addr }) => f.on_beacon(common, term, addr),
             // Multicast, straight from the joiner, forwarded by a member, or from a rejoiner that
             // still signs with its old ID: the coordinator answers them all itself.
-            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock }) => {
-                c.on_join_request(common, now, name, addr, nonce, clock)
+            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock, key }) => {
+                c.on_join_request(common, now, JoinRequest { name, addr, nonce, clock, key })
             }
             (Role::Member(f), Via::Anonymous | Via::Node(_), msg @ PeerMsg::JoinRequest { .. }) => {
                 f.forward_join(common, sender, msg)

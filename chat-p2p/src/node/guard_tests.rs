@@ -18,7 +18,7 @@ fn raw(s: &str) -> UserName {
 
 /// `who` at `port` asks the founder to join and is admitted; returns its ID.
 fn join(node: &mut Node, t: Instant, who: &str, port: u16) -> NodeId {
-    let req = PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 1, clock: 0 };
+    let req = PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 1, clock: 0, key: None };
     node.handle(t, Input::Receive(envelope(None, port, req)));
     drain(node);
     node.peers().iter().find(|p| p.name == name(who)).and_then(|p| p.node_id).expect("admitted")
@@ -94,6 +94,7 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
         recipients: Recipients::Broadcast,
         body: "x".into(),
         lamport: Timestamp::new(u64::MAX, COORDINATOR),
+        time: 0,
     };
     let order = PeerMsg::Order { pos: Pos::new(term, 1), entry: Entry::Visible(msg), unknown: Vec::new() };
     node.handle(later, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
@@ -110,7 +111,7 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
 fn a_join_request_or_sync_reply_stamped_too_far_ahead_is_ignored() {
     let t0 = Instant::now();
     let mut node = founder(t0);
-    let req = PeerMsg::JoinRequest { name: name("dave"), addr: addr(4), nonce: 9, clock: u64::MAX };
+    let req = PeerMsg::JoinRequest { name: name("dave"), addr: addr(4), nonce: 9, clock: u64::MAX, key: None };
     node.handle(t0, Input::Receive(envelope(None, 4, req)));
     assert_eq!(drain(&mut node), []);
     assert_eq!((node.clock(), node.peers().len()), (0, 1));
@@ -163,7 +164,7 @@ fn names_that_imitate_a_member_or_hide_characters_are_refused() {
         ),
     ];
     for (nonce, (who, code, reason)) in (1..).zip(cases) {
-        let req = PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0 };
+        let req = PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0, key: None };
         node.handle(t0, Input::Receive(envelope(None, 3, req)));
         let refused = PeerMsg::JoinRefused { nonce, code, reason };
         assert_eq!(drain(&mut node), vec![Output::Send { to: addr(3), msg: envelope(node.id(), 1, refused) }], "{who}");
@@ -193,6 +194,7 @@ fn recipients_are_found_whatever_their_case_and_the_sender_is_who_submitted() {
         recipients: Recipients::Multicast(vec![name("alice"), name("bob")]),
         body: "hi".into(),
         lamport,
+        time: 0,
     };
     let lamport = match out.first() {
         Some(Output::Send { msg: Envelope { msg: PeerMsg::Order { entry: Entry::Visible(m), .. }, .. }, .. }) => {
@@ -305,6 +307,7 @@ fn a_member_told_to_wait_pauses_then_resubmits_one_at_a_time_and_loses_nothing()
             recipients: Recipients::Broadcast,
             body: String::new(),
             lamport: Timestamp::new(index + 1, COORDINATOR),
+            time: 0,
         };
         let order = PeerMsg::Order { pos: Pos::new(term, index), entry: Entry::Visible(msg), unknown: Vec::new() };
         node.handle(at, Input::Receive(envelope(Some(COORDINATOR), 1, order)));

@@ -1,12 +1,13 @@
 //! What goes into and out of a [`super::Node`]: its settings, its inputs and its outputs.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chat_core::{CoreError, ErrorCode, Event, MessageId, NodeId, UserName};
 
 use super::flood::Limits;
-use crate::protocol::Envelope;
+use crate::protocol::{Envelope, PeerKey};
 
 /// Most members a group admits.
 pub const MAX_PEERS: usize = 256;
@@ -36,6 +37,9 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Flood control while coordinator (per-member rates of `Submit`s); `None` disables it.
     pub limits: Option<Limits>,
+    /// This node's static public key if the group has a secret (its links are authenticated with
+    /// it, and it is sent in join requests); `None` without a secret.
+    pub key: Option<PeerKey>,
 }
 
 impl NodeConfig {
@@ -53,6 +57,7 @@ impl NodeConfig {
             sync_window: 256,
             seed,
             limits: Some(Limits::default()),
+            key: None,
         }
     }
 }
@@ -73,6 +78,64 @@ pub enum Input {
     Unreachable(SocketAddr),
     /// Leave cleanly (hand over first if coordinator).
     Leave,
+    /// A frame from a link authenticated (Noise, with the group secret) as the holder of `key`: the
+    /// node takes the envelope's `from` only if it agrees with the member bound to that key (see
+    /// `identity.rs`). A node with a secret takes frames only this way, never as [`Input::Receive`].
+    Authenticated {
+        /// The static key the link was authenticated with.
+        key: PeerKey,
+        /// The frame.
+        env: Envelope,
+    },
+    /// Traffic the shell could not authenticate (and dropped): a fact for the node to count and act
+    /// on. A joining node that meets another secret (or a group that needs one) and no group it can
+    /// join stops with `auth_failed` instead of founding a rival group.
+    Untrusted {
+        /// What was wrong with it.
+        what: Untrusted,
+        /// Where it came from.
+        channel: Channel,
+    },
+}
+
+/// What was wrong with traffic the shell could not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// Sealed, or a Noise handshake, under another group secret (or damaged).
+    OtherSecret,
+    /// From a node that uses a group secret, while this node has none.
+    SecretRequired,
+    /// Plaintext, while this node has a group secret.
+    Plaintext,
+    /// Authenticated, but stamped outside the replay window or seen before: a recording replayed
+    /// (or a sender whose clock is far off).
+    Replayed,
+    /// A link this node dialled to a member's address was authenticated with another key than the
+    /// member's: whoever answers there is not that member (nothing was sent on it).
+    WrongKey,
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Untrusted::OtherSecret => "the peer holds another group secret",
+            Untrusted::SecretRequired => "the peer requires a group secret, and this node has none",
+            Untrusted::Plaintext => "the peer has no group secret",
+            Untrusted::Replayed => "a replayed datagram (or one stamped far from this clock)",
+            Untrusted::WrongKey => "the node at a member's address holds another key than the member's",
+        })
+    }
+}
+
+/// Where untrusted traffic came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A discovery datagram.
+    Datagram,
+    /// A connection this node dialled (to the address given).
+    Dialed(SocketAddr),
+    /// A connection another node dialled.
+    Accepted,
 }
 
 /// What the node refused or throttled since it started: hostile or broken input is counted (and
@@ -87,6 +150,12 @@ pub struct Counters {
     pub flooders_removed: u64,
     /// `RateLimited` answers received for own messages.
     pub paused: u64,
+    /// Frames whose claimed sender disagreed with their link (another member's ID, this node's own
+    /// ID, a plaintext frame at a node with a secret, a `JoinAck` not from the coordinator it names):
+    /// dropped.
+    pub identity_refused: u64,
+    /// Datagrams and connections the shell could not authenticate ([`Input::Untrusted`]).
+    pub untrusted: u64,
 }
 
 /// What the node asks its driver to do or report.

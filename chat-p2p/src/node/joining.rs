@@ -4,9 +4,13 @@
 //!  start ──► JoinRequest (multicast, and TCP to every known peer and the given target)
 //!              │ every 2 heartbeats: again
 //!              ├── JoinAck (our nonce) ────► member: view, term, history, resubmit pending
-//!              │     (history stamped above the ack's clock + MAX_CLOCK_JUMP: ignored, an inconsistent ack)
+//!              │     (history stamped above the ack's clock + MAX_CLOCK_JUMP: ignored, an inconsistent ack;
+//!              │      with a secret: not over the link of the coordinator it names, or not listing
+//!              │      this node under its own key: ignored)
 //!              ├── JoinRefused (our nonce) ─► closed (e.g. name_taken)
-//!              └── join timeout ──────────► founds a group: an ID of its own, then an election it wins
+//!              └── join timeout ──────────► founds a group: an ID of its own, then an election it wins;
+//!                                            or, if it met only nodes of another secret (`identity.rs`),
+//!                                            closed with auth_failed
 //! ```
 
 use std::net::SocketAddr;
@@ -15,10 +19,11 @@ use std::time::Instant;
 use chat_core::{ChatMessage, ErrorCode, Event, LamportClock, NodeId, Timestamp};
 
 use super::common::Common;
+use super::identity::refuse_foreign;
 use super::member::Follower;
-use super::{Next, Output, Role};
+use super::{Next, Output, Role, Untrusted};
 use crate::election::{ElectionInput, Term};
-use crate::protocol::{Member, PeerMsg, Pos};
+use crate::protocol::{Member, PeerKey, PeerMsg, Pos};
 
 /// A node looking for a group.
 #[derive(Debug)]
@@ -29,6 +34,9 @@ pub(super) struct Joining {
     retry_at: Instant,
     /// When to stop looking and found a group.
     give_up_at: Instant,
+    /// Traffic under another secret (or needing one) met meanwhile: at the give-up time the node
+    /// stops with `auth_failed` instead of founding a group (`identity.rs`).
+    pub(super) foreign: Option<Untrusted>,
 }
 
 /// What a `JoinAck` carries besides the nonce.
@@ -54,8 +62,12 @@ impl Joining {
     pub(super) fn start(common: &mut Common, now: Instant, target: Option<SocketAddr>) -> Self {
         let nonce = common.rng.next_u64();
         common.bully.step_down();
-        let joining =
-            Joining { nonce, retry_at: now + common.cfg.heartbeat * 2, give_up_at: now + common.cfg.join_timeout };
+        let joining = Joining {
+            nonce,
+            retry_at: now + common.cfg.heartbeat * 2,
+            give_up_at: now + common.cfg.join_timeout,
+            foreign: None,
+        };
         joining.send_requests(common, target);
         joining
     }
@@ -67,8 +79,8 @@ impl Joining {
 
     fn send_requests(&self, common: &mut Common, target: Option<SocketAddr>) {
         let clock = common.clock.counter();
-        let msg =
-            PeerMsg::JoinRequest { name: common.cfg.name.clone(), addr: common.cfg.addr, nonce: self.nonce, clock };
+        let (name, addr, key) = (common.cfg.name.clone(), common.cfg.addr, common.cfg.key);
+        let msg = PeerMsg::JoinRequest { name, addr, nonce: self.nonce, clock, key };
         common.multicast(msg.clone());
         let mut targets = common.cfg.peers.clone();
         targets.extend(target);
@@ -82,7 +94,10 @@ impl Joining {
     /// Asks again, or founds a group once the join timeout has passed.
     pub(super) fn on_timeout(&mut self, common: &mut Common, now: Instant) -> Next {
         if now >= self.give_up_at {
-            return found(common, now);
+            return match self.foreign {
+                Some(what) => refuse_foreign(common, what),
+                None => found(common, now),
+            };
         }
         if now >= self.retry_at {
             self.send_requests(common, None);
@@ -97,11 +112,26 @@ impl Joining {
     /// messages is far ahead of a fresh node, honestly), so it adopts the coordinator's counter as a
     /// client adopts the server's; what it checks is that the ack is consistent: no history stamp
     /// more than [`chat_core::MAX_CLOCK_JUMP`] above the ack's own clock.
-    pub(super) fn on_ack(&self, common: &mut Common, now: Instant, nonce: u64, ack: Admission) -> Next {
+    pub(super) fn on_ack(
+        &self,
+        common: &mut Common,
+        now: Instant,
+        nonce: u64,
+        link: Option<PeerKey>,
+        ack: Admission,
+    ) -> Next {
         if nonce != self.nonce {
             return Next::Stay;
         }
         let Admission { id, term, members, history, start, clock } = ack;
+        if common.cfg.key.is_some() {
+            let key_of = |who: NodeId| members.iter().find(|m| m.id == who).and_then(|m| m.key);
+            if link.is_none() || key_of(term.coordinator) != link || key_of(id) != common.cfg.key {
+                common.counters.identity_refused += 1;
+                tracing::warn!(name = %common.cfg.name, "JoinAck ignored: not from the coordinator it names, or not to this key");
+                return Next::Stay;
+            }
+        }
         let theirs = LamportClock::starting_at(term.coordinator, clock);
         if let Some(m) = history.iter().find(|m| !theirs.admits(m.lamport)) {
             common.counters.clock_refused += 1;
@@ -149,7 +179,7 @@ impl Joining {
 fn found(common: &mut Common, now: Instant) -> Next {
     let id = common.alloc.next_id(&mut common.rng);
     tracing::info!(name = %common.cfg.name, %id, "no coordinator answered: founding a group");
-    let member = Member { id, name: common.cfg.name.clone(), addr: common.cfg.addr };
+    let member = Member { id, name: common.cfg.name.clone(), addr: common.cfg.addr, key: common.cfg.key };
     common.become_member(id, vec![member]);
     common.bully.handle(now, ElectionInput::Start);
     Next::Become(Role::Member(Follower::new(now)))

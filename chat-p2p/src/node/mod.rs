@@ -5,7 +5,9 @@
 //! (ID, view, log, history, clock, own pending messages and their pacing (`pending.rs`), the
 //! election) is `Common` (`common.rs`). Input from peers is never trusted: far-ahead clocks, names
 //! that break the naming rules or imitate a member's, and submissions over a member's rate are
-//! refused and counted ([`Node::counters`]); see `guard_tests.rs`.
+//! refused and counted ([`Node::counters`]); see `guard_tests.rs`. Who a frame is from is checked
+//! against the link it came over (with a group secret, links are authenticated and each member's
+//! ID is bound to its key): see `identity.rs` and `identity_tests.rs`.
 //!
 //! ```text
 //!            ┌──────────┐ JoinAck              ┌──────────┐ won the election  ┌─────────────┐
@@ -39,6 +41,9 @@ mod dispatch;
 mod flood;
 #[cfg(test)]
 mod guard_tests;
+mod identity;
+#[cfg(test)]
+mod identity_tests;
 mod io;
 mod joining;
 mod member;
@@ -56,7 +61,7 @@ use chat_core::{ChatMessage, CoreError, MessageId, NodeId, OutgoingMessage, Peer
 pub use flood::{
     DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits, MIN_FLOOD_STRIKES,
 };
-pub use io::{Counters, Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output};
+pub use io::{Channel, Counters, Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output, Untrusted};
 pub use pending::{MAX_RETRY_AFTER, SUBMIT_WINDOW};
 
 use crate::election::Term;
@@ -176,6 +181,13 @@ impl Node {
         self.common.clock.counter()
     }
 
+    /// The key of the member listening at `addr`, if the group has a secret and a member listens
+    /// there: a link the driver opens to `addr` must be authenticated with it, so frames meant for a
+    /// member reach only that member.
+    pub fn key_at(&self, addr: SocketAddr) -> Option<crate::protocol::PeerKey> {
+        self.common.view.iter().find(|m| m.addr == addr).and_then(|m| m.key)
+    }
+
     /// What the node refused or throttled so far.
     pub fn counters(&self) -> Counters {
         self.common.counters
@@ -203,11 +215,10 @@ impl Node {
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Receive(Envelope { from, addr, msg }) => {
-                let via = from.map_or(Via::Anonymous, Via::Node);
-                self.receive(now, via, addr, msg);
-            }
-            Input::Datagram(Envelope { addr, msg, .. }) => self.receive(now, Via::Multicast, addr, msg),
+            Input::Receive(env) => self.receive_frame(now, None, env),
+            Input::Authenticated { key, env } => self.receive_frame(now, Some(key), env),
+            Input::Untrusted { what, channel } => self.untrusted(now, what, channel),
+            Input::Datagram(Envelope { addr, msg, .. }) => self.receive(now, Via::Multicast, None, addr, msg),
             Input::LinkDown(addr) => {
                 let common = &mut self.common;
                 let next = match &mut self.role {

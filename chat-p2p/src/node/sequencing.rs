@@ -96,7 +96,7 @@ impl Coordinator {
         };
         common.clock.observe(sub.sent_at);
         let lamport = common.clock.tick();
-        let msg = ChatMessage { id: sub.id, sender: sub.sender, recipients, body: sub.body, lamport };
+        let msg = ChatMessage { id: sub.id, sender: sub.sender, recipients, body: sub.body, lamport, time: 0 };
         self.known.insert(msg.id);
         self.full.insert(msg.clone());
         if from == me {
@@ -172,6 +172,8 @@ fn refuse(common: &mut Common, from: NodeId, id: chat_core::MessageId, code: Err
 fn resolve(view: &View, recipients: Recipients) -> Result<(Recipients, Vec<UserName>), Vec<UserName>> {
     match recipients {
         Recipients::Broadcast => Ok((Recipients::Broadcast, Vec::new())),
+        // Rooms are not replicated in P2P mode yet: nobody is a member.
+        Recipients::Room(_) => Err(Vec::new()),
         Recipients::Unicast(name) => match view.by_name(&name) {
             Some(m) => Ok((Recipients::Unicast(m.name.clone()), Vec::new())),
             None => Err(vec![name]),

@@ -67,6 +67,7 @@ impl Coordinator {
             alive,
             next_heartbeat: now,
             beats: 0,
+            last_beacon: None,
             full,
             known,
             flood: Flood::new(common.cfg.limits),

@@ -60,7 +60,7 @@ pub(super) fn founder_with(t0: Instant, cfg: NodeConfig) -> Node {
 
 /// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
 pub(super) fn carol_request(nonce: u64) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0 }
+    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None }
 }
 
 /// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
@@ -72,8 +72,8 @@ pub(super) fn member(t0: Instant) -> Node {
     };
     let term = Term::new(1, COORDINATOR);
     let members = vec![
-        Member { id: COORDINATOR, name: name("alice"), addr: addr(1) },
-        Member { id: MEMBER, name: name("bob"), addr: addr(2) },
+        Member { id: COORDINATOR, name: name("alice"), addr: addr(1), key: None },
+        Member { id: MEMBER, name: name("bob"), addr: addr(2), key: None },
     ];
     let ack =
         PeerMsg::JoinAck { nonce, id: MEMBER, term, members, history: Vec::new(), start: Pos::new(term, 0), clock: 0 };
@@ -113,8 +113,8 @@ fn carol_admitted(node: &Node, nonce: u64) -> Vec<Output> {
     let carol = node.peers().into_iter().find(|p| p.name == name("carol")).expect("carol is a member");
     let carol_id = carol.node_id.expect("an ID");
     let mut members = vec![
-        Member { id: node.id().expect("an ID"), name: name("alice"), addr: addr(1) },
-        Member { id: carol_id, name: name("carol"), addr: addr(3) },
+        Member { id: node.id().expect("an ID"), name: name("alice"), addr: addr(1), key: None },
+        Member { id: carol_id, name: name("carol"), addr: addr(3), key: None },
     ];
     // The view lists members by ID.
     members.sort_by_key(|m| m.id);
@@ -186,6 +186,7 @@ fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
         recipients: Recipients::Broadcast,
         body: "hi".into(),
         lamport: Timestamp::new(5, COORDINATOR),
+        time: 0,
     };
     let order = PeerMsg::Order { pos, entry: Entry::Visible(msg.clone()), unknown: Vec::new() };
     node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
@@ -225,7 +226,7 @@ fn a_member_expelled_by_its_coordinator_rejoins_through_it() {
         other => panic!("a JoinRequest multicast first, not {other:?}"),
     };
     // The Lamport counter after observing the JoinAck's 0.
-    let request = PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1 };
+    let request = PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1, key: None };
     let expected = vec![
         Output::Multicast(envelope(Some(MEMBER), 2, request.clone())),
         Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, request) },

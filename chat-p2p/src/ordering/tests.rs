@@ -14,6 +14,7 @@ fn msg(seq: u64) -> Entry {
         recipients: Recipients::Broadcast,
         body: format!("m{seq}"),
         lamport: Timestamp::new(seq, NodeId(1)),
+        time: 0,
     })
 }
 

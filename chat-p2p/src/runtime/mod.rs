@@ -29,6 +29,11 @@
 //! is closed by the driver (cleanly: what is queued is written first), so only links in use stay
 //! open; inbound connections are bounded and time out when silent (see `links.rs`).
 //!
+//! In a group with a secret ([`Security`]) every link opens with the Noise handshake
+//! (`opening.rs`) and every datagram is sealed (`discovery.rs`); the node gets authenticated frames
+//! as `Input::Authenticated` and learns of traffic that could not be authenticated as
+//! `Input::Untrusted`. No key or ciphertext ever reaches the node.
+//!
 //! Slow-consumer policy: if the program stops reading events and [`EVENT_QUEUE`] fills, the node
 //! leaves the group cleanly and the transport ends with `Disconnected { code: slow_consumer }`.
 //! Time is read from `tokio::time::Instant` (so tests may pause it) and handed to the node as
@@ -47,14 +52,16 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::P2pError;
-use crate::node::{Input, Node, Output};
-use crate::protocol::Envelope;
+use crate::node::{Channel, Counters, Input, Node, Output, Untrusted};
+use crate::protocol::{Envelope, PeerKey};
+use crate::secure::Security;
 use discovery::discovery_task;
 use links::{accept_loop, link_task};
 
 mod discovery;
 mod inbound;
 mod links;
+mod opening;
 
 pub use discovery::Discovery;
 pub use inbound::{MAX_INBOUND, MAX_INBOUND_PER_IP};
@@ -87,8 +94,11 @@ pub(crate) enum NodeRequest {
 
 /// What the network tasks hand to the driver.
 pub(crate) enum Inbound {
-    /// A frame read from a connection another node dialled.
-    Frame(Envelope),
+    /// A frame read from a connection another node dialled, authenticated as `key` if the group
+    /// has a secret.
+    Frame { key: Option<PeerKey>, env: Envelope },
+    /// A datagram or connection that could not be authenticated (and was dropped).
+    Untrusted { what: Untrusted, channel: Channel },
     /// A datagram from another node in the discovery group.
     Datagram(Envelope),
     /// The link task for `addr` (incarnation `generation`) ended with an error; `connected` says
@@ -103,12 +113,20 @@ pub(crate) struct Shared {
     pub(crate) node_id: Mutex<Option<NodeId>>,
     /// Why the driver stopped on its own, reported once by `recv` as `Disconnected`.
     pub(crate) ended: Mutex<Option<(ErrorCode, String)>>,
+    /// The node's counters, as of its last step.
+    pub(crate) counters: Mutex<Counters>,
 }
 
 impl Shared {
     fn set_node_id(&self, id: NodeId) {
         if let Ok(mut g) = self.node_id.lock() {
             *g = Some(id);
+        }
+    }
+
+    fn set_counters(&self, counters: Counters) {
+        if let Ok(mut g) = self.counters.lock() {
+            *g = counters;
         }
     }
 
@@ -151,6 +169,8 @@ pub(crate) struct Driver<D> {
     /// When idle links are next looked for.
     next_sweep: Instant,
     slow: bool,
+    /// The group's keys and this node's key pair, if the group has a secret.
+    security: Option<Arc<Security>>,
 }
 
 /// The current time, from tokio's clock (pausable in tests), as the node wants it.
@@ -166,6 +186,8 @@ pub(crate) struct Network<L, D, G> {
     pub(crate) dialer: D,
     /// The discovery group.
     pub(crate) discovery: G,
+    /// With a group secret: links are authenticated and encrypted, datagrams sealed.
+    pub(crate) security: Option<Arc<Security>>,
 }
 
 impl<D: Dialer> Driver<D> {
@@ -178,13 +200,15 @@ impl<D: Dialer> Driver<D> {
         ready: oneshot::Sender<Result<(), P2pError>>,
         shared: Arc<Shared>,
     ) -> Self {
-        let Network { listener, dialer, discovery } = network;
+        let Network { listener, dialer, discovery, security } = network;
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let (multicast, outgoing) = mpsc::channel(MULTICAST_QUEUE);
         let link_idle = node.config().timeout.max(Duration::from_millis(1));
         let mut background = JoinSet::new();
-        background.spawn(accept_loop(listener, inbound_tx.clone(), link_idle * INBOUND_IDLE_TIMEOUTS));
-        background.spawn(discovery_task(discovery, me, outgoing, inbound_tx.clone()));
+        let idle = link_idle * INBOUND_IDLE_TIMEOUTS;
+        background.spawn(accept_loop(listener, inbound_tx.clone(), idle, security.clone()));
+        let sealer = security.as_ref().map(|s| s.sealer());
+        background.spawn(discovery_task(discovery, me, outgoing, inbound_tx.clone(), sealer));
         Driver {
             node,
             me,
@@ -203,6 +227,7 @@ impl<D: Dialer> Driver<D> {
             link_idle,
             next_sweep: Instant::now() + link_idle,
             slow: false,
+            security,
         }
     }
 
@@ -258,7 +283,9 @@ impl<D: Dialer> Driver<D> {
 
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Frame(env) => self.node.handle(now(), Input::Receive(env)),
+            Inbound::Frame { key: None, env } => self.node.handle(now(), Input::Receive(env)),
+            Inbound::Frame { key: Some(key), env } => self.node.handle(now(), Input::Authenticated { key, env }),
+            Inbound::Untrusted { what, channel } => self.node.handle(now(), Input::Untrusted { what, channel }),
             Inbound::Datagram(env) => self.node.handle(now(), Input::Datagram(env)),
             Inbound::LinkDown { addr, generation, connected } => {
                 if self.links.get(&addr).is_some_and(|l| l.generation == generation) {
@@ -296,7 +323,7 @@ impl<D: Dialer> Driver<D> {
                 Output::Event(event) => self.emit(event),
                 Output::Sent { id, unknown } => {
                     if let Some(reply) = self.pending.remove(&id) {
-                        let _ = reply.send(Ok(SendReceipt { id, unknown }));
+                        let _ = reply.send(Ok(SendReceipt { id, unknown, queued: Vec::new() }));
                     }
                 }
                 Output::SendFailed { id, error } => {
@@ -311,6 +338,7 @@ impl<D: Dialer> Driver<D> {
                 },
             }
         }
+        self.shared.set_counters(self.node.counters());
         if self.node.is_member()
             && let Some(ready) = self.ready.take()
         {
@@ -338,7 +366,9 @@ impl<D: Dialer> Driver<D> {
             let generation = self.next_generation;
             self.next_generation += 1;
             let dialer = self.dialer.clone();
-            let abort = self.link_tasks.spawn(link_task(dialer, to, generation, rx, self.inbound_tx.clone()));
+            // With a secret, the link must be authenticated as the member listening at `to`, if any.
+            let security = self.security.clone().map(|s| (s, self.node.key_at(to)));
+            let abort = self.link_tasks.spawn(link_task(dialer, to, generation, rx, self.inbound_tx.clone(), security));
             self.links.insert(to, Link { tx, generation, abort, last_used: Instant::now() });
         }
         let Some(link) = self.links.get_mut(&to) else { return };

@@ -3,19 +3,29 @@
 //! [`connect`] dials, shakes hands, logs in and waits for `Welcome` (or a refusal such as
 //! `name_taken`), then spawns one task that owns the connection. The handle talks to that task
 //! through bounded channels: requests in, events out. [`connect_with`] does the same over any
-//! [`Dialer`] (TCP, the in-memory network of [`chat_transport::memory`], later TLS): the client is
-//! generic over the byte stream.
+//! [`Dialer`] (TCP, the in-memory network of [`chat_transport::memory`]), with or without TLS: the
+//! client is generic over the byte stream. `server` may list several addresses
+//! (`a:7878,b:7878`): each is tried in turn, when connecting and when reconnecting.
 //!
-//! | module      | owns                                                                                |
-//! |-------------|-------------------------------------------------------------------------------------|
-//! | `session`   | [`session::Session`], the sans-IO core: login, request tickets, history reassembly, liveness |
-//! | `task`      | the thin async shell: one `select!` that feeds the core and performs its outputs     |
-//! | `transport` | [`ServerTransport`], the program's handle                                            |
+//! With [`ClientConfig::reconnect`] (the default), a lost connection is not the end: the task dials
+//! again with backoff and resumes the session (see `session`), and the program sees
+//! [`chat_core::Event::Reconnecting`] and [`chat_core::Event::Resumed`] events, nothing lost or
+//! repeated.
+//!
+//! | module       | owns                                                                                |
+//! |--------------|-------------------------------------------------------------------------------------|
+//! | `session`    | [`session::Session`], the sans-IO core: login, request tickets, history reassembly, liveness, resuming |
+//! | `session_io` | the core's requests, answers and outputs                                            |
+//! | `reconnect`  | [`reconnect::Reconnect`], the backoff policy                                        |
+//! | `task`       | the thin async shell: one `select!` that feeds the core and performs its outputs     |
+//! | `transport`  | [`ServerTransport`], the program's handle                                            |
 //!
 //! If the program stops reading events, the event queue fills, the task stops reading the socket,
 //! and the server eventually disconnects this client as a slow consumer: memory stays bounded.
 
+pub mod reconnect;
 pub mod session;
+mod session_io;
 mod task;
 mod transport;
 
@@ -31,8 +41,9 @@ pub use transport::ServerTransport;
 use crate::ServerError;
 use crate::protocol::Credential;
 use crate::tls::{MaybeTls, TlsClient};
-use session::Session;
-use task::Driver;
+use reconnect::Reconnect;
+use session::{Session, SessionConfig};
+use task::{Dial, Dialing, Driver};
 
 /// Events queued for the program before the connection task stops reading the socket.
 pub const EVENT_QUEUE: usize = 4096;
@@ -54,6 +65,10 @@ pub struct ClientConfig {
     pub tls: Option<TlsClient>,
     /// The account's password or token (`None`: an open login).
     pub credential: Option<Credential>,
+    /// Not announced to others (one-shot commands, benchmarks).
+    pub quiet: bool,
+    /// Reconnect and resume after a lost connection (`None`: a loss ends the session).
+    pub reconnect: Option<Reconnect>,
 }
 
 impl ClientConfig {
@@ -65,6 +80,8 @@ impl ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls: None,
             credential: None,
+            quiet: false,
+            reconnect: Some(Reconnect::default()),
         }
     }
 }
@@ -85,41 +102,74 @@ pub async fn connect(config: ClientConfig) -> Result<ServerTransport, ServerErro
 pub async fn connect_with<D: Dialer>(dialer: D, config: ClientConfig) -> Result<ServerTransport, ServerError> {
     let unreachable = |reason: String| ServerError::Unreachable { addr: config.server.clone(), reason };
     let login = async {
-        let (stream, addr) = dial(&dialer, &config.server).await.map_err(|e| unreachable(e.to_string()))?;
-        if !may_send_secret(config.credential.is_some(), config.tls.is_some(), addr) {
-            return Err(ServerError::Tls(format!(
-                "refusing to send a password or token in plaintext to {}: connect with TLS (--tls)",
-                config.server
-            )));
-        }
-        let mut stream = match &config.tls {
-            None => MaybeTls::Plain(stream),
-            Some(tls) => MaybeTls::Tls(Box::new(tls_connect(tls, &config.server, stream).await?)),
-        };
-        handshake(&mut stream, Role::Client)
-            .await
-            .map_err(|e| plaintext_hint(e, config.tls.is_some(), &config.server))?;
-        let session = Session::login(config.name.clone(), config.credential.clone());
-        let mut driver = Driver::new(stream, session);
-        let (name, online) = driver.login(&config.server).await?;
-        Ok::<_, ServerError>((driver, name, online))
+        let stream = open(&dialer, &config).await?;
+        let session = Session::with(SessionConfig {
+            name: config.name.clone(),
+            credential: config.credential.clone(),
+            quiet: config.quiet,
+            reconnect: config.reconnect,
+        });
+        let (d, c) = (dialer.clone(), config.clone());
+        let dialing: Dialing<_> = Box::new(move || {
+            let (d, c) = (d.clone(), c.clone());
+            let timeout = c.connect_timeout;
+            let dial: Dial<_> = Box::pin(async move {
+                tokio::time::timeout(timeout, open(&d, &c)).await.unwrap_or_else(|_| {
+                    Err(ServerError::Unreachable {
+                        addr: c.server.clone(),
+                        reason: format!("no answer within {timeout:?}"),
+                    })
+                })
+            });
+            dial
+        });
+        let mut driver = Driver::new(stream, session, dialing);
+        let logged_in = driver.login(&config.server).await?;
+        Ok::<_, ServerError>((driver, logged_in))
     };
-    let (driver, name, online) = tokio::time::timeout(config.connect_timeout, login)
+    let (driver, logged_in) = tokio::time::timeout(config.connect_timeout, login)
         .await
         .map_err(|_| unreachable(format!("no answer within {:?}", config.connect_timeout)))??;
     let (requests, request_rx) = mpsc::channel(REQUEST_QUEUE);
     let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
     tokio::spawn(driver.run(request_rx, event_tx));
-    Ok(ServerTransport::new(name, online, requests, events))
+    Ok(ServerTransport::new(logged_in.name, logged_in.online, logged_in.rooms, requests, events))
 }
 
-/// Resolves `server` and dials its addresses in turn; the last error if none answers.
-async fn dial<D: Dialer>(dialer: &D, server: &str) -> io::Result<(D::Stream, std::net::SocketAddr)> {
+/// A new stream to the server, ready for the login: dialed, TLS if configured, handshake done.
+async fn open<D: Dialer>(dialer: &D, config: &ClientConfig) -> Result<MaybeTls<D::Stream>, ServerError> {
+    let unreachable = |reason: String| ServerError::Unreachable { addr: config.server.clone(), reason };
+    let (stream, addr, server) = dial(dialer, &config.server).await.map_err(|e| unreachable(e.to_string()))?;
+    if !may_send_secret(config.credential.is_some(), config.tls.is_some(), addr) {
+        return Err(ServerError::Tls(format!(
+            "refusing to send a password or token in plaintext to {server}: connect with TLS (--tls)"
+        )));
+    }
+    let mut stream = match &config.tls {
+        None => MaybeTls::Plain(stream),
+        Some(tls) => MaybeTls::Tls(Box::new(tls_connect(tls, &server, stream).await?)),
+    };
+    handshake(&mut stream, Role::Client).await.map_err(|e| plaintext_hint(e, config.tls.is_some(), &server))?;
+    Ok(stream)
+}
+
+/// Resolves each of the comma-separated `servers` and dials their addresses in turn; the stream,
+/// its address and the server it belongs to, or the last error if none answers.
+async fn dial<D: Dialer>(dialer: &D, servers: &str) -> io::Result<(D::Stream, std::net::SocketAddr, String)> {
     let mut last = None;
-    for addr in tokio::net::lookup_host(server).await? {
-        match dialer.connect(addr).await {
-            Ok(stream) => return Ok((stream, addr)),
-            Err(e) => last = Some(e),
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let addrs = match tokio::net::lookup_host(server).await {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        for addr in addrs {
+            match dialer.connect(addr).await {
+                Ok(stream) => return Ok((stream, addr, server.to_string())),
+                Err(e) => last = Some(e),
+            }
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any address")))

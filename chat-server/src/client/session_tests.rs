@@ -1,10 +1,17 @@
 //! Exact-output tests of the client session core.
 
+use crate::client::reconnect::Reconnect;
+use crate::protocol::{Enter, Resume, SessionInfo};
 use chat_core::{MessageId, NodeId, Recipients, Timestamp};
 
 use super::*;
 
 const HEARTBEAT: Duration = Duration::from_millis(1000);
+
+/// A new session's `Welcome` part.
+fn fresh() -> SessionInfo {
+    SessionInfo { token: "tok".into(), grace_ms: 60_000, rooms: vec![], resumed: None, offline: 0 }
+}
 
 fn n(s: &str) -> UserName {
     UserName::new(s).unwrap()
@@ -26,6 +33,7 @@ fn msg(seq: u64, body: &str) -> ChatMessage {
         recipients: Recipients::Broadcast,
         body: body.into(),
         lamport: Timestamp::new(seq, NodeId::SERVER),
+        time: 0,
     }
 }
 
@@ -39,11 +47,11 @@ fn outgoing(body: &str) -> OutgoingMessage {
 
 fn send_frame(req: u64, body: &str) -> Output {
     let m = outgoing(body);
-    Output::Write(ClientFrame::Send { req, recipients: m.recipients, body: m.body, sent_at: m.sent_at })
+    Output::Write(ClientFrame::Send { req, recipients: m.recipients, body: m.body, sent_at: m.sent_at, key: req })
 }
 
 fn welcome() -> ServerFrame {
-    ServerFrame::Welcome { name: n("alice"), online: vec![n("alice"), n("bob")], heartbeat_ms: 1000 }
+    ServerFrame::Welcome { name: n("alice"), online: vec![n("alice"), n("bob")], heartbeat_ms: 1000, session: fresh() }
 }
 
 fn answer(ticket: Ticket, answer: Result<Answer, CoreError>) -> Output {
@@ -69,11 +77,14 @@ fn ready(t0: Instant) -> Session {
 fn login_is_written_first_and_welcome_makes_the_session_ready() {
     let t0 = Instant::now();
     let mut s = Session::new(n("alice"));
-    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Login { name: n("alice") })]);
+    assert_eq!(
+        drain(&mut s),
+        [Output::Write(ClientFrame::Enter(Enter { name: n("alice"), credential: None, resume: None, quiet: false }))]
+    );
     assert_eq!(s.poll_timeout(), None, "no liveness clock before the login is accepted");
     assert_eq!(
         frame(&mut s, t0, welcome()),
-        [Output::LoggedIn { name: n("alice"), online: vec![n("alice"), n("bob")] }]
+        [Output::LoggedIn { name: n("alice"), online: vec![n("alice"), n("bob")], rooms: vec![] }]
     );
     assert!(s.is_ready());
     assert_eq!(s.poll_timeout(), Some(t0 + HEARTBEAT));
@@ -126,11 +137,11 @@ fn sent_and_rejected_answer_the_right_tickets() {
     );
     let id = MessageId::new(NodeId::SERVER, 41);
     assert_eq!(
-        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![n("ghost")] }),
-        [answer(first, Ok(Answer::Sent(SendReceipt { id, unknown: vec![n("ghost")] })))]
+        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![n("ghost")], queued: vec![] }),
+        [answer(first, Ok(Answer::Sent(SendReceipt { id, unknown: vec![n("ghost")], queued: vec![] })))]
     );
     // A second answer to the same request answers nothing.
-    assert_eq!(frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![] }), []);
+    assert_eq!(frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] }), []);
 }
 
 #[test]
@@ -148,9 +159,9 @@ fn rejected_with_an_unknown_req_becomes_an_error_event() {
 fn chunked_history_is_reassembled_across_frames() {
     let t0 = Instant::now();
     let mut s = ready(t0);
-    let ticket = s.handle_request(t0, Request::History { limit: 5 });
-    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::History { req: 1, limit: 5 })]);
-    let chunk = |messages, done| ServerFrame::History { req: 1, messages, done };
+    let ticket = s.handle_request(t0, Request::History { limit: 5, room: None });
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::History { req: 1, limit: 5, room: None })]);
+    let chunk = |messages, done| ServerFrame::History { req: 1, messages, done, room: None };
     assert_eq!(frame(&mut s, t0, chunk(vec![msg(1, "a"), msg(2, "b")], false)), []);
     assert_eq!(frame(&mut s, t0, chunk(vec![msg(3, "c")], false)), []);
     assert_eq!(
@@ -190,7 +201,7 @@ fn an_answer_of_the_wrong_kind_fails_its_request() {
     drain(&mut s);
     let id = MessageId::new(NodeId::SERVER, 1);
     assert_eq!(
-        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![] }),
+        frame(&mut s, t0, ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] }),
         [answer(
             ticket,
             Err(CoreError::Rejected {
@@ -244,7 +255,7 @@ fn a_request_written_postpones_the_next_ping() {
 fn three_silent_heartbeats_end_the_session_and_answer_pending_requests() {
     let t0 = Instant::now();
     let mut s = ready(t0);
-    let history = s.handle_request(t0, Request::History { limit: 1 });
+    let history = s.handle_request(t0, Request::History { limit: 1, room: None });
     let send = s.handle_request(t0, Request::Send(outgoing("x")));
     drain(&mut s);
     let mut outputs = Vec::new();
@@ -256,6 +267,7 @@ fn three_silent_heartbeats_end_the_session_and_answer_pending_requests() {
     let mut expected = vec![
         Output::Write(ClientFrame::Ping),
         Output::Write(ClientFrame::Ping),
+        Output::Disconnect,
         answer(history, Err(closed())),
         answer(send, Err(closed())),
     ];
@@ -270,7 +282,9 @@ fn closing_ends_with_the_servers_code() {
     let t0 = Instant::now();
     let mut s = ready(t0);
     let closing = ServerFrame::Closing { code: ErrorCode::ShuttingDown, reason: "bye".into() };
-    assert_eq!(frame(&mut s, t0, closing), lost(ErrorCode::ShuttingDown, "bye"));
+    let mut expected = vec![Output::Disconnect];
+    expected.extend(lost(ErrorCode::ShuttingDown, "bye"));
+    assert_eq!(frame(&mut s, t0, closing), expected, "without reconnection, the end");
     assert_eq!(frame(&mut s, t0, ServerFrame::Ping), [], "a closed session ignores frames");
 }
 
@@ -328,10 +342,10 @@ fn a_send_refused_as_too_fast_is_sent_again_after_the_wait_and_answered_once() {
     s.handle_timeout(t0 + Duration::from_millis(250));
     assert_eq!(drain(&mut s), [send_frame(1, "hi")], "the same request again");
     let id = MessageId::new(NodeId::SERVER, 5);
-    let sent = ServerFrame::Sent { req: 1, id, unknown: vec![] };
+    let sent = ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] };
     assert_eq!(
         frame(&mut s, t0 + Duration::from_millis(260), sent),
-        [answer(ticket, Ok(Answer::Sent(SendReceipt { id, unknown: vec![] })))]
+        [answer(ticket, Ok(Answer::Sent(SendReceipt { id, unknown: vec![], queued: vec![] })))]
     );
     // A hostile wait is capped, and a refusal for no pending send is ignored.
     let _ = s.handle_request(t0, Request::Send(outgoing("again")));
@@ -340,4 +354,76 @@ fn a_send_refused_as_too_fast_is_sent_again_after_the_wait_and_answered_once() {
     assert_eq!(frame(&mut s, t0 + Duration::from_millis(300), huge), []);
     assert!(s.poll_timeout().is_some_and(|t| t <= t0 + Duration::from_millis(300) + MAX_RETRY_AFTER));
     assert_eq!(frame(&mut s, t0, ServerFrame::RateLimited { req: 99, retry_after_ms: 1 }), []);
+}
+
+#[test]
+fn a_client_that_was_itself_frozen_pings_instead_of_blaming_the_server() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    // The process was stopped for ten heartbeats (SIGSTOP): its timer fires far too late.
+    let late = t0 + HEARTBEAT * 10;
+    s.handle_timeout(late);
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Ping)], "a ping, not the end");
+    assert!(s.is_ready());
+    assert_eq!(s.poll_timeout(), Some(late + HEARTBEAT), "the silence clock starts again");
+    // If the server really is gone, it is noticed three heartbeats later.
+    let mut outputs = Vec::new();
+    for _ in 0..5 {
+        let Some(due) = s.poll_timeout() else { break };
+        s.handle_timeout(due);
+        outputs.extend(drain(&mut s));
+    }
+    assert!(outputs.contains(&Output::Disconnect), "{outputs:?}");
+}
+
+#[test]
+fn a_lost_connection_is_resumed_with_the_token_and_cursor_and_waiting_sends_go_again_with_their_keys() {
+    let t0 = Instant::now();
+    let reconnect =
+        Reconnect { first: Duration::from_millis(100), cap: Duration::from_secs(1), ..Reconnect::default() };
+    let mut s = Session::with(SessionConfig { reconnect: Some(reconnect), ..SessionConfig::new(n("alice")) });
+    drain(&mut s);
+    s.handle_frame(t0, welcome());
+    drain(&mut s);
+    s.handle_frame(t0, ServerFrame::Message(msg(4, "seen")));
+    drain(&mut s);
+    let send = s.handle_request(t0, Request::Send(outgoing("in flight")));
+    drain(&mut s);
+    s.handle_connection_lost(t0, "reset".into());
+    let out = drain(&mut s);
+    let [Output::Event(Event::Reconnecting { attempt: 1, in_ms })] = out[..] else { panic!("{out:?}") };
+    assert!((50..=100).contains(&in_ms), "{in_ms}");
+    // Asked while away: queued, not written.
+    let peers = s.handle_request(t0, Request::Peers);
+    assert_eq!(drain(&mut s), []);
+    s.handle_timeout(t0 + Duration::from_millis(in_ms));
+    assert_eq!(drain(&mut s), [Output::Connect]);
+    s.handle_connected(t0 + Duration::from_millis(in_ms));
+    let resume = Some(Resume { token: "tok".into(), cursor: 4 });
+    let enter = Enter { name: n("alice"), credential: None, resume, quiet: false };
+    assert_eq!(drain(&mut s), [Output::Write(ClientFrame::Enter(enter))]);
+    let back = ServerFrame::Welcome {
+        name: n("alice"),
+        online: vec![n("alice")],
+        heartbeat_ms: 1000,
+        session: SessionInfo { resumed: Some(1), ..fresh() },
+    };
+    s.handle_frame(t0 + Duration::from_millis(200), back);
+    assert_eq!(
+        drain(&mut s),
+        [
+            Output::Event(Event::Resumed { missed: 1 }),
+            send_frame(1, "in flight"),
+            Output::Write(ClientFrame::Peers { req: 2 })
+        ]
+    );
+    // The missed message comes; one already seen (at or below the cursor) is dropped.
+    s.handle_frame(t0, ServerFrame::Message(msg(4, "seen")));
+    assert_eq!(drain(&mut s), []);
+    s.handle_frame(t0, ServerFrame::Message(msg(5, "missed")));
+    assert_eq!(drain(&mut s), [Output::Event(Event::Message(msg(5, "missed")))]);
+    let id = MessageId::new(NodeId::SERVER, 6);
+    s.handle_frame(t0, ServerFrame::Sent { req: 1, id, unknown: vec![], queued: vec![] });
+    assert_eq!(drain(&mut s), [answer(send, Ok(Answer::Sent(SendReceipt { id, unknown: vec![], queued: vec![] })))]);
+    let _ = peers;
 }

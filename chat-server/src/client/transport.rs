@@ -6,7 +6,8 @@
 
 use async_trait::async_trait;
 use chat_core::{
-    ChatMessage, CoreError, ErrorCode, Event, OutgoingMessage, PeerInfo, SendReceipt, Transport, UserName,
+    ChatMessage, CoreError, ErrorCode, Event, OutgoingMessage, PeerInfo, RoomInfo, RoomName, SendReceipt, Transport,
+    UserName,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,6 +20,8 @@ pub struct ServerTransport {
     name: UserName,
     /// Who was online at login.
     online: Vec<UserName>,
+    /// The rooms this user was in at login.
+    rooms: Vec<RoomName>,
     /// Requests to the session task.
     requests: mpsc::Sender<(Request, Reply)>,
     /// Events from the session task.
@@ -32,15 +35,21 @@ impl ServerTransport {
     pub(super) fn new(
         name: UserName,
         online: Vec<UserName>,
+        rooms: Vec<RoomName>,
         requests: mpsc::Sender<(Request, Reply)>,
         events: mpsc::Receiver<Event>,
     ) -> Self {
-        ServerTransport { name, online, requests, events, left: false }
+        ServerTransport { name, online, rooms, requests, events, left: false }
     }
 
     /// The users online when this session logged in (including itself).
     pub fn online_at_login(&self) -> &[UserName] {
         &self.online
+    }
+
+    /// The rooms this user was a member of when it logged in (memberships last across sessions).
+    pub fn rooms_at_login(&self) -> &[RoomName] {
+        &self.rooms
     }
 
     /// Hands `request` to the session task and waits for its answer.
@@ -80,9 +89,37 @@ impl Transport for ServerTransport {
         }
     }
 
-    async fn history(&self, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
-        match self.call(Request::History { limit }).await? {
+    async fn history(&self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
+        match self.call(Request::History { limit, room }).await? {
             Answer::History(messages) => Ok(messages),
+            other => Err(wrong_kind(other)),
+        }
+    }
+
+    async fn join_room(&self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError> {
+        match self.call(Request::JoinRoom(room)).await? {
+            Answer::History(messages) => Ok(messages),
+            other => Err(wrong_kind(other)),
+        }
+    }
+
+    async fn part_room(&self, room: RoomName) -> Result<(), CoreError> {
+        match self.call(Request::PartRoom(room)).await? {
+            Answer::Done => Ok(()),
+            other => Err(wrong_kind(other)),
+        }
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError> {
+        match self.call(Request::Rooms).await? {
+            Answer::Rooms(rooms) => Ok(rooms),
+            other => Err(wrong_kind(other)),
+        }
+    }
+
+    async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError> {
+        match self.call(Request::Who(room)).await? {
+            Answer::Peers(peers) => Ok(peers),
             other => Err(wrong_kind(other)),
         }
     }

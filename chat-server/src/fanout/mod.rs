@@ -14,10 +14,12 @@
 //! | `stream`        | [`stream::Stream`]: the shared append-only stream and its readers      |
 //! | `private_queue` | a connection's bounded private queue and the writer's progress counters |
 //! | `writer`        | the writer task: merge, vectored writes, pings, the kill switch       |
+//! | `feed`          | the same merge one decoded frame at a time, for text connections      |
 //!
 //! What goes where, and when a reader is too slow, is decided by the router (`crate::router`); this
 //! module only moves bytes.
 
+pub(crate) mod feed;
 pub(crate) mod private_queue;
 pub(crate) mod stream;
 pub(crate) mod writer;

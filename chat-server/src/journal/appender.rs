@@ -220,13 +220,19 @@ impl Appender {
 
     fn record(&mut self, input: JournalInput) -> Result<(), TransportError> {
         match input {
-            JournalInput::Store(message) => {
-                let seq = message.id.seq;
+            JournalInput::Store(stored) => {
+                let seq = stored.message.id.seq;
                 if seq != self.last_store + 1 {
                     tracing::warn!(seq, last = self.last_store, "journal: stored sequence numbers are not contiguous");
                 }
                 self.last_store = self.last_store.max(seq);
-                self.encode(&Record::Store { message })
+                self.encode(&Record::Stored(stored))
+            }
+            JournalInput::Record(record) => self.encode(&record),
+            JournalInput::Rebind { name, mark, after } => {
+                let written = self.tracked.get(&name).map_or(after, |t| t.written);
+                self.tracked.insert(name, Tracked { mark, written });
+                Ok(())
             }
             JournalInput::Join { name, after, mark } => {
                 self.encode(&Record::Join { name: name.clone(), after })?;

@@ -4,6 +4,7 @@
 use chat_core::{ChatMessage, MessageId, NodeId, Recipients, Timestamp};
 
 use super::*;
+use crate::journal::Stored;
 
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -14,13 +15,14 @@ fn name(s: &str) -> UserName {
 }
 
 fn store(seq: u64) -> JournalInput {
-    JournalInput::Store(ChatMessage {
+    JournalInput::Store(Stored::plain(ChatMessage {
         id: MessageId::new(NodeId::SERVER, seq),
         sender: name("alice"),
         recipients: Recipients::Broadcast,
         body: format!("m{seq}"),
         lamport: Timestamp::new(seq, NodeId::SERVER),
-    })
+        time: 0,
+    }))
 }
 
 /// The bytes `records` encode to.
@@ -34,7 +36,7 @@ fn bytes(records: &[Record]) -> Vec<u8> {
 
 fn store_record(seq: u64) -> Record {
     match store(seq) {
-        JournalInput::Store(message) => Record::Store { message },
+        JournalInput::Store(stored) => Record::Stored(stored),
         _ => unreachable!("store() makes a Store"),
     }
 }
@@ -198,9 +200,9 @@ fn only_batch_stops_taking_input_while_too_much_waits_for_a_sync() {
         while a.unsynced() <= MAX_UNSYNCED_BYTES {
             assert!(a.has_room(), "{policy}");
             seq += 1;
-            let JournalInput::Store(m) = store(seq) else { unreachable!("a Store") };
-            let big = ChatMessage { body: "b".repeat(16 * 1024), ..m };
-            step(&mut a, Input::Record(JournalInput::Store(big)));
+            let JournalInput::Store(mut stored) = store(seq) else { unreachable!("a Store") };
+            stored.message.body = "b".repeat(16 * 1024);
+            step(&mut a, Input::Record(JournalInput::Store(stored)));
             step(&mut a, Input::EndOfTurn);
             step(&mut a, Input::Written);
         }

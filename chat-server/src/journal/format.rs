@@ -283,7 +283,8 @@ mod tests {
             let mut file = bytes.clone();
             file.resize(bytes.len() + zeros, 0);
             std::fs::write(&path, &file).unwrap_or_else(|e| panic!("{e}"));
-            let Ok(Opened::Reader(mut reader)) = RecordReader::open(File::open(&path).unwrap_or_else(|e| panic!("{e}")))
+            let Ok(Opened::Reader(mut reader)) =
+                RecordReader::open(File::open(&path).unwrap_or_else(|e| panic!("{e}")))
             else {
                 panic!("a good header");
             };

@@ -49,9 +49,10 @@ impl Journal {
         std::fs::create_dir_all(&config.dir)?;
         let lock = lock_dir(&config.dir)?;
         let path = config.path();
-        let (mut file, recovered) = recover::recover(&path, config.history)?;
+        let (mut file, recovered) = recover::recover(&path, config.history, config.offline_per_user)?;
+        let last_seq = recovered.state.last_seq;
         let mut buf = Vec::new();
-        encode_record(&Record::Start { after: recovered.last_seq }, &mut buf)?;
+        encode_record(&Record::Start { after: last_seq }, &mut buf)?;
         file.write_all(&buf)?;
         file.sync_data()?;
         sync_dir(&config.dir)?;
@@ -59,15 +60,24 @@ impl Journal {
         let allocated = file.metadata()?.len().max(end);
         let file = Arc::new(file);
         let stopped = Arc::new(OnceLock::new());
-        let (synced_tx, synced) = watch::channel(Synced { end, upto: recovered.last_seq });
+        let (synced_tx, synced) = watch::channel(Synced { end, upto: last_seq });
         let tail = (end, allocated);
         let syncer =
             Syncer::start(Arc::clone(&file), tail, path.clone(), config.fsync, synced_tx, Arc::clone(&stopped))?;
-        let core = Appender::new(Instant::now(), config.fsync, end, recovered.last_seq);
-        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq = recovered.last_seq, "journal open");
+        let core = Appender::new(Instant::now(), config.fsync, end, last_seq);
+        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq, "journal open");
         let prealloc = Prealloc::new(allocated);
-        let journal =
-            Journal { file, prealloc, policy: config.fsync, core, syncer: Some(syncer), synced, stopped, path, _lock: lock };
+        let journal = Journal {
+            file,
+            prealloc,
+            policy: config.fsync,
+            core,
+            syncer: Some(syncer),
+            synced,
+            stopped,
+            path,
+            _lock: lock,
+        };
         Ok((journal, recovered))
     }
 

@@ -123,13 +123,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use chat_core::{ChatMessage, UserName};
+use chat_core::UserName;
 
 pub use appender::MARKS_TICK;
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
 pub use handle::Journal;
-pub use record::Record;
+pub use record::{Record, Stored};
 pub use syncer::Synced;
 
 use crate::ServerError;
@@ -210,12 +210,20 @@ pub struct JournalConfig {
     pub fsync: FsyncPolicy,
     /// How many of the last stored messages recovery returns as history (default 1000).
     pub history: usize,
+    /// How many offline messages per user recovery keeps (default
+    /// [`crate::router::DEFAULT_OFFLINE_MESSAGES`]).
+    pub offline_per_user: usize,
 }
 
 impl JournalConfig {
     /// The defaults, in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig { dir: dir.into(), fsync: FsyncPolicy::default(), history: DEFAULT_HISTORY }
+        JournalConfig {
+            dir: dir.into(),
+            fsync: FsyncPolicy::default(),
+            history: DEFAULT_HISTORY,
+            offline_per_user: crate::router::DEFAULT_OFFLINE_MESSAGES,
+        }
     }
 
     /// The journal file: `dir/journal.log`.
@@ -238,12 +246,10 @@ pub fn journal_path(dir: &Path) -> PathBuf {
 /// What recovery rebuilt from the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recovered {
-    /// Highest server sequence number in the log (0 if none): the next message gets `last_seq + 1`.
-    pub last_seq: u64,
-    /// Highest Lamport counter in the log: the server clock resumes from it.
-    pub lamport: u64,
-    /// The last `history` stored messages, oldest first.
-    pub history: Vec<ChatMessage>,
+    /// The router's state: the highest sequence number (the next message gets `last_seq + 1`), the
+    /// Lamport counter the server clock resumes from, the last `history` messages, rooms, offline
+    /// queues and open sessions.
+    pub state: crate::router::RouterState,
     /// Bytes of torn tail (or torn header) truncated (0 if the file ended cleanly).
     pub truncated_bytes: u64,
     /// Valid records replayed (not counting the `Start` appended by this open).
@@ -254,8 +260,19 @@ pub struct Recovered {
 #[derive(Debug)]
 pub enum JournalInput {
     /// A message was accepted; `message.id.seq` is its server sequence number (contiguous from
-    /// [`Recovered::last_seq`]` + 1`).
-    Store(ChatMessage),
+    /// the recovered `last_seq + 1`).
+    Store(Stored),
+    /// Any other record to append as is (sessions, rooms).
+    Record(Record),
+    /// A resumed session's deliveries are watermarked from its new connection's writer.
+    Rebind {
+        /// Who.
+        name: UserName,
+        /// As in `Join`.
+        mark: Arc<AtomicU64>,
+        /// Highest sequence number stored when the session began (its watermark's floor).
+        after: u64,
+    },
     /// A user logged in.
     Join {
         /// Who.
@@ -272,7 +289,7 @@ pub enum JournalInput {
         name: UserName,
         /// Highest sequence number stored before the departure.
         after: u64,
-        /// Why (`quit`, `disconnected`, `slow_consumer`, `shutdown`, ...).
+        /// Why (`quit`, `timeout`, `slow_consumer`, ...).
         reason: String,
     },
 }

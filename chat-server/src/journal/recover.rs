@@ -1,23 +1,22 @@
 //! Recovery: replays `journal.log` on start, truncates a torn tail, refuses corruption in the middle.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use chat_core::ChatMessage;
-
 use super::Recovered;
 use super::format::{HEADER_LEN, Item, MAGIC, Opened, RecordReader};
 use crate::ServerError;
-use crate::journal::Record;
+use crate::router::restore::Restore;
 
 /// Opens (creating if needed) the journal at `path`, replays it and leaves the returned file
 /// positioned at the end of its records, ready for appending (before any preallocated zeros, which
-/// are kept). `history` messages are kept for [`Recovered::history`].
-pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), ServerError> {
+/// are kept). The records rebuild the router's state (see `crate::router::restore`), with `history`
+/// recent messages and up to `offline_per_user` offline messages per user.
+pub(crate) fn recover(path: &Path, history: usize, offline_per_user: usize) -> Result<(File, Recovered), ServerError> {
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-    let mut state = State { history: VecDeque::new(), keep: history, ..State::default() };
+    let mut restore = Restore::new(history, offline_per_user);
+    let mut records = 0;
     let mut truncated_bytes = 0;
     let mut preallocated = 0;
     let records_end = match RecordReader::open(file.try_clone()?)? {
@@ -42,7 +41,10 @@ pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), 
         Opened::Reader(mut reader) => {
             while let Some(item) = reader.next_item()? {
                 match item {
-                    Item::Record { record, .. } => state.apply(record),
+                    Item::Record { record, .. } => {
+                        records += 1;
+                        restore.apply(&record);
+                    }
                     Item::Bad { offset, reason, resume: Some(next), .. } => {
                         return Err(ServerError::CorruptJournal {
                             path: path.to_path_buf(),
@@ -70,55 +72,17 @@ pub(crate) fn recover(path: &Path, history: usize) -> Result<(File, Recovered), 
         }
     };
     file.seek(SeekFrom::Start(records_end))?;
-    let recovered = Recovered {
-        last_seq: state.last_seq,
-        lamport: state.lamport,
-        history: state.history.into(),
-        truncated_bytes,
-        records: state.records,
-    };
+    let recovered = Recovered { state: restore.finish(), truncated_bytes, records };
     tracing::info!(
         path = %path.display(),
         records = recovered.records,
-        last_seq = recovered.last_seq,
-        lamport = recovered.lamport,
-        history = recovered.history.len(),
+        last_seq = recovered.state.last_seq,
+        lamport = recovered.state.lamport,
+        history = recovered.state.history.len(),
+        sessions = recovered.state.sessions.len(),
         truncated_bytes,
         preallocated,
         "journal recovered"
     );
     Ok((file, recovered))
-}
-
-/// What replay rebuilds.
-#[derive(Default)]
-struct State {
-    last_seq: u64,
-    lamport: u64,
-    history: VecDeque<ChatMessage>,
-    keep: usize,
-    records: u64,
-}
-
-impl State {
-    fn apply(&mut self, record: Record) {
-        self.records += 1;
-        match record {
-            Record::Store { message } => {
-                self.last_seq = self.last_seq.max(message.id.seq);
-                self.lamport = self.lamport.max(message.lamport.counter);
-                if self.keep > 0 {
-                    if self.history.len() == self.keep {
-                        self.history.pop_front();
-                    }
-                    self.history.push_back(message);
-                }
-            }
-            // `after` is a stored sequence number too: taking the max guarantees no number is reused.
-            Record::Start { after } | Record::Join { after, .. } | Record::Leave { after, .. } => {
-                self.last_seq = self.last_seq.max(after);
-            }
-            Record::Consumed { .. } => {}
-        }
-    }
 }

@@ -8,9 +8,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
-use chat_core::{ChatMessage, MessageId, NodeId, Recipients, UserName};
+use chat_core::{ChatMessage, MessageId, NameKey, NodeId, Recipients, RoomKey, RoomName, UserName};
 
-use crate::journal::Record;
+use crate::journal::{Record, Stored};
+
+/// The identity of a name (case and look-alikes folded).
+fn key(name: &UserName) -> NameKey {
+    name.keys().into_iter().next().expect("a name has a key")
+}
 
 /// One way a journal can break the rules of `crate::journal::record`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,20 @@ pub enum ViolationKind {
         /// The watermark.
         upto: u64,
     },
+    /// A room message from a user who is not a member of the room.
+    SenderNotMember {
+        /// Sequence number of the message.
+        seq: u64,
+        /// The sender.
+        user: UserName,
+        /// The room.
+        room: RoomName,
+    },
+    /// A `Kept` for a user whose session was not open before the last `Start`.
+    KeptUnknown {
+        /// Who.
+        user: UserName,
+    },
     /// A watermark below the user's previous one: those deliveries would be consumed twice.
     WatermarkBackwards {
         /// Who.
@@ -148,6 +167,10 @@ impl fmt::Display for ViolationKind {
                 "watermark of {user} goes back from {previous} to {upto}: seq {} to {previous} consumed twice",
                 upto + 1
             ),
+            SenderNotMember { seq, user, room } => {
+                write!(f, "seq {seq} was sent to {room} by {user}, who is not in it")
+            }
+            KeptUnknown { user } => write!(f, "KEPT {user}, whose session was not open when the server stopped"),
             WatermarkBeyondStored { user, upto, last_seq } => write!(
                 f,
                 "watermark of {user} is {upto}, beyond the highest stored seq {last_seq}: \
@@ -179,6 +202,10 @@ pub(crate) struct Replay {
     last_lamport: Option<u64>,
     /// Online users and their watermarks.
     online: BTreeMap<UserName, u64>,
+    /// Users online when the server last started (until a `Kept` claims them), and their watermarks.
+    before_start: BTreeMap<UserName, u64>,
+    /// Room members, by room and name key (with the name as journaled).
+    rooms: BTreeMap<RoomKey, BTreeMap<NameKey, UserName>>,
     pending: VecDeque<Pending>,
     /// `Store` records seen.
     pub(crate) messages: u64,
@@ -194,7 +221,25 @@ impl Replay {
                 if *after != self.last_seq {
                     problems.push(ViolationKind::StartMismatch { after: *after, last_seq: self.last_seq });
                 }
-                self.online.clear();
+                self.before_start = std::mem::take(&mut self.online);
+            }
+            Record::Kept { name, after } => {
+                self.check_after("KEPT", name, *after, problems);
+                match self.before_start.remove(name) {
+                    Some(mark) => {
+                        self.online.insert(name.clone(), mark.max(*after));
+                    }
+                    None => problems.push(ViolationKind::KeptUnknown { user: name.clone() }),
+                }
+            }
+            Record::Session { .. } => {}
+            Record::RoomJoin { room, name, .. } => {
+                self.rooms.entry(room.key()).or_default().insert(key(name), name.clone());
+            }
+            Record::RoomPart { room, name, .. } => {
+                if let Some(members) = self.rooms.get_mut(&room.key()) {
+                    members.remove(&key(name));
+                }
             }
             Record::Join { name, after } => {
                 self.check_after("JOIN", name, *after, problems);
@@ -208,7 +253,8 @@ impl Replay {
                     problems.push(ViolationKind::LeaveWhileOffline { user: name.clone() });
                 }
             }
-            Record::Store { message } => self.store(message, problems),
+            Record::Store { message } => self.store(&Stored::plain(message.clone().into()), problems),
+            Record::Stored(stored) => self.store(stored, problems),
             Record::Consumed { marks } => {
                 for (user, upto) in marks {
                     self.consume(user, *upto, out, problems);
@@ -224,7 +270,8 @@ impl Replay {
         }
     }
 
-    fn store(&mut self, message: &ChatMessage, problems: &mut Vec<ViolationKind>) {
+    fn store(&mut self, stored: &Stored, problems: &mut Vec<ViolationKind>) {
+        let message = &stored.message;
         self.messages += 1;
         let seq = message.id.seq;
         if message.id.origin != NodeId::SERVER {
@@ -242,12 +289,25 @@ impl Replay {
         }
         let mut intended: Vec<UserName> = match &message.recipients {
             Recipients::Broadcast => self.online.keys().filter(|u| **u != message.sender).cloned().collect(),
+            Recipients::Room(room) => {
+                let members = self.rooms.get(&room.key());
+                if !members.is_some_and(|m| m.contains_key(&key(&message.sender))) {
+                    let (user, room) = (message.sender.clone(), room.clone());
+                    problems.push(ViolationKind::SenderNotMember { seq, user, room });
+                }
+                members
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                    .filter(|u| **u != message.sender && self.online.contains_key(*u))
+                    .cloned()
+                    .collect()
+            }
             named => {
                 let mut intended = Vec::new();
                 for user in named.names().iter().filter(|u| **u != message.sender) {
                     if self.online.contains_key(user) {
                         intended.push(user.clone());
-                    } else {
+                    } else if !stored.queued.contains(user) {
                         problems.push(ViolationKind::RecipientOffline { seq, user: user.clone() });
                     }
                 }

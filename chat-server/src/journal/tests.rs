@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use chat_core::{MessageId, NodeId, Recipients, Timestamp};
+use chat_core::{ChatMessage, MessageId, NodeId, Recipients, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
@@ -27,11 +27,12 @@ fn msg(seq: u64, lamport: u64, sender: &str, recipients: Recipients) -> ChatMess
         recipients,
         body: format!("m{seq}"),
         lamport: Timestamp::new(lamport, NodeId::SERVER),
+        time: 0,
     }
 }
 
 fn config(dir: &Path, fsync: FsyncPolicy, history: usize) -> JournalConfig {
-    JournalConfig { dir: dir.to_path_buf(), fsync, history }
+    JournalConfig { dir: dir.to_path_buf(), fsync, history, ..JournalConfig::default() }
 }
 
 /// Every record of the journal in `dir` with its offset (panics on any damage).
@@ -91,7 +92,7 @@ async fn write_stores(dir: &Path, n: u64) {
     let mark = Arc::new(AtomicU64::new(0));
     put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark });
     for seq in 1..=n {
-        put(&mut journal, JournalInput::Store(msg(seq, 10 + seq, "alice", Recipients::Broadcast)));
+        put(&mut journal, JournalInput::Store(Stored::plain(msg(seq, 10 + seq, "alice", Recipients::Broadcast))));
     }
     ok(journal.close().await);
 }
@@ -105,7 +106,7 @@ async fn reopen_recovers_seq_lamport_history_and_appends_a_start() {
     put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
     put(&mut journal, JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob_mark) });
     for seq in 1..=5 {
-        put(&mut journal, JournalInput::Store(msg(seq, 2 * seq, "alice", Recipients::Broadcast)));
+        put(&mut journal, JournalInput::Store(Stored::plain(msg(seq, 2 * seq, "alice", Recipients::Broadcast))));
     }
     // Batches follow the load (no fixed window): wait for the stores, so that bob's watermark is
     // written just before his leave, whatever the batching.
@@ -116,9 +117,9 @@ async fn reopen_recovers_seq_lamport_history_and_appends_a_start() {
 
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 3)));
     ok(journal.close().await);
-    assert_eq!(rec.last_seq, 5);
-    assert_eq!(rec.lamport, 10);
-    assert_eq!(rec.history.iter().map(|m| m.id.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(rec.state.last_seq, 5);
+    assert_eq!(rec.state.lamport, 10);
+    assert_eq!(rec.state.history.iter().map(|m| m.id.seq).collect::<Vec<_>>(), [3, 4, 5]);
     assert_eq!(rec.truncated_bytes, 0);
     // Start, 2 joins, 5 stores, bob's final watermark, leave.
     assert_eq!(rec.records, 10);
@@ -143,8 +144,8 @@ async fn torn_tail_is_truncated_to_the_last_whole_record() {
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 10)));
     ok(journal.close().await);
     assert_eq!(rec.truncated_bytes, len - 3 - last);
-    assert_eq!(rec.last_seq, 5);
-    assert_eq!(rec.lamport, 15);
+    assert_eq!(rec.state.last_seq, 5);
+    assert_eq!(rec.state.lamport, 15);
     let report = ok(logview::verify(dir.path()));
     assert!(report.is_ok() && report.torn_tail.is_none(), "{report}");
     assert_eq!(records(dir.path()).last().map(|(_, r)| r.clone()), Some(Record::Start { after: 5 }));
@@ -173,7 +174,7 @@ async fn appended_garbage_is_truncated() {
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 10)));
     ok(journal.close().await);
     assert_eq!(rec.truncated_bytes, 5000);
-    assert_eq!(rec.last_seq, 4);
+    assert_eq!(rec.state.last_seq, 4);
     assert!(ok(std::fs::metadata(&path)).len() > len);
     assert!(ok(logview::verify(dir.path())).is_ok());
 }
@@ -246,11 +247,11 @@ async fn watermarks_are_clamped_and_never_go_back() {
     // The connection wrote seq 3 before the journal stored it: the watermark waits for the store.
     bob.store(3, Ordering::Release);
     for seq in 1..=2 {
-        put(&mut journal, JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast)));
+        put(&mut journal, JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast))));
     }
     // The tick writes bob's watermark, clamped to what is stored; alice's has not moved.
     assert_eq!(ok(journal.handle_timeout(Instant::now() + MARKS_TICK)), None);
-    put(&mut journal, JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast)));
+    put(&mut journal, JournalInput::Store(Stored::plain(msg(3, 3, "alice", Recipients::Broadcast))));
     ok(journal.close().await);
     let marks: Vec<u64> = records(dir.path())
         .into_iter()
@@ -275,7 +276,7 @@ async fn every_fsync_policy_writes_and_recovers() {
         put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
         // Turns of 1 to 9 records.
         for seq in 1..=50 {
-            ok(journal.record(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))));
+            ok(journal.record(JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast)))));
             if seq % 10 == 0 || seq % 7 == 0 {
                 ok(journal.end_turn());
             }
@@ -283,7 +284,7 @@ async fn every_fsync_policy_writes_and_recovers() {
         ok(journal.close().await);
         let (journal, rec) = ok(Journal::open(config(dir.path(), policy, 10)));
         ok(journal.close().await);
-        assert_eq!((rec.last_seq, rec.lamport, rec.history.len()), (50, 50, 10), "{policy}");
+        assert_eq!((rec.state.last_seq, rec.state.lamport, rec.state.history.len()), (50, 50, 10), "{policy}");
         assert!(ok(logview::verify(dir.path())).is_ok());
     }
 }
@@ -391,9 +392,10 @@ impl Model {
                     recipients,
                     body: format!("body {}\nline", self.last_seq),
                     lamport: Timestamp::new(self.lamport, NodeId::SERVER),
+                    time: 0,
                 };
                 self.stored.push(m.clone());
-                Some(JournalInput::Store(m))
+                Some(JournalInput::Store(Stored::plain(m)))
             }
             Op::Advance(u, k) => {
                 if let Some((mark, _)) = self.online.get(&u) {
@@ -407,10 +409,10 @@ impl Model {
     }
 
     fn check(&self, rec: &Recovered, history: usize) -> Result<(), TestCaseError> {
-        prop_assert_eq!(rec.last_seq, self.last_seq);
-        prop_assert_eq!(rec.lamport, self.lamport);
+        prop_assert_eq!(rec.state.last_seq, self.last_seq);
+        prop_assert_eq!(rec.state.lamport, self.lamport);
         let skip = self.stored.len().saturating_sub(history);
-        prop_assert_eq!(&rec.history[..], &self.stored[skip..]);
+        prop_assert_eq!(&rec.state.history[..], &self.stored[skip..]);
         Ok(())
     }
 }
@@ -486,10 +488,10 @@ async fn the_durable_watermark_follows_what_is_written_and_synced() {
         let dir = ok(tempfile::tempdir());
         write_stores(dir.path(), 3).await;
         let (mut journal, recovered) = ok(Journal::open(config(dir.path(), policy, 10)));
-        assert_eq!(journal.durable(), recovered.last_seq, "recovered messages are durable");
+        assert_eq!(journal.durable(), recovered.state.last_seq, "recovered messages are durable");
         let mut synced = journal.synced();
         for seq in 4..=19 {
-            ok(journal.record(JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast))));
+            ok(journal.record(JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast)))));
         }
         assert_eq!(journal.durable(), 3, "{policy}: recorded is not durable before it is written");
         let advanced = ok(journal.end_turn());
@@ -498,7 +500,7 @@ async fn the_durable_watermark_follows_what_is_written_and_synced() {
         } else {
             assert_eq!(advanced, Some(19), "{policy}: durable once written");
         }
-        put(&mut journal, JournalInput::Store(msg(20, 20, "alice", Recipients::Broadcast)));
+        put(&mut journal, JournalInput::Store(Stored::plain(msg(20, 20, "alice", Recipients::Broadcast))));
         assert!(wait_durable(&mut journal, 20).await, "{policy}: watermark stopped below 20");
         assert_eq!(journal.durable(), 20);
         if policy != FsyncPolicy::Never {
@@ -518,26 +520,26 @@ async fn the_durable_watermark_follows_what_is_written_and_synced() {
 async fn a_write_failure_stops_the_journal_and_nothing_more_becomes_durable() {
     let dir = ok(tempfile::tempdir());
     let (mut journal, _) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
-    put(&mut journal, JournalInput::Store(msg(1, 1, "alice", Recipients::Broadcast)));
+    put(&mut journal, JournalInput::Store(Stored::plain(msg(1, 1, "alice", Recipients::Broadcast))));
     assert_eq!(journal.durable(), 1);
     // A record over the frame size limit cannot be encoded: the journal stops, as on a failed write.
     let huge = ChatMessage {
         body: "x".repeat(chat_transport::MAX_FRAME_LEN + 1),
         ..msg(2, 2, "alice", Recipients::Broadcast)
     };
-    assert!(matches!(journal.record(JournalInput::Store(huge)), Err(ServerError::JournalStopped(_))));
+    assert!(matches!(journal.record(JournalInput::Store(Stored::plain(huge))), Err(ServerError::JournalStopped(_))));
     let reason = journal.stopped_reason().unwrap_or_default();
     assert!(reason.contains("journal.log"), "{reason}");
     assert!(matches!(journal.end_turn(), Err(ServerError::JournalStopped(r)) if r == reason));
     assert!(matches!(
-        journal.record(JournalInput::Store(msg(3, 3, "alice", Recipients::Broadcast))),
+        journal.record(JournalInput::Store(Stored::plain(msg(3, 3, "alice", Recipients::Broadcast)))),
         Err(ServerError::JournalStopped(_))
     ));
     assert_eq!(journal.durable(), 1);
     assert!(matches!(journal.close().await, Err(ServerError::JournalStopped(_))));
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::Never, 10)));
     ok(journal.close().await);
-    assert_eq!(rec.last_seq, 1);
+    assert_eq!(rec.state.last_seq, 1);
 }
 
 #[tokio::test]
@@ -548,7 +550,7 @@ async fn the_log_is_preallocated_in_chunks_and_zeros_after_the_records_are_not_d
         let (mut journal, _) = ok(Journal::open(config(dir.path(), policy, 10)));
         put(&mut journal, JournalInput::Join { name: name("alice"), after: 0, mark: Arc::new(AtomicU64::new(0)) });
         for seq in 1..=50 {
-            put(&mut journal, JournalInput::Store(msg(seq, seq, "alice", Recipients::Broadcast)));
+            put(&mut journal, JournalInput::Store(Stored::plain(msg(seq, seq, "alice", Recipients::Broadcast))));
         }
         assert!(wait_durable(&mut journal, 50).await, "{policy}");
         ok(journal.close().await);
@@ -562,7 +564,7 @@ async fn the_log_is_preallocated_in_chunks_and_zeros_after_the_records_are_not_d
         // records, the file keeps its length.
         let (journal, rec) = ok(Journal::open(config(dir.path(), policy, 10)));
         ok(journal.close().await);
-        assert_eq!((rec.last_seq, rec.truncated_bytes), (50, 0), "{policy}");
+        assert_eq!((rec.state.last_seq, rec.truncated_bytes), (50, 0), "{policy}");
         let all = records(dir.path());
         assert_eq!(all.last(), Some(&(end, Record::Start { after: 50 })), "{policy}");
         assert_eq!(ok(std::fs::metadata(&path)).len(), len, "{policy}");
@@ -582,7 +584,7 @@ async fn a_torn_record_in_preallocated_space_is_truncated_and_a_gap_before_recor
     let end = records_end(dir.path());
     let len = ok(std::fs::metadata(&path)).len();
     let mut record = Vec::new();
-    ok(encode_record(&Record::Store { message: msg(4, 14, "alice", Recipients::Broadcast) }, &mut record));
+    ok(encode_record(&Record::Stored(Stored::plain(msg(4, 14, "alice", Recipients::Broadcast))), &mut record));
 
     // A crash during a write into preallocated space: part of a record, then the zeros.
     let mut bytes = ok(std::fs::read(&path));
@@ -592,7 +594,7 @@ async fn a_torn_record_in_preallocated_space_is_truncated_and_a_gap_before_recor
     assert_eq!(report.torn_tail.as_ref().map(|t| (t.offset, t.bytes)), Some((end, len - end)), "{report}");
     let (journal, rec) = ok(Journal::open(config(dir.path(), FsyncPolicy::EveryBatch, 10)));
     ok(journal.close().await);
-    assert_eq!((rec.last_seq, rec.truncated_bytes), (3, len - end));
+    assert_eq!((rec.state.last_seq, rec.truncated_bytes), (3, len - end));
 
     // Zeros, then a whole record (pages that reached the disk out of order before a power failure,
     // or damage): not taken for free space; the safe side, as for any corruption before the tail.

@@ -8,6 +8,7 @@
 //! | `LoginWith { name, credential }`             | `Authenticate` (the shell checks it off the owner loop), then `Authenticated` | the same |
 //! | `Authenticated` with the registered name     | logged in under it                   | logged in under it                |
 //! | `Authenticated` with none                    | `Refused { auth_failed }`, the same for an unknown name and a wrong secret, after a delay that grows with the failures of that address | the same |
+//! | any login under a [`RESERVED_NAMES`] name (any case, look-alikes) | `Refused { invalid_name }` | the same |
 //!
 //! The delay: none for the first [`FREE_FAILURES`] failures of an address within [`FAILURE_MEMORY`],
 //! then 250 ms doubling per failure up to [`MAX_FAILURE_DELAY`]. The set of registered names comes from
@@ -19,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, NameMap, UserName};
 
-use super::{ConnId, Output, Router};
-use crate::protocol::Credential;
+use super::{ConnId, Router};
 
 /// Failures an address may have before its refusals are delayed.
 pub const FREE_FAILURES: u32 = 3;
@@ -90,10 +90,29 @@ impl Auth {
     }
 }
 
+/// Names nobody may log in under (any case, look-alikes): the text protocol's notices come from
+/// `Sistema`, so a user by that name could impersonate the server there.
+pub const RESERVED_NAMES: [&str; 1] = [crate::text::SYSTEM_NAME];
+
+/// Whether `name` is one of the [`RESERVED_NAMES`] (the same name: any case, look-alikes).
+pub fn is_reserved(name: &UserName) -> bool {
+    RESERVED_NAMES.iter().any(|r| UserName::new(*r).is_ok_and(|r| r.same_as(name)))
+}
+
 /// The refusal for a failed credential: the same words whatever failed.
 const AUTH_FAILED: &str = "wrong name, password or token";
 
 impl Router {
+    /// Refuses a login under a reserved name; true if it did.
+    pub(super) fn refuse_reserved(&mut self, conn: ConnId, name: &UserName) -> bool {
+        if !is_reserved(name) {
+            return false;
+        }
+        let message = format!("the name {name} is reserved for the server's notices");
+        self.refuse(conn, ErrorCode::InvalidName, message);
+        true
+    }
+
     /// Whether a plain `Login` for `name` may go on; refuses it otherwise.
     pub(super) fn open_login_allowed(&mut self, conn: ConnId, name: &UserName) -> bool {
         if self.auth.mode == AuthMode::Accounts {
@@ -109,21 +128,16 @@ impl Router {
         true
     }
 
-    /// `LoginWith`: the shell checks the credential off the owner loop.
-    pub(super) fn login_with(&mut self, conn: ConnId, name: UserName, credential: Credential) {
-        if self.sessions.name_of(conn).is_some() {
-            return self.login(conn, name); // answers "already logged in"
-        }
-        self.outputs.push_back(Output::Authenticate { conn, name, credential });
-    }
-
     /// The shell's verdict on a credential: the registered name it proves, or none.
     pub(super) fn authenticated(&mut self, now: Instant, conn: ConnId, name: Option<UserName>) {
         if !self.sessions.is_known(conn) {
             return; // gone meanwhile
         }
         match name {
-            Some(name) => self.log_in_as(conn, name),
+            Some(name) => {
+                let options = self.sessions.take_pending(conn);
+                self.log_in_as(now, conn, name, options)
+            }
             None => {
                 let delay = match self.admission_addr(conn) {
                     Some(addr) => self.auth.fail(now, addr),
@@ -151,6 +165,8 @@ impl Router {
 
     /// The registered names, as read from the accounts file.
     pub(super) fn registered(&mut self, names: Vec<UserName>) {
+        // Account holders are known users: messages to them wait while they are offline.
+        self.offline.accounts(&names);
         let mut registered = NameMap::default();
         for name in names {
             let _ = registered.insert(name, ());

@@ -101,3 +101,21 @@ fn repeated_failures_from_one_address_are_answered_later_and_later() {
     assert_eq!(drain(&mut r).len(), 2, "refused at once");
     settle(&mut r);
 }
+
+#[test]
+fn the_name_of_the_servers_notices_is_nobodys() {
+    for mode in [AuthMode::Open, AuthMode::Accounts] {
+        let mut r = router(mode);
+        for (conn, name) in [(1, "Sistema"), (2, "sistema"), (3, "SISTEMA"), (4, "SIstema")] {
+            accepted(&mut r, conn, [127, 0, 0, 1]);
+            let message = format!("the name {name} is reserved for the server's notices");
+            match mode {
+                AuthMode::Open => r.handle(t0(), Input::Login { conn, name: n(name) }),
+                // Even an account by that name (made before the rule) cannot log in under it.
+                AuthMode::Accounts => r.handle(t0(), Input::Authenticated { conn, name: Some(n(name)) }),
+            }
+            assert_eq!(drain(&mut r), refused(conn, ErrorCode::InvalidName, &message), "{mode:?} {name}");
+        }
+        assert_eq!(r.online(), 0);
+    }
+}

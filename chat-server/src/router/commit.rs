@@ -128,7 +128,19 @@ impl Router {
                 } else {
                     self.publisher.appended_notice();
                 }
-                Output::Stream { frame, seq }
+                if !self.legacy_readers.is_empty() {
+                    // Version 1 connections do not read the stream: they get its frames converted.
+                    let conns = self.legacy_readers.iter().copied().collect();
+                    let early = self.publisher.early();
+                    self.outputs.push_back(Output::Stream { frame: frame.clone(), seq });
+                    Output::Deliver { conns, frame, seq, early }
+                } else {
+                    Output::Stream { frame, seq }
+                }
+            }
+            Visible::Subscribe { conn } if self.sessions.is_legacy(conn) => {
+                self.legacy_readers.insert(conn);
+                return;
             }
             Visible::Subscribe { conn } => Output::Subscribe { conn },
             Visible::Close { conn } => Output::Close { conn },

@@ -52,10 +52,17 @@ fn names_that_imitate_or_hide_are_refused_and_others_are_normalized() {
     let sent_at = Timestamp::new(0, NodeId(0));
     r.handle(
         t0(),
-        Input::Send { conn: 5, req: 1, recipients: Recipients::Unicast(n("ALICE")), body: "hi".into(), sent_at },
+        Input::Send {
+            conn: 5,
+            req: 1,
+            recipients: Recipients::Unicast(n("ALICE")),
+            body: "hi".into(),
+            sent_at,
+            key: 0,
+        },
     );
     let out = drain(&mut r);
-    let Some(Output::Store(m)) = out.first() else { panic!("{out:?}") };
+    let Some(Output::Store(Stored { message: m, .. })) = out.first() else { panic!("{out:?}") };
     assert_eq!(m.recipients, Recipients::Unicast(n("alice")));
 }
 
@@ -66,7 +73,10 @@ fn a_clock_far_ahead_is_refused_and_the_server_clock_does_not_move() {
     settle(&mut r);
     let send = |r: &mut Router, req, counter| {
         let sent_at = Timestamp::new(counter, NodeId(0));
-        r.handle(t0(), Input::Send { conn: 1, req, recipients: Recipients::Broadcast, body: "x".into(), sent_at });
+        r.handle(
+            t0(),
+            Input::Send { conn: 1, req, recipients: Recipients::Broadcast, body: "x".into(), sent_at, key: 0 },
+        );
         drain(r)
     };
     let out = send(&mut r, 1, u64::MAX);
@@ -80,7 +90,7 @@ fn a_clock_far_ahead_is_refused_and_the_server_clock_does_not_move() {
         }]
     );
     let out = send(&mut r, 2, MAX_CLOCK_JUMP);
-    let Some(Output::Store(m)) = out.first() else { panic!("{out:?}") };
+    let Some(Output::Store(Stored { message: m, .. })) = out.first() else { panic!("{out:?}") };
     assert_eq!(m.lamport.counter, MAX_CLOCK_JUMP + 1, "a jump up to the bound is fine");
 }
 
@@ -164,7 +174,10 @@ fn a_sender_over_the_rate_is_told_when_to_retry_and_a_flooder_is_disconnected() 
     drain(&mut r);
     let send = |r: &mut Router, at: Instant, req: u64| {
         let sent_at = Timestamp::new(0, NodeId(0));
-        r.handle(at, Input::Send { conn: 1, req, recipients: Recipients::Broadcast, body: "x".into(), sent_at });
+        r.handle(
+            at,
+            Input::Send { conn: 1, req, recipients: Recipients::Broadcast, body: "x".into(), sent_at, key: 0 },
+        );
         drain(r)
     };
     assert!(matches!(send(&mut r, t0(), 1)[0], Output::Store(_)));

@@ -1,13 +1,20 @@
 //! Who receives a message: a broadcast goes to the shared stream (every logged-in user, the sender
-//! included); a unicast or multicast to the named users that are online, and to its sender.
+//! included); a unicast or multicast to the named users that have a session, and to its sender; a
+//! room message to the room's members that have a session (the sender is one). Named users who are
+//! offline but known (see `offline`) get it at their next login; a detached session gets it when it
+//! resumes (see `resume`).
 //!
-//! | addressing | recipients online      | outputs                                                        |
+//! | addressing | recipients             | outputs                                                        |
 //! |------------|------------------------|----------------------------------------------------------------|
 //! | broadcast  | —                      | `Store`, `Stream(Message)`, `Reply(Sent)`                      |
-//! | unicast    | the target             | `Store`, `Deliver` to [target, sender], `Reply(Sent)`          |
-//! | unicast    | not online             | `Reply(Rejected { unknown_user })`                              |
-//! | multicast  | some                   | `Store` (only online names kept), `Deliver`, `Reply(Sent { unknown })` |
-//! | multicast  | none                   | `Reply(Rejected { unknown_user })`                              |
+//! | unicast    | has a session          | `Store`, `Deliver` to [target, sender], `Reply(Sent)`          |
+//! | unicast    | offline, known         | `Store` (queued), `Deliver` to [sender], `Reply(Sent { queued })` |
+//! | unicast    | nobody knows the name  | `Reply(Rejected { unknown_user })`                              |
+//! | multicast  | some known             | `Store` (known names kept), `Deliver`, `Reply(Sent { unknown, queued })` |
+//! | multicast  | none known             | `Reply(Rejected { unknown_user })`                              |
+//! | room       | sender a member        | `Store`, `Deliver` to the members online, `Reply(Sent)`         |
+//! | room       | sender not a member    | `Reply(Rejected { not_member })`                                |
+//! | any, with a key already answered | —  | `Reply(Sent)` as before; nothing stored (an idempotent retry)   |
 //! | any        | body over the limit    | `Reply(Rejected { too_long })`                                  |
 //! | any        | `sent_at` more than `MAX_CLOCK_JUMP` ahead of the server's clock | `Reply(Rejected { protocol })` |
 //! | any        | sender not logged in   | `Reply(Rejected { protocol })`                                  |
@@ -18,7 +25,9 @@ use std::time::Instant;
 use chat_core::{ErrorCode, MAX_BODY_LEN, MAX_CLOCK_JUMP, Recipients, Timestamp, UserName};
 
 use super::commit::Visible;
+use super::sessions::Receipt;
 use super::{ConnId, Router};
+use crate::journal::record::Stored;
 use crate::protocol::ServerFrame;
 
 /// Where an accepted message goes.
@@ -29,7 +38,16 @@ enum Audience {
     Only(Vec<ConnId>),
 }
 
+/// A resolved addressing: the audience, the recipients to store, the unknown and the queued names.
+struct Resolved {
+    audience: Audience,
+    recipients: Recipients,
+    unknown: Vec<UserName>,
+    queued: Vec<UserName>,
+}
+
 impl Router {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn send(
         &mut self,
         now: Instant,
@@ -38,10 +56,16 @@ impl Router {
         recipients: Recipients,
         body: String,
         sent_at: Timestamp,
+        key: u64,
     ) {
         let Some(sender) = self.sessions.name_of(conn).cloned() else {
             return self.reject(conn, req, ErrorCode::Protocol, "log in first".into());
         };
+        if key != 0
+            && let Some(r) = self.sessions.session_registered(&sender).and_then(|s| s.receipt(key)).cloned()
+        {
+            return self.reply(conn, ServerFrame::Sent { req, id: r.id, unknown: r.unknown, queued: r.queued });
+        }
         if let Some(why) = self.commit.failed() {
             return self.reject(conn, req, ErrorCode::StorageUnavailable, why.to_string());
         }
@@ -60,11 +84,12 @@ impl Router {
             let message = format!("message body is {} bytes, the limit is {MAX_BODY_LEN}", body.len());
             return self.reject(conn, req, ErrorCode::TooLong, message);
         }
-        let (audience, recipients, unknown) = match self.resolve(conn, recipients) {
+        let Resolved { audience, recipients, unknown, queued } = match self.resolve(conn, &sender, recipients) {
             Ok(resolved) => resolved,
-            Err(message) => return self.reject(conn, req, ErrorCode::UnknownUser, message),
+            Err((code, message)) => return self.reject(conn, req, code, message),
         };
-        let message = self.accept(sender, recipients, body, sent_at);
+        let message = self.order(sender.clone(), recipients, body, sent_at);
+        self.store(Stored { message: message.clone(), key, queued: queued.clone(), unknown: unknown.clone() });
         let (id, seq) = (message.id, message.id.seq);
         match audience {
             Audience::Everyone => self.stream(ServerFrame::Message(message), seq),
@@ -72,44 +97,80 @@ impl Router {
                 self.visible(Visible::Deliver { conns, frame: ServerFrame::Message(message), seq })
             }
         }
-        self.reply(conn, ServerFrame::Sent { req, id, unknown });
+        if key != 0 {
+            let receipt = Receipt { id, unknown: unknown.clone(), queued: queued.clone() };
+            self.sessions.update(&sender, |s| s.remember(key, receipt));
+        }
+        self.reply(conn, ServerFrame::Sent { req, id, unknown, queued });
     }
 
-    /// The audience of a message from `conn`, the recipients to store, and the named recipients that
-    /// are not online; `Err` with the refusal if nobody named is online.
-    fn resolve(&self, conn: ConnId, recipients: Recipients) -> Result<(Audience, Recipients, Vec<UserName>), String> {
+    /// The audience of a message from `conn` (user `sender`) and what to store; `Err` with the
+    /// refusal if nobody named is known, or the sender is not in the room.
+    fn resolve(
+        &self,
+        conn: ConnId,
+        sender: &UserName,
+        recipients: Recipients,
+    ) -> Result<Resolved, (ErrorCode, String)> {
+        let only = |audience, recipients, unknown, queued| Ok(Resolved { audience, recipients, unknown, queued });
         match recipients {
-            Recipients::Broadcast => Ok((Audience::Everyone, Recipients::Broadcast, Vec::new())),
-            Recipients::Unicast(name) => match self.sessions.lookup(&name) {
-                Some((registered, target)) => {
-                    let conns = if target == conn { vec![conn] } else { vec![target, conn] };
-                    Ok((Audience::Only(conns), Recipients::Unicast(registered.clone()), Vec::new()))
+            Recipients::Broadcast => only(Audience::Everyone, Recipients::Broadcast, Vec::new(), Vec::new()),
+            Recipients::Room(room) => {
+                if !self.rooms.is_member(sender, &room) {
+                    return Err((ErrorCode::NotMember, format!("you are not in {room}: /join it first")));
                 }
-                None => Err(format!("{name} is not online")),
-            },
+                let room = self.rooms.name(&room).cloned().unwrap_or(room);
+                let conns = self.room_conns(&room);
+                only(Audience::Only(conns), Recipients::Room(room), Vec::new(), Vec::new())
+            }
+            Recipients::Unicast(name) => {
+                let mut conns = Vec::new();
+                let (registered, queued) = match self.sessions.lookup(&name) {
+                    Some((registered, target)) => {
+                        conns.extend(target.filter(|&t| t != conn));
+                        (registered.clone(), Vec::new())
+                    }
+                    None => match self.offline.find(&name) {
+                        Some(known) => (known.clone(), vec![known.clone()]),
+                        None => {
+                            return Err((ErrorCode::UnknownUser, format!("{name} is not online (and unknown here)")));
+                        }
+                    },
+                };
+                conns.push(conn);
+                only(Audience::Only(conns), Recipients::Unicast(registered), Vec::new(), queued)
+            }
             Recipients::Multicast(list) => {
-                // Names are resolved to the users online (any case); the stored list is theirs, once each.
+                // Names are resolved to the users with a session, or known (any case); the stored list
+                // is theirs, once each.
                 let mut known: Vec<UserName> = Vec::new();
                 let mut conns: Vec<ConnId> = Vec::new();
-                let mut unknown = Vec::new();
+                let (mut unknown, mut queued) = (Vec::new(), Vec::new());
                 for name in list {
-                    match self.sessions.lookup(&name) {
-                        Some((registered, target)) if !conns.contains(&target) => {
-                            known.push(registered.clone());
-                            conns.push(target);
-                        }
-                        Some(_) => {}
-                        None => unknown.push(name),
+                    if known.iter().any(|k| k.same_as(&name)) {
+                        continue;
+                    }
+                    if let Some((registered, target)) = self.sessions.lookup(&name) {
+                        known.push(registered.clone());
+                        conns.extend(target.filter(|t| !conns.contains(t)));
+                    } else if let Some(registered) = self.offline.find(&name) {
+                        known.push(registered.clone());
+                        queued.push(registered.clone());
+                    } else {
+                        unknown.push(name);
                     }
                 }
                 if known.is_empty() {
                     let names: Vec<&str> = unknown.iter().map(UserName::as_str).collect();
-                    return Err(format!("none of {} is online", names.join(", ")));
+                    return Err((
+                        ErrorCode::UnknownUser,
+                        format!("none of {} is online (or known here)", names.join(", ")),
+                    ));
                 }
                 if !conns.contains(&conn) {
                     conns.push(conn);
                 }
-                Ok((Audience::Only(conns), Recipients::Multicast(known), unknown))
+                only(Audience::Only(conns), Recipients::Multicast(known), unknown, queued)
             }
         }
     }

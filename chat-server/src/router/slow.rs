@@ -6,8 +6,8 @@
 //! | `Lag`: a subscribed reader is more than `backlog_bytes` behind the head | kick it                 |
 //! | `Lag`: every other reader is at or past `p`     | `Trim { upto: p }`: the stream may drop bytes below |
 //!
-//! A kick ends the session like a disconnection (`SessionEnded`, `Left` announced to the others) and
-//! tells the shell to drop the connection's queue and attempt a last `Closing` frame.
+//! A kick ends the session at once, without a grace period (`SessionEnded`, `Left` announced to the
+//! others), and tells the shell to drop the connection's queue and attempt a last `Closing` frame.
 
 use chat_core::ErrorCode;
 
@@ -29,7 +29,8 @@ impl Router {
             return;
         }
         self.outputs.push_back(Output::Kick { conn, code, reason: reason.to_string() });
-        self.disconnected(conn, left_reason.into());
+        self.legacy_readers.remove(&conn);
+        self.end_session_of(conn, left_reason.into());
     }
 
     /// Applies the backlog limit to the reported stream positions, then allows trimming below the

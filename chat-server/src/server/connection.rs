@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::ErrorCode;
-use chat_transport::{ByteStream, FrameReader, Role, TransportError, encode_frame, handshake};
+use chat_transport::{ByteStream, FrameReader, Role, TransportError, encode_frame, handshake_accepting};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -18,7 +18,7 @@ use crate::ServerError;
 use crate::fanout::private_queue::{PrivateQueue, PrivateSender, WriterProgress};
 use crate::fanout::stream::StreamReader;
 use crate::fanout::writer::write_loop;
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, SUPPORTED_VERSIONS, ServerFrame, v1};
 use crate::router::ConnId;
 use crate::tls::{Prefixed, TLS_HANDSHAKE_BYTE};
 
@@ -47,13 +47,18 @@ pub(super) struct ConnEntry {
     pub(super) kill: Option<oneshot::Sender<(ErrorCode, String)>>,
     /// Its reader task.
     pub(super) reader: AbortHandle,
+    /// Whether it speaks protocol version 1 (its frames are converted).
+    pub(super) legacy: bool,
+    /// Whether its client can resume a session (not the text protocol's).
+    pub(super) resumable: bool,
 }
 
 /// Answers a connection the router refused with `Refused { code, message }` after the handshake,
 /// then closes it.
 pub(super) async fn refuse<S: ByteStream>(mut stream: S, code: ErrorCode, message: String) {
     let refuse = async {
-        handshake(&mut stream, Role::Server).await?;
+        // `Refused` is encoded the same in every version.
+        handshake_accepting(&mut stream, Role::Server, SUPPORTED_VERSIONS).await?;
         let frame = encode_frame(&ServerFrame::Refused { code, message })?;
         stream.write_all(&frame).await?;
         Ok::<(), TransportError>(())
@@ -107,22 +112,32 @@ pub(super) async fn serve_connection<S: ByteStream>(
     tracker: TaskTracker,
     stream_reader: StreamReader,
 ) -> Result<(), ServerError> {
-    let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, Role::Server))
-        .await
-        .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
-        .and_then(|r| r.map_err(ServerError::from));
-    if let Err(e) = shaken {
-        // The router counted this connection since it was accepted: tell it it is gone.
-        let _ = inbound.send(Inbound::Closed { conn, reason: "handshake failed".into() }).await;
-        return Err(e);
-    }
+    let shaken =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake_accepting(&mut stream, Role::Server, SUPPORTED_VERSIONS))
+            .await
+            .map_err(|_| ServerError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
+            .and_then(|r| r.map_err(ServerError::from));
+    let legacy = match shaken {
+        Ok((_, version)) => version == v1::VERSION,
+        Err(e) => {
+            // The router counted this connection since it was accepted: tell it it is gone.
+            let _ = inbound.send(Inbound::Closed { conn, reason: "handshake failed".into() }).await;
+            return Err(e);
+        }
+    };
     let (read, write) = tokio::io::split(stream);
     let (private, rx) = PrivateQueue::new(settings.outbox);
     let (kill_tx, kill_rx) = oneshot::channel();
     let progress = WriterProgress::new();
     tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
-    let reader = tokio::spawn(read_loop(conn, read, inbound.clone(), settings.heartbeat * 3));
-    let entry = ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle() };
+    let idle = settings.heartbeat * 3;
+    let reader = if legacy {
+        tokio::spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle))
+    } else {
+        tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle))
+    };
+    let entry =
+        ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle(), legacy, resumable: true };
     if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
         reader.abort();
     }
@@ -130,13 +145,21 @@ pub(super) async fn serve_connection<S: ByteStream>(
     Ok(())
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration) {
-    let mut reader: FrameReader<_, ClientFrame> = FrameReader::new(read);
+/// Reads frames of type `F` (this version's, or version 1's, converted) until the connection ends.
+async fn read_loop<R, F>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration)
+where
+    R: AsyncRead + Unpin,
+    F: serde::de::DeserializeOwned + Into<ClientFrame>,
+{
+    let mut reader: FrameReader<_, F> = FrameReader::new(read);
     let reason = loop {
         match tokio::time::timeout(idle, reader.read_frame()).await {
             Err(_) => break "timeout".to_string(),
-            Ok(Ok(Some(ClientFrame::Leave))) => break "quit".to_string(),
             Ok(Ok(Some(frame))) => {
+                let frame = frame.into();
+                if frame == ClientFrame::Leave {
+                    break crate::router::QUIT.to_string();
+                }
                 if inbound.send(Inbound::Frame { conn, frame }).await.is_err() {
                     return;
                 }

@@ -12,9 +12,16 @@
 //! | `mod`        | [`ServerConfig`], [`Server`]: binding, the owner loop, accepting, shutdown |
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
+//! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
+//! | `http`       | the web listener's HTTP side (`--web`): the page, the WebSocket upgrade |
+//! | `web`        | one WebSocket connection of the web client                             |
 //!
 //! The shell is generic over where connections come from ([`Listener`]): TCP in production, an
-//! in-memory network in tests. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
+//! in-memory network in tests. A second, optional listener ([`ServerConfig::text_listen`]) accepts
+//! connections that speak the original Python project's text protocol ([`crate::text`]); they are
+//! admitted, counted and routed like every other connection. A third ([`ServerConfig::web_listen`])
+//! serves the web client ([`crate::web`]): its WebSockets are admitted the same way once upgraded.
+//! Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
 //! **Journal**: the owner records what the router stores and writes it at the end of each turn (one
@@ -32,7 +39,10 @@
 
 mod accounts_file;
 mod connection;
+mod http;
 mod owner;
+mod text;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,11 +62,15 @@ use crate::tls::TlsServer;
 use accounts_file::AccountsFile;
 use connection::{refuse, serve_connection, serve_tls};
 use owner::Owner;
+use text::{refuse_text, serve_text};
+use web::{Upgraded, refuse_web, serve_web};
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
-    DEFAULT_BACKLOG, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR, NOTICE_DELAY,
+    DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR,
+    NOTICE_DELAY,
 };
+pub use http::{HEADER_TIMEOUT, HTTP_LIFETIME, MAX_HTTP_BUFFER};
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -66,8 +80,14 @@ pub const DEFAULT_OUTBOX: usize = 8192;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for writers to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// TCP keepalive of text connections (they have no heartbeat): first probe after this much silence.
+pub const TEXT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// TCP keepalive of text connections: time between probes (three unanswered: the connection is dead).
+pub const TEXT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Capacity of the queue from readers to the owner task.
 const INBOUND_CAPACITY: usize = 8192;
+/// WebSockets upgraded and waiting for the owner to admit them.
+const UPGRADE_CAPACITY: usize = 64;
 /// Most inputs handled in one owner turn before the stream is published and writers are woken.
 const TURN_INPUTS: usize = 256;
 
@@ -100,6 +120,17 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// TLS: every connection must speak it (`None`: plaintext).
     pub tls: Option<TlsServer>,
+    /// How long a session is kept after its connection drops, for a resume (zero: not kept).
+    pub grace: Duration,
+    /// Where to accept connections speaking seed 000's text protocol (`None`: nowhere, the default).
+    /// Plaintext, without credentials: see [`crate::text`].
+    pub text_listen: Option<SocketAddr>,
+    /// Where to serve the web client: its page and its WebSocket (`None`: nowhere, the default). Over
+    /// TLS when [`ServerConfig::tls`] is set. See [`crate::web`].
+    pub web_listen: Option<SocketAddr>,
+    /// Origins (`SCHEME://HOST[:PORT]`) whose pages may open the WebSocket besides the server's own
+    /// page (see [`crate::web::OriginPolicy`]).
+    pub web_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +149,10 @@ impl Default for ServerConfig {
             limits: Some(Limits::default()),
             auth: AuthMode::Open,
             tls: None,
+            grace: DEFAULT_GRACE,
+            text_listen: None,
+            web_listen: None,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -136,6 +171,8 @@ impl ServerConfig {
             },
             limits: self.limits,
             auth: self.auth,
+            grace: self.grace,
+            seed: rand::random(),
             ..RouterConfig::default()
         }
     }
@@ -152,18 +189,31 @@ struct ConnSettings {
 /// default ([`Server::bind`]), any [`Listener`] with [`Server::with_listener`].
 pub struct Server<L: Listener = TcpListener> {
     listener: L,
+    /// Connections speaking the text protocol.
+    text: Option<L>,
+    /// The web client's HTTP listener.
+    web: Option<TcpListener>,
     config: ServerConfig,
     journal: Option<Journal>,
     state: RouterState,
 }
 
 impl Server<TcpListener> {
-    /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen`.
+    /// Recovers the journal (if any) and binds the TCP listening socket at `config.listen` (and the
+    /// text protocol's at `config.text_listen`, with TCP keepalive).
     pub async fn bind(config: ServerConfig) -> Result<Server<TcpListener>, ServerError> {
         check(&config)?;
         let (journal, state) = open_journal(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
-        Ok(Server { listener, config, journal, state })
+        let text = match config.text_listen {
+            Some(addr) => Some(bind_text(addr).await?),
+            None => None,
+        };
+        let web = match config.web_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Server { listener, text, web, config, journal, state })
     }
 }
 
@@ -173,7 +223,13 @@ impl<L: Listener> Server<L> {
     pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
         check(&config)?;
         let (journal, state) = open_journal(&config)?;
-        Ok(Server { listener, config, journal, state })
+        Ok(Server { listener, text: None, web: None, config, journal, state })
+    }
+
+    /// Also serves the text protocol on connections from `text` (`config.text_listen` is ignored).
+    pub fn with_text_listener(mut self, text: L) -> Self {
+        self.text = Some(text);
+        self
     }
 
     /// The address actually listened on (useful with port 0).
@@ -181,9 +237,19 @@ impl<L: Listener> Server<L> {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The address the text protocol is served on, if it is.
+    pub fn text_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.text.as_ref().map(Listener::local_addr).transpose()?)
+    }
+
+    /// The address the web client is served on, if it is.
+    pub fn web_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.web.as_ref().map(TcpListener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { mut listener, config, journal, state } = self;
+        let Server { mut listener, mut text, web, config, journal, state } = self;
         let router = Router::new(config.router(), state);
         let mut synced = journal.as_ref().map(Journal::synced);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -196,6 +262,16 @@ impl<L: Listener> Server<L> {
         let mut owner = Owner::new(router, journal, accounts, inbound_tx.clone());
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
+        let (mut upgrades, http) = match web {
+            Some(listener) => {
+                let (tx, rx) = mpsc::channel(UPGRADE_CAPACITY);
+                let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
+                let origins = crate::web::OriginPolicy::new(tls.is_some(), &config.web_origins);
+                let serve = http::serve_http(listener, tls, origins, tx, config.max_connections);
+                (Some(rx), Some(tokio::spawn(serve)))
+            }
+            None => (None, None),
+        };
         let mut next_conn: ConnId = 0;
         let mut failure = None;
         tokio::pin!(shutdown);
@@ -265,10 +341,47 @@ impl<L: Listener> Server<L> {
                     };
                     owner.serving(conn, task.abort_handle());
                 }
+                accepted = accept_text(&mut text) => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            warn!(error = %e, "accept failed (text protocol)");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    next_conn += 1;
+                    let conn = next_conn;
+                    if let Err((_, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "text connection refused");
+                        tracker.spawn(refuse_text(stream, message));
+                        continue;
+                    }
+                    let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                    let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
+                    owner.serving(conn, task.abort_handle());
+                }
+                Some(Upgraded { socket, peer }) = accept_web(&mut upgrades) => {
+                    next_conn += 1;
+                    let conn = next_conn;
+                    if let Err((code, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "WebSocket refused");
+                        tracker.spawn(refuse_web(socket, code, message));
+                        continue;
+                    }
+                    let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                    let task = tracker.spawn(serve_web(conn, socket, inbound, settings, reader));
+                    owner.serving(conn, task.abort_handle());
+                }
             }
         }
         info!("shutting down");
         drop(listener);
+        drop(text);
+        drop(upgrades);
+        if let Some(http) = http {
+            http.abort();
+        }
         let closed = owner.shutdown(now(), synced.as_mut()).await;
         drop(owner);
         tracker.close();
@@ -295,6 +408,32 @@ async fn synced_changed(synced: &mut Option<tokio::sync::watch::Receiver<Synced>
     }
 }
 
+/// The next connection of the text protocol's listener (pending forever if there is none).
+async fn accept_text<L: Listener>(text: &mut Option<L>) -> std::io::Result<(L::Stream, SocketAddr)> {
+    match text {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next WebSocket upgraded by the web listener (pending forever if there is none).
+async fn accept_web(upgrades: &mut Option<mpsc::Receiver<Upgraded>>) -> Option<Upgraded> {
+    match upgrades {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds the text protocol's listener; the connections it accepts inherit its TCP keepalive.
+async fn bind_text(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).await?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(TEXT_KEEPALIVE_IDLE).with_interval(TEXT_KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(3);
+    socket2::SockRef::from(&listener).set_tcp_keepalive(&keepalive)?;
+    Ok(listener)
+}
+
 /// The current time from tokio's clock (pausable in tests), as the router wants it.
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -302,6 +441,15 @@ fn now() -> std::time::Instant {
 
 /// Settings that cannot work together.
 fn check(config: &ServerConfig) -> Result<(), ServerError> {
+    if let Some(addr) = config.text_listen
+        && config.auth == AuthMode::Accounts
+    {
+        return Err(ServerError::InvalidConfig {
+            setting: "text_listen",
+            value: addr.to_string(),
+            expected: "--auth open: the text protocol carries no credentials, so with accounts nobody could log in over it",
+        });
+    }
     if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
         return Err(ServerError::InvalidConfig {
             setting: "auth",
@@ -315,12 +463,25 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
 /// Opens and recovers the journal, if the configuration has a data directory.
 fn open_journal(config: &ServerConfig) -> Result<(Option<Journal>, RouterState), ServerError> {
     let Some(dir) = &config.data_dir else { return Ok((None, RouterState::default())) };
-    let jc = JournalConfig { dir: dir.clone(), fsync: config.fsync, history: config.history };
+    let router = config.router();
+    let jc = JournalConfig {
+        dir: dir.clone(),
+        fsync: config.fsync,
+        history: router.recent.messages.max(config.history),
+        offline_per_user: router.offline.messages,
+    };
     let (journal, recovered) = Journal::open(jc)?;
     if recovered.truncated_bytes > 0 {
         warn!(bytes = recovered.truncated_bytes, "journal had a torn tail; truncated");
     }
-    info!(last_seq = recovered.last_seq, records = recovered.records, "journal recovered");
-    let state = RouterState { last_seq: recovered.last_seq, lamport: recovered.lamport, history: recovered.history };
+    let state = recovered.state;
+    info!(
+        data_dir = %dir.display(),
+        records = recovered.records,
+        last_seq = state.last_seq,
+        rooms = state.memberships.len(),
+        sessions_kept = state.sessions.len(),
+        "journal recovered"
+    );
     Ok((Some(journal), state))
 }

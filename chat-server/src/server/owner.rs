@@ -21,7 +21,7 @@ use chat_transport::TransportError;
 use chat_transport::codec::encode_frame_into;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use super::accounts_file::AccountsFile;
 use super::connection::{ConnEntry, Inbound};
@@ -29,7 +29,7 @@ use crate::ServerError;
 use crate::fanout::private_queue::Private;
 use crate::fanout::stream::Stream;
 use crate::journal::{Journal, JournalInput, Synced};
-use crate::protocol::ServerFrame;
+use crate::protocol::{ServerFrame, v1};
 use crate::router::{ConnId, Input, Output, Router};
 
 /// Stream growth between two reports of every reader's position to the router.
@@ -38,6 +38,11 @@ const LAG_CHECK_EVERY: u64 = 256 * 1024;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for the journal to make what was accepted durable.
 const DURABLE_GRACE: Duration = Duration::from_secs(5);
+
+/// Milliseconds since the Unix epoch, now (0 if the system clock is before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// The owner task's state: the router, the journal, the shared stream and the connection table.
 pub(super) struct Owner {
@@ -117,11 +122,18 @@ impl Owner {
 
     /// Applies one report of a connection task.
     pub(super) async fn apply(&mut self, now: Instant, inbound: Inbound) -> Result<(), ServerError> {
+        self.router.handle(now, Input::Clock { unix_ms: unix_ms() });
         match inbound {
             Inbound::Open { conn, entry } => {
                 self.handshaking.remove(&conn);
+                let (legacy, resumable) = (entry.legacy, entry.resumable);
                 self.conns.insert(conn, entry);
                 self.router.handle(now, Input::Opened { conn });
+                if legacy {
+                    self.router.handle(now, Input::Legacy { conn });
+                } else if !resumable {
+                    self.router.handle(now, Input::NoResume { conn });
+                }
             }
             Inbound::Frame { conn, frame } => {
                 if let Some(input) = Input::from_frame(conn, frame) {
@@ -208,14 +220,26 @@ impl Owner {
     async fn perform(&mut self) -> Result<(), ServerError> {
         while let Some(output) = self.router.poll_output() {
             match output {
-                Output::Reply { conn, frame, early } => match self.encode(&frame) {
-                    Ok(bytes) => self.queue(conn, bytes, 0, early),
-                    Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
-                },
+                Output::Reply { conn, frame, early } => {
+                    let legacy = self.conns.get(&conn).is_some_and(|e| e.legacy);
+                    match self.encode_for(legacy, &frame) {
+                        Ok(Some(bytes)) => self.queue(conn, bytes, 0, early),
+                        Ok(None) => {}
+                        Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
+                    }
+                }
                 Output::Deliver { conns, frame, seq, early } => {
-                    let bytes = self.encode(&frame)?;
+                    let (mut current, mut legacy) = (None, None);
                     for conn in conns {
-                        self.queue(conn, bytes.clone(), seq, early);
+                        let is_legacy = self.conns.get(&conn).is_some_and(|e| e.legacy);
+                        let slot = if is_legacy { &mut legacy } else { &mut current };
+                        if slot.is_none() {
+                            *slot = Some(self.encode_for(is_legacy, &frame)?);
+                        }
+                        if let Some(Some(bytes)) = slot {
+                            let bytes = bytes.clone();
+                            self.queue(conn, bytes, seq, early);
+                        }
                     }
                 }
                 Output::Stream { frame, seq } => self.stream.append(&frame, seq)?,
@@ -228,16 +252,25 @@ impl Owner {
                 }
                 Output::Publish => self.stream.seal(),
                 Output::Trim { upto } => self.stream.trim(upto),
-                Output::Store(message) => self.journal(JournalInput::Store(message)),
+                Output::Store(stored) => self.journal(JournalInput::Store(stored)),
+                Output::Record(record) => self.journal(JournalInput::Record(record)),
+                Output::Resumed { conn, name } => {
+                    let Some(entry) = self.conns.get(&conn) else { continue };
+                    let after = self.router.last_seq();
+                    entry.progress.mark.store(after, Ordering::Release);
+                    let mark = entry.progress.mark.clone();
+                    info!(conn, user = %name, "resumed");
+                    self.journal(JournalInput::Rebind { name, mark, after });
+                }
                 Output::SessionStarted { conn, name, after } => {
                     let Some(entry) = self.conns.get(&conn) else { continue };
                     entry.progress.mark.store(after, Ordering::Release);
                     let mark = entry.progress.mark.clone();
-                    debug!(conn, %name, "logged in");
+                    info!(conn, user = %name, "joined");
                     self.journal(JournalInput::Join { name, after, mark });
                 }
                 Output::SessionEnded { conn, name, after, reason } => {
-                    debug!(conn, %name, %reason, "session ended");
+                    info!(conn, user = %name, %reason, "left");
                     self.journal(JournalInput::Leave { name, after, reason });
                 }
                 // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
@@ -364,6 +397,20 @@ impl Owner {
     fn queue(&mut self, conn: ConnId, bytes: Bytes, seq: u64, early: bool) {
         let bpos = if early { self.stream.head() } else { self.stream.offset() };
         self.pending.push((conn, Private::Frame { bytes, seq, bpos }));
+    }
+
+    /// Encodes a frame for a connection of protocol version 2, or of version 1 (`legacy`: converted,
+    /// or `None` if version 1 has no such frame).
+    fn encode_for(&mut self, legacy: bool, frame: &ServerFrame) -> Result<Option<Bytes>, TransportError> {
+        if !legacy {
+            return self.encode(frame).map(Some);
+        }
+        let Some(old) = v1::ServerFrame::from_current(frame.clone()) else { return Ok(None) };
+        if self.scratch.capacity() - self.scratch.len() < SCRATCH_BYTES / 16 {
+            self.scratch.reserve(SCRATCH_BYTES);
+        }
+        encode_frame_into(&old, &mut self.scratch)?;
+        Ok(Some(self.scratch.split().freeze()))
     }
 
     /// Encodes a frame into the scratch buffer and splits it off: one allocation per

@@ -11,7 +11,12 @@
 //! target/release/p2pbench --nodes 10 --trials 20                     # defaults: 250 ms heartbeat
 //! target/release/p2pbench --nodes 10 --trials 20 --heartbeat-ms 50
 //! target/release/p2pbench --nodes 10 --broadcast 200                 # closed-loop broadcast throughput
+//! target/release/p2pbench --nodes 10 --broadcast 200 --secret        # the same group with a secret
 //! ```
+//!
+//! With `--secret`, the run makes a fresh group secret file (`chat-cli secret new`, in a temporary
+//! directory removed at the end) and every node joins with `--secret-file`: Noise on every link,
+//! sealed datagrams.
 //!
 //! With `--broadcast M`, one group of N nodes instead: every node sends M broadcasts, one at a time
 //! (`chat-cli` waits for each to be ordered before reading the next line), and the run reports
@@ -50,6 +55,16 @@ struct Opts {
     /// Instead of failover trials: every node sends this many broadcasts, closed loop.
     #[arg(long)]
     broadcast: Option<usize>,
+    /// Run the group with a fresh group secret (made for the run with `chat-cli secret new`).
+    #[arg(long)]
+    secret: bool,
+}
+
+/// How every node is started.
+struct Setup<'a> {
+    bin: &'a PathBuf,
+    heartbeat: Option<u64>,
+    secret: Option<PathBuf>,
 }
 
 /// One node process; killed on drop.
@@ -69,13 +84,18 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn start(bin: &PathBuf, name: &str, group: &str, heartbeat: Option<u64>) -> Result<Node> {
+    fn start(setup: &Setup<'_>, name: &str, group: &str) -> Result<Node> {
         // Flood control off: the benchmark sends as fast as ordering allows (as against the server).
         let mut args = vec!["--mode", "p2p", "--no-rate-limit", "--json", "--name", name, "--group", group];
-        let hb = heartbeat.map(|h| h.to_string());
+        let hb = setup.heartbeat.map(|h| h.to_string());
         if let Some(hb) = &hb {
             args.extend(["--heartbeat-ms", hb.as_str()]);
         }
+        let secret = setup.secret.as_ref().map(|p| p.to_string_lossy().into_owned());
+        if let Some(secret) = &secret {
+            args.extend(["--secret-file", secret.as_str()]);
+        }
+        let bin = setup.bin;
         let mut child = Command::new(bin)
             .args(&args)
             .stdin(Stdio::piped())
@@ -153,11 +173,11 @@ struct Trial {
     lost: usize,
 }
 
-fn trial(opts: &Opts, bin: &PathBuf, port: u16) -> Result<Trial> {
+fn trial(opts: &Opts, setup: &Setup<'_>, port: u16) -> Result<Trial> {
     let group = format!("239.255.77.77:{port}");
     let mut nodes = Vec::new();
     for i in 0..opts.nodes {
-        nodes.push(Node::start(bin, &format!("n{i}"), &group, opts.heartbeat_ms)?);
+        nodes.push(Node::start(setup, &format!("n{i}"), &group)?);
         // The first node founds the group after its join timeout; the others join it.
         let settle = if i == 0 { Duration::from_millis(1700) } else { Duration::from_millis(150) };
         std::thread::sleep(settle);
@@ -210,11 +230,11 @@ fn trial(opts: &Opts, bin: &PathBuf, port: u16) -> Result<Trial> {
 }
 
 /// Closed-loop broadcast throughput of one group.
-fn broadcast(opts: &Opts, bin: &PathBuf, per_node: usize) -> Result<()> {
+fn broadcast(opts: &Opts, setup: &Setup<'_>, per_node: usize) -> Result<()> {
     let group = format!("239.255.77.77:{}", opts.port);
     let mut nodes = Vec::new();
     for i in 0..opts.nodes {
-        nodes.push(Node::start(bin, &format!("n{i}"), &group, opts.heartbeat_ms)?);
+        nodes.push(Node::start(setup, &format!("n{i}"), &group)?);
         std::thread::sleep(if i == 0 { Duration::from_millis(1700) } else { Duration::from_millis(150) });
     }
     agree(&mut nodes, None, Instant::now() + Duration::from_secs(20)).context("no agreement")?;
@@ -263,8 +283,9 @@ fn broadcast(opts: &Opts, bin: &PathBuf, per_node: usize) -> Result<()> {
     }
     let secs = (last - start).as_secs_f64().max(1e-9);
     println!(
-        "RESULT scenario=p2p-broadcast nodes={} per_node={per_node} deliveries={delivered} expected={expected} deliv_per_s={:.0} round_trip_p50_us={} p99_us={} p999_us={}",
+        "RESULT scenario=p2p-broadcast nodes={} secret={} per_node={per_node} deliveries={delivered} expected={expected} deliv_per_s={:.0} round_trip_p50_us={} p99_us={} p999_us={}",
         opts.nodes,
+        setup.secret.is_some(),
         delivered as f64 / secs,
         latency.value_at_quantile(0.5),
         latency.value_at_quantile(0.99),
@@ -282,13 +303,26 @@ fn main() -> Result<()> {
     if !bin.exists() {
         bail!("{} not found: build it with `cargo build --release -p chat-cli`", bin.display());
     }
+    // The secret file lives as long as the run; its directory is removed at the end.
+    let dir = tempfile::tempdir()?;
+    let secret = if opts.secret {
+        let file = dir.path().join("group.secret");
+        let made = Command::new(&bin).arg("secret").arg("new").arg(&file).stdout(Stdio::null()).status()?;
+        if !made.success() {
+            bail!("chat-cli secret new failed");
+        }
+        Some(file)
+    } else {
+        None
+    };
+    let setup = Setup { bin: &bin, heartbeat: opts.heartbeat_ms, secret };
     if let Some(per_node) = opts.broadcast {
-        return broadcast(&opts, &bin, per_node);
+        return broadcast(&opts, &setup, per_node);
     }
     let mut hist = Histogram::<u64>::new(3)?;
     let (mut lost, mut failed) = (0usize, 0usize);
     for k in 0..opts.trials {
-        match trial(&opts, &bin, opts.port + k as u16) {
+        match trial(&opts, &setup, opts.port + k as u16) {
             Ok(t) => {
                 hist.record(t.failover.as_millis() as u64)?;
                 lost += t.lost;
@@ -301,8 +335,9 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "RESULT scenario=p2p-failover nodes={} trials={} failed_trials={failed} heartbeat_ms={} p50_ms={} p99_ms={} max_ms={} lost={lost}",
+        "RESULT scenario=p2p-failover nodes={} secret={} trials={} failed_trials={failed} heartbeat_ms={} p50_ms={} p99_ms={} max_ms={} lost={lost}",
         opts.nodes,
+        setup.secret.is_some(),
         opts.trials,
         opts.heartbeat_ms.unwrap_or(250),
         hist.value_at_quantile(0.5),
