@@ -18,7 +18,7 @@ use std::fs::File;
 use super::PREALLOC_CHUNK;
 
 /// Zeros written at a time.
-const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// How far the file has space ahead of the records (owned by whoever writes the records).
 #[derive(Debug)]
