@@ -30,6 +30,7 @@
 #   REPS=5 MSGS=100000 MSGS_C1000=$MSGS WINDOW=1000 OPEN_RATE=20000 OPEN_MSGS=100000 OPEN_WARMUP_MS=1000
 #   UNICAST_CLIENTS=100 UNICAST_MSGS=1000 IDLE_CLIENTS=10000 IDLE_REPS=$REPS TIMEOUT=300 (s per run)
 #   TARGETS="ours redis nats"  OUT=target/bench/<date>  SKIP_BUILD=1 (use the binaries as they are)
+#   PORT_SHIFT=0 (added to every port, for a second run on the same machine)
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -57,9 +58,11 @@ SCENARIOS=${SCENARIOS:-"fanout-c100-16B fanout-c100-256B fanout-c1000-16B fanout
 OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
 CHAT=$ROOT/target/release/chat-cli
 FB=$ROOT/target/release/fanbench
-# Ports: non-default, loopback only.
-P_OURS=17878 P_OURS_NEVER=17879 P_OURS_NOLOG=17880 P_OURS_IDLE=17881 P_OURS_INTERVAL=17882
-P_REDIS=16379 P_REDIS_IDLE=16380 P_REDIS_AOF=16381 P_NATS=14222 P_NATS_IDLE=14223
+# Ports: non-default, loopback only; PORT_SHIFT=N adds N to each (two runs on one machine).
+S=${PORT_SHIFT:-0}
+P_OURS=$((17878 + S)) P_OURS_NEVER=$((17879 + S)) P_OURS_NOLOG=$((17880 + S)) P_OURS_IDLE=$((17881 + S))
+P_OURS_INTERVAL=$((17882 + S)) P_REDIS=$((16379 + S)) P_REDIS_IDLE=$((16380 + S)) P_REDIS_AOF=$((16381 + S))
+P_NATS=$((14222 + S)) P_NATS_IDLE=$((14223 + S))
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

@@ -89,8 +89,10 @@
 //! taking input while more than [`MAX_UNSYNCED_BYTES`] (8 MiB) are handed over but not yet synced
 //! ([`Journal::has_room`]): back-pressure when the disk is slower than the clients, and the bound
 //! of the mailbox. With `never` and `interval` a message does not wait for a sync, and the kernel's
-//! dirty-page limits bound the writes; their `write` runs on the owner's thread (a copy into the
-//! page cache, a few µs per turn; it does not wait for the disk).
+//! dirty-page limits bound the writes; their `write` runs on the owner's thread (usually a copy into
+//! the page cache, a few µs per turn; but when the machine has too many dirty pages, its own or other
+//! processes', the kernel throttles the writer until writeback catches up, and the whole owner waits:
+//! `batch` keeps that wait on the sync thread).
 //!
 //! A process crash (not a power failure) loses nothing that was written under any policy.
 //! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
