@@ -1,4 +1,5 @@
-//! Command-line arguments. Global flags are accepted before or after a subcommand.
+//! Command-line arguments. Global flags are accepted before or after a subcommand (the ones a
+//! subcommand uses: `applies`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// Show no times in human output.
     #[arg(long, global = true)]
     pub no_time: bool,
+    /// On a terminal, the line mode (a `> ` prompt, output scrolling above it) instead of the
+    /// full-screen client.
+    #[arg(long, global = true)]
+    pub plain: bool,
+    /// Full-screen client: no terminal bell on a mention of your name or a private message.
+    #[arg(long, global = true)]
+    pub no_bell: bool,
     /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
     #[arg(long, global = true)]
     pub listen: Option<SocketAddr>,
