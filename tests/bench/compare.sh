@@ -21,7 +21,11 @@
 #   unicast-c100        UNICAST_CLIENTS clients each sending UNICAST_MSGS unicasts to random others,
 #                       one in flight each (Redis: per-client channels, NATS: per-client subjects)
 #   idle                IDLE_CLIENTS idle connections to a fresh server: RSS per connection, join time
-#   log-c100-16B        ours only: --fsync batch (the default) vs --fsync never vs --no-log
+#   log-c100-16B        ours only: --fsync batch (the default) vs interval:100 vs never vs --no-log
+#   durable-open-c100-16B-20k  the open-loop run with each of our fsync modes (batch, interval:100,
+#                       never) beside Redis with --appendonly yes --appendfsync always (and plain Redis
+#                       if it is a target). Redis writes no PUBLISH to its AOF (pub/sub is not
+#                       persisted), so its fsync setting does not slow it: the bar is its pub/sub latency.
 #   logins              ours-tls only: STORM_ACCOUNTS accounts with a password are added to the server; then
 #                       the password check alone (argon2id, the server's parameters, STORM_CHECKS times), a
 #                       login storm alone (STORM_CLIENTS clients logging in over TLS for STORM_SECS s), and an
@@ -36,6 +40,7 @@
 #   STORM_ACCOUNTS=64 STORM_CLIENTS=8 STORM_SECS=10 STORM_CHECKS=30 STORM_RATE=500 STORM_MSGS=5000
 #   REFERENCE=ours (the target the summary's ratios compare the others with)
 #   BEFORE_RUN='command' (run before every fanbench run, e.g. to wait until another benchmark is over)
+#   PORT_SHIFT=0 (added to every port, for a second run on the same machine)
 # Targets: ours (chat-cli serve), ours-tls (chat-cli serve --tls self-signed, the generator pinning the
 # certificate's fingerprint; otherwise started and driven exactly as ours), redis, nats.
 # TLS=1 sets TARGETS="ours ours-tls" SCENARIOS="fanout-c1000-16B unicast-c100" REPS=3 REFERENCE=ours-tls
@@ -75,13 +80,15 @@ TIMEOUT=${TIMEOUT:-300}
 TARGETS=${TARGETS:-"ours redis nats"}
 REFERENCE=${REFERENCE:-ours}
 BEFORE_RUN=${BEFORE_RUN:-}
-SCENARIOS=${SCENARIOS:-"fanout-c100-16B fanout-c100-256B fanout-c1000-16B fanout-c1000-256B open-c100-16B-20k unicast-c100 idle log-c100-16B"}
+SCENARIOS=${SCENARIOS:-"fanout-c100-16B fanout-c100-256B fanout-c1000-16B fanout-c1000-256B open-c100-16B-20k unicast-c100 idle log-c100-16B durable-open-c100-16B-20k"}
 OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
 CHAT=$ROOT/target/release/chat-cli
 FB=$ROOT/target/release/fanbench
-# Ports: non-default, loopback only.
-P_OURS=17878 P_OURS_NEVER=17879 P_OURS_NOLOG=17880 P_OURS_IDLE=17881 P_OURS_TLS=17882 P_OURS_TLS_IDLE=17883
-P_REDIS=16379 P_REDIS_IDLE=16380 P_NATS=14222 P_NATS_IDLE=14223
+# Ports: non-default, loopback only; PORT_SHIFT=N adds N to each (two runs on one machine).
+S=${PORT_SHIFT:-0}
+P_OURS=$((17878 + S)) P_OURS_NEVER=$((17879 + S)) P_OURS_NOLOG=$((17880 + S)) P_OURS_IDLE=$((17881 + S))
+P_OURS_INTERVAL=$((17882 + S)) P_REDIS=$((16379 + S)) P_REDIS_IDLE=$((16380 + S)) P_REDIS_AOF=$((16381 + S))
+P_NATS=$((14222 + S)) P_NATS_IDLE=$((14223 + S)) P_OURS_TLS=$((17883 + S)) P_OURS_TLS_IDLE=$((17884 + S))
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -228,7 +235,7 @@ run() {
     line="RESULT scenario=$scenario target=$label kind=$kind ok=0 err=fanbench_exit_$rc"
   fi
   echo "$line" >>"$RES"
-  echo "$line" | tr ' ' '\n' | grep -E '^(scenario|target|deliv_per_s|p50_us|p99_us|p999_us|cpu_s_per_M|gen_util|join_ms|rss_per_conn_b|logins_per_s|login_p99_us|ok)=' \
+  echo "$line" | tr ' ' '\n' | grep -E '^(scenario|target|deliv_per_s|p50_us|p99_us|p999_us|max_us|cpu_s_per_M|gen_util|join_ms|rss_per_conn_b|logins_per_s|login_p99_us|ok)=' \
     | tr '\n' ' ' >&2
   echo >&2
 }
@@ -264,16 +271,42 @@ idle_rotation() {
 
 log_rotation() {
   [ -n "${PID[ours]:-}" ] || { echo "SKIP log-c100-16B: our server is not running"; return; }
-  local never nolog r
+  local interval never nolog r
+  start ours "$P_OURS_INTERVAL" --fsync interval:100 && interval=$SERVER_PID || return
   start ours "$P_OURS_NEVER" --fsync never && never=$SERVER_PID || return
   start ours "$P_OURS_NOLOG" --no-log && nolog=$SERVER_PID || return
   log "scenario log-c100-16B (load average $(cut -d' ' -f1 /proc/loadavg))"
   for r in $(seq 1 "$REPS"); do
     run log-c100-16B ours-fsync-batch bench "${PID[ours]}" "${ADDR[ours]}" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
+    run log-c100-16B ours-fsync-interval bench "$interval" "127.0.0.1:$P_OURS_INTERVAL" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
     run log-c100-16B ours-fsync-never bench "$never" "127.0.0.1:$P_OURS_NEVER" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
     run log-c100-16B ours-no-log bench "$nolog" "127.0.0.1:$P_OURS_NOLOG" ours --subs 100 --msgs "$MSGS" --size 16 --window "$WINDOW"
   done
-  stop_pid "$never"; stop_pid "$nolog"
+  stop_pid "$interval"; stop_pid "$never"; stop_pid "$nolog"
+}
+
+# The open-loop run with each fsync mode, beside Redis with an fsync'd AOF (see the header).
+durable_rotation() {
+  [ -n "${PID[ours]:-}" ] || { echo "SKIP durable-open-c100-16B-20k: our server is not running"; return; }
+  local s=durable-open-c100-16B-20k interval never aof r
+  local args=(--subs 100 --msgs "$OPEN_MSGS" --size 16 --rate "$OPEN_RATE" --warmup-ms "$OPEN_WARMUP_MS")
+  start ours "$P_OURS_INTERVAL" --fsync interval:100 && interval=$SERVER_PID || return
+  start ours "$P_OURS_NEVER" --fsync never && never=$SERVER_PID || return
+  aof=
+  if command -v redis-server >/dev/null; then
+    mkdir -p "$WORK/aof-$P_REDIS_AOF"
+    start redis "$P_REDIS_AOF" --appendonly yes --appendfsync always --dir "$WORK/aof-$P_REDIS_AOF" && aof=$SERVER_PID
+  fi
+  log "scenario $s (load average $(cut -d' ' -f1 /proc/loadavg))"
+  for r in $(seq 1 "$REPS"); do
+    run "$s" ours-fsync-batch bench "${PID[ours]}" "${ADDR[ours]}" ours "${args[@]}"
+    run "$s" ours-fsync-interval bench "$interval" "127.0.0.1:$P_OURS_INTERVAL" ours "${args[@]}"
+    run "$s" ours-fsync-never bench "$never" "127.0.0.1:$P_OURS_NEVER" ours "${args[@]}"
+    [ -n "$aof" ] && run "$s" redis-aof-always bench "$aof" "127.0.0.1:$P_REDIS_AOF" redis "${args[@]}"
+    [ -n "${PID[redis]:-}" ] && run "$s" redis bench "${PID[redis]}" "${ADDR[redis]}" redis "${args[@]}"
+  done
+  [ -n "$aof" ] && echo "redis-aof-always: AOF bytes after the runs: $(du -sb "$WORK/aof-$P_REDIS_AOF" | cut -f1)" >>"$OUT/machine.txt"
+  stop_pid "$interval"; stop_pid "$never"; [ -n "$aof" ] && stop_pid "$aof"
 }
 
 logins_rotation() {
@@ -310,6 +343,7 @@ for s in $SCENARIOS; do
     idle)              idle_rotation ;;
     log-c100-16B)      log_rotation ;;
     logins)            logins_rotation ;;
+    durable-open-c100-16B-20k) durable_rotation ;;
     *)                 echo "SKIP $s: unknown scenario" ;;
   esac
 done

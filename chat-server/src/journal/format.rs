@@ -97,13 +97,16 @@ pub(crate) enum Opened {
 }
 
 /// Reads records one by one through a `BufReader` (never the whole file at once), up to the file
-/// length seen at open (so a log still being appended to reads as a consistent prefix).
+/// length seen at open (so a log still being appended to reads as a consistent prefix). Zero bytes
+/// from a record boundary to that length are preallocated space: the records end there.
 pub(crate) struct RecordReader {
     inner: BufReader<File>,
     pos: u64,
     end: u64,
     done: bool,
     payload: Vec<u8>,
+    /// Zero bytes found after the last record (preallocated space), once the reader got there.
+    zeros: u64,
 }
 
 impl RecordReader {
@@ -120,7 +123,18 @@ impl RecordReader {
         if head != MAGIC {
             return Ok(Opened::BadHeader { found: head });
         }
-        Ok(Opened::Reader(RecordReader { inner, pos: HEADER_LEN, end, done: false, payload: Vec::new() }))
+        Ok(Opened::Reader(RecordReader { inner, pos: HEADER_LEN, end, done: false, payload: Vec::new(), zeros: 0 }))
+    }
+
+    /// Where the records end: after the last whole record read (once `next_item` returned `None`
+    /// with no damage, the length of the log's contents, before any preallocated zeros).
+    pub(crate) fn records_end(&self) -> u64 {
+        self.pos
+    }
+
+    /// Zero bytes after the last record (preallocated space), found when the reader reached them.
+    pub(crate) fn preallocated(&self) -> u64 {
+        self.zeros
     }
 
     /// The next record or damaged region; `None` at the end of the file.
@@ -135,6 +149,12 @@ impl RecordReader {
                 Ok(Some(Item::Record { offset, record }))
             }
             Err(reason) => {
+                if all_zero(&mut self.inner, offset, self.end)? {
+                    // Preallocated space (see the parent module): the end of the records, not damage.
+                    self.zeros = self.end - offset;
+                    self.done = true;
+                    return Ok(None);
+                }
                 let resume = find_next_valid(&mut self.inner, offset + 1, self.end)?;
                 match resume {
                     Some(next) => {
@@ -204,6 +224,22 @@ fn find_next_valid<R: Read + Seek>(r: &mut R, from: u64, end: u64) -> io::Result
     Ok(None)
 }
 
+/// Whether every byte of `[from, end)` is zero (read a chunk at a time; stops at the first other byte).
+fn all_zero<R: Read + Seek>(r: &mut R, from: u64, end: u64) -> io::Result<bool> {
+    r.seek(SeekFrom::Start(from))?;
+    let mut chunk = vec![0u8; SCAN_CHUNK];
+    let mut left = end - from;
+    while left > 0 {
+        let want = left.min(SCAN_CHUNK as u64) as usize;
+        r.read_exact(&mut chunk[..want])?;
+        if chunk[..want].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        left -= want as u64;
+    }
+    Ok(true)
+}
+
 /// Reads until `window` holds at least `want` bytes (at least a chunk at a time).
 fn fill<R: Read>(r: &mut R, window: &mut Vec<u8>, want: usize) -> io::Result<()> {
     if window.len() >= want {
@@ -233,6 +269,29 @@ mod tests {
         assert_eq!(find_next_valid(&mut r, 1, end).unwrap_or_else(|e| panic!("{e}")), Some(at));
         let mut r = Cursor::new(bytes);
         assert_eq!(find_next_valid(&mut r, at + 1, end).unwrap_or_else(|e| panic!("{e}")), None);
+    }
+
+    #[test]
+    fn zero_bytes_after_the_last_record_end_the_records() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("log");
+        let mut bytes = MAGIC.to_vec();
+        encode_record(&Record::Start { after: 7 }, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        let end = bytes.len() as u64;
+        // Fewer zeros than a frame header, then a whole chunk and more: both are free space.
+        for zeros in [3, SCAN_CHUNK + 5] {
+            let mut file = bytes.clone();
+            file.resize(bytes.len() + zeros, 0);
+            std::fs::write(&path, &file).unwrap_or_else(|e| panic!("{e}"));
+            let Ok(Opened::Reader(mut reader)) =
+                RecordReader::open(File::open(&path).unwrap_or_else(|e| panic!("{e}")))
+            else {
+                panic!("a good header");
+            };
+            assert!(matches!(reader.next_item(), Ok(Some(Item::Record { offset: 8, .. }))));
+            assert!(matches!(reader.next_item(), Ok(None)));
+            assert_eq!((reader.records_end(), reader.preallocated()), (end, zeros as u64));
+        }
     }
 
     #[test]

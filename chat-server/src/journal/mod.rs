@@ -7,9 +7,10 @@
 //!
 //! ```text
 //! offset 0        8
-//!        +--------+----------------------------------------------------+-----+
-//!        |DCHTLOG1| record 0                                           | ... |
-//!        +--------+----------------------------------------------------+-----+
+//!        +--------+----------------------------------------------------+-----+------------------+
+//!        |DCHTLOG1| record 0                                           | ... | 00 00 ... 00     |
+//!        +--------+----------------------------------------------------+-----+------------------+
+//!                                                                       preallocated space (optional)
 //!
 //! record:  +-----------------+-----------------+----------------------------------+
 //!          | len: u32 LE     | crc: u32 LE     | payload: len bytes               |
@@ -18,16 +19,24 @@
 //!          payload = chat_transport::codec::encode_payload(&Record)   (see record.rs)
 //! ```
 //!
+//! **Preallocated space.** Zero bytes from the end of a record to the end of the file are free space,
+//! not damage: the writer keeps up to [`PREALLOC_CHUNK`] (1 MiB) of zeros ahead of the records so that
+//! appending overwrites existing blocks and `fdatasync` has no file-size change to commit (see
+//! `prealloc.rs`). A frame never starts with a zero length, so the zeros cannot hide a record.
+//! Readers stop there; a log without them (older servers) reads the same.
+//!
 //! Records are [`Record`]s: `Start` (once per server start, after recovery), `Join`, `Store`, `Leave`,
 //! and `Consumed` watermarks (`(user, upto)`: every message intended for `user` with server sequence
-//! `<= upto` was written to its connection). `Consumed` is written once per batch for the users whose
-//! watermark advanced, and just before each `Leave`; watermarks never go backwards.
+//! `<= upto` was written to its connection). `Consumed` is written every [`MARKS_TICK`] (50 ms) for the
+//! users whose watermark advanced, just before each `Leave` and at close; watermarks never go backwards.
 //!
 //! # Recovery
 //!
-//! [`Journal::open`] reads the file sequentially (buffered, never all at once). A bad record (short,
-//! length over the limit, CRC mismatch, undecodable) is then classified by scanning forward byte by
-//! byte for any position where a whole valid record starts:
+//! [`Journal::open`] reads the file sequentially (buffered, never all at once). Zeros from a record
+//! boundary to the end are preallocated space: the records end there, new ones are appended right
+//! after the last one, the zeros are kept. Any other bad record (short, length over the limit, CRC
+//! mismatch, undecodable) is then classified by scanning forward byte by byte for any position where
+//! a whole valid record starts:
 //!
 //! - none found: a **torn tail** (a crash during a write). The file is truncated at the bad record,
 //!   a `warn` is traced and [`Recovered::truncated_bytes`] says how much was dropped;
@@ -36,33 +45,59 @@
 //!   `chat-cli log verify DIR` gives the full report.
 //!
 //! (A torn record whose message body happens to contain the bytes of a whole valid frame would be
-//! taken for corruption in the middle: the safe side.)
+//! taken for corruption in the middle: the safe side. So is a run of zeros followed by a whole record:
+//! after a power failure, pages written after the last sync may have reached the disk out of order;
+//! those records were never acknowledged, since an acknowledgement waits for a sync of every byte
+//! before them, but recovery cannot tell them from damage and refuses to start; `log verify` gives
+//! the offset. A process crash cannot cause this: the page cache keeps every write.)
 //!
 //! # Writing and durability
 //!
-//! A dedicated OS thread owns the file. [`Journal::send`] hands inputs to it over a bounded channel of
-//! [`CHANNEL_CAPACITY`] (65 536) inputs (when it is full, `send` waits: back-pressure on the router).
-//! Group commit: the thread waits for one input, takes everything queued (at most [`MAX_BATCH`] =
-//! 65 536 inputs), encodes it all plus one `Consumed` record into one buffer, writes it with a single
-//! `write_all` and syncs per the policy. Whatever arrives meanwhile is the next batch, so there is no
-//! fixed wait and batches grow with the load. With no input it wakes every [`IDLE_TICK`] (50 ms) to
-//! write advanced watermarks.
+//! The server's owner task owns the journal ([`Journal`]) and encodes records as the router emits
+//! them; a sync thread runs `fdatasync`. At the end of each owner turn:
 //!
-//! After each batch the thread publishes the **durable watermark** ([`Journal::durable`]): the highest
-//! stored sequence number that is durable under the policy. The server acknowledges a message
-//! (`Sent`) and delivers it to anyone only once the watermark covers it, so nobody ever sees a message
-//! that a restart forgets.
+//! ```text
+//!  owner task (one turn)                                        sync thread ("chat-journal-sync")
+//!  router outputs Store/Join/Leave ─► Journal::record            (encode into a buffer, no syscall)
+//!  Journal::end_turn
+//!   batch:          hand the turn's bytes + request(end, upto) ─► mailbox ─► write(2) of all handed
+//!                   (no syscall; wake the thread only if it waits)            over, fdatasync, publish
+//!   never/interval: write(2) the turn's bytes: durable now ─► router Durable{upto}        │
+//!  Journal::synced() changes ◄───────────────────────────────── Synced{end, upto} ◄────────┘
+//!  Journal::handle_synced ─► batch: router Durable{upto}
+//! ```
+//!
+//! The sans-IO core (`appender.rs`, with exact-output tests) decides what is written, when a sync is
+//! asked for and how far the **durable watermark** ([`Journal::durable`]) goes; [`Journal`] carries
+//! that out. Group commit comes from the mailbox: it holds the bytes not yet written and only the
+//! latest request, so everything handed over while one write and sync run goes out in one piece in
+//! the next, with no fixed wait; batches grow with the load, and the next sync starts as soon as the
+//! previous one ends. The server acknowledges a message (`Sent`) and delivers it to anyone only once
+//! the watermark covers it, so nobody ever sees a message that a restart forgets.
 //!
 //! | [`FsyncPolicy`]      | `--fsync`     | when `sync_data` runs                          | a message is durable once | lost on power failure |
 //! |----------------------|---------------|------------------------------------------------|---------------------------|-----------------------|
-//! | `EveryBatch` (default) | `batch`     | after every batch write                        | its batch is synced       | nothing acknowledged  |
-//! | `Interval(d)`        | `interval:MS` | after a batch once `d` has passed since the last sync, and by a timer so an idle log is synced within `d` | its batch is written | up to `d` |
-//! | `Never`              | `never`       | only at [`Journal::close`]                     | its batch is written      | whatever the OS had not flushed |
+//! | `EveryBatch` (default) | `batch`     | as soon as something is handed over (one write and sync at a time, covering everything handed over before it) | a sync covers it | nothing acknowledged |
+//! | `Interval(d)`        | `interval:MS` | once `d` has passed since the last sync, if something was written | it is written (same turn) | up to `d` |
+//! | `Never`              | `never`       | only at [`Journal::close`]                     | it is written (same turn) | whatever the OS had not flushed |
 //!
-//! A process crash (not a power failure) loses nothing that reached `write_all` under any policy.
+//! `Consumed` watermarks are written every [`MARKS_TICK`] (50 ms) for the users whose watermark
+//! advanced, just before each `Leave`, and at close: a crash may forget up to 50 ms of *deliveries*
+//! in `log show`, never a stored message.
+//!
+//! **Bounds.** The owner's buffer holds at most one turn of records. With `batch`, the owner stops
+//! taking input while more than [`MAX_UNSYNCED_BYTES`] (8 MiB) are handed over but not yet synced
+//! ([`Journal::has_room`]): back-pressure when the disk is slower than the clients, and the bound
+//! of the mailbox. With `never` and `interval` a message does not wait for a sync, and the kernel's
+//! dirty-page limits bound the writes; their `write` runs on the owner's thread (usually a copy into
+//! the page cache, a few µs per turn; but when the machine has too many dirty pages, its own or other
+//! processes', the kernel throttles the writer until writeback catches up, and the whole owner waits:
+//! `batch` keeps that wait on the sync thread).
+//!
+//! A process crash (not a power failure) loses nothing that was written under any policy.
 //! `open` always syncs the header and the `Start` record; `close` always ends with `sync_all`.
-//! If a write or sync fails (disk full, read-only file system, I/O error) the thread stops at once:
-//! nothing more becomes durable, the watermark's sender is dropped (watchers see it end), and every
+//! If a write or sync fails (disk full, read-only file system, I/O error) the journal stops at once:
+//! nothing more becomes durable, the sync thread ends (the [`Journal::synced`] watch ends), and every
 //! later call returns [`ServerError::JournalStopped`] with the reason. The server then stops
 //! acknowledging and exits (see `chat_server::server`).
 //!
@@ -73,29 +108,33 @@
 //! The lock is released when the journal is closed or the process ends. Readers (`log show`,
 //! `log verify`) take no lock: they read a consistent prefix of a live log.
 
+mod appender;
 mod format;
+mod handle;
+mod prealloc;
 pub mod record;
 mod recover;
 pub(crate) mod replay;
-mod writer;
+mod syncer;
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chat_core::UserName;
-use tokio::sync::{mpsc, oneshot, watch};
 
+pub use appender::MARKS_TICK;
 pub use format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, TornTail};
 pub(crate) use format::{Item, Opened, RecordReader, encode_record};
+pub use handle::Journal;
 pub use record::{Record, Stored};
+pub use syncer::Synced;
 
 use crate::ServerError;
-use writer::{Msg, Writer};
 
 /// Name of the journal file inside the data directory.
 pub const JOURNAL_FILE: &str = "journal.log";
@@ -106,18 +145,16 @@ pub const DEFAULT_DATA_DIR: &str = "chat-data";
 /// Default number of messages recovered as history.
 pub const DEFAULT_HISTORY: usize = chat_core::buffer::DEFAULT_HISTORY;
 
-/// Capacity of the channel to the writer thread, in inputs (65 536). When it is full,
-/// [`Journal::send`] waits and [`Journal::try_send`] hands the input back.
-pub const CHANNEL_CAPACITY: usize = 64 * 1024;
+/// Most bytes written but not yet synced under `--fsync batch` (8 MiB): past it the server stops
+/// taking input until a sync completes (back-pressure when the disk is slower than the clients).
+pub const MAX_UNSYNCED_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Most inputs written in one batch (one `write_all`, at most one sync).
-pub const MAX_BATCH: usize = 64 * 1024;
+/// Zero-filled space kept ahead of the log's records, allocated this much at a time (1 MiB; see
+/// "Preallocated space" in the module docs).
+pub const PREALLOC_CHUNK: u64 = 1024 * 1024;
 
 /// Most watermarks in one `Consumed` record (keeps each record far below `MAX_FRAME_LEN`).
 pub const MARKS_PER_RECORD: usize = 1024;
-
-/// How often an idle writer wakes to write advanced watermarks (50 ms).
-pub const IDLE_TICK: Duration = Duration::from_millis(50);
 
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "lock";
@@ -225,7 +262,7 @@ pub struct Recovered {
 #[derive(Debug)]
 pub enum JournalInput {
     /// A message was accepted; `message.id.seq` is its server sequence number (contiguous from
-    /// [`Recovered::last_seq`]` + 1`).
+    /// the recovered `last_seq + 1`).
     Store(Stored),
     /// Any other record to append as is (sessions, rooms).
     Record(Record),
@@ -257,122 +294,6 @@ pub enum JournalInput {
         /// Why (`quit`, `timeout`, `slow_consumer`, ...).
         reason: String,
     },
-}
-
-/// Why [`Journal::try_send`] did not take an input.
-#[derive(Debug, thiserror::Error)]
-pub enum TrySendError {
-    /// The channel is full: here is the input back; await [`Journal::send`] with it.
-    #[error("journal channel full")]
-    Full(Box<JournalInput>),
-    /// The writer stopped ([`ServerError::JournalStopped`]): the server must stop.
-    #[error(transparent)]
-    Stopped(ServerError),
-}
-
-/// Handle to the journal writer thread. Dropping it without [`Journal::close`] still lets the thread
-/// write the final watermarks and sync, but nobody waits for it.
-#[derive(Debug)]
-pub struct Journal {
-    tx: mpsc::Sender<Msg>,
-    stopped: Arc<OnceLock<String>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
-    durable: watch::Receiver<u64>,
-    /// The data directory's lock, held for the journal's life.
-    _lock: std::fs::File,
-}
-
-impl Journal {
-    /// Creates `config.dir` if needed, recovers the log (truncating a torn tail), appends and syncs
-    /// a `Start { after: last_seq }` record, and starts the writer thread.
-    ///
-    /// Fails with [`ServerError::CorruptJournal`] on corruption before the tail, or [`ServerError::Io`].
-    /// Blocking (file I/O): call it before serving, or from `spawn_blocking`.
-    pub fn open(config: JournalConfig) -> Result<(Journal, Recovered), ServerError> {
-        std::fs::create_dir_all(&config.dir)?;
-        let lock = lock_dir(&config.dir)?;
-        let path = config.path();
-        let (mut file, recovered) = recover::recover(&path, config.history, config.offline_per_user)?;
-        let last_seq = recovered.state.last_seq;
-        let mut buf = Vec::new();
-        encode_record(&Record::Start { after: last_seq }, &mut buf)?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
-        sync_dir(&config.dir)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let stopped = Arc::new(OnceLock::new());
-        let (durable_tx, durable) = watch::channel(last_seq);
-        let writer = Writer::new(file, path.clone(), config.fsync, last_seq, durable_tx);
-        let flag = Arc::clone(&stopped);
-        let thread = std::thread::Builder::new().name("chat-journal".into()).spawn(move || writer.run(rt, rx, flag))?;
-        tracing::info!(path = %path.display(), fsync = %config.fsync, last_seq, "journal open");
-        Ok((Journal { tx, stopped, thread: Some(thread), path, durable, _lock: lock }, recovered))
-    }
-
-    /// The durable watermark: the highest stored sequence number that is durable under the fsync
-    /// policy (see the module docs). Starts at what recovery found; `changed()` fails once the writer
-    /// has stopped (then [`Journal::stopped_reason`] says why).
-    pub fn durable(&self) -> watch::Receiver<u64> {
-        self.durable.clone()
-    }
-
-    /// Why the writer stopped, if it did.
-    pub fn stopped_reason(&self) -> Option<String> {
-        self.stopped.get().cloned()
-    }
-
-    /// The journal file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Hands `input` to the writer, waiting while the channel is full (back-pressure on the caller).
-    ///
-    /// **Cancel-safety**: all or nothing. If the future is dropped before it completes, the input was
-    /// not queued (it is dropped with the future) and nothing of it reaches the file; if it completed,
-    /// the input is queued. Do not race it in a `select!` whose losing branch must not lose the input.
-    pub async fn send(&self, input: JournalInput) -> Result<(), ServerError> {
-        let permit = self.tx.reserve().await.map_err(|_| self.stopped_error())?;
-        permit.send(Msg::Input(input));
-        Ok(())
-    }
-
-    /// Non-waiting [`Journal::send`] for hot paths: [`TrySendError::Full`] gives the input back when
-    /// the channel is full (then await `send` with it).
-    pub fn try_send(&self, input: JournalInput) -> Result<(), TrySendError> {
-        self.tx.try_send(Msg::Input(input)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(Msg::Input(input)) => TrySendError::Full(Box::new(input)),
-            _ => TrySendError::Stopped(self.stopped_error()),
-        })
-    }
-
-    /// Writes the final watermarks of every tracked user, syncs (`sync_all`), stops the writer thread
-    /// and waits for it. Inputs queued before `close` are all written first.
-    ///
-    /// **Cancel-safety**: if dropped while waiting, the writer still finishes on its own.
-    pub async fn close(mut self) -> Result<(), ServerError> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.tx.send(Msg::Close(reply_tx)).await.map_err(|_| self.stopped_error())?;
-        let outcome = reply_rx.await.map_err(|_| self.stopped_error())?;
-        if let Some(thread) = self.thread.take() {
-            // The thread has replied and is returning: joining takes microseconds.
-            let joined = tokio::task::spawn_blocking(move || thread.join())
-                .await
-                .map_err(|e| ServerError::JournalStopped(format!("cannot join the writer: {e}")))?;
-            if joined.is_err() {
-                return Err(ServerError::JournalStopped("the writer thread panicked".into()));
-            }
-        }
-        tracing::info!(path = %self.path.display(), "journal closed");
-        outcome.map_err(ServerError::JournalStopped)
-    }
-
-    fn stopped_error(&self) -> ServerError {
-        let reason = self.stopped.get().cloned().unwrap_or_else(|| "the writer thread exited".to_owned());
-        ServerError::JournalStopped(reason)
-    }
 }
 
 /// Takes the data directory's exclusive lock and records this process's ID in it; fails with

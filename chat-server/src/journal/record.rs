@@ -10,7 +10,7 @@
 //! | `Store`    | (journals written before rooms) the same, without time, room, key or queue | as `Stored` |
 //! | `RoomJoin` | a user joins a room                   | `ROOM JOIN #ops bob`                                |
 //! | `RoomPart` | a user leaves a room                  | `ROOM PART #ops bob`                                |
-//! | `Consumed` | per batch: delivery watermarks        | one `CONSUME [lamport] KIND BY bob FROM alice: hi` per delivery it covers |
+//! | `Consumed` | every 50 ms: delivery watermarks      | one `CONSUME [lamport] KIND BY bob FROM alice: hi` per delivery it covers |
 //! | `Leave`    | a session ends                        | `LEAVE bob (reason)`                                |
 //!
 //! Consumption is logged compactly: `Consumed { marks: [(bob, 42)] }` says every message with

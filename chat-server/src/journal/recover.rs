@@ -10,15 +10,16 @@ use crate::ServerError;
 use crate::router::restore::Restore;
 
 /// Opens (creating if needed) the journal at `path`, replays it and leaves the returned file
-/// positioned at its end, ready for appending. The records rebuild the router's state (see
-/// `crate::router::restore`), with `history` recent messages and up to `offline_per_user` offline
-/// messages per user.
+/// positioned at the end of its records, ready for appending (before any preallocated zeros, which
+/// are kept). The records rebuild the router's state (see `crate::router::restore`), with `history`
+/// recent messages and up to `offline_per_user` offline messages per user.
 pub(crate) fn recover(path: &Path, history: usize, offline_per_user: usize) -> Result<(File, Recovered), ServerError> {
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
     let mut restore = Restore::new(history, offline_per_user);
     let mut records = 0;
     let mut truncated_bytes = 0;
-    match RecordReader::open(file.try_clone()?)? {
+    let mut preallocated = 0;
+    let records_end = match RecordReader::open(file.try_clone()?)? {
         Opened::TornHeader { len } => {
             if len > 0 {
                 tracing::warn!(path = %path.display(), dropped_bytes = len, "journal: torn header rewritten");
@@ -28,6 +29,7 @@ pub(crate) fn recover(path: &Path, history: usize, offline_per_user: usize) -> R
             file.seek(SeekFrom::Start(0))?;
             file.write_all(&MAGIC)?;
             file.sync_all()?;
+            HEADER_LEN
         }
         Opened::BadHeader { found } => {
             return Err(ServerError::CorruptJournal {
@@ -65,9 +67,11 @@ pub(crate) fn recover(path: &Path, history: usize, offline_per_user: usize) -> R
                     }
                 }
             }
+            preallocated = reader.preallocated();
+            reader.records_end()
         }
-    }
-    file.seek(SeekFrom::End(0))?;
+    };
+    file.seek(SeekFrom::Start(records_end))?;
     let recovered = Recovered { state: restore.finish(), truncated_bytes, records };
     tracing::info!(
         path = %path.display(),
@@ -77,6 +81,7 @@ pub(crate) fn recover(path: &Path, history: usize, offline_per_user: usize) -> R
         history = recovered.state.history.len(),
         sessions = recovered.state.sessions.len(),
         truncated_bytes,
+        preallocated,
         "journal recovered"
     );
     Ok((file, recovered))

@@ -24,6 +24,11 @@
 //! Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
+//! **Journal**: the owner records what the router stores and writes it at the end of each turn (one
+//! `write`); it stops reading clients while the journal has too much waiting for a sync. Its
+//! `select!` also waits for the journal's sync thread (a sync completed: release what became
+//! durable) and for the journal's 50 ms delivery-watermark tick. See [`crate::journal`].
+//!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
 //! nothing for three heartbeats ends the connection (`timeout`).
 //!
@@ -51,7 +56,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::ServerError;
-use crate::journal::{FsyncPolicy, Journal, JournalConfig};
+use crate::journal::{FsyncPolicy, Journal, JournalConfig, Synced};
 use crate::router::{AdmissionConfig, AuthMode, ConnId, Limits, Router, RouterConfig, RouterState};
 use crate::tls::TlsServer;
 use accounts_file::AccountsFile;
@@ -246,7 +251,7 @@ impl<L: Listener> Server<L> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { mut listener, mut text, web, config, journal, state } = self;
         let router = Router::new(config.router(), state);
-        let mut durable = journal.as_ref().map(Journal::durable);
+        let mut synced = journal.as_ref().map(Journal::synced);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let tracker = TaskTracker::new();
         let mut accounts = AccountsFile::new(config.data_dir.clone());
@@ -272,6 +277,7 @@ impl<L: Listener> Server<L> {
         tokio::pin!(shutdown);
         loop {
             let deadline = owner.router.poll_timeout().map(tokio::time::Instant::from_std);
+            let journal_deadline = owner.journal_timeout().map(tokio::time::Instant::from_std);
             if let Some(reason) = owner.failure() {
                 error!(%reason, "the journal stopped: refusing what is not durable and shutting down");
                 owner.storage_failed(now(), reason.clone()).await?;
@@ -281,11 +287,12 @@ impl<L: Listener> Server<L> {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                upto = durable_changed(&mut durable) => match upto {
-                    Some(upto) => owner.durable(now(), upto).await?,
+                upto = synced_changed(&mut synced) => match upto {
+                    Some(upto) => owner.synced(now(), upto).await?,
                     None => owner.journal_stopped(),
                 },
-                Some(first) = inbound_rx.recv() => {
+                // While the journal has too much waiting for a sync, input waits (back-pressure).
+                Some(first) = inbound_rx.recv(), if owner.journal_has_room() => {
                     let now = now();
                     owner.apply(now, first).await?;
                     for _ in 0..TURN_INPUTS {
@@ -297,6 +304,7 @@ impl<L: Listener> Server<L> {
                     owner.end_turn(now).await?;
                 }
                 () = sleep_until(deadline) => owner.timeout(now()).await?,
+                () = sleep_until(journal_deadline) => owner.journal_tick(now()).await?,
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
@@ -374,7 +382,7 @@ impl<L: Listener> Server<L> {
         if let Some(http) = http {
             http.abort();
         }
-        let closed = owner.shutdown(now(), durable.as_mut()).await;
+        let closed = owner.shutdown(now(), synced.as_mut()).await;
         drop(owner);
         tracker.close();
         drop(inbound_rx);
@@ -388,10 +396,10 @@ impl<L: Listener> Server<L> {
     }
 }
 
-/// The journal's next durable watermark; `None` once its writer has stopped (pending forever when
-/// there is no journal).
-async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
-    match durable {
+/// What the journal's sync thread made durable next; `None` once it has stopped (pending forever
+/// when there is no journal).
+async fn synced_changed(synced: &mut Option<tokio::sync::watch::Receiver<Synced>>) -> Option<Synced> {
+    match synced {
         Some(rx) => match rx.changed().await {
             Ok(()) => Some(*rx.borrow_and_update()),
             Err(_) => None,

@@ -28,7 +28,7 @@ use super::connection::{ConnEntry, Inbound};
 use crate::ServerError;
 use crate::fanout::private_queue::Private;
 use crate::fanout::stream::Stream;
-use crate::journal::{Journal, JournalInput};
+use crate::journal::{Journal, JournalInput, Synced};
 use crate::protocol::{ServerFrame, v1};
 use crate::router::{ConnId, Input, Output, Router};
 
@@ -169,6 +169,8 @@ impl Owner {
             self.router.handle(now, Input::Registered { names });
         }
         loop {
+            // Written first, so that the sync starts while the rest of the turn runs.
+            self.write_journal(now);
             self.router.handle(now, Input::EndOfTurn);
             self.perform().await?;
             self.hand_over();
@@ -188,7 +190,11 @@ impl Owner {
                 self.perform().await?;
             }
             // Kicks announce departures: go round again so the router decides when they are published.
+            // So does a durable watermark advanced by the journal records this round produced.
             if self.full.is_empty() && !std::mem::take(&mut self.kicked) {
+                if self.write_journal(now) {
+                    continue;
+                }
                 return Ok(());
             }
             for conn in std::mem::take(&mut self.full) {
@@ -246,26 +252,26 @@ impl Owner {
                 }
                 Output::Publish => self.stream.seal(),
                 Output::Trim { upto } => self.stream.trim(upto),
-                Output::Store(stored) => self.journal(JournalInput::Store(stored)).await?,
-                Output::Record(record) => self.journal(JournalInput::Record(record)).await?,
+                Output::Store(stored) => self.journal(JournalInput::Store(stored)),
+                Output::Record(record) => self.journal(JournalInput::Record(record)),
                 Output::Resumed { conn, name } => {
                     let Some(entry) = self.conns.get(&conn) else { continue };
                     let after = self.router.last_seq();
                     entry.progress.mark.store(after, Ordering::Release);
                     let mark = entry.progress.mark.clone();
                     info!(conn, user = %name, "resumed");
-                    self.journal(JournalInput::Rebind { name, mark, after }).await?;
+                    self.journal(JournalInput::Rebind { name, mark, after });
                 }
                 Output::SessionStarted { conn, name, after } => {
                     let Some(entry) = self.conns.get(&conn) else { continue };
                     entry.progress.mark.store(after, Ordering::Release);
                     let mark = entry.progress.mark.clone();
                     info!(conn, user = %name, "joined");
-                    self.journal(JournalInput::Join { name, after, mark }).await?;
+                    self.journal(JournalInput::Join { name, after, mark });
                 }
                 Output::SessionEnded { conn, name, after, reason } => {
                     info!(conn, user = %name, %reason, "left");
-                    self.journal(JournalInput::Leave { name, after, reason }).await?;
+                    self.journal(JournalInput::Leave { name, after, reason });
                 }
                 // Closed at the end of the turn, once the frames queued for it (a refusal) are handed over.
                 Output::Close { conn } => self.closing.push(conn),
@@ -291,18 +297,64 @@ impl Owner {
         Ok(())
     }
 
-    /// Hands `input` to the journal; if its writer has stopped, records why (the run loop then
-    /// reports the failure to the router) and drops the input: it can never become durable.
-    async fn journal(&mut self, input: JournalInput) -> Result<(), ServerError> {
+    /// Hands `input` to the journal (encoded now, written at the end of the turn); if the journal
+    /// has stopped, records why (the run loop then reports the failure to the router) and drops the
+    /// input: it can never become durable.
+    fn journal(&mut self, input: JournalInput) {
         if self.failure.is_some() {
-            return Ok(());
+            return;
         }
-        if let Some(journal) = &self.journal
-            && let Err(e) = journal.send(input).await
+        if let Some(journal) = &mut self.journal
+            && let Err(e) = journal.record(input)
         {
             self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string()));
         }
-        Ok(())
+    }
+
+    /// Writes what the journal was given this turn (one `write`); under `--fsync never` or
+    /// `interval` that makes it durable at once, and the router is told so. Returns whether the
+    /// durable watermark advanced (the turn then goes round again to release what waited).
+    fn write_journal(&mut self, now: Instant) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        let Some(journal) = &mut self.journal else { return false };
+        match journal.end_turn() {
+            Ok(Some(upto)) => {
+                self.router.handle(now, Input::Durable { upto });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Whether the owner may take more input: not while the journal has too much waiting for a sync.
+    pub(super) fn journal_has_room(&self) -> bool {
+        self.journal.as_ref().is_none_or(Journal::has_room)
+    }
+
+    /// When the journal wants [`Owner::journal_tick`] (writing delivery watermarks).
+    pub(super) fn journal_timeout(&self) -> Option<Instant> {
+        self.journal.as_ref().and_then(Journal::poll_timeout)
+    }
+
+    /// The journal's deadline passed: it writes advanced delivery watermarks.
+    pub(super) async fn journal_tick(&mut self, now: Instant) -> Result<(), ServerError> {
+        if self.failure.is_some() {
+            return Ok(());
+        }
+        let Some(journal) = &mut self.journal else { return Ok(()) };
+        match journal.handle_timeout(now) {
+            Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
+            Ok(None) => return Ok(()),
+            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
+        }
+        self.perform().await?;
+        self.end_turn(now).await
     }
 
     /// Why the journal stopped, if it did and the router was not told yet.
@@ -318,9 +370,17 @@ impl Owner {
         }
     }
 
-    /// The journal made every message up to `upto` durable: release what waited for it.
-    pub(super) async fn durable(&mut self, now: Instant, upto: u64) -> Result<(), ServerError> {
-        self.router.handle(now, Input::Durable { upto });
+    /// The journal's sync thread made `synced` durable: release what waited for it.
+    pub(super) async fn synced(&mut self, now: Instant, synced: Synced) -> Result<(), ServerError> {
+        if self.failure.is_some() {
+            return Ok(());
+        }
+        let Some(journal) = &mut self.journal else { return Ok(()) };
+        match journal.handle_synced(synced) {
+            Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
+            Ok(None) => return Ok(()),
+            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
+        }
         self.perform().await?;
         self.end_turn(now).await
     }
@@ -368,14 +428,15 @@ impl Owner {
     pub(super) async fn shutdown(
         &mut self,
         now: Instant,
-        durable: Option<&mut watch::Receiver<u64>>,
+        synced: Option<&mut watch::Receiver<Synced>>,
     ) -> Result<(), ServerError> {
-        if let Some(durable) = durable {
+        if let Some(synced) = synced {
             let caught_up = tokio::time::timeout(DURABLE_GRACE, async {
+                self.end_turn(now).await?;
                 while self.router.held() > 0 && self.failure.is_none() {
-                    let upto = *durable.borrow_and_update();
-                    self.durable(now, upto).await?;
-                    if self.router.held() > 0 && durable.changed().await.is_err() {
+                    let upto = *synced.borrow_and_update();
+                    self.synced(now, upto).await?;
+                    if self.router.held() > 0 && synced.changed().await.is_err() {
                         self.journal_stopped();
                     }
                 }
