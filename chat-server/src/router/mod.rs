@@ -123,7 +123,7 @@ pub const QUIT: &str = "quit";
 
 pub use config::{DEFAULT_BACKLOG, DEFAULT_GRACE, NOTICE_DELAY, RouterConfig};
 pub use history::HISTORY_CHUNK_BYTES;
-pub use io::{Input, Output};
+pub use io::{ClusterLogin, Input, Output};
 
 /// The routing state machine; see the module documentation.
 #[derive(Debug)]
@@ -194,6 +194,11 @@ impl Router {
         self.sessions.name_of(conn)
     }
 
+    /// Every connection the router knows (logged in or not), ascending.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.sessions.conns()
+    }
+
     /// Effects waiting for the journal to make earlier messages durable.
     pub fn held(&self) -> usize {
         self.commit.held()
@@ -235,6 +240,8 @@ impl Router {
             Input::StorageFailed { reason } => self.storage_failed(reason),
             Input::EndOfTurn => self.end_turn(now),
             Input::Shutdown => self.shutdown(),
+            Input::Admit(login) => self.admit(now, login),
+            Input::Kicked { conn, reason } => self.end_session_of(conn, reason),
         }
     }
 
