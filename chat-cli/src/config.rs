@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chat_server::client::ClientConfig;
+use chat_server::cluster::ClusterConfig;
 use chat_server::router::{AuthMode, Limits};
 use chat_server::server::ServerConfig;
 use chat_server::tls::{KNOWN_SERVERS_FILE, TlsClient, TlsServer, Trust};
@@ -77,7 +78,58 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         tls,
         grace: Duration::from_millis(serve.grace_ms),
         text_listen: serve.text_listen,
+        cluster: cluster_config(serve)?,
     })
+}
+
+/// Cluster mode from `--cluster URL[,URL...]` and the `--cluster-*` flags (`None` without `--cluster`).
+fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
+    let Some(urls) = &serve.cluster else {
+        let stray = serve.cluster_creds.is_some()
+            || serve.cluster_user.is_some()
+            || serve.cluster_token_file.is_some()
+            || serve.cluster_ca.is_some()
+            || serve.cluster_cert.is_some();
+        return if stray { Err("the --cluster-* options go with --cluster URL".into()) } else { Ok(None) };
+    };
+    let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+    if urls.is_empty() {
+        return Err("--cluster needs at least one NATS URL (nats://HOST:PORT)".into());
+    }
+    for url in &urls {
+        let rest = url.split_once("://").map_or(url.as_str(), |(scheme, rest)| {
+            if matches!(scheme, "nats" | "tls") { rest } else { "" }
+        });
+        if rest.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(format!("bad --cluster URL {url:?}: expected nats://HOST:PORT (or tls://HOST:PORT)"));
+        }
+    }
+    let mut config = ClusterConfig::new(urls);
+    config.stream = serve.cluster_stream.clone();
+    if config.stream.is_empty() || !config.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("bad --cluster-stream {:?}: letters, digits, _ and - only", config.stream));
+    }
+    config.replicas = serve.cluster_replicas.clamp(1, 5);
+    config.lease = Duration::from_millis(serve.cluster_lease_ms.max(1000));
+    config.creds = serve.cluster_creds.clone();
+    if let Some(user) = &serve.cluster_user {
+        let Some((user, password)) = user.split_once(':') else {
+            return Err("--cluster-user needs USER:PASSWORD".into());
+        };
+        config.user = Some((user.to_string(), password.to_string()));
+    }
+    if let Some(file) = &serve.cluster_token_file {
+        let token = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        config.token = Some(token.lines().next().unwrap_or("").trim().to_string());
+    }
+    config.ca = serve.cluster_ca.clone();
+    config.client_cert = match (&serve.cluster_cert, &serve.cluster_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => return Err("--cluster-cert and --cluster-key go together".into()),
+    };
+    config.require_tls = serve.cluster_tls;
+    Ok(Some(config))
 }
 
 /// The server's TLS certificate from `--tls self-signed` or `--tls-cert`/`--tls-key`.
