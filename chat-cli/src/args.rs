@@ -105,7 +105,7 @@ pub enum Cmd {
     /// Join the chat (the default).
     Join,
     /// Run the server (server mode).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send one message and exit once the server has acknowledged it (exit 0), for scripts: like
     /// `redis-cli PUBLISH` or `nats pub`. Not announced to others.
     Send(SendArgs),
@@ -297,17 +297,36 @@ pub enum AuthArg {
 pub enum LogAction {
     /// Print every record, one line each (consumption expanded to one line per delivery).
     Show {
-        /// The data directory.
-        dir: PathBuf,
-        /// One JSON object per record instead (every field, consumption not expanded).
+        /// The data directory (or --cluster).
+        #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+        dir: Option<PathBuf>,
+        /// One JSON object per record instead (every field, consumption not expanded); with
+        /// --cluster, one per batch of the stream.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        cluster: LogCluster,
     },
     /// Check the log's consistency; exits 1 with a report on any violation.
     Verify {
-        /// The data directory.
-        dir: PathBuf,
+        /// The data directory (or --cluster).
+        #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: LogCluster,
     },
+}
+
+/// Which cluster's log `log show` / `log verify` read.
+#[derive(Debug, Args)]
+pub struct LogCluster {
+    /// Read the log of the cluster on these NATS servers (nats://HOST:PORT, comma-separated)
+    /// instead of a data directory.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub cluster: Option<String>,
+    /// The cluster's stream.
+    #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME")]
+    pub cluster_stream: String,
 }
 
 /// `send` options (the server is `--server`, the sender `--name`).

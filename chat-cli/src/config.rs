@@ -82,6 +82,42 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
     })
 }
 
+/// The cluster whose log `log show --cluster` / `log verify --cluster` read.
+pub fn log_cluster(urls: &str, stream: &str) -> Result<ClusterConfig, String> {
+    let urls = cluster_urls(urls)?;
+    let mut config = ClusterConfig::new(urls);
+    config.stream = checked_stream(stream)?;
+    Ok(config)
+}
+
+/// `nats://HOST:PORT` (or `tls://`) URLs, comma-separated.
+fn cluster_urls(urls: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+    if urls.is_empty() {
+        return Err("--cluster needs at least one NATS URL (nats://HOST:PORT)".into());
+    }
+    for url in &urls {
+        let rest = url.split_once("://").map_or(
+            url.as_str(),
+            |(scheme, rest)| {
+                if matches!(scheme, "nats" | "tls") { rest } else { "" }
+            },
+        );
+        if rest.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(format!("bad --cluster URL {url:?}: expected nats://HOST:PORT (or tls://HOST:PORT)"));
+        }
+    }
+    Ok(urls)
+}
+
+/// A stream name NATS accepts.
+fn checked_stream(stream: &str) -> Result<String, String> {
+    if stream.is_empty() || !stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("bad --cluster-stream {stream:?}: letters, digits, _ and - only"));
+    }
+    Ok(stream.to_string())
+}
+
 /// Cluster mode from `--cluster URL[,URL...]` and the `--cluster-*` flags (`None` without `--cluster`).
 fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
     let Some(urls) = &serve.cluster else {
@@ -92,23 +128,8 @@ fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
             || serve.cluster_cert.is_some();
         return if stray { Err("the --cluster-* options go with --cluster URL".into()) } else { Ok(None) };
     };
-    let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
-    if urls.is_empty() {
-        return Err("--cluster needs at least one NATS URL (nats://HOST:PORT)".into());
-    }
-    for url in &urls {
-        let rest = url.split_once("://").map_or(url.as_str(), |(scheme, rest)| {
-            if matches!(scheme, "nats" | "tls") { rest } else { "" }
-        });
-        if rest.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
-            return Err(format!("bad --cluster URL {url:?}: expected nats://HOST:PORT (or tls://HOST:PORT)"));
-        }
-    }
-    let mut config = ClusterConfig::new(urls);
-    config.stream = serve.cluster_stream.clone();
-    if config.stream.is_empty() || !config.stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("bad --cluster-stream {:?}: letters, digits, _ and - only", config.stream));
-    }
+    let mut config = ClusterConfig::new(cluster_urls(urls)?);
+    config.stream = checked_stream(&serve.cluster_stream)?;
     config.replicas = serve.cluster_replicas.clamp(1, 5);
     config.lease = Duration::from_millis(serve.cluster_lease_ms.max(1000));
     config.creds = serve.cluster_creds.clone();

@@ -70,7 +70,9 @@ pub enum ServerError {
     Cluster(String),
     /// Cluster mode: the NATS server is older than 2.10, which this cluster refuses (2.9 loses
     /// acknowledged messages after a replica restart, see docs/DEPLOY.md): upgrade it.
-    #[error("cluster: nats-server {version} is too old: the cluster needs nats-server 2.10 or later (upgrade it; see docs/DEPLOY.md)")]
+    #[error(
+        "cluster: nats-server {version} is too old: the cluster needs nats-server 2.10 or later (upgrade it; see docs/DEPLOY.md)"
+    )]
     NatsTooOld {
         /// The version the server announced.
         version: String,

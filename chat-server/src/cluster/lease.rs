@@ -66,12 +66,7 @@ impl Lease {
 
     /// Refreshes `instance`'s lease and sweeps the others' (the live ones, as the replica says
     /// through `live`), publishing `Down` entries through `down`.
-    pub fn start(
-        store: kv::Store,
-        instance: u32,
-        live: watch::Receiver<Vec<u32>>,
-        down: mpsc::Sender<Entry>,
-    ) -> Self {
+    pub fn start(store: kv::Store, instance: u32, live: watch::Receiver<Vec<u32>>, down: mpsc::Sender<Entry>) -> Self {
         let task = tokio::spawn(run(store.clone(), instance, live, down));
         Lease { instance, task, store }
     }

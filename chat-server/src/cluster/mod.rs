@@ -46,7 +46,7 @@
 
 pub mod entry;
 mod lease;
-// pub mod logview;
+pub mod logview;
 mod nats;
 pub(crate) mod publisher;
 pub(crate) mod reader;
@@ -132,7 +132,8 @@ impl ClusterConfig {
 }
 
 /// The router settings of a replica: `base` with what replication needs (no journal holds, no
-/// notice debounce on local time, slow readers announced through the log).
+/// notice debounce on local time, slow readers announced through the log, and no flood control:
+/// each instance charges its own connections before publishing, see `server::cluster`).
 pub fn replicated(base: RouterConfig) -> RouterConfig {
-    RouterConfig { journaled: false, notice_delay: Duration::ZERO, replicated: true, ..base }
+    RouterConfig { journaled: false, notice_delay: Duration::ZERO, replicated: true, limits: None, ..base }
 }

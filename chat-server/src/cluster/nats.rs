@@ -55,9 +55,10 @@ pub async fn connect(config: &ClusterConfig, read_only: bool) -> Result<Link, Se
     let mut options =
         ConnectOptions::new().name("chat-server").connection_timeout(CONNECT_TIMEOUT).max_reconnects(None::<usize>);
     if let Some(path) = &config.creds {
-        options = options.credentials_file(path).await.map_err(|e| {
-            ServerError::Cluster(format!("cannot read the credentials file {}: {e}", path.display()))
-        })?;
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| ServerError::Cluster(format!("cannot read the credentials file {}: {e}", path.display())))?;
     }
     if let Some((user, password)) = &config.user {
         options = options.user_and_password(user.clone(), password.clone());

@@ -90,7 +90,11 @@ fn every_replica_outputs_the_same_for_the_same_log() {
     let log = [
         batch(1, 1, &[Entry::Up, admit(conn(1, 1), "alice")]),
         batch(2, 1, &[Entry::Up, admit(conn(2, 1), "bob")]),
-        batch(1, 2, &[send(conn(1, 1), 1, "hi"), Entry::JoinRoom { conn: conn(1, 1), req: 2, room: "#ops".parse().unwrap() }]),
+        batch(
+            1,
+            2,
+            &[send(conn(1, 1), 1, "hi"), Entry::JoinRoom { conn: conn(1, 1), req: 2, room: "#ops".parse().unwrap() }],
+        ),
         batch(2, 2, &[send(conn(2, 1), 1, "yo"), Entry::Gone { conn: conn(2, 1), reason: "disconnected".into() }]),
         batch(1, 3, &[Entry::Tick]),
     ];
@@ -166,7 +170,9 @@ fn an_instance_marked_down_detaches_its_sessions_and_is_ignored_from_then_on() {
     let (_, out) = node.feed(T0 + 1 + 60_000, &batch(2, 3, &[Entry::Tick]));
     let ended: Vec<_> = out.iter().filter(|o| matches!(o, Output::SessionEnded { .. })).collect();
     assert_eq!(ended.len(), 1, "{out:?}");
-    assert!(matches!(ended[0], Output::SessionEnded { name, reason, .. } if name.as_str() == "alice" && reason == "timeout"));
+    assert!(
+        matches!(ended[0], Output::SessionEnded { name, reason, .. } if name.as_str() == "alice" && reason == "timeout")
+    );
     assert_eq!(INSTANCE_DOWN, "instance_down");
 }
 

@@ -66,7 +66,8 @@ impl Router {
 
     /// A version 2 login.
     pub(super) fn enter(&mut self, now: Instant, conn: ConnId, enter: Enter) {
-        let options = LoginOptions { resume: enter.resume.map(Presented::from_resume), quiet: enter.quiet, minted: None };
+        let options =
+            LoginOptions { resume: enter.resume.map(Presented::from_resume), quiet: enter.quiet, minted: None };
         match enter.credential {
             None => self.login(now, conn, enter.name, options),
             Some(credential) => self.login_with(conn, enter.name, credential, options),

@@ -99,8 +99,8 @@ pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTI
 use auth::Auth;
 pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
-use limits::Flood;
 pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
+pub(crate) use limits::{Flood, Verdict};
 use offline::Offline;
 pub use offline::{
     DEFAULT_MAX_KNOWN, DEFAULT_OFFLINE_BYTES, DEFAULT_OFFLINE_MESSAGES, DEFAULT_OFFLINE_TOTAL_BYTES, OfflineLimits,

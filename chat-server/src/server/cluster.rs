@@ -16,7 +16,7 @@
 //! | `Accepted`, `Opened`                | to the local router only (admission, login deadline)        |
 //! | `Login`, `Enter` without credential | `Admit` entry: a token drawn here, only its hash published  |
 //! | `Enter` / `LoginWith` with a credential | the local router, which refuses it (cluster mode has no accounts) |
-//! | `Send`, `JoinRoom`, `PartRoom`      | entries, once the connection's `Admit` was published; before, the local router refuses them |
+//! | `Send`, `JoinRoom`, `PartRoom`      | entries, once the connection's `Admit` was published; before, the local router refuses them. A `Send` is first charged to the connection's flood control here: over the limit it is answered `RateLimited` (or the connection kicked, `flood`) without entering the log |
 //! | `Peers`, `History`, `Rooms`, `Who`, `Ping` | the local router: they read the replica and change nothing |
 //! | the connection ends                 | `Gone` entry (or the local router, if it never logged in)   |
 //! | the owner kicked or closed it       | `Kicked` / `Gone` entry                                     |
@@ -45,8 +45,9 @@ use crate::ServerError;
 use crate::cluster::publisher::Publisher;
 use crate::cluster::reader::{self, Delivered};
 use crate::cluster::{Applied, Entry, Lease, Link, Replica, TICK, conn_base, replicated};
+use crate::protocol::ServerFrame;
 use crate::protocol::{ClientFrame, Resume};
-use crate::router::{ClusterLogin, ConnId, Input, Router, RouterState};
+use crate::router::{ClusterLogin, ConnId, Flood, Input, Router, RouterState, Verdict};
 
 /// Batches applied in one turn before the owner publishes and hands frames to the writers.
 const TURN_BATCHES: usize = 64;
@@ -65,6 +66,8 @@ struct Shell {
     last_publish: Instant,
     /// This instance was marked down by the log.
     down: bool,
+    /// Flood control of this instance's connections, charged before their sends are published.
+    flood: Flood,
 }
 
 /// Serves as one instance of the cluster until `shutdown` completes (or the log marks it down).
@@ -112,6 +115,7 @@ pub(super) async fn run<L: Listener>(
         flags: HashMap::new(),
         last_publish: Instant::now(),
         down: false,
+        flood: Flood::new(config.limits),
     };
     shell.publish(Entry::Up).await?;
     let tracker = TaskTracker::new();
@@ -206,11 +210,22 @@ pub(super) async fn run<L: Listener>(
         let _ = shell.publish(Entry::Down { instance }).await;
     }
     let Shell { publisher, replica, .. } = shell;
+    let stats = publisher.stats.clone();
     if !publisher.close(PUBLISH_GRACE).await {
         warn!("the shared log did not take this instance's last entries before shutdown");
     }
     lease.release().await;
     reading.abort();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        info!(
+            batches = stats.batches.load(Relaxed),
+            entries = stats.entries.load(Relaxed),
+            stalls = stats.stalls.load(Relaxed),
+            longest_stall_ms = stats.longest_stall_ms.load(Relaxed),
+            "published to the shared log"
+        );
+    }
     let closed = owner.shutdown(replica.now(), None).await;
     drop(owner);
     tracker.close();
@@ -246,6 +261,7 @@ impl Shell {
         owner.end_turn(self.replica.now()).await?;
         for (conn, code) in owner.take_ended() {
             self.flags.remove(&conn);
+            self.flood.forget(conn);
             if self.admitted.remove(&conn) {
                 let entry = match code {
                     Some(code) => Entry::Kicked { conn, reason: code.to_string() },
@@ -269,6 +285,7 @@ impl Shell {
             Inbound::Frame { conn, frame } => self.frame(owner, conn, frame).await?,
             Inbound::Closed { conn, reason } => {
                 owner.closed(conn);
+                self.flood.forget(conn);
                 self.flags.remove(&conn);
                 if self.admitted.remove(&conn) {
                     self.publish(Entry::Gone { conn, reason }).await?;
@@ -290,7 +307,19 @@ impl Shell {
                 return self.admit(owner, conn, enter.name, enter.quiet, enter.resume).await;
             }
             ClientFrame::Send { req, recipients, body, sent_at, key } if admitted => {
-                Entry::Send { conn, req, recipients, body, sent_at, key }
+                match self.flood.charge(Instant::now(), conn, body.len()) {
+                    Verdict::Pass => Entry::Send { conn, req, recipients, body, sent_at, key },
+                    Verdict::Limited(wait) => {
+                        let retry_after_ms = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
+                        owner.reply_local(conn, &ServerFrame::RateLimited { req, retry_after_ms });
+                        return Ok(());
+                    }
+                    Verdict::Flood => {
+                        let reason = "kept sending over the rate limit after warnings".to_string();
+                        owner.kick(conn, chat_core::ErrorCode::Flood, reason);
+                        return Ok(());
+                    }
+                }
             }
             ClientFrame::JoinRoom { req, room } if admitted => Entry::JoinRoom { conn, req, room },
             ClientFrame::PartRoom { req, room } if admitted => Entry::PartRoom { conn, req, room },

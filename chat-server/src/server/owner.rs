@@ -322,27 +322,40 @@ impl Owner {
                 Output::Authenticate { conn, name, credential } => {
                     self.accounts.verify(conn, name, credential, self.inbound.clone())
                 }
-                Output::Kick { conn, code, reason } => {
-                    self.kicked = true;
-                    if let Some(ended) = &mut self.ended
-                        && self.conns.contains_key(&conn)
-                    {
-                        ended.push((conn, Some(code)));
-                    }
-                    if let Some(task) = self.handshaking.remove(&conn) {
-                        task.abort();
-                    }
-                    if let Some(mut entry) = self.conns.remove(&conn) {
-                        warn!(conn, %code, "connection kicked");
-                        entry.reader.abort();
-                        if let Some(kill) = entry.kill.take() {
-                            let _ = kill.send((code, reason));
-                        }
-                    }
-                }
+                Output::Kick { conn, code, reason } => self.kick(conn, code, reason),
             }
         }
         Ok(())
+    }
+
+    /// Disconnects `conn` now: drops what is queued, attempts a last `Closing { code, reason }`.
+    pub(super) fn kick(&mut self, conn: ConnId, code: ErrorCode, reason: String) {
+        self.kicked = true;
+        if let Some(ended) = &mut self.ended
+            && self.conns.contains_key(&conn)
+        {
+            ended.push((conn, Some(code)));
+        }
+        if let Some(task) = self.handshaking.remove(&conn) {
+            task.abort();
+        }
+        if let Some(mut entry) = self.conns.remove(&conn) {
+            warn!(conn, %code, "connection kicked");
+            entry.reader.abort();
+            if let Some(kill) = entry.kill.take() {
+                let _ = kill.send((code, reason));
+            }
+        }
+    }
+
+    /// Cluster mode: queues `frame` for `conn` at once (an answer the instance gives by itself).
+    pub(super) fn reply_local(&mut self, conn: ConnId, frame: &ServerFrame) {
+        let legacy = self.conns.get(&conn).is_some_and(|e| e.legacy);
+        match self.encode_for(legacy, frame) {
+            Ok(Some(bytes)) => self.queue(conn, bytes, 0, true),
+            Ok(None) => {}
+            Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
+        }
     }
 
     /// Hands `input` to the journal; if its writer has stopped, records why (the run loop then
