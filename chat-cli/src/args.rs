@@ -100,6 +100,8 @@ pub enum Mode {
 }
 
 /// Subcommands.
+// Parsed once at start and never moved around: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Join the chat (the default).
@@ -281,6 +283,15 @@ pub struct ServeArgs {
     /// Cluster mode: require TLS to NATS (trusting the system's CAs unless --cluster-ca).
     #[arg(long)]
     pub cluster_tls: bool,
+    /// Also serve the web client (a page and its WebSocket, `/ws`) on this address: over TLS when the
+    /// server has TLS; beyond loopback only with TLS and accounts, or `--insecure`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<SocketAddr>,
+    /// An origin (`SCHEME://HOST[:PORT]`) whose pages may open the web client's WebSocket besides the
+    /// server's own page reached by IP address or `localhost` (e.g. the page under a DNS name).
+    /// Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub web_origin: Vec<String>,
 }
 
 /// `serve --auth`.

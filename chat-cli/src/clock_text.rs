@@ -1,22 +1,12 @@
-//! Wall-clock times as people and programs read them: RFC 3339 in UTC with milliseconds for
-//! `--json` (`2026-11-29T20:41:07.123Z`), and a local-time prefix for human output (`--time-format`,
-//! default `%H:%M`; `--no-time` to hide it).
+//! Wall-clock times as people read them: a local-time prefix for human output (`--time-format`,
+//! default `%H:%M`; `--no-time` to hide it). The `--json` times (RFC 3339 UTC with milliseconds) are
+//! part of the shared JSON contract: `chat_server::json::rfc3339`.
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, Utc};
 
 /// The default human time format: local hours and minutes.
 pub const DEFAULT_TIME_FORMAT: &str = "%H:%M";
-
-/// `ms` milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds; `None` for 0 (unknown:
-/// a message from an older log).
-pub fn rfc3339(ms: u64) -> Option<String> {
-    if ms == 0 {
-        return None;
-    }
-    let t = DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?)?;
-    Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
 
 /// How human output shows times.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +52,6 @@ impl Default for TimeStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_times_are_utc_with_milliseconds() {
-        assert_eq!(rfc3339(1_795_984_867_123).as_deref(), Some("2026-11-29T20:41:07.123Z"));
-        assert_eq!(rfc3339(0), None);
-    }
 
     #[test]
     fn bad_formats_are_refused_and_none_shows_nothing() {

@@ -62,6 +62,19 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
             ));
         }
     }
+    if let Some(web) = serve.web
+        && !web.ip().is_loopback()
+        && !serve.insecure
+        && (tls.is_none() || auth != AuthMode::Accounts)
+    {
+        return Err(format!(
+            "refusing to serve the web client on {web} without TLS and accounts: add --tls self-signed (or \
+             --tls-cert/--tls-key) and --auth accounts, or --insecure if this network is trusted"
+        ));
+    }
+    for origin in &serve.web_origin {
+        check_origin(origin)?;
+    }
     Ok(ServerConfig {
         listen,
         data_dir: if serve.no_log { None } else { Some(serve.data_dir.clone()) },
@@ -79,6 +92,8 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         grace: Duration::from_millis(serve.grace_ms),
         text_listen: serve.text_listen,
         cluster: cluster_config(serve)?,
+        web_listen: serve.web,
+        web_origins: serve.web_origin.clone(),
     })
 }
 
@@ -151,6 +166,17 @@ fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
     };
     config.require_tls = serve.cluster_tls;
     Ok(Some(config))
+}
+
+/// `--web-origin`: `http://HOST[:PORT]` or `https://HOST[:PORT]`, nothing more (as browsers send it).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) => {
+            Ok(())
+        }
+        _ => Err(format!("bad --web-origin {origin:?}: expected http://HOST[:PORT] or https://HOST[:PORT], no path")),
+    }
 }
 
 /// The server's TLS certificate from `--tls self-signed` or `--tls-cert`/`--tls-key`.
@@ -337,6 +363,16 @@ mod tests {
         let config = p2p(&["--interface", "192.0.2.7", "--secret-file", file]).expect("a secret is enough");
         assert!(config.secret.is_some());
         assert!(p2p(&["--secret-file", "/nonexistent/secret"]).expect_err("missing").contains("group secret"));
+    }
+
+    #[test]
+    fn web_origins_are_scheme_and_host_only() {
+        for good in ["https://chat.example.org", "http://127.0.0.1:8080", "http://[::1]:80"] {
+            assert_eq!(check_origin(good), Ok(()), "{good}");
+        }
+        for bad in ["chat.example.org", "https://", "https://a/b", "ftp://a", "https://a b", "null"] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

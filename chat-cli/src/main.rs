@@ -4,13 +4,13 @@
 //! |------------|--------------------------------------------------------|
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
-//! | `clock_text` | wall-clock times in JSON (RFC 3339) and human output (`--time-format`) |
+//! | `clock_text` | wall-clock times in human output (`--time-format`)     |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `group_secret` | `chat-cli secret new` and `secret id`: P2P group secret files |
 //! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
 //! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
-//! | `render`   | human output and `--json` events                       |
+//! | `render`   | human output and `--json` events (`chat_server::json`) |
 //! | `safe_text`| untrusted text made safe for a terminal                |
 //! | `session`  | the chat loop shared by both modes                     |
 //!
@@ -172,11 +172,12 @@ async fn run_server(cli: &Cli, serve: &ServeArgs) -> Result<ExitCode> {
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
     let text_addr = server.text_addr()?.map(|a| a.to_string());
+    let web_addr = server.web_addr()?.map(|a| a.to_string());
     if let Some(fingerprint) = &fingerprint {
         eprintln!("{fingerprint}");
     }
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    out.listening(&addr.to_string(), fingerprint.as_deref(), text_addr.as_deref());
+    out.listening(&addr.to_string(), fingerprint.as_deref(), text_addr.as_deref(), web_addr.as_deref());
     // Run the server as a task on the worker threads rather than on this thread (`block_on`): the owner
     // task and the connection tasks then share workers, and a message crosses no thread boundary that
     // it need not (on one core: none at all).

@@ -1,28 +1,13 @@
 //! Output: human lines or one JSON object per line (`--json`), always on standard output.
 //!
-//! JSON events (a public contract; extend compatibly):
-//!
-//! | `type`        | fields                                                                  |
-//! |---------------|-------------------------------------------------------------------------|
-//! | `listening`   | `addr`, `fingerprint` (with TLS: `SHA256:<hex>` of the certificate), `text_addr` (with `--text-listen`) |
-//! | `ready`       | `name`, `node_id` (P2P only), `rooms` (the rooms this user is in)        |
-//! | `message`     | `id`, `from`, `kind` (`broadcast`, `unicast`, `multicast`, `room`), `to` (empty for broadcast and room), `room` (room messages), `text`, `lamport`, `time` (RFC 3339 UTC, `null` if unknown) |
-//! | `sent`        | `id`, `unknown`, `queued`: the acknowledgement of one of your own sends, once durable |
-//! | `joined`/`left` | `name`; `room` when it is about a room                                |
-//! | `peers`       | `peers`: `[{name, node_id?, addr?, coordinator?}]`                      |
-//! | `history`     | `messages`: message objects, oldest first; `room` for a room's history  |
-//! | `rooms`       | `rooms`: `[{name, members}]`                                            |
-//! | `who`         | `room` (or `null`), `names`                                             |
-//! | `coordinator` | `name`, `node_id`, `epoch` (P2P only)                                   |
-//! | `reconnecting`| `attempt`, `in_ms`: the connection was lost, the client tries again     |
-//! | `resumed`     | `missed`: the session is back; that many missed messages follow         |
-//! | `notice`      | `text`: something to know that is not an error                         |
-//! | `error`       | `code`, `message`                                                       |
+//! JSON events are a public contract with one implementation, shared with the web client's
+//! WebSocket: [`chat_server::json`] (its module documentation lists every event and field).
 
 use chat_core::{ChatMessage, ErrorCode, MessageKind, NodeId, PeerInfo, RoomInfo, RoomName, SendReceipt, UserName};
-use serde_json::{Value, json};
+use chat_server::json;
+use serde_json::Value;
 
-use crate::clock_text::{TimeStyle, rfc3339};
+use crate::clock_text::TimeStyle;
 use crate::safe_text::{CONTINUATION, body_lines, inline};
 
 /// Where finished lines go.
@@ -52,39 +37,6 @@ pub struct Renderer {
     sink: Box<dyn Sink>,
 }
 
-/// A message as a JSON object (also used inside `history`).
-pub fn message_json(m: &ChatMessage) -> Value {
-    let to: Vec<&str> = m.recipients.names().iter().map(UserName::as_str).collect();
-    let mut v = json!({
-        "type": "message",
-        "id": m.id.to_string(),
-        "from": m.sender.as_str(),
-        "kind": m.kind().as_str(),
-        "to": to,
-        "text": m.body,
-        "lamport": m.lamport.counter,
-        "time": rfc3339(m.time),
-    });
-    if let Some(room) = m.recipients.room() {
-        v["room"] = json!(room.as_str());
-    }
-    v
-}
-
-fn names_json(names: &[UserName]) -> Vec<&str> {
-    names.iter().map(UserName::as_str).collect()
-}
-
-fn peer_json(p: &PeerInfo) -> Value {
-    let mut v = json!({ "name": p.name.as_str() });
-    if let Some(id) = p.node_id {
-        v["node_id"] = json!(id.0);
-        v["addr"] = json!(p.addr.map(|a| a.to_string()));
-        v["coordinator"] = json!(p.coordinator);
-    }
-    v
-}
-
 impl Renderer {
     /// A renderer writing to `sink`.
     pub fn new(json: bool, show_clock: bool, sink: Box<dyn Sink>) -> Self {
@@ -109,21 +61,23 @@ impl Renderer {
         self.sink.line(line);
     }
 
-    /// The server is listening (and serving the text protocol on `text_addr`).
-    pub fn listening(&mut self, addr: &str, fingerprint: Option<&str>, text_addr: Option<&str>) {
+    /// The server is listening (and serving the text protocol on `text_addr`, the web client on
+    /// `web_addr`).
+    pub fn listening(
+        &mut self,
+        addr: &str,
+        fingerprint: Option<&str>,
+        text_addr: Option<&str>,
+        web_addr: Option<&str>,
+    ) {
         if self.json {
-            let mut v = json!({ "type": "listening", "addr": addr });
-            if let Some(fingerprint) = fingerprint {
-                v["fingerprint"] = json!(fingerprint);
-            }
-            if let Some(text_addr) = text_addr {
-                v["text_addr"] = json!(text_addr);
-            }
-            self.emit(v);
+            self.emit(json::listening(addr, fingerprint, text_addr, web_addr));
         } else {
             let tls = fingerprint.map(|f| format!(" with TLS, certificate {f}")).unwrap_or_default();
             let text = text_addr.map(|t| format!(", text protocol on {t}")).unwrap_or_default();
-            self.human(format!("listening on {addr}{tls}{text} (Ctrl-C to stop)"));
+            let scheme = if fingerprint.is_some() { "https" } else { "http" };
+            let web = web_addr.map(|w| format!(", web client at {scheme}://{w}/")).unwrap_or_default();
+            self.human(format!("listening on {addr}{tls}{text}{web} (Ctrl-C to stop)"));
         }
     }
 
@@ -131,12 +85,7 @@ impl Renderer {
     pub fn ready(&mut self, name: &UserName, node_id: Option<NodeId>, rooms: &[RoomName]) {
         self.me = Some(name.clone());
         if self.json {
-            let mut v = json!({ "type": "ready", "name": name.as_str() });
-            if let Some(id) = node_id {
-                v["node_id"] = json!(id.0);
-            }
-            v["rooms"] = json!(rooms.iter().map(RoomName::as_str).collect::<Vec<_>>());
-            self.emit(v);
+            self.emit(json::ready(name, node_id, rooms));
         } else {
             let id = node_id.map(|id| format!(" as node {id}")).unwrap_or_default();
             self.human(format!("* joined as {}{id}; type /help for commands", inline(name.as_str())));
@@ -183,7 +132,7 @@ impl Renderer {
     /// A delivered message.
     pub fn message(&mut self, m: &ChatMessage) {
         if self.json {
-            self.emit(message_json(m));
+            self.emit(json::message(m));
         } else {
             let line = self.message_line(m);
             self.human(line);
@@ -202,11 +151,8 @@ impl Renderer {
 
     fn membership(&mut self, what: &str, p: &PeerInfo, room: Option<&RoomName>) {
         if self.json {
-            let mut v = json!({ "type": what, "name": p.name.as_str() });
-            if let Some(room) = room {
-                v["room"] = json!(room.as_str());
-            }
-            self.emit(v);
+            let event = if what == "joined" { json::joined(&p.name, room) } else { json::left(&p.name, room) };
+            self.emit(event);
         } else {
             let room = room.map(|r| format!(" {}", inline(r.as_str()))).unwrap_or_default();
             self.human(format!("* {} {what}{room}", inline(p.name.as_str())));
@@ -216,19 +162,14 @@ impl Renderer {
     /// The acknowledgement of one of our sends (JSON: always, and an `unknown_user` error first if
     /// some named recipients are unknown, as before `sent` existed; human: only what needs saying).
     pub fn sent(&mut self, receipt: &SendReceipt) {
-        if !receipt.unknown.is_empty() {
-            let names: Vec<&str> = receipt.unknown.iter().map(UserName::as_str).collect();
-            let message = format!("not delivered to {} (unknown here)", names.join(", "));
-            self.error(ErrorCode::UnknownUser, &message);
-        }
         if self.json {
-            self.emit(json!({
-                "type": "sent",
-                "id": receipt.id.to_string(),
-                "unknown": names_json(&receipt.unknown),
-                "queued": names_json(&receipt.queued),
-            }));
+            for event in json::sent(receipt) {
+                self.emit(event);
+            }
             return;
+        }
+        if !receipt.unknown.is_empty() {
+            self.error(ErrorCode::UnknownUser, &json::not_delivered(&receipt.unknown));
         }
         for name in &receipt.queued {
             self.human(format!("* {} is offline; they will get it when they return", inline(name.as_str())));
@@ -238,9 +179,7 @@ impl Renderer {
     /// The rooms.
     pub fn rooms(&mut self, rooms: &[RoomInfo]) {
         if self.json {
-            let list: Vec<Value> =
-                rooms.iter().map(|r| json!({ "name": r.name.as_str(), "members": r.members })).collect();
-            self.emit(json!({ "type": "rooms", "rooms": list }));
+            self.emit(json::rooms(rooms));
         } else if rooms.is_empty() {
             self.human("* no rooms yet: /join #name creates one".into());
         } else {
@@ -253,7 +192,7 @@ impl Renderer {
     /// Who is in a room (or online).
     pub fn who(&mut self, room: Option<&RoomName>, names: &[UserName]) {
         if self.json {
-            self.emit(json!({ "type": "who", "room": room.map(RoomName::as_str), "names": names_json(names) }));
+            self.emit(json::who(room, names));
         } else {
             let list: Vec<String> = names.iter().map(|n| inline(n.as_str())).collect();
             let place = room.map_or("online".to_string(), |r| format!("in {}", inline(r.as_str())));
@@ -264,7 +203,7 @@ impl Renderer {
     /// The connection was lost; the client tries again.
     pub fn reconnecting(&mut self, attempt: u32, in_ms: u64) {
         if self.json {
-            self.emit(json!({ "type": "reconnecting", "attempt": attempt, "in_ms": in_ms }));
+            self.emit(json::reconnecting(attempt, in_ms));
         } else {
             let secs = in_ms as f64 / 1000.0;
             self.human(format!("* connection lost; reconnecting in {secs:.1} s (attempt {attempt})"));
@@ -274,7 +213,7 @@ impl Renderer {
     /// The session is back.
     pub fn resumed(&mut self, missed: u64) {
         if self.json {
-            self.emit(json!({ "type": "resumed", "missed": missed }));
+            self.emit(json::resumed(missed));
         } else if missed == 0 {
             self.human("* reconnected".into());
         } else {
@@ -285,7 +224,7 @@ impl Renderer {
     /// A notice.
     pub fn notice(&mut self, text: &str) {
         if self.json {
-            self.emit(json!({ "type": "notice", "text": text }));
+            self.emit(json::notice(text));
         } else {
             self.human(format!("* {}", inline(text)));
         }
@@ -294,8 +233,7 @@ impl Renderer {
     /// The list of peers.
     pub fn peers(&mut self, peers: &[PeerInfo]) {
         if self.json {
-            let list: Vec<Value> = peers.iter().map(peer_json).collect();
-            self.emit(json!({ "type": "peers", "peers": list }));
+            self.emit(json::peers(peers));
         } else {
             let names: Vec<String> = peers
                 .iter()
@@ -321,12 +259,7 @@ impl Renderer {
     /// History (of a room, or of everything this user may see).
     pub fn history(&mut self, room: Option<&RoomName>, messages: &[ChatMessage]) {
         if self.json {
-            let list: Vec<Value> = messages.iter().map(message_json).collect();
-            let mut v = json!({ "type": "history", "messages": list });
-            if let Some(room) = room {
-                v["room"] = json!(room.as_str());
-            }
-            self.emit(v);
+            self.emit(json::history(room, messages));
         } else {
             let of = room.map(|r| format!(" of {}", inline(r.as_str()))).unwrap_or_default();
             self.human(format!("* history{of}: {} message(s)", messages.len()));
@@ -340,7 +273,7 @@ impl Renderer {
     /// A new coordinator (P2P).
     pub fn coordinator(&mut self, name: &UserName, node_id: NodeId, epoch: u64) {
         if self.json {
-            self.emit(json!({ "type": "coordinator", "name": name.as_str(), "node_id": node_id.0, "epoch": epoch }));
+            self.emit(json::coordinator(name, node_id, epoch));
         } else {
             self.human(format!("* coordinator is now {} (node {node_id}, epoch {epoch})", inline(name.as_str())));
         }
@@ -349,7 +282,7 @@ impl Renderer {
     /// An error event.
     pub fn error(&mut self, code: ErrorCode, message: &str) {
         if self.json {
-            self.emit(json!({ "type": "error", "code": code.as_str(), "message": message }));
+            self.emit(json::error(code, message));
         } else {
             self.human(format!("! {code}: {}", inline(message)));
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use chat_core::{MessageId, Recipients, Timestamp};
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]

@@ -15,6 +15,8 @@
 //! | `cluster`  | cluster mode (`serve --cluster`): N instances replicate one router through a NATS JetStream log |
 //! | `tls`      | TLS: the server's certificate (files or self-signed), how clients trust it, fingerprints |
 //! | `text`     | seed 000's text protocol (`serve --text-listen`): the sans-IO [`text::TextSession`] |
+//! | `web`      | the web client (`serve --web`): its page, its WebSocket's sans-IO [`web::WebSession`], the Origin policy |
+//! | `json`     | the JSON events: the one implementation of `chat-cli --json`'s and the WebSocket's contract |
 //! | `logview`  | `log show` and `log verify`                                                        |
 //! | `error`    | [`ServerError`]                                                                    |
 pub mod accounts;
@@ -23,10 +25,12 @@ pub mod cluster;
 mod error;
 mod fanout;
 pub mod journal;
+pub mod json;
 pub mod logview;
 pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod text;
 pub mod tls;
+pub mod web;
 pub use error::ServerError;

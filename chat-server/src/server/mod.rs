@@ -13,11 +13,15 @@
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
 //! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
+//! | `http`       | the web listener's HTTP side (`--web`): the page, the WebSocket upgrade |
+//! | `web`        | one WebSocket connection of the web client                             |
 //!
 //! The shell is generic over where connections come from ([`Listener`]): TCP in production, an
 //! in-memory network in tests. A second, optional listener ([`ServerConfig::text_listen`]) accepts
 //! connections that speak the original Python project's text protocol ([`crate::text`]); they are
-//! admitted, counted and routed like every other connection. Policies (fan-out, slow consumers, notice debouncing, shutdown) are
+//! admitted, counted and routed like every other connection. A third ([`ServerConfig::web_listen`])
+//! serves the web client ([`crate::web`]): its WebSockets are admitted the same way once upgraded.
+//! Policies (fan-out, slow consumers, notice debouncing, shutdown) are
 //! the router's (see [`crate::router`]); the byte paths are [`crate::fanout`]'s.
 //!
 //! **Liveness**: a writer that has been idle for one heartbeat sends `Ping`; a reader that hears
@@ -31,8 +35,10 @@
 mod accounts_file;
 mod cluster;
 mod connection;
+mod http;
 mod owner;
 mod text;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,12 +59,14 @@ use accounts_file::AccountsFile;
 use connection::{refuse, serve_connection, serve_tls};
 use owner::Owner;
 use text::{refuse_text, serve_text};
+use web::{Upgraded, refuse_web, serve_web};
 
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
     DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR,
     NOTICE_DELAY,
 };
+pub use http::{HEADER_TIMEOUT, HTTP_LIFETIME, MAX_HTTP_BUFFER};
 
 /// Default listen address: loopback only. Use `--listen 0.0.0.0:7878` for LAN use.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -74,6 +82,8 @@ pub const TEXT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 pub const TEXT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Capacity of the queue from readers to the owner task.
 const INBOUND_CAPACITY: usize = 8192;
+/// WebSockets upgraded and waiting for the owner to admit them.
+const UPGRADE_CAPACITY: usize = 64;
 /// Most inputs handled in one owner turn before the stream is published and writers are woken.
 const TURN_INPUTS: usize = 256;
 
@@ -114,6 +124,12 @@ pub struct ServerConfig {
     /// Cluster mode: this server is one instance of several sharing a NATS JetStream log (see
     /// [`crate::cluster`]); `data_dir` is then not used. `None` (the default): a single server.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Where to serve the web client: its page and its WebSocket (`None`: nowhere, the default). Over
+    /// TLS when [`ServerConfig::tls`] is set. See [`crate::web`].
+    pub web_listen: Option<SocketAddr>,
+    /// Origins (`SCHEME://HOST[:PORT]`) whose pages may open the WebSocket besides the server's own
+    /// page (see [`crate::web::OriginPolicy`]).
+    pub web_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +151,8 @@ impl Default for ServerConfig {
             grace: DEFAULT_GRACE,
             text_listen: None,
             cluster: None,
+            web_listen: None,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -173,6 +191,8 @@ pub struct Server<L: Listener = TcpListener> {
     listener: L,
     /// Connections speaking the text protocol.
     text: Option<L>,
+    /// The web client's HTTP listener.
+    web: Option<TcpListener>,
     config: ServerConfig,
     journal: Option<Journal>,
     state: RouterState,
@@ -195,7 +215,11 @@ impl Server<TcpListener> {
             Some(addr) => Some(bind_text(addr).await?),
             None => None,
         };
-        Ok(Server { listener, text, config, journal, state, link })
+        let web = match config.web_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Server { listener, text, web, config, journal, state, link })
     }
 }
 
@@ -209,7 +233,7 @@ impl<L: Listener> Server<L> {
             return Err(ServerError::InvalidConfig { setting: "cluster", value: "with_listener".into(), expected });
         }
         let (journal, state) = open_journal(&config)?;
-        Ok(Server { listener, text: None, config, journal, state, link: None })
+        Ok(Server { listener, text: None, web: None, config, journal, state, link: None })
     }
 
     /// Also serves the text protocol on connections from `text` (`config.text_listen` is ignored).
@@ -228,9 +252,14 @@ impl<L: Listener> Server<L> {
         Ok(self.text.as_ref().map(Listener::local_addr).transpose()?)
     }
 
+    /// The address the web client is served on, if it is.
+    pub fn web_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        Ok(self.web.as_ref().map(TcpListener::local_addr).transpose()?)
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { mut listener, mut text, config, journal, state, link } = self;
+        let Server { mut listener, mut text, web, config, journal, state, link } = self;
         if let Some(link) = link {
             return cluster::run(listener, text, config, link, shutdown).await;
         }
@@ -246,6 +275,16 @@ impl<L: Listener> Server<L> {
         let mut owner = Owner::new(router, journal, accounts, inbound_tx.clone());
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
+        let (mut upgrades, http) = match web {
+            Some(listener) => {
+                let (tx, rx) = mpsc::channel(UPGRADE_CAPACITY);
+                let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
+                let origins = crate::web::OriginPolicy::new(tls.is_some(), &config.web_origins);
+                let serve = http::serve_http(listener, tls, origins, tx, config.max_connections);
+                (Some(rx), Some(tokio::spawn(serve)))
+            }
+            None => (None, None),
+        };
         let mut next_conn: ConnId = 0;
         let mut failure = None;
         tokio::pin!(shutdown);
@@ -332,11 +371,27 @@ impl<L: Listener> Server<L> {
                     let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
                     owner.serving(conn, task.abort_handle());
                 }
+                Some(Upgraded { socket, peer }) = accept_web(&mut upgrades) => {
+                    next_conn += 1;
+                    let conn = next_conn;
+                    if let Err((code, message)) = owner.accept(now(), conn, peer.ip()).await? {
+                        debug!(conn, %peer, %message, "WebSocket refused");
+                        tracker.spawn(refuse_web(socket, code, message));
+                        continue;
+                    }
+                    let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                    let task = tracker.spawn(serve_web(conn, socket, inbound, settings, reader));
+                    owner.serving(conn, task.abort_handle());
+                }
             }
         }
         info!("shutting down");
         drop(listener);
         drop(text);
+        drop(upgrades);
+        if let Some(http) = http {
+            http.abort();
+        }
         let closed = owner.shutdown(now(), durable.as_mut()).await;
         drop(owner);
         tracker.close();
@@ -367,6 +422,14 @@ async fn durable_changed(durable: &mut Option<tokio::sync::watch::Receiver<u64>>
 async fn accept_text<L: Listener>(text: &mut Option<L>) -> std::io::Result<(L::Stream, SocketAddr)> {
     match text {
         Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next WebSocket upgraded by the web listener (pending forever if there is none).
+async fn accept_web(upgrades: &mut Option<mpsc::Receiver<Upgraded>>) -> Option<Upgraded> {
+    match upgrades {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -402,6 +465,15 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
             setting: "auth",
             value: "accounts".into(),
             expected: "--auth open with --cluster (accounts are not shared by the instances of a cluster yet)",
+        });
+    }
+    if let Some(addr) = config.web_listen
+        && config.cluster.is_some()
+    {
+        return Err(ServerError::InvalidConfig {
+            setting: "web",
+            value: addr.to_string(),
+            expected: "no --web with --cluster (an instance of a cluster does not serve the web client yet)",
         });
     }
     if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
