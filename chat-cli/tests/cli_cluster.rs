@@ -349,3 +349,120 @@ fn bad_cluster_flags_are_usage_errors() {
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty(), "{args:?} says why");
     }
 }
+
+/// The soak: `SOAK_ROUNDS` (default 5) rounds of `kill -9` of an instance and of a NATS node under
+/// traffic, each restarted afterwards; every message exactly once, in order, at a reader connected
+/// to all three instances, and the log verifies. Run with
+/// `cargo test -p chat-cli --release --test cli_cluster -- --ignored --nocapture`.
+/// Like [`messages`] with a longer patience (a failover under a loaded machine), saying what was seen.
+fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut got = Vec::new();
+    while got.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(e) = p.event_within(left.min(Duration::from_secs(60))) else {
+            let other: Vec<&Value> = p.seen.iter().filter(|e| e["type"] != "message").collect();
+            panic!(
+                "{} ({phase}): {} of {count} messages; last non-message events: {:?}",
+                p.name,
+                got.len(),
+                &other[other.len().saturating_sub(8)..]
+            );
+        };
+        if e["type"] == "message" && text(&e).starts_with('r') {
+            got.push(text(&e).to_string());
+        }
+    }
+    Ok(got)
+}
+
+/// What the soak saw when it got stuck: the writer's last events and each instance's last log lines.
+fn soak_report(alice: &mut Proc, instances: &[Option<Instance>]) -> String {
+    while alice.event_within(Duration::from_millis(200)).is_some() {}
+    let other: Vec<&Value> = alice.seen.iter().filter(|e| e["type"] != "message").collect();
+    let mut report = format!("alice's last events: {:?}\n", &other[other.len().saturating_sub(8)..]);
+    for (i, instance) in instances.iter().enumerate() {
+        if let Some(instance) = instance {
+            let log = instance.log.lock().unwrap();
+            report += &format!("instance {i} ({}): {:?}\n", instance.addr, &log[log.len().saturating_sub(6)..]);
+        }
+    }
+    report
+}
+
+#[test]
+#[ignore = "long: cargo test -p chat-cli --release --test cli_cluster -- --ignored --nocapture"]
+fn soak_kill_9_of_instances_and_nats_nodes_round_after_round() {
+    const PER_HALF: usize = 100;
+    let rounds: usize = std::env::var("SOAK_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).clamp(1, 1000);
+    let Some(mut nats) = start_nats("soak") else { return };
+    let urls = nats.urls();
+    let mut instances: Vec<Option<Instance>> =
+        (0..3).map(|_| Some(Instance::start(&urls, "127.0.0.1:0", &[]))).collect();
+    let addrs: Vec<String> = instances.iter().map(|i| i.as_ref().unwrap().addr.clone()).collect();
+    let forward = addrs.join(",");
+    let backward = addrs.iter().rev().cloned().collect::<Vec<_>>().join(",");
+    let mut alice = client("alice", &forward);
+    let mut bob = client("bob", &backward);
+    let mut expected = Vec::new();
+    let mut got = Vec::new();
+    let started = Instant::now();
+    for round in 0..rounds {
+        let victim = round % 3;
+        // An instance dies mid-traffic and comes back on its address.
+        for half in 0..2 {
+            for i in 0..PER_HALF {
+                let line = format!("r{round}i{half}-{i}");
+                alice.say(&line);
+                expected.push(line);
+            }
+            if half == 0 {
+                got.extend(
+                    soak_messages(&mut bob, PER_HALF / 2, "before the instance kill")
+                        .unwrap_or_else(|e| panic!("{e}\n{}", soak_report(&mut alice, &instances))),
+                );
+                instances[victim].take().expect("running").kill();
+            }
+        }
+        let missing = expected.len() - got.len();
+        got.extend(
+            soak_messages(&mut bob, missing, "after the instance kill")
+                .unwrap_or_else(|e| panic!("{e}\n{}", soak_report(&mut alice, &instances))),
+        );
+        instances[victim] = Some(Instance::start(&urls, &addrs[victim], &[]));
+        // A NATS node dies mid-traffic (the stream leader every other round) and comes back.
+        let node = if round % 2 == 0 { nats.stream_leader("CHAT").unwrap_or(victim) } else { victim };
+        for half in 0..2 {
+            for i in 0..PER_HALF {
+                let line = format!("r{round}n{half}-{i}");
+                alice.say(&line);
+                expected.push(line);
+            }
+            if half == 0 {
+                nats.kill(node);
+            }
+        }
+        let missing = expected.len() - got.len();
+        got.extend(
+            soak_messages(&mut bob, missing, "after the NATS node kill")
+                .unwrap_or_else(|e| panic!("{e}\n{}", soak_report(&mut alice, &instances))),
+        );
+        nats.start_all();
+        assert_eq!(got, expected, "round {round}: every message exactly once, in order");
+        println!(
+            "round {round}: instance {victim} and NATS node n{} killed; {} messages so far, {:?}",
+            node + 1,
+            got.len(),
+            started.elapsed()
+        );
+    }
+    assert_eq!(sent_ids(&mut alice, expected.len()).len(), expected.len(), "each line stored once");
+    for p in [alice, bob] {
+        assert_eq!(p.finish(), 0);
+    }
+    let (ok, report) = log_cmd("verify", &urls);
+    assert!(ok, "{report}");
+    for instance in instances.into_iter().flatten() {
+        assert_eq!(instance.terminate(), Some(0));
+    }
+}
