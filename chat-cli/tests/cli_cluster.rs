@@ -350,10 +350,6 @@ fn bad_cluster_flags_are_usage_errors() {
     }
 }
 
-/// The soak: `SOAK_ROUNDS` (default 5) rounds of `kill -9` of an instance and of a NATS node under
-/// traffic, each restarted afterwards; every message exactly once, in order, at a reader connected
-/// to all three instances, and the log verifies. Run with
-/// `cargo test -p chat-cli --release --test cli_cluster -- --ignored --nocapture`.
 /// Like [`messages`] with a longer patience (a failover under a loaded machine), saying what was seen.
 fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -362,12 +358,12 @@ fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>,
         let left = deadline.saturating_duration_since(Instant::now());
         let Some(e) = p.event_within(left.min(Duration::from_secs(60))) else {
             let other: Vec<&Value> = p.seen.iter().filter(|e| e["type"] != "message").collect();
-            panic!(
+            return Err(format!(
                 "{} ({phase}): {} of {count} messages; last non-message events: {:?}",
                 p.name,
                 got.len(),
                 &other[other.len().saturating_sub(8)..]
-            );
+            ));
         };
         if e["type"] == "message" && text(&e).starts_with('r') {
             got.push(text(&e).to_string());
@@ -390,6 +386,10 @@ fn soak_report(alice: &mut Proc, instances: &[Option<Instance>]) -> String {
     report
 }
 
+/// The soak: `SOAK_ROUNDS` (default 5) rounds of `kill -9` of an instance and of a NATS node under
+/// traffic, each restarted afterwards; every message exactly once, in order, at a reader connected
+/// to all three instances, and the log verifies. Run with
+/// `cargo test -p chat-cli --release --test cli_cluster -- --ignored --nocapture`.
 #[test]
 #[ignore = "long: cargo test -p chat-cli --release --test cli_cluster -- --ignored --nocapture"]
 fn soak_kill_9_of_instances_and_nats_nodes_round_after_round() {

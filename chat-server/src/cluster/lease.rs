@@ -11,8 +11,14 @@
 //! tick, the keys of the instances its replica knows as live; for one that is gone it publishes
 //! `Down { id }` (once; the replicas ignore repeats). An instance that finds *itself* marked down
 //! (its refreshes did not reach NATS for a whole lease) stops: see `server::cluster`.
+//!
+//! **After an outage** (a refresh of this instance's own lease failed: NATS was electing the
+//! bucket's leader, or unreachable) an instance sweeps nothing until its own refreshes have gone
+//! through for a whole lease again: the others' keys may have expired during the same outage, and
+//! they get a lease to put them back before anyone marks them down.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation};
 use tokio::sync::{mpsc, watch};
@@ -26,7 +32,7 @@ use crate::ServerError;
 /// Most attempts at claiming an instance ID (a bucket just created may have no leader for a moment).
 const CLAIM_TRIES: usize = 40;
 /// Pause between two attempts that failed for another reason than a taken ID.
-const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+const CLAIM_RETRY: Duration = Duration::from_millis(250);
 
 /// The key of an instance's lease.
 pub fn key(instance: u32) -> String {
@@ -66,8 +72,14 @@ impl Lease {
 
     /// Refreshes `instance`'s lease and sweeps the others' (the live ones, as the replica says
     /// through `live`), publishing `Down` entries through `down`.
-    pub fn start(store: kv::Store, instance: u32, live: watch::Receiver<Vec<u32>>, down: mpsc::Sender<Entry>) -> Self {
-        let task = tokio::spawn(run(store.clone(), instance, live, down));
+    pub fn start(
+        store: kv::Store,
+        instance: u32,
+        lease: Duration,
+        live: watch::Receiver<Vec<u32>>,
+        down: mpsc::Sender<Entry>,
+    ) -> Self {
+        let task = tokio::spawn(run(store.clone(), instance, lease, live, down));
         Lease { instance, task, store }
     }
 
@@ -80,14 +92,31 @@ impl Lease {
     }
 }
 
-async fn run(store: kv::Store, instance: u32, live: watch::Receiver<Vec<u32>>, down: mpsc::Sender<Entry>) {
+async fn run(
+    store: kv::Store,
+    instance: u32,
+    lease: Duration,
+    live: watch::Receiver<Vec<u32>>,
+    down: mpsc::Sender<Entry>,
+) {
     let mut reported: BTreeSet<u32> = BTreeSet::new();
+    // Since when this instance's own refreshes go through (`None`: the last one failed).
+    let mut healthy_since: Option<Instant> = None;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = store.put(key(instance), bytes::Bytes::from_static(b"up")).await {
-            warn!(error = %e, "could not refresh this instance's lease");
+        match store.put(key(instance), bytes::Bytes::from_static(b"up")).await {
+            Ok(_) => {
+                healthy_since.get_or_insert_with(Instant::now);
+            }
+            Err(e) => {
+                warn!(error = %e, "could not refresh this instance's lease");
+                healthy_since = None;
+            }
+        }
+        if healthy_since.is_none_or(|since| since.elapsed() < lease) {
+            continue; // the others get a whole lease after an outage (see the module documentation)
         }
         let others: Vec<u32> = live.borrow().iter().copied().filter(|i| *i != instance).collect();
         reported.retain(|i| others.contains(i));

@@ -69,8 +69,9 @@ pub const DEFAULT_STREAM: &str = "CHAT";
 /// Default number of stream replicas (`--cluster-replicas`): three NATS nodes, a quorum of two.
 pub const DEFAULT_REPLICAS: usize = 3;
 /// Default lease of an instance (`--cluster-lease-ms`): another instance marks it down this long
-/// after its last refresh.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// after its last refresh. Longer than the 4-7 s a NATS failover (a stream leader killed) was measured
+/// to take, so an instance alive through one is not marked down.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// How often an idle instance publishes a `Tick` (log time moves on) and sweeps the leases.
 pub const TICK: Duration = Duration::from_secs(1);
 /// How long a publish may wait for JetStream's acknowledgement before it is retried (same message ID).

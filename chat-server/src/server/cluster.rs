@@ -101,7 +101,7 @@ pub(super) async fn run<L: Listener>(
     let instance = Lease::claim(store.clone(), |i| replica.knows(i)).await?;
     let publisher = Publisher::start(link.js.clone(), subject, instance);
     let (live_tx, live_rx) = watch::channel(replica.live());
-    let lease = Lease::start(store, instance, live_rx, publisher.sender());
+    let lease = Lease::start(store, instance, link.config.lease, live_rx, publisher.sender());
     info!(instance = format_args!("{instance:08x}"), "serving as one instance of the cluster");
 
     let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
