@@ -223,7 +223,9 @@ fn kill_9_of_the_stream_leader_mid_traffic_loses_nothing_acknowledged_and_report
     for i in COUNT / 2..COUNT {
         alice.say(&format!("s{i}"));
     }
-    let rest = messages(&mut bob, COUNT - first.len(), |e| text(e).starts_with('s'));
+    let rest = patient_messages(&mut bob, COUNT - first.len(), 's', "after the leader kill").unwrap_or_else(|e| {
+        panic!("{e}\ninstance log: {:?}", a.log.lock().unwrap().iter().rev().take(12).collect::<Vec<_>>())
+    });
     let recovered = killed.elapsed();
     let got: Vec<String> = first.iter().chain(&rest).map(|e| text(e).to_string()).collect();
     let expected: Vec<String> = (0..COUNT).map(|i| format!("s{i}")).collect();
@@ -350,8 +352,9 @@ fn bad_cluster_flags_are_usage_errors() {
     }
 }
 
-/// Like [`messages`] with a longer patience (a failover under a loaded machine), saying what was seen.
-fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>, String> {
+/// Like [`messages`] (those whose text starts with `prefix`) with a longer patience (a failover on
+/// a loaded machine), saying what was seen when it runs out.
+fn patient_messages(p: &mut Proc, count: usize, prefix: char, phase: &str) -> Result<Vec<Value>, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut got = Vec::new();
     while got.len() < count {
@@ -365,11 +368,16 @@ fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>,
                 &other[other.len().saturating_sub(8)..]
             ));
         };
-        if e["type"] == "message" && text(&e).starts_with('r') {
-            got.push(text(&e).to_string());
+        if e["type"] == "message" && text(&e).starts_with(prefix) {
+            got.push(e);
         }
     }
     Ok(got)
+}
+
+/// The soak's messages: their texts.
+fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>, String> {
+    Ok(patient_messages(p, count, 'r', phase)?.iter().map(|e| text(e).to_string()).collect())
 }
 
 /// What the soak saw when it got stuck: the writer's last events and each instance's last log lines.

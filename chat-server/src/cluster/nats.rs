@@ -15,6 +15,11 @@ pub const MIN_NATS_VERSION: (u64, u64) = (2, 10);
 
 /// How long connecting to NATS may take before the server refuses to start.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long opening the stream and the bucket is retried: right after the NATS nodes (re)start, the
+/// stream may have no leader yet for some seconds.
+pub const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pause between two attempts at opening the stream or the bucket.
+const OPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A connection to the cluster's NATS servers, with the stream and the bucket in place.
 #[derive(Clone)]
@@ -93,17 +98,27 @@ pub async fn connect(config: &ClusterConfig, read_only: bool) -> Result<Link, Se
         _ => return Err(ServerError::NatsTooOld { version }),
     }
     let js = jetstream::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![config.subject()],
-            num_replicas: config.replicas,
-            duplicate_window: DUPLICATE_WINDOW,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| cluster_error(&format!("cannot open the stream {}", config.stream), e))?;
+    let deadline = std::time::Instant::now() + OPEN_PATIENCE;
+    let stream = loop {
+        let opened = js
+            .get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![config.subject()],
+                num_replicas: config.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await;
+        match opened {
+            Ok(stream) => break stream,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, stream = %config.stream, "cannot open the stream yet; trying again");
+                tokio::time::sleep(OPEN_RETRY).await;
+            }
+            Err(e) => return Err(cluster_error(&format!("cannot open the stream {}", config.stream), e)),
+        }
+    };
     let leases = if read_only {
         None
     } else {
@@ -115,12 +130,19 @@ pub async fn connect(config: &ClusterConfig, read_only: bool) -> Result<Link, Se
             storage: stream::StorageType::File,
             ..Default::default()
         };
-        Some(match js.get_key_value(config.bucket()).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(bucket)
-                .await
-                .map_err(|e| cluster_error(&format!("cannot open the bucket {}", config.bucket()), e))?,
+        Some(loop {
+            let opened = match js.get_key_value(config.bucket()).await {
+                Ok(store) => Ok(store),
+                Err(_) => js.create_key_value(bucket.clone()).await,
+            };
+            match opened {
+                Ok(store) => break store,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, bucket = %config.bucket(), "cannot open the bucket yet; trying again");
+                    tokio::time::sleep(OPEN_RETRY).await;
+                }
+                Err(e) => return Err(cluster_error(&format!("cannot open the bucket {}", config.bucket()), e)),
+            }
         })
     };
     tracing::info!(urls = %config.urls.join(","), version = %version, stream = %config.stream, "cluster connected");
