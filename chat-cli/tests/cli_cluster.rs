@@ -85,12 +85,20 @@ fn three_instances_chat_as_one_server_with_one_order_everywhere_and_unique_names
         bob.say(&format!("/mc alice,carol bm{i}"));
         carol.say(&format!("/all c{i}"));
     }
-    let all = |_: &Value| true;
+    let logs = |instances: &[Instance]| -> String {
+        instances
+            .iter()
+            .map(|i| format!("{}: {:?}\n", i.addr, i.log.lock().unwrap().iter().rev().take(8).collect::<Vec<_>>()))
+            .collect()
+    };
+    let all = |p: &mut Proc, count: usize| {
+        patient_messages(p, count, |_| true, "the traffic").unwrap_or_else(|e| panic!("{e}\n{}", logs(&instances)))
+    };
     let seen_by = [
         // A sender sees its own messages too: alice and bob see all five kinds, carol no `ab`.
-        ("alice", messages(&mut alice, 5 * N, all)),
-        ("bob", messages(&mut bob, 5 * N, all)),
-        ("carol", messages(&mut carol, 4 * N, all)),
+        ("alice", all(&mut alice, 5 * N)),
+        ("bob", all(&mut bob, 5 * N)),
+        ("carol", all(&mut carol, 4 * N)),
     ];
     // One order: each member's messages in increasing sequence, Lamport stamps increasing along it,
     // and every message two members both received has the same content at the same sequence number.
@@ -223,9 +231,10 @@ fn kill_9_of_the_stream_leader_mid_traffic_loses_nothing_acknowledged_and_report
     for i in COUNT / 2..COUNT {
         alice.say(&format!("s{i}"));
     }
-    let rest = patient_messages(&mut bob, COUNT - first.len(), 's', "after the leader kill").unwrap_or_else(|e| {
-        panic!("{e}\ninstance log: {:?}", a.log.lock().unwrap().iter().rev().take(12).collect::<Vec<_>>())
-    });
+    let rest = patient_messages(&mut bob, COUNT - first.len(), |e| text(e).starts_with('s'), "after the leader kill")
+        .unwrap_or_else(|e| {
+            panic!("{e}\ninstance log: {:?}", a.log.lock().unwrap().iter().rev().take(12).collect::<Vec<_>>())
+        });
     let recovered = killed.elapsed();
     let got: Vec<String> = first.iter().chain(&rest).map(|e| text(e).to_string()).collect();
     let expected: Vec<String> = (0..COUNT).map(|i| format!("s{i}")).collect();
@@ -352,9 +361,14 @@ fn bad_cluster_flags_are_usage_errors() {
     }
 }
 
-/// Like [`messages`] (those whose text starts with `prefix`) with a longer patience (a failover on
+/// Like [`messages`] with a longer patience (a failover on
 /// a loaded machine), saying what was seen when it runs out.
-fn patient_messages(p: &mut Proc, count: usize, prefix: char, phase: &str) -> Result<Vec<Value>, String> {
+fn patient_messages(
+    p: &mut Proc,
+    count: usize,
+    keep: impl Fn(&Value) -> bool,
+    phase: &str,
+) -> Result<Vec<Value>, String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut got = Vec::new();
     while got.len() < count {
@@ -368,7 +382,7 @@ fn patient_messages(p: &mut Proc, count: usize, prefix: char, phase: &str) -> Re
                 &other[other.len().saturating_sub(8)..]
             ));
         };
-        if e["type"] == "message" && text(&e).starts_with(prefix) {
+        if e["type"] == "message" && keep(&e) {
             got.push(e);
         }
     }
@@ -377,7 +391,7 @@ fn patient_messages(p: &mut Proc, count: usize, prefix: char, phase: &str) -> Re
 
 /// The soak's messages: their texts.
 fn soak_messages(p: &mut Proc, count: usize, phase: &str) -> Result<Vec<String>, String> {
-    Ok(patient_messages(p, count, 'r', phase)?.iter().map(|e| text(e).to_string()).collect())
+    Ok(patient_messages(p, count, |e| text(e).starts_with('r'), phase)?.iter().map(|e| text(e).to_string()).collect())
 }
 
 /// What the soak saw when it got stuck: the writer's last events and each instance's last log lines.
