@@ -1,4 +1,5 @@
-//! Command-line arguments. Global flags are accepted before or after a subcommand.
+//! Command-line arguments. Global flags are accepted before or after a subcommand (the ones a
+//! subcommand uses: `applies`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// Show no times in human output.
     #[arg(long, global = true)]
     pub no_time: bool,
+    /// On a terminal, the line mode (a `> ` prompt, output scrolling above it) instead of the
+    /// full-screen client.
+    #[arg(long, global = true)]
+    pub plain: bool,
+    /// Full-screen client: no terminal bell on a mention of your name or a private message.
+    #[arg(long, global = true)]
+    pub no_bell: bool,
     /// Address to listen on: the server's (`serve`, default 127.0.0.1:7878) or this node's (p2p, default 127.0.0.1:0).
     #[arg(long, global = true)]
     pub listen: Option<SocketAddr>,
@@ -45,9 +53,13 @@ pub struct Cli {
     /// P2P: interface for multicast (default 127.0.0.1; a LAN address for LAN use).
     #[arg(long, global = true)]
     pub interface: Option<String>,
-    /// P2P: join through this known node instead of multicast discovery (repeatable).
+    /// P2P: join through this known node instead of multicast discovery (repeatable). No multicast
+    /// is used; if none answers within the join timeout, chat-cli exits 1 naming them.
     #[arg(long = "peer", global = true)]
     pub peers: Vec<SocketAddr>,
+    /// P2P: start a new group at once instead of looking for one (its first node gets ID 1).
+    #[arg(long, global = true, conflicts_with = "peers")]
+    pub found: bool,
     /// P2P: coordinator failure timeout in milliseconds (default 1000, or four heartbeats with --heartbeat-ms).
     #[arg(long, global = true)]
     pub timeout_ms: Option<u64>,

@@ -38,6 +38,7 @@ pub async fn run(server: &str, args: &BenchArgs, json_output: bool) -> Result<bo
         pattern: Pattern::Fanout,
         timeout: Duration::from_secs(args.timeout.max(1)),
         warmup: Duration::ZERO,
+        tls: None,
     };
     let prefix = format!("bench{}-", std::process::id() % 100_000);
     // In a room of its own, with quiet sessions: a benchmark never floods the people on the server.

@@ -281,6 +281,7 @@ pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2
             interface.parse().map_err(|_| format!("bad --interface {interface:?}: expected an IPv4 address"))?;
     }
     config.peers = cli.peers.clone();
+    config.found = cli.found;
     if let Some(ms) = cli.heartbeat_ms {
         // The failure timeout follows (four heartbeats), unless --timeout-ms says otherwise.
         config = config.with_heartbeat(Duration::from_millis(ms.max(1)));

@@ -1,5 +1,6 @@
-//! Standard input as a bounded stream of lines: line editing when it is a terminal, plain bounded
-//! lines when it is a pipe.
+//! Standard input as a bounded stream of lines for the line mode: the line editor of
+//! `term::prompt` when standard input and output are a terminal, plain bounded lines otherwise (a
+//! pipe, a file). The full-screen client reads the terminal itself (`tui`).
 
 use std::io::IsTerminal;
 
@@ -8,6 +9,9 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use crate::render::Sink;
+use crate::term::guard::Screen;
+use crate::term::history::{self, HistoryFile};
+use crate::term::prompt;
 
 /// Longest accepted input line, in bytes.
 pub const MAX_LINE: usize = MAX_BODY_LEN + 4096;
@@ -15,18 +19,60 @@ pub const MAX_LINE: usize = MAX_BODY_LEN + 4096;
 /// One line of input, or a line that was too long (its text is discarded).
 pub type Line = Result<String, String>;
 
-/// Starts reading standard input; returns the line stream and, on a terminal, a sink that prints
-/// above the prompt without garbling it.
-pub fn start() -> (mpsc::Receiver<Line>, Option<Box<dyn Sink>>) {
-    let (tx, rx) = mpsc::channel(64);
+/// Standard input, started.
+pub struct Input {
+    /// The lines.
+    pub lines: mpsc::Receiver<Line>,
+    /// On a terminal: prints above the prompt without garbling it.
+    pub sink: Option<Box<dyn Sink>>,
+    /// On a terminal: the terminal in raw mode and the task reading it, stopped and given back
+    /// when dropped.
+    pub terminal: Option<Terminal>,
+}
+
+/// The terminal while the line mode reads it.
+pub struct Terminal {
+    reader: tokio::task::AbortHandle,
+    _screen: Screen,
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // Stop reading first, so nothing typed after the session is taken from the shell.
+        self.reader.abort();
+    }
+}
+
+/// Starts reading standard input: the line editor when standard input and output are terminals
+/// (`term::prompt`, the terminal in raw mode until [`Input::terminal`] is dropped), bounded lines
+/// otherwise.
+pub fn start() -> Input {
+    let (tx, lines) = mpsc::channel(64);
     if std::io::stdin().is_terminal()
-        && let Some(sink) = start_editor(tx.clone())
+        && std::io::stdout().is_terminal()
+        && let Ok(screen) = Screen::enter(false)
     {
-        return (rx, Some(sink));
+        let (sink, reader) = prompt::start(tx, history::default_path().map(HistoryFile::new));
+        return Input { lines, sink: Some(sink), terminal: Some(Terminal { reader, _screen: screen }) };
     }
     tokio::spawn(read_pipe(tx));
-    (rx, None)
+    Input { lines, sink: None, terminal: None }
 }
+
+/// Asks one question on the terminal (cooked mode: the terminal edits the line) and returns the
+/// answer, trimmed; `None` at the end of input. At most [`MAX_ANSWER`] bytes are read.
+pub fn ask(question: &str) -> std::io::Result<Option<String>> {
+    use std::io::{BufRead, Read, Write};
+    let mut out = std::io::stdout().lock();
+    write!(out, "{question}")?;
+    out.flush()?;
+    let mut answer = String::new();
+    let read = std::io::stdin().lock().take(MAX_ANSWER as u64).read_line(&mut answer)?;
+    Ok((read > 0).then(|| answer.trim().to_string()))
+}
+
+/// Longest answer [`ask`] reads, in bytes.
+pub const MAX_ANSWER: usize = 1024;
 
 async fn read_pipe(tx: mpsc::Sender<Line>) {
     let mut lines = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(MAX_LINE));
@@ -42,39 +88,4 @@ async fn read_pipe(tx: mpsc::Sender<Line>) {
             return;
         }
     }
-}
-
-struct EditorSink(Box<dyn rustyline::ExternalPrinter + Send>);
-
-impl Sink for EditorSink {
-    fn line(&mut self, line: String) {
-        let _ = self.0.print(format!("{line}\n"));
-    }
-}
-
-fn start_editor(tx: mpsc::Sender<Line>) -> Option<Box<dyn Sink>> {
-    let mut editor = rustyline::DefaultEditor::new().ok()?;
-    let printer = editor.create_external_printer().ok()?;
-    std::thread::spawn(move || {
-        loop {
-            match editor.readline("> ") {
-                Ok(line) => {
-                    if !line.trim().is_empty() {
-                        let _ = editor.add_history_entry(line.as_str());
-                    }
-                    let line = if line.len() > MAX_LINE {
-                        Err(format!("line longer than {MAX_LINE} bytes"))
-                    } else {
-                        Ok(line)
-                    };
-                    if tx.blocking_send(line).is_err() {
-                        return;
-                    }
-                }
-                // Ctrl-C or Ctrl-D: leave, like the end of piped input.
-                Err(_) => return,
-            }
-        }
-    });
-    Some(Box::new(EditorSink(Box::new(printer))))
 }

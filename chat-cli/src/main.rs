@@ -2,17 +2,21 @@
 //!
 //! | module     | owns                                                   |
 //! |------------|--------------------------------------------------------|
+//! | `applies`  | which global flags each subcommand uses (its `--help`; others refused) |
 //! | `args`     | command-line flags (clap)                              |
 //! | `bench`    | `chat-cli bench`: fan-out load against a running server |
 //! | `clock_text` | wall-clock times in human output (`--time-format`)     |
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `group_secret` | `chat-cli secret new` and `secret id`: P2P group secret files |
-//! | `input`    | standard input: line editing on a terminal, bounded lines on a pipe |
+//! | `input`    | standard input of the line mode: the `> ` prompt on a terminal (`--plain`), bounded lines on a pipe |
 //! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
 //! | `render`   | human output and `--json` events (`chat_server::json`) |
 //! | `safe_text`| untrusted text made safe for a terminal                |
-//! | `session`  | the chat loop shared by both modes                     |
+//! | `session`  | the chat loop of the line mode and pipes, shared by both topologies |
+//! | `signals`  | SIGINT, SIGTERM, SIGHUP: a clean leave                 |
+//! | `term`     | what both terminal front ends share: the terminal guard, the input editor, history |
+//! | `tui`      | the full-screen client (default on a terminal without `--json`/`--plain`) |
 //!
 //! The load generator behind `bench` is in this package's library (`src/lib.rs`, crate `chat_cli`):
 //! `chat_cli::loadgen`, which the `tests` package reuses.
@@ -23,6 +27,7 @@
 //! verification failed).
 
 mod account;
+mod applies;
 mod args;
 mod bench;
 mod clock_text;
@@ -35,6 +40,9 @@ mod render;
 mod safe_text;
 mod secrets;
 mod session;
+mod signals;
+mod term;
+mod tui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -44,18 +52,17 @@ use args::{Cli, Cmd, LogAction, Mode, ServeArgs};
 use chat_core::{Chat, CoreError, UserName};
 use chat_server::ServerError;
 use chat_server::server::Server;
-use clap::Parser;
 use render::{Renderer, Stdout};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = applies::parse();
     // A server says what it does (data directory, records recovered, joins and leaves) at info level;
     // clients only warn. RUST_LOG overrides both.
     let default = if matches!(cli.command, Some(Cmd::Serve(_))) { "warn,chat_server=info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
-        .with_writer(std::io::stderr)
+        .with_writer(term::guard::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -214,8 +221,7 @@ fn user_name(cli: &Cli) -> Result<Option<UserName>> {
     let raw = match &cli.name {
         Some(name) => name.clone(),
         None if std::io::stdin().is_terminal() => {
-            let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
-            editor.readline("your name: ").context("no name given")?.trim().to_string()
+            input::ask("your name: ").context("cannot read the terminal")?.context("no name given")?
         }
         None => return Ok(None),
     };
@@ -251,7 +257,7 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         Err(message) => return usage(&format!("--time-format: {message}")),
     };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    out.set_times(times);
+    out.set_times(times.clone());
     let (chat, rooms) = match connect(topology).await {
         Ok(joined) => joined,
         Err(failure) => {
@@ -262,12 +268,24 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    out.ready(chat.name(), chat.node_id(), &rooms);
-    let (lines, sink) = input::start();
-    if let Some(sink) = sink {
-        out.set_sink(sink);
-    }
-    Ok(match session::run(chat, &mut out, lines).await {
+    let full_screen = !cli.json && !cli.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let ending = if full_screen {
+        let server = (cli.mode == Mode::Server).then(|| cli.server.clone());
+        tui::run(chat, rooms, tui::Options { times, bell: !cli.no_bell, server }).await
+    } else {
+        // Listening before anything is shown: from then on a signal leaves cleanly.
+        let signals = signals::Signals::new();
+        let input = input::start();
+        if let Some(sink) = input.sink {
+            out.set_sink(sink);
+        }
+        out.ready(chat.name(), chat.node_id(), &rooms);
+        let ending = session::run(chat, &mut out, input.lines, signals).await;
+        // The terminal is given back before anything more is printed.
+        drop(input.terminal);
+        ending
+    };
+    Ok(match ending {
         session::Ending::Left => ExitCode::SUCCESS,
         session::Ending::Lost(reason) => {
             // Whatever standard output shows, the reason is always on standard error.

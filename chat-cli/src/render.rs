@@ -235,23 +235,20 @@ impl Renderer {
         if self.json {
             self.emit(json::peers(peers));
         } else {
-            let names: Vec<String> = peers
-                .iter()
-                .map(|p| {
-                    let mut s = inline(p.name.as_str());
-                    if let Some(id) = p.node_id {
-                        s.push_str(&format!(" (node {id}"));
-                        if let Some(addr) = p.addr {
-                            s.push_str(&format!(", {addr}"));
-                        }
-                        if p.coordinator {
-                            s.push_str(", coordinator");
-                        }
-                        s.push(')');
-                    }
-                    s
-                })
-                .collect();
+            if peers.iter().any(|p| p.node_id.is_some()) {
+                // P2P: one line per node, by ID: ID, name, address, and the coordinator marked.
+                self.human(format!("* online ({}):", peers.len()));
+                let width = peers.iter().map(|p| inline(p.name.as_str()).chars().count()).max().unwrap_or(0);
+                for p in peers {
+                    let id = p.node_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+                    let addr = p.addr.map_or_else(|| "-".to_string(), |a| a.to_string());
+                    let marker = if p.coordinator { "  coordinator" } else { "" };
+                    let name = inline(p.name.as_str());
+                    self.human(format!("*   {id:>3}  {name:<width$}  {addr}{marker}"));
+                }
+                return;
+            }
+            let names: Vec<String> = peers.iter().map(|p| inline(p.name.as_str())).collect();
             self.human(format!("* online ({}): {}", peers.len(), names.join(", ")));
         }
     }

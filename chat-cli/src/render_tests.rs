@@ -136,3 +136,28 @@ fn json_events_match_the_contract() {
     assert_eq!(parsed[15], json!({"type": "notice", "text": "hello"}));
     assert_eq!(parsed.len(), 16);
 }
+
+#[test]
+fn p2p_peers_are_one_line_per_node_and_server_peers_one_line() {
+    let cap = Capture::default();
+    let mut r = Renderer::new(false, false, Box::new(cap.clone()));
+    let node = |name: &str, id: u64, port: u16, coordinator: bool| PeerInfo {
+        name: n(name),
+        node_id: Some(NodeId(id)),
+        addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        coordinator,
+    };
+    r.peers(&[node("alice", 1, 40001, true), node("bob", 2, 40002, false), node("carolyn", 13, 40003, false)]);
+    r.peers(&[PeerInfo::named(n("alice")), PeerInfo::named(n("bob"))]);
+    let lines = cap.0.lock().unwrap().clone();
+    assert_eq!(
+        lines,
+        [
+            "* online (3):",
+            "*     1  alice    127.0.0.1:40001  coordinator",
+            "*     2  bob      127.0.0.1:40002",
+            "*    13  carolyn  127.0.0.1:40003",
+            "* online (2): alice, bob",
+        ]
+    );
+}

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 pub const CONTINUATION: &str = "  | ";
 
 /// Whether `c` must not reach a terminal as is.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'

@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use crate::commands::{self, Command, HELP, HINT};
 use crate::input::Line;
 use crate::render::Renderer;
+use crate::signals::Signals;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
-    /// The user left (command, end of input, Ctrl-C).
+    /// The user left (command, end of input, Ctrl-C, SIGINT/SIGTERM/SIGHUP).
     Left,
     /// The connection was lost or the session was ended by the other side, for this reason.
     Lost(String),
@@ -33,13 +34,14 @@ impl Target {
     }
 }
 
-/// Runs the session until the user leaves or the connection is lost.
-pub async fn run(mut chat: Chat, out: &mut Renderer, mut input: mpsc::Receiver<Line>) -> Ending {
+/// Runs the session until the user leaves (a command, the end of input, one of the `signals`) or
+/// the connection is lost.
+pub async fn run(mut chat: Chat, out: &mut Renderer, mut input: mpsc::Receiver<Line>, mut signals: Signals) -> Ending {
     let mut target = Target::default();
     let ending = loop {
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => break Ending::Left,
+            () = signals.recv() => break Ending::Left,
             event = chat.next_event() => match event {
                 Some(event) => {
                     if let Some(ending) = show(out, event) {

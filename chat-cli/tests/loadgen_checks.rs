@@ -20,8 +20,8 @@ use chat_cli::loadgen::{
     self, Dest, Incoming, LoadConfig, LoadReport, OPEN_TIMEOUT, Pace, Party, Pattern, PubSub, Stamp, Violations,
     read_more, write_body,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -41,7 +41,11 @@ fn line(buf: &mut BytesMut) -> Option<BytesMut> {
 }
 
 impl PubSub for Lines {
-    async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
+    async fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        stream: &mut S,
+        party: Party,
+    ) -> io::Result<BytesMut> {
         let mut buf = BytesMut::new();
         let Party::Subscriber(i) = party else {
             stream.write_all(b"P\n").await?;
@@ -178,6 +182,7 @@ async fn run_with(fault: Fault) -> LoadReport {
         pattern: Pattern::Fanout,
         timeout: Duration::from_secs(20),
         warmup: Duration::ZERO,
+        tls: None,
     };
     let report = loadgen::run(Lines, &config, &mut |_| {}).await.expect("the run");
     task.abort();

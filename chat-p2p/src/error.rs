@@ -24,6 +24,18 @@ pub enum P2pError {
         /// Human-readable explanation.
         reason: String,
     },
+    /// None of the peers given (`--peer`) answered in time, and the node does not found a group on
+    /// its own: check the addresses (or start the first node with `--found`).
+    #[error(
+        "no group found: none of the peers answered within {waited:?}: {}",
+        peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    NoGroup {
+        /// The peers asked.
+        peers: Vec<std::net::SocketAddr>,
+        /// How long the node waited.
+        waited: std::time::Duration,
+    },
     /// The node neither joined nor founded a group in time (a bug or a stalled runtime): retry.
     #[error("not joined within {0:?}")]
     Timeout(std::time::Duration),
@@ -46,7 +58,9 @@ impl P2pError {
     pub fn code(&self) -> ErrorCode {
         match self {
             P2pError::Refused { code, .. } => *code,
-            P2pError::Bind { .. } | P2pError::Timeout(_) | P2pError::Stopped => ErrorCode::Disconnected,
+            P2pError::Bind { .. } | P2pError::Timeout(_) | P2pError::Stopped | P2pError::NoGroup { .. } => {
+                ErrorCode::Disconnected
+            }
             P2pError::Secret { .. } => ErrorCode::AuthFailed,
         }
     }

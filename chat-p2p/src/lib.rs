@@ -1,13 +1,15 @@
 //! # chat-p2p
 //!
 //! The peer-to-peer topology of the distributed chat: nodes discover each other by UDP
-//! multicast, a coordinator elected with the Bully algorithm assigns IDs, keeps the member list,
-//! sends heartbeats and sequences every chat message into one total order.
+//! multicast (or join through known peers), a coordinator elected with the Bully algorithm when the
+//! previous one fails assigns small IDs, sends heartbeats and sequences every chat message, join,
+//! leave and room membership into one total order, in batches.
 //!
 //! | module       | owns                                                                        |
 //! |--------------|-----------------------------------------------------------------------------|
 //! | `election`   | the sans-IO Bully machine ([`election::Bully`]), its messages and terms       |
-//! | `membership` | the group view and the term-block node-ID allocator                          |
+//! | `group`      | the replicated state: members, rooms, node IDs ([`group::Group`], [`group::Change`]) |
+//! | `membership` | the group view ([`membership::View`])                                        |
 //! | `ordering`   | sequencer (coordinator), member log, failover merge ([`ordering::plan_fills`]) |
 //! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |
 //! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing, flood control ([`Limits`]) |
@@ -28,6 +30,7 @@
 
 pub mod election;
 mod error;
+pub mod group;
 pub mod membership;
 pub mod node;
 pub mod ordering;

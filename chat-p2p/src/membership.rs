@@ -1,42 +1,14 @@
 //! The group view (who is a member, by ID and by name, names compared as chat-core's "same name")
-//! and the node-ID allocator.
+//! and the small random generator nodes draw nonces and process tags from.
 //!
-//! ## ID allocation: term blocks with random tags
-//!
-//! ```text
-//!   NodeId = tag << 16 | k        tag: 32 random bits drawn by a coordinator when its term starts
-//!                                 k:   1, 2, 3 ... within the block (a fresh tag when exhausted)
-//! ```
-//!
-//! Within one group the allocator state (the tags ever used) is replicated: every ID a member
-//! knows is remembered, and a coordinator never draws a tag already seen, nor hands out an ID it
-//! has seen. Across partitions no deterministic scheme with bounded IDs can avoid a collision
-//! without a quorum (two isolated founders, or two partitions' coordinators, share no state), so
-//! each *term* draws its own 32-bit block tag: two concurrent coordinators collide only if they draw
-//! the same tag, probability 2^-32 per pair of concurrent terms. IDs are never reused: a node that
-//! leaves, is expelled or restarts gets a new one, and a tag is drawn again only if it was never
-//! seen. Bully ranks nodes by these IDs.
-//!
-//! What is guaranteed, precisely:
-//! - Within one group lineage (no partition), IDs are deterministic-unique: one coordinator hands out
-//!   `k = 1, 2, ...` of a block nobody in the group has seen, and every member remembers every tag.
-//! - After a partition heals, the lower coordinator's whole side rejoins the higher coordinator and
-//!   gets fresh IDs from its allocator, so the healed group holds no duplicate even if the two sides
-//!   had drawn the same tag (the simulation checks this: `tests/sim_unique_ids.rs`).
-//! - Across concurrent partitions, an ID may be handed out twice (to different names) only if two
-//!   coordinators draw the same 32-bit tag: probability about 2^-32 per pair of concurrent terms.
-//!
-//! Not done yet: replicating the allocator's high-water mark in heartbeats, which would make
-//! uniqueness deterministic within a lineage even when the tags seen are not all known.
+//! The view is one part of the replicated state of a group ([`crate::group::Group`]), which also
+//! hands out node IDs (1, 2, 3, … in order of admission; see `group.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chat_core::{NameMap, NodeId, UserName};
 
 use crate::protocol::Member;
-
-/// IDs in one block.
-pub const BLOCK_SIZE: u64 = 1 << 16;
 
 /// A small deterministic generator (splitmix64): the shell seeds it from the OS, the simulation
 /// from its seed.
@@ -56,45 +28,6 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    }
-}
-
-/// Hands out node IDs from term blocks (see the module docs).
-#[derive(Debug, Clone, Default)]
-pub struct Allocator {
-    /// Tags of every ID ever seen.
-    seen_tags: BTreeSet<u64>,
-    /// Current block tag and next index, while coordinator.
-    block: Option<(u64, u64)>,
-}
-
-impl Allocator {
-    /// Remembers an ID seen anywhere, so its block is never drawn again.
-    pub fn observe(&mut self, id: NodeId) {
-        self.seen_tags.insert(id.0 / BLOCK_SIZE);
-    }
-
-    /// Starts a fresh block for a new term.
-    pub fn new_block(&mut self) {
-        self.block = None;
-    }
-
-    /// The next ID. Draws a block if there is none or it is exhausted.
-    pub fn next_id(&mut self, rng: &mut Rng) -> NodeId {
-        loop {
-            match self.block {
-                Some((tag, k)) if k < BLOCK_SIZE => {
-                    self.block = Some((tag, k + 1));
-                    return NodeId(tag * BLOCK_SIZE + k);
-                }
-                _ => {
-                    let tag = 1 + rng.next_u64() % (u32::MAX as u64);
-                    if self.seen_tags.insert(tag) {
-                        self.block = Some((tag, 1));
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -186,26 +119,6 @@ mod tests {
 
     fn member(id: u64, name: &str) -> Member {
         Member { id: NodeId(id), name: UserName::new(name).unwrap(), addr: "127.0.0.1:1".parse().unwrap(), key: None }
-    }
-
-    #[test]
-    fn allocator_never_repeats_and_skips_seen_blocks() {
-        let mut rng = Rng::new(7);
-        let mut twin = rng.clone();
-        let mut a = Allocator::default();
-        // Another allocator with the same randomness drew this block first; a knows it.
-        let mut b = Allocator::default();
-        let taken = b.next_id(&mut twin);
-        a.observe(taken);
-        let mut ids = BTreeSet::new();
-        for _ in 0..10 {
-            assert!(ids.insert(a.next_id(&mut rng)));
-        }
-        assert!(!ids.contains(&taken));
-        assert!(ids.iter().all(|id| id.0 / BLOCK_SIZE != taken.0 / BLOCK_SIZE));
-        a.new_block();
-        let fresh = a.next_id(&mut rng);
-        assert!(ids.iter().all(|id| id.0 / BLOCK_SIZE != fresh.0 / BLOCK_SIZE));
     }
 
     #[test]

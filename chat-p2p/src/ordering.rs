@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use chat_core::{ChatMessage, DedupWindow, NodeId, UserName};
+use chat_core::{DedupWindow, NodeId, UserName};
 
 use crate::election::Term;
 use crate::protocol::{Entry, Pos};
@@ -54,11 +54,12 @@ impl Log {
     }
 
     /// Sets the starting point of a joiner: nothing at or before `pos` will be delivered, and
-    /// nothing held from another term either (it belongs to a group this node left: completing it
-    /// now would interleave that group's order with the new one's).
+    /// nothing held before is kept (it belongs to a group this node left, or the coordinator sends
+    /// it again: completing it now would interleave that group's order with the new one's).
     pub fn start_at(&mut self, pos: Pos) {
         self.last = Some(pos);
-        self.received.retain(|p, _| *p > pos && p.term == pos.term);
+        self.received.clear();
+        self.recent.clear();
     }
 
     /// Stores an ordered entry; false if already delivered or held.
@@ -115,7 +116,9 @@ impl Log {
             if self.recent.len() > self.window {
                 self.recent.pop_front();
             }
-            if self.delivered.insert(entry.id()) {
+            // A message delivered before (ordered again by another coordinator) is skipped; a change
+            // of the group is applied once per position.
+            if entry.message_id().is_none_or(|id| self.delivered.insert(id)) {
                 out.push((pos, entry, unknown));
             }
         }
@@ -179,9 +182,17 @@ impl Sequencer {
         (self.commit > 0).then(|| Pos::new(self.term, self.commit))
     }
 
-    /// A newcomer holds nothing before now and needs nothing before now.
-    pub fn add_member(&mut self, id: NodeId) {
+    /// The commit index (0: nothing committed in this term).
+    pub fn commit_index(&self) -> u64 {
+        self.commit
+    }
+
+    /// A newcomer holds nothing before now and needs nothing before now. A member admitted again
+    /// (it rejoins in place) likewise: it gets the state as of now, so it counts as holding it.
+    /// Returns a new commit point if that unblocked one (a member admitted again was the laggard).
+    pub fn add_member(&mut self, id: NodeId) -> Option<Pos> {
         self.acked.insert(id, self.next - 1);
+        self.advance()
     }
 
     /// Removes a member; returns a new commit point if that unblocked one.
@@ -228,7 +239,7 @@ pub fn plan_fills(reports: &BTreeMap<NodeId, Report>) -> BTreeMap<NodeId, Vec<(P
     for report in reports.values() {
         for (pos, entry) in &report.entries {
             match (merged.get(pos), entry) {
-                (Some(Entry::Visible(_)), _) | (Some(Entry::Hidden(_)), Entry::Hidden(_)) => {}
+                (Some(Entry::Visible(_) | Entry::Change(_)), _) | (Some(Entry::Hidden(_)), Entry::Hidden(_)) => {}
                 _ => {
                     merged.insert(*pos, entry.clone());
                 }
@@ -253,11 +264,6 @@ pub fn plan_fills(reports: &BTreeMap<NodeId, Report>) -> BTreeMap<NodeId, Vec<(P
         plan.insert(*id, fills);
     }
     plan
-}
-
-/// Restricts an entry to what `member` may see.
-pub fn entry_for(msg: &ChatMessage, member: &UserName) -> Entry {
-    if msg.is_visible_to(member) { Entry::Visible(msg.clone()) } else { Entry::Hidden(msg.id) }
 }
 
 #[cfg(test)]

@@ -2,32 +2,38 @@
 //!
 //! | message                 | channel            | from → to                 | purpose                                  |
 //! |-------------------------|--------------------|---------------------------|------------------------------------------|
-//! | `JoinRequest`           | multicast, or TCP to a `--peer` | joiner → group / known node | "admit me as `name` at `addr`" (with a secret: "whose links use `key`") |
-//! | `JoinAck`               | TCP                | coordinator → joiner      | ID, members, term, start position, history |
+//! | `JoinRequest`           | multicast, or TCP to each `--peer` | joiner → group / known node | "admit me as `name` at `addr`" (with a secret: "whose links use `key`"; a returning node: "I held `id`") |
+//! | `JoinAck`               | TCP                | coordinator → joiner      | ID, term, the group's state at `start`, history |
 //! | `JoinRefused`           | TCP                | coordinator → joiner      | e.g. `name_taken`                        |
-//! | `Joined` / `Left`       | TCP                | coordinator → members     | membership changes                       |
+//! | `JoinHold`              | TCP                | member → joiner           | "a group is here, electing a coordinator: keep asking" |
 //! | `Heartbeat` / `Alive`   | TCP                | coordinator ⇄ member      | failure detection, commit point, clock   |
 //! | `Beacon`                | multicast          | coordinator → group       | lets partitioned coordinators find each other |
-//! | `NotMember` / `Stale`   | TCP                | coordinator / member      | "rejoin" / "your term is over: rejoin at `addr`" (also a lower coordinator handing its group to a higher one after a heal) |
+//! | `NotMember` / `Stale`   | TCP                | coordinator / member      | "rejoin" / "your term is over: rejoin at `addr`" (also a lower coordinator handing its group to a higher one after a heal, and a member answering a node outside its view) |
 //! | `Election(..)`          | TCP                | any                       | Bully: see [`crate::election`]           |
 //! | `Submit`                | TCP                | sender → coordinator      | a message to order (`MessageId` = dedup key) |
-//! | `Order`                 | TCP                | coordinator → every member| position + text (or `Hidden` for non-recipients) |
-//! | `Ack` / `Commit`        | TCP                | member → coord / coord → members | stable once every member has it    |
-//! | `Duplicate` / `Rejected`| TCP                | coordinator → sender      | already ordered / no recipient online    |
+//! | `Orders`                | TCP                | coordinator → each member | a batch of consecutive positions (text, `Hidden`, or a change of the group), and the commit point |
+//! | `Ack` / `Commit`        | TCP                | member → coord / coord → members | cumulative: every position up to it held / stable |
+//! | `Duplicate` / `Rejected`| TCP                | coordinator → sender      | already ordered / refused                |
 //! | `SyncRequest` / `SyncReply` | TCP            | new coordinator ⇄ members | failover: collect what members hold      |
 //! | `Leave`                 | TCP                | member → coordinator      | clean exit                               |
 //! | `RateLimited`           | TCP                | coordinator → sender      | over the member's rate: not ordered, resubmit after the wait |
+//! | `Room` / `RoomAnswer`   | TCP                | member ⇄ coordinator      | join or part a room; the answer names the position of the change |
 //!
-//! New variants go at the end of [`PeerMsg`]: bincode encodes a variant by its index, so earlier
-//! variants keep their encoding and older nodes still decode them.
+//! Joins, leaves, failures and room memberships are [`Change`]s ordered in the same log as messages
+//! ([`Entry::Change`]), so every node applies them in the same order (`crate::group`).
+//!
+//! This is version 2 of the P2P wire (batched orders, changes in the log, small node IDs): a group
+//! runs one version; nodes of version 1 cannot decode it. New variants go at the end of
+//! [`PeerMsg`]: bincode encodes a variant by its index.
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use chat_core::{ChatMessage, ErrorCode, MessageId, NodeId, Recipients, Timestamp, UserName};
+use chat_core::{ChatMessage, ErrorCode, MessageId, NodeId, Recipients, RoomName, Timestamp, UserName};
 use serde::{Deserialize, Serialize};
 
 use crate::election::{ElectionMsg, Term};
+pub use crate::group::{Change, Snapshot};
 
 /// A node's static public key (X25519) in a group with a secret: the identity its Noise links are
 /// authenticated with, drawn fresh by every process and bound to a node ID by the coordinator at join.
@@ -76,21 +82,25 @@ impl Pos {
     }
 }
 
-/// What a member holds at one position: the message, or only its ID if it is not a recipient.
+/// What a member holds at one position: the message, only its ID if it may not see it, or a change
+/// of the group's state (the same for everybody).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
     /// The message, for its sender and recipients.
     Visible(ChatMessage),
     /// A placeholder for members that must not see the text.
     Hidden(MessageId),
+    /// A join, leave, failure or room membership.
+    Change(Change),
 }
 
 impl Entry {
-    /// The message ID.
-    pub fn id(&self) -> MessageId {
+    /// The message ID, for a message.
+    pub fn message_id(&self) -> Option<MessageId> {
         match self {
-            Entry::Visible(m) => m.id,
-            Entry::Hidden(id) => *id,
+            Entry::Visible(m) => Some(m.id),
+            Entry::Hidden(id) => Some(*id),
+            Entry::Change(_) => None,
         }
     }
 
@@ -99,6 +109,7 @@ impl Entry {
         match self {
             Entry::Visible(m) => 96 + m.body.len() + 34 * m.recipients.names().len(),
             Entry::Hidden(_) => 48,
+            Entry::Change(_) => 160,
         }
     }
 }
@@ -116,6 +127,32 @@ pub struct Submission {
     pub body: String,
     /// The sender's Lamport time of the send; the coordinator observes it.
     pub sent_at: Timestamp,
+}
+
+/// A room operation a member asks the coordinator for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomOp {
+    /// Join the room (creating it if new).
+    Join(RoomName),
+    /// Leave the room.
+    Part(RoomName),
+}
+
+/// The outcome of a room operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomOutcome {
+    /// In the room, with its recent messages (oldest first).
+    Joined {
+        /// The room, as it is known.
+        room: RoomName,
+        /// Its last messages before the join.
+        history: Vec<ChatMessage>,
+    },
+    /// Out of the room.
+    Parted {
+        /// The room, as it is known.
+        room: RoomName,
+    },
 }
 
 /// One protocol message.
@@ -136,6 +173,8 @@ pub enum PeerMsg {
         /// member's ID to it, and every member takes that member's frames only over links
         /// authenticated with it.
         key: Option<PeerKey>,
+        /// The ID this process held before, if it was a member (it gets it back if nobody holds it).
+        id: Option<NodeId>,
     },
     /// Admission.
     JoinAck {
@@ -145,11 +184,11 @@ pub enum PeerMsg {
         id: NodeId,
         /// The coordinator's term.
         term: Term,
-        /// Every member, the joiner and the coordinator included.
-        members: Vec<Member>,
+        /// The group's state at `start` (the joiner a member already).
+        state: Snapshot,
         /// Recent messages the joiner may see, oldest first.
         history: Vec<ChatMessage>,
-        /// The last position ordered before the joiner was admitted.
+        /// The position of the state: the joiner holds everything up to it.
         start: Pos,
         /// The coordinator's Lamport counter.
         clock: u64,
@@ -163,19 +202,11 @@ pub enum PeerMsg {
         /// Human-readable reason.
         reason: String,
     },
-    /// A member was admitted.
-    Joined {
-        /// The coordinator's term.
-        term: Term,
-        /// The newcomer.
-        member: Member,
-    },
-    /// A member left or was found dead.
-    Left {
-        /// The coordinator's term.
-        term: Term,
-        /// Who.
-        id: NodeId,
+    /// A group is here but is electing a coordinator: the joiner keeps asking (and does not found a
+    /// group of its own meanwhile).
+    JoinHold {
+        /// Echo of the request's nonce.
+        nonce: u64,
     },
     /// Coordinator liveness, commit point and clock.
     Heartbeat {
@@ -203,8 +234,8 @@ pub enum PeerMsg {
         /// The coordinator's term.
         term: Term,
     },
-    /// "Your term is over; the current coordinator is at `addr`": the receiver rejoins there. Sent
-    /// by a member to a stale coordinator, and by a coordinator that hands its group to a higher one.
+    /// "Your term is over, or you are not in my group; the current coordinator is at `addr`": the
+    /// receiver rejoins there.
     Stale {
         /// The current term.
         term: Term,
@@ -215,14 +246,16 @@ pub enum PeerMsg {
     Election(ElectionMsg),
     /// A message to order.
     Submit(Submission),
-    /// An ordered message (or its placeholder) at a position.
-    Order {
-        /// Its position.
-        pos: Pos,
-        /// The message, or its ID only.
-        entry: Entry,
-        /// For the sender only: named recipients that were not online.
-        unknown: Vec<UserName>,
+    /// Consecutive ordered positions of `term`, from `first`, for one member; and the commit point.
+    Orders {
+        /// The term of the positions.
+        term: Term,
+        /// The index of the first entry.
+        first: u64,
+        /// Each entry, with (for the sender only) the named recipients that were not online.
+        entries: Vec<(Entry, Vec<UserName>)>,
+        /// Every position of `term` up to this index is stable (0: say nothing).
+        commit: u64,
     },
     /// A member holds every position of `term` up to `index`.
     Ack {
@@ -254,8 +287,6 @@ pub enum PeerMsg {
     SyncRequest {
         /// The new term.
         term: Term,
-        /// The new coordinator's members.
-        members: Vec<Member>,
     },
     /// What a member holds: its last delivered position and a recent window of entries.
     SyncReply {
@@ -278,6 +309,23 @@ pub enum PeerMsg {
         id: MessageId,
         /// How long to wait before submitting again, in milliseconds.
         retry_after_ms: u64,
+    },
+    /// A member asks to join or part a room; `req` matches the answer.
+    Room {
+        /// The member's request number.
+        req: u64,
+        /// What it asks.
+        op: RoomOp,
+    },
+    /// The answer to `Room`: the outcome, taking effect once the member has delivered `pos` (the
+    /// change's position; none if nothing changed), or a refusal.
+    RoomAnswer {
+        /// The request number.
+        req: u64,
+        /// Where the change was ordered.
+        pos: Option<Pos>,
+        /// The outcome, or why it was refused.
+        outcome: Result<RoomOutcome, (ErrorCode, String)>,
     },
 }
 

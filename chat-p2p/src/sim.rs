@@ -14,6 +14,10 @@
 //! | `partition(set)`     | cuts every link between `set` and the rest                      |
 //! | `heal()`             | removes every cut                                               |
 //! | `run_for(d)`         | advances virtual time, delivering frames and firing timers      |
+//!
+//! Besides what every node delivered, the simulation records what the invariants need
+//! (`sim/watch.rs`): each node's membership story since its last admission, the IDs each process
+//! held, and every election started while the coordinator it followed was alive and reachable.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -25,6 +29,10 @@ use chat_core::{ChatMessage, Event, MessageId, NodeId, OutgoingMessage, Recipien
 use crate::membership::Rng;
 use crate::node::{Input, Limits, Node, NodeConfig, Output};
 use crate::protocol::{Envelope, PeerMsg};
+
+mod watch;
+
+pub use watch::{CALM_AFTER, Story, UncalledElection};
 
 /// Most events processed by one [`Sim::run_for`] call, so every loop is bounded.
 const MAX_EVENTS_PER_RUN: usize = 2_000_000;
@@ -60,6 +68,12 @@ pub struct Slot {
     pub ids: Vec<NodeId>,
     /// Whether this slot ever crashed.
     pub crashed_ever: bool,
+    /// The IDs the current process was given, in order (one, unless a partition heal renumbered it).
+    pub life_ids: Vec<(NodeId, bool)>,
+    /// When the current process was last admitted (or founded its group).
+    pub admitted_at: Option<Instant>,
+    /// The `joined` / `left` events the current process reported since it was last admitted.
+    pub story: Vec<Story>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,6 +110,12 @@ pub struct Sim {
     pub trace: bool,
     /// `RateLimited` answers sent (`tests/sim_flood_control.rs`: none with the default limits).
     pub throttled: u64,
+    /// Elections started while the coordinator followed was alive, coordinating and reachable, and
+    /// no fault had happened for [`CALM_AFTER`] (`tests/sim_calm.rs`: none).
+    pub uncalled: Vec<UncalledElection>,
+    /// When the last fault that may start an election happened (a coordinator crashed or left, a
+    /// link broke, the network split or healed).
+    pub last_fault: Option<Instant>,
     limits: Option<Limits>,
     origin: Instant,
 }
@@ -131,11 +151,22 @@ impl Sim {
             by_id: BTreeMap::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
             throttled: 0,
+            uncalled: Vec::new(),
+            last_fault: None,
             limits,
         };
         for i in 0..n {
             let name = UserName::new(format!("n{i}")).unwrap_or_else(|_| unreachable_name());
-            sim.slots.push(Slot { node: None, name, delivered: Vec::new(), ids: Vec::new(), crashed_ever: false });
+            sim.slots.push(Slot {
+                node: None,
+                name,
+                delivered: Vec::new(),
+                ids: Vec::new(),
+                crashed_ever: false,
+                life_ids: Vec::new(),
+                admitted_at: None,
+                story: Vec::new(),
+            });
             sim.addrs.push(SocketAddr::from(([127, 0, 0, 1], 0)));
             sim.start(i);
             let stagger = Duration::from_millis(150 + sim.rng.next_u64() % 50);
@@ -153,6 +184,9 @@ impl Sim {
         cfg.history = 64;
         cfg.sync_window = 64;
         cfg.limits = self.limits;
+        self.slots[i].life_ids.clear();
+        self.slots[i].admitted_at = None;
+        self.slots[i].story.clear();
         self.slots[i].node = Some(Node::new(self.now, cfg));
         self.drain(i);
     }
@@ -181,9 +215,11 @@ impl Sim {
     pub fn send(&mut self, i: usize, recipients: Recipients, body: &str) {
         let now = self.now;
         let deps: Vec<MessageId> = self.slots[i].delivered.iter().rev().take(16).map(|m| m.id).collect();
+        let wall = self.wall();
         let Some(node) = self.slots[i].node.as_mut().filter(|n| n.is_member()) else { return };
         let sent_at = Timestamp::new(0, NodeId(0));
         let out = OutgoingMessage { recipients: recipients.clone(), body: body.to_owned(), sent_at };
+        node.handle(now, Input::Clock { unix_ms: wall });
         if let Ok(id) = node.submit(now, out) {
             self.submitted.push(Submitted { node: i, id, deps, recipients, resolved: false });
         }
@@ -196,9 +232,17 @@ impl Sim {
         }
     }
 
+    /// The wall clock the nodes are given: virtual milliseconds from a fixed start.
+    fn wall(&self) -> u64 {
+        1_700_000_000_000 + self.now.duration_since(self.origin).as_millis() as u64
+    }
+
     /// Kills node `i` (no goodbye).
     pub fn crash(&mut self, i: usize) {
         self.note(format_args!("crash {i}"));
+        if self.slots[i].node.as_ref().is_some_and(Node::is_coordinator) {
+            self.fault();
+        }
         if self.slots[i].node.take().is_some() {
             self.slots[i].crashed_ever = true;
         }
@@ -214,6 +258,7 @@ impl Sim {
 
     /// Node `i` leaves cleanly.
     pub fn leave(&mut self, i: usize) {
+        self.fault();
         let now = self.now;
         if let Some(node) = self.slots[i].node.as_mut() {
             node.handle(now, Input::Leave);
@@ -225,6 +270,7 @@ impl Sim {
     /// Breaks the TCP link between `i` and `j`: frames in flight are lost, both ends notice.
     pub fn break_link(&mut self, i: usize, j: usize) {
         self.note(format_args!("break {i}-{j}"));
+        self.fault();
         let (a, b) = (self.addrs[i], self.addrs[j]);
         *self.generation.entry(ordered(a, b)).or_default() += 1;
         self.notify_down(i, b);
@@ -233,8 +279,10 @@ impl Sim {
 
     fn notify_down(&mut self, i: usize, peer: SocketAddr) {
         let now = self.now;
+        let before = self.before(i);
         if let Some(node) = self.slots[i].node.as_mut() {
             node.handle(now, Input::LinkDown(peer));
+            self.after(i, before);
             self.drain(i);
         }
     }
@@ -242,6 +290,7 @@ impl Sim {
     /// Cuts every link between `side` and the other nodes.
     pub fn partition(&mut self, side: &[usize]) {
         self.note(format_args!("partition {side:?}"));
+        self.fault();
         let n = self.slots.len();
         for &i in side {
             for j in (0..n).filter(|j| !side.contains(j)) {
@@ -254,10 +303,14 @@ impl Sim {
     /// Removes every cut.
     pub fn heal(&mut self) {
         self.note(format_args!("heal"));
+        if !self.cut.is_empty() {
+            self.fault();
+        }
         self.cut.clear();
     }
 
-    fn is_cut(&self, i: usize, j: usize) -> bool {
+    /// Whether `i` and `j` are cut apart now.
+    pub fn is_cut(&self, i: usize, j: usize) -> bool {
         self.cut.contains(&(i.min(j), i.max(j)))
     }
 
@@ -300,8 +353,10 @@ impl Sim {
                 Output::Joined { id } => {
                     self.note(format_args!("slot {i} joined as {id}"));
                     self.slots[i].ids.push(id);
+                    self.admitted(i, id);
                 }
-                Output::Event(_) | Output::Refused { .. } => {}
+                Output::Event(event) => self.tell(i, event),
+                Output::Refused { .. } | Output::NoGroup { .. } | Output::RoomDone { .. } => {}
             }
         }
         for to in refused {
@@ -355,7 +410,9 @@ impl Sim {
                 }
             } else if let Some((_, i)) = next_timer {
                 let now = self.now;
+                let (wall, before) = (self.wall(), self.before(i));
                 if let Some(node) = self.slots[i].node.as_mut() {
+                    node.handle(now, Input::Clock { unix_ms: wall });
                     node.handle_timeout(now);
                     // A timer that does not move forward would make a real runtime spin.
                     if node.poll_timeout().is_some_and(|t| t <= now) {
@@ -365,6 +422,7 @@ impl Sim {
                         stalled = 0;
                     }
                 }
+                self.after(i, before);
                 self.drain(i);
             }
         }
@@ -385,9 +443,12 @@ impl Sim {
         if self.trace && self.slots[j].node.is_some() {
             eprintln!("{:?} {i}->{j} {:?}", now.duration_since(self.origin), env.msg);
         }
+        let (wall, before) = (self.wall(), self.before(j));
         if let Some(node) = self.slots[j].node.as_mut() {
+            node.handle(now, Input::Clock { unix_ms: wall });
             node.handle(now, if f.datagram { Input::Datagram(env) } else { Input::Receive(env) });
         }
+        self.after(j, before);
         self.drain(j);
     }
 }

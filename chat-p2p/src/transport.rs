@@ -1,10 +1,11 @@
 //! The program's side of a P2P node: [`join`], [`P2pConfig`] and [`P2pTransport`], which
 //! implements [`chat_core::Transport`].
 //!
-//! [`join`] binds the TCP listener and the multicast socket, starts the node task (see
-//! [`crate::runtime`]) and resolves once the node is a member of a group, having been admitted by
-//! its coordinator or having founded the group itself when nobody answered within
-//! [`P2pConfig::join_timeout`]. [`join_on`] does the same on an in-memory
+//! [`join`] binds the TCP listener and the multicast socket (none with [`P2pConfig::peers`]), starts
+//! the node task (see [`crate::runtime`]) and resolves once the node is a member of a group, having
+//! been admitted by its coordinator, or having founded the group itself ([`P2pConfig::found`], or
+//! by multicast when nobody answered within [`P2pConfig::join_timeout`]). With peers, a node none of
+//! them admits in time fails with [`P2pError::NoGroup`] instead. [`join_on`] does the same on an in-memory
 //! [`MemoryNetwork`] (for tests). Every method of the transport is a short hand-off to that task
 //! through bounded channels.
 
@@ -28,7 +29,8 @@ use tokio::task::JoinHandle;
 
 use crate::P2pError;
 use crate::node::{Counters, Limits, Node, NodeConfig};
-use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NodeRequest, Shared, now};
+use crate::protocol::{RoomOp, RoomOutcome};
+use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NoDiscovery, NodeRequest, Shared, now};
 use crate::secure::{GroupSecret, Security};
 
 /// Local requests queued for the node task.
@@ -48,8 +50,12 @@ pub struct P2pConfig {
     pub group: SocketAddrV4,
     /// Interface for multicast (default `127.0.0.1`: this machine only; a LAN address for a LAN).
     pub interface: Ipv4Addr,
-    /// Known nodes to join through, besides multicast discovery.
+    /// Known nodes to join through, instead of multicast discovery (default none: multicast). With
+    /// any, no multicast socket is used at all, and if none of them answers within
+    /// [`P2pConfig::join_timeout`] [`join`] fails with [`P2pError::NoGroup`].
     pub peers: Vec<SocketAddr>,
+    /// Start a new group at once instead of looking for one (default false).
+    pub found: bool,
     /// Coordinator heartbeat interval (default 250 ms).
     pub heartbeat: Duration,
     /// Silence after which a coordinator or member is considered dead (default 1 s).
@@ -85,6 +91,7 @@ impl P2pConfig {
             group: DEFAULT_GROUP,
             interface: Ipv4Addr::LOCALHOST,
             peers: Vec::new(),
+            found: false,
             heartbeat: node.heartbeat,
             timeout: node.timeout,
             join_timeout: node.join_timeout,
@@ -113,6 +120,7 @@ impl P2pConfig {
 pub struct P2pTransport {
     name: UserName,
     addr: SocketAddr,
+    rooms_at_join: Vec<RoomName>,
     requests: mpsc::Sender<NodeRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     events: mpsc::Receiver<Event>,
@@ -127,17 +135,22 @@ pub struct P2pTransport {
 /// [`P2pError::Refused`] (`invalid_name`) before anything starts if the name breaks the naming rules
 /// of [`UserName::new`] (a name built with [`UserName::from_wire`] may), with [`P2pError::Refused`]
 /// (`auth_failed`) if the nodes here hold another group secret (or need one and this node has none)
-/// and none admitted it, with [`P2pError::Bind`] if a socket cannot be bound.
+/// and none admitted it, with [`P2pError::NoGroup`] if peers were given and none answered, with
+/// [`P2pError::Bind`] if a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     check_name(&config.name)?;
     let what = "tcp listener";
     let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, listener.local_addr().map_err(|e| bind_error(what, e))?);
+    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    let dialer = TcpDialer::default();
+    if !config.peers.is_empty() {
+        return start(config, addr, Network { listener, dialer, discovery: NoDiscovery, security }).await;
+    }
     let discovery = DiscoveryConfig { group: config.group, interface: config.interface, ..DiscoveryConfig::default() };
     let discovery =
         DiscoverySocket::bind(discovery).map_err(|e| P2pError::Bind { what: "multicast group", source: e })?;
-    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
-    start(config, addr, Network { listener, dialer: TcpDialer::default(), discovery, security }).await
+    start(config, addr, Network { listener, dialer, discovery, security }).await
 }
 
 /// Starts a node on an in-memory network instead of TCP and UDP multicast, and joins (or founds) a
@@ -154,8 +167,11 @@ pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransp
     let listener = net.bind(config.listen).map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
     let dialer = net.dialer(addr);
-    let discovery = net.join_group(config.group, addr);
     let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    if !config.peers.is_empty() {
+        return start(config, addr, Network { listener, dialer, discovery: NoDiscovery, security }).await;
+    }
+    let discovery = net.join_group(config.group, addr);
     start(config, addr, Network { listener, dialer, discovery, security }).await
 }
 
@@ -200,6 +216,7 @@ where
 {
     let mut node_config = NodeConfig::new(config.name.clone(), addr, seed(addr));
     node_config.peers = config.peers.clone();
+    node_config.found = config.found;
     node_config.heartbeat = config.heartbeat;
     node_config.timeout = config.timeout;
     node_config.join_timeout = config.join_timeout;
@@ -222,13 +239,23 @@ where
     // Generous: joining takes at most the join timeout plus an election.
     let limit = config.join_timeout * 4 + config.timeout * 4 + Duration::from_secs(5);
     let outcome = match tokio::time::timeout(limit, ready).await {
-        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Ok(rooms))) => Ok(rooms),
         Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(P2pError::Stopped),
         Err(_) => Err(P2pError::Timeout(limit)),
     };
     match outcome {
-        Ok(()) => Ok(P2pTransport { name: config.name, addr, requests, shutdown, events, shared, task, left: false }),
+        Ok(rooms_at_join) => Ok(P2pTransport {
+            name: config.name,
+            addr,
+            rooms_at_join,
+            requests,
+            shutdown,
+            events,
+            shared,
+            task,
+            left: false,
+        }),
         Err(e) => {
             task.abort();
             Err(e)
@@ -254,6 +281,12 @@ impl P2pTransport {
         self.addr
     }
 
+    /// The rooms this node's user was in when it joined (memberships belong to the name, and last
+    /// across restarts while the group lives).
+    pub fn rooms_at_join(&self) -> &[RoomName] {
+        &self.rooms_at_join
+    }
+
     /// Stops the node abruptly, telling nobody: every socket closes as if the process died.
     /// For failure tests; programs should [`Transport::leave`].
     pub fn abort(&mut self) {
@@ -274,11 +307,12 @@ impl P2pTransport {
     }
 }
 
-/// Rooms are not replicated between P2P nodes yet.
-fn no_rooms(room: &RoomName) -> CoreError {
-    CoreError::Rejected {
-        code: ErrorCode::NotMember,
-        message: format!("{room}: rooms are not available in P2P mode yet"),
+impl P2pTransport {
+    /// Asks the node task something and waits for the answer.
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> NodeRequest) -> Result<T, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests.send(request(reply)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
     }
 }
 
@@ -293,9 +327,7 @@ impl Transport for P2pTransport {
     }
 
     async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send(NodeRequest::Send { msg, reply }).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        self.ask(|reply| NodeRequest::Send { msg, reply }).await?
     }
 
     async fn recv(&mut self) -> Option<Event> {
@@ -309,37 +341,31 @@ impl Transport for P2pTransport {
     }
 
     async fn peers(&self) -> Result<Vec<PeerInfo>, CoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.requests.send(NodeRequest::Peers { reply }).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())
+        self.ask(|reply| NodeRequest::Peers { reply }).await
     }
 
     async fn history(&self, room: Option<RoomName>, limit: usize) -> Result<Vec<ChatMessage>, CoreError> {
-        if let Some(room) = room {
-            return Err(no_rooms(&room));
-        }
-        let (reply, rx) = oneshot::channel();
-        self.requests.send(NodeRequest::History { limit, reply }).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())
+        self.ask(|reply| NodeRequest::History { room, limit, reply }).await?
     }
 
     async fn join_room(&self, room: RoomName) -> Result<Vec<ChatMessage>, CoreError> {
-        Err(no_rooms(&room))
+        match self.ask(|reply| NodeRequest::Room { op: RoomOp::Join(room), reply }).await?? {
+            RoomOutcome::Joined { history, .. } => Ok(history),
+            RoomOutcome::Parted { room } => Err(CoreError::Closed(format!("{room}: a part answered a join"))),
+        }
     }
 
     async fn part_room(&self, room: RoomName) -> Result<(), CoreError> {
-        Err(no_rooms(&room))
+        self.ask(|reply| NodeRequest::Room { op: RoomOp::Part(room), reply }).await??;
+        Ok(())
     }
 
     async fn rooms(&self) -> Result<Vec<RoomInfo>, CoreError> {
-        Ok(Vec::new())
+        self.ask(|reply| NodeRequest::Rooms { reply }).await
     }
 
     async fn who(&self, room: Option<RoomName>) -> Result<Vec<PeerInfo>, CoreError> {
-        match room {
-            Some(room) => Err(no_rooms(&room)),
-            None => self.peers().await,
-        }
+        self.ask(|reply| NodeRequest::Who { room, reply }).await
     }
 
     async fn leave(&mut self) -> Result<(), CoreError> {

@@ -70,8 +70,14 @@ async fn peer_clocks_at_the_end_of_time_are_refused_and_no_clock_jumps() {
         };
         let forged = Envelope { from: Some(member_id), addr: member, msg: PeerMsg::Submit(boom) };
         to_coordinator.write_frame(&forged).await.expect("written");
-        let request =
-            PeerMsg::JoinRequest { name: name("mallory"), addr: loopback(1), nonce: 7, clock: u64::MAX, key: None };
+        let request = PeerMsg::JoinRequest {
+            name: name("mallory"),
+            addr: loopback(1),
+            nonce: 7,
+            clock: u64::MAX,
+            key: None,
+            id: None,
+        };
         to_coordinator.write_frame(&Envelope { from: None, addr: loopback(1), msg: request }).await.expect("written");
         // To the member, posing as the coordinator: a heartbeat stamped at the end of time.
         let mut to_member = raw(&net, loopback(2), member).await;
@@ -198,8 +204,12 @@ async fn idle_connections_to_a_member_change_nothing_when_the_coordinator_dies()
         let mut nodes = group(&net, &["alice", "bob", "carol", "dave"]).await;
         let refs: Vec<&P2pTransport> = nodes.iter().collect();
         let old = wait_agreed(&refs, 4).await;
-        // The attacked node: the lowest ID, so it has no business becoming coordinator.
-        let ti = (0..4).min_by_key(|i| nodes[*i].local_node_id()).expect("a node");
+        // The attacked node: the lowest ID but the coordinator's, so it has no business becoming
+        // coordinator.
+        let ti = (0..4)
+            .filter(|i| nodes[*i].local_node_id() != Some(old))
+            .min_by_key(|i| nodes[*i].local_node_id())
+            .expect("a node");
         let target = nodes[ti].local_addr();
         let target_id = nodes[ti].local_node_id().expect("an ID");
         queued_events(&mut nodes[ti]).await;

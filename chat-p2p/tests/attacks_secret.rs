@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_core::{ErrorCode, Event, MessageId, NodeId, Recipients, Timestamp, Transport};
 use chat_p2p::election::{ElectionMsg, Term};
-use chat_p2p::protocol::{Envelope, Member, PeerKey, PeerMsg, Submission};
+use chat_p2p::protocol::{Change, Entry, Envelope, Member, PeerKey, PeerMsg, Submission};
 use chat_p2p::secure::{GroupSecret, NoiseStream, Security, initiate};
 use chat_p2p::{P2pConfig, P2pError, P2pTransport, join_on};
 use chat_transport::discovery::DEFAULT_GROUP;
@@ -102,7 +102,8 @@ async fn a_forged_join_request_datagram_is_not_admitted_and_learns_nothing() {
         let intruder = loopback(6666);
         let mut listener = net.bind(intruder).expect("bound");
         let mut group = net.join_group(DEFAULT_GROUP, intruder);
-        let request = |key| PeerMsg::JoinRequest { name: name("mallory"), addr: intruder, nonce: 7, clock: 0, key };
+        let request =
+            |key| PeerMsg::JoinRequest { name: name("mallory"), addr: intruder, nonce: 7, clock: 0, key, id: None };
         let plain = encode_payload(&Envelope { from: None, addr: intruder, msg: request(None) }).expect("encoded");
         let theirs = Security::new(&GroupSecret::from_bytes([7; 32]));
         let wrong =
@@ -201,11 +202,12 @@ async fn a_forged_joined_and_coordinator_takeover_makes_nobody_follow_the_intrud
             assert_eq!(outsider_link(&net, loopback(10 + i as u16), to).await, Role::SecurePeer);
             // Insider: "Joined" in the coordinator's name, then the takeover, then messages "from alice".
             let mut link = insider_link(&net, loopback(20 + i as u16), to, &secret()).await.expect("a link");
-            let joined = PeerMsg::Joined { term, member: fake.clone() };
+            let entries = vec![(Entry::Change(Change::Joined(fake.clone())), Vec::new())];
+            let joined = PeerMsg::Orders { term, first: 1, entries, commit: 1 };
             link.write_frame(&Envelope { from: Some(c), addr: nodes[ci].local_addr(), msg: joined })
                 .await
                 .expect("sent");
-            let coup = PeerMsg::Election(ElectionMsg::Coordinator { epoch: epoch + 1 });
+            let coup = PeerMsg::Election(ElectionMsg::Coordinator { epoch: epoch + 1, tag: 0 });
             link.write_frame(&Envelope { from: Some(huge), addr: intruder, msg: coup }).await.expect("sent");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

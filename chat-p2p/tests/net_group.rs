@@ -159,7 +159,8 @@ async fn four_nodes_discover_each_other_and_agree_on_one_coordinator() {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), 4, "IDs are unique: {ids:?}");
-        assert_eq!(coordinator, *unique.last().expect("four IDs"), "the highest ID coordinates");
+        assert_eq!(unique, [NodeId(1), NodeId(2), NodeId(3), NodeId(4)], "IDs 1 to 4 in order of admission");
+        assert_eq!(coordinator, NodeId(1), "the first node coordinates: a join starts no election");
         for t in &mut nodes {
             let events = queued_events(t).await;
             let last = events.iter().rev().find_map(|e| match e {

@@ -109,6 +109,7 @@ impl LoadConfig {
             pattern,
             timeout: self.deadline,
             warmup: Duration::ZERO,
+            tls: None,
         }
     }
 }

@@ -11,8 +11,7 @@ use chat_core::{NodeId, Recipients, RoomName, Timestamp, UserName};
 use chat_server::protocol::{ClientFrame, Enter, ServerFrame};
 use chat_transport::codec::LEN_PREFIX;
 use chat_transport::{FrameCodec, MAX_FRAME_LEN, Role, decode_payload_borrowed, encode_frame, handshake};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
@@ -97,7 +96,11 @@ fn chat_error(e: chat_transport::TransportError) -> io::Error {
 }
 
 impl PubSub for ChatPubSub {
-    async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
+    async fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        stream: &mut S,
+        party: Party,
+    ) -> io::Result<BytesMut> {
         let name = match party {
             Party::Subscriber(i) => user(&self.prefix, 's', i)?,
             Party::Publisher(i) => user(&self.prefix, 'p', i)?,
@@ -108,6 +111,7 @@ impl PubSub for ChatPubSub {
             Some(_) => ClientFrame::Enter(Enter { name, credential: None, resume: None, quiet: true }),
         };
         stream.write_all(&encode_frame(&login).map_err(chat_error)?).await?;
+        stream.flush().await?; // TLS may hold back what the socket did not take at once
         let mut buf = BytesMut::with_capacity(4096);
         let deadline = Instant::now() + OPEN_TIMEOUT;
         loop {
@@ -118,6 +122,7 @@ impl PubSub for ChatPubSub {
                         let Some(room) = self.room.clone() else { return Ok(buf) };
                         let join = encode_frame(&ClientFrame::JoinRoom { req: 0, room }).map_err(chat_error)?;
                         stream.write_all(&join).await?;
+                        stream.flush().await?;
                     }
                     // The room's history answers the join: in the room from now on.
                     ServerFrame::History { req: 0, done: true, .. } if self.room.is_some() => return Ok(buf),

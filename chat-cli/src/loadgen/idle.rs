@@ -13,6 +13,7 @@ use super::protocol::PubSub;
 use super::report::count_error;
 use super::shared::Shared;
 use super::subscriber::spawn_subscribers;
+use super::tls::LoadTls;
 
 /// Parameters of one run of [`hold_idle`].
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct IdleConfig {
     pub clients: usize,
     /// Bound on the whole run.
     pub timeout: Duration,
+    /// TLS on every connection (`None`: plaintext).
+    pub tls: Option<LoadTls>,
 }
 
 /// The outcome of [`hold_idle`].
@@ -48,7 +51,7 @@ where
     F: FnOnce(IdleReport) -> Fut,
     Fut: Future<Output = T>,
 {
-    let sh = Shared::new(config.clients, 0, config.timeout);
+    let sh = Shared::new(config.clients, 0, config.timeout, config.tls.clone());
     // Nothing is published: no subscriber expects anything from anyone.
     let tasks = spawn_subscribers(&pubsub, config.addr, vec![Vec::new(); config.clients], true, &sh, &mut |_| {}).await;
     let joined_at = sh.origin.elapsed();

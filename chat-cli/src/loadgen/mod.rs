@@ -38,6 +38,7 @@
 //! | `chat.rs`       | [`ChatPubSub`]: the chat protocol through chat-transport's codec          |
 //! | `views.rs`      | borrowed views of the server's frames (no allocation per message)         |
 //! | `shared.rs`     | the state the tasks of one run share; opening one connection              |
+//! | `tls.rs`        | [`LoadTls`]: TLS on every connection (a pinned fingerprint or a CA file); [`Conn`] |
 //! | `subscriber.rs` | one subscriber task: check, count and time what arrives                   |
 //! | `audit.rs`      | a subscriber's checks (sans-IO) and the [`Violations`] they count         |
 //! | `publisher.rs`  | one publisher task: publish as the pace allows; unicast recipients        |
@@ -57,6 +58,7 @@ mod report;
 mod run;
 mod shared;
 mod subscriber;
+mod tls;
 mod views;
 
 pub use audit::Violations;
@@ -65,6 +67,7 @@ pub use idle::{IdleConfig, IdleReport, hold_idle};
 pub use protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more, write_body};
 pub use report::{LoadReport, Percentiles, percentiles};
 pub use run::run;
+pub use tls::{Conn, LoadTls, connect};
 
 /// Bytes of hex at the start of every body: the send time in nanoseconds since the run's origin.
 pub const STAMP_LEN: usize = 16;
@@ -129,6 +132,8 @@ pub struct LoadConfig {
     /// Latencies of messages sent during this first part of the publishing phase are not
     /// recorded (connections and buffers warm up); they still count as deliveries.
     pub warmup: Duration,
+    /// TLS on every connection (`None`: plaintext).
+    pub tls: Option<LoadTls>,
 }
 
 /// Where a run is.

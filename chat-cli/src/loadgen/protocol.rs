@@ -15,8 +15,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{READ_CHUNK, SENDER_LEN, STAMP_LEN};
@@ -100,8 +99,13 @@ pub fn write_body(out: &mut Vec<u8>, size: usize, sent_ns: u64, sender: usize) {
 /// the connection opens (and once more after, for a publisher's reader), so it may keep state.
 pub trait PubSub: Clone + Send + Sync + 'static {
     /// Opens the connection as `party`: handshake, login or subscribe, then waits until the server
-    /// confirmed. Returns the bytes read past the confirmation.
-    fn open(&mut self, stream: &mut TcpStream, party: Party) -> impl Future<Output = io::Result<BytesMut>> + Send;
+    /// confirmed. Returns the bytes read past the confirmation. `stream` is connected already (a TCP
+    /// stream, or TLS over one).
+    fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        stream: &mut S,
+        party: Party,
+    ) -> impl Future<Output = io::Result<BytesMut>> + Send;
 
     /// Decodes the frame at the start of `buf`, removing it; `Ok(None)` if more bytes are needed.
     /// Anything the protocol requires as an answer (a pong) is appended to `replies`. A frame that
@@ -121,7 +125,7 @@ pub trait PubSub: Clone + Send + Sync + 'static {
 /// Reads more bytes into `buf`, growing it in steps of at most 64 KiB; fails at `deadline` or on EOF.
 ///
 /// Cancel-safe: bytes read stay in `buf`.
-pub async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> io::Result<()> {
+pub async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, deadline: Instant) -> io::Result<()> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(buf.capacity().clamp(4096, READ_CHUNK));
     }

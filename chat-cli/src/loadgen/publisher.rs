@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use chat_server::tls::MaybeTls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout};
 
 use super::protocol::{Dest, Incoming, Party, PubSub, write_body};
@@ -52,7 +53,7 @@ pub(super) async fn publisher<W: PubSub>(
     targets: Option<Vec<u32>>,
     sh: Arc<Shared>,
 ) -> PubOutcome {
-    let (stream, mut buf) = match open(&mut pubsub, config.addr, Party::Publisher(index)).await {
+    let (stream, buf) = match open(&mut pubsub, config.addr, sh.tls.as_ref(), Party::Publisher(index)).await {
         Ok(x) => x,
         Err(e) => {
             sh.failed.fetch_add(1, Ordering::AcqRel);
@@ -60,7 +61,38 @@ pub(super) async fn publisher<W: PubSub>(
         }
     };
     sh.ready.fetch_add(1, Ordering::AcqRel);
-    let (mut read, mut write) = stream.into_split();
+    // Dispatched once: a TCP stream splits into owned halves without a lock; a TLS stream, one
+    // rustls state for both directions, through tokio's split.
+    match stream {
+        MaybeTls::Plain(tcp) => {
+            let (read, write) = tcp.into_split();
+            publish(pubsub, config, index, targets, sh, read, write, buf).await
+        }
+        MaybeTls::Tls(tls) => {
+            let (read, write) = tokio::io::split(tls);
+            publish(pubsub, config, index, targets, sh, read, write, buf).await
+        }
+    }
+}
+
+/// A publisher on its open connection: a reader task consumes what the server says on `read`
+/// (`buf`: what was read past the login) while this one publishes on `write`.
+#[allow(clippy::too_many_arguments)] // the publisher's own parameters, then its connection's halves
+async fn publish<W, R, Wr>(
+    mut pubsub: W,
+    config: LoadConfig,
+    index: usize,
+    targets: Option<Vec<u32>>,
+    sh: Arc<Shared>,
+    mut read: R,
+    mut write: Wr,
+    mut buf: BytesMut,
+) -> PubOutcome
+where
+    W: PubSub,
+    R: AsyncRead + Unpin + Send + 'static,
+    Wr: AsyncWrite + Unpin,
+{
     let acked = Arc::new(AtomicU64::new(0));
     let mut reader_pubsub = pubsub.clone();
     let reader_acked = acked.clone();
@@ -142,6 +174,7 @@ pub(super) async fn publisher<W: PubSub>(
                         {
                             pubsub.keepalive(&mut out);
                             write.write_all(&out).await?;
+                            write.flush().await?;
                             out.clear();
                             last_write = Instant::now();
                         }
@@ -164,6 +197,8 @@ pub(super) async fn publisher<W: PubSub>(
                 allowed -= 1;
             }
             write.write_all(&out).await?;
+            // TLS may hold back what the socket did not take at once; a TCP stream holds nothing.
+            write.flush().await?;
             out.clear();
             last_write = Instant::now();
         }

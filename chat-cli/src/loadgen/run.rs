@@ -58,7 +58,7 @@ pub async fn run<W: PubSub>(
         }
     };
     let expected: u64 = expected_from.iter().flatten().sum();
-    let sh = Shared::new(config.subscribers, config.publishers, config.timeout);
+    let sh = Shared::new(config.subscribers, config.publishers, config.timeout, config.tls.clone());
     let subs = spawn_subscribers(&pubsub, config.addr, expected_from, false, &sh, progress).await;
     let mut pubs = Vec::with_capacity(config.publishers);
     for p in 0..config.publishers {

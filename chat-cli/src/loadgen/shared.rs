@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, timeout};
 
 use super::protocol::{Party, PubSub};
+use super::tls::{Conn, LoadTls, connect};
 use super::{OPEN_TIMEOUT, Phase, RunProgress};
 
 /// State shared by the tasks of one run.
@@ -49,11 +49,14 @@ pub(super) struct Shared {
     pub(super) stop: watch::Sender<bool>,
     /// Set when publishing may start (every connection is open).
     pub(super) go: AtomicBool,
+    /// TLS for every connection of the run (`None`: plaintext).
+    pub(super) tls: Option<LoadTls>,
 }
 
 impl Shared {
-    /// The state of a run with these many subscribers and publishers, ending `deadline` from now.
-    pub(super) fn new(subscribers: usize, publishers: usize, deadline: Duration) -> Arc<Shared> {
+    /// The state of a run with these many subscribers and publishers, ending `deadline` from now,
+    /// its connections with `tls` or not.
+    pub(super) fn new(subscribers: usize, publishers: usize, deadline: Duration, tls: Option<LoadTls>) -> Arc<Shared> {
         let origin = Instant::now();
         Arc::new(Shared {
             origin,
@@ -72,6 +75,7 @@ impl Shared {
             publisher_errors: AtomicUsize::new(0),
             stop: watch::channel(false).0,
             go: AtomicBool::new(false),
+            tls,
         })
     }
 
@@ -86,15 +90,15 @@ impl Shared {
     }
 }
 
-/// Connects to `addr` and opens the connection as `party`, within [`OPEN_TIMEOUT`].
+/// Connects to `addr` (with TLS if `tls`) and opens the connection as `party`, within [`OPEN_TIMEOUT`].
 pub(super) async fn open<W: PubSub>(
     pubsub: &mut W,
     addr: SocketAddr,
+    tls: Option<&LoadTls>,
     party: Party,
-) -> io::Result<(TcpStream, BytesMut)> {
+) -> io::Result<(Conn, BytesMut)> {
     let opening = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let mut stream = connect(addr, tls).await?;
         let buf = pubsub.open(&mut stream, party).await?;
         Ok::<_, io::Error>((stream, buf))
     };

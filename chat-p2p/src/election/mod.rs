@@ -19,13 +19,21 @@
 //! ```
 //!
 //! Rules, with `me` the local ID:
-//! - `Election` from a lower ID: reply `Answer`; if coordinator, re-announce `Coordinator` to it,
-//!   otherwise start an own election (unless one is running).
-//! - `Coordinator{e}` from `j`: if `j > me` and `(e, j)` is newer than the known term, accept it
-//!   (a stale coordinator steps down this way). If `j < me`, bully: start an election, which wins
-//!   with an epoch above `e`. An older term is answered with the current `Coordinator` so its
-//!   sender learns it is stale.
+//! - `Election` from a lower ID: reply `Answer`. If coordinator, re-announce `Coordinator` to it; if
+//!   following a coordinator believed alive (the node has not stepped down), that is all: an election
+//!   runs only when a coordinator fails, and the candidate hears from its coordinator again (the
+//!   node re-adopts the term it followed). Otherwise (no coordinator known) start an own election
+//!   (unless one is running).
+//! - `Coordinator{e, tag}` from `j`: the term this node last followed, offered again while it is
+//!   between coordinators, is re-adopted whatever `j`'s rank (its coordinator was alive after all).
+//!   Otherwise, if `j > me` and `(e, j, tag)` is newer than the known term, accept it (a stale
+//!   coordinator steps down this way). If `j < me`, bully: start an election, which wins with an
+//!   epoch above `e`. An older term is answered with the current `Coordinator` so its sender learns
+//!   it is stale.
 //! - `Resign` from the current coordinator: start an election at once (no timeout to wait for).
+//!
+//! Nobody starts an election because a node joined: the driver calls [`ElectionInput::Start`] only
+//! when its coordinator falls silent, its link to it breaks, or (founding) there is nobody to ask.
 //!
 //! Call order (as in quinn-proto): feed [`Bully::handle`] / [`Bully::handle_timeout`], then drain
 //! [`Bully::poll_output`] and re-arm the timer from [`Bully::poll_timeout`].
@@ -102,6 +110,10 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Bully {
     me: NodeId,
+    /// This process's tag, in every term it wins.
+    tag: u64,
+    /// The last term adopted (kept while between coordinators): offered again, it is re-adopted.
+    last: Option<Term>,
     config: ElectionConfig,
     peers: BTreeSet<NodeId>,
     term: Option<Term>,
@@ -113,7 +125,24 @@ pub struct Bully {
 impl Bully {
     /// A node `me` that knows no coordinator and no peer yet.
     pub fn new(me: NodeId, config: ElectionConfig) -> Self {
-        Bully { me, config, peers: BTreeSet::new(), term: None, max_epoch: 0, state: State::Idle, out: VecDeque::new() }
+        Bully {
+            me,
+            tag: 0,
+            last: None,
+            config,
+            peers: BTreeSet::new(),
+            term: None,
+            max_epoch: 0,
+            state: State::Idle,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The same machine, winning its terms with this process tag.
+    #[must_use]
+    pub fn with_tag(mut self, tag: u64) -> Self {
+        self.tag = tag;
+        self
     }
 
     // ---- getters ----
@@ -164,8 +193,14 @@ impl Bully {
     pub fn adopt(&mut self, term: Term) {
         self.observe_epoch(term.epoch);
         if self.term.is_none_or(|t| term > t) {
-            self.term = Some(term);
+            self.set_term(term);
+            self.state = State::Idle;
         }
+    }
+
+    /// The last term adopted, kept while between coordinators.
+    pub fn last_term(&self) -> Option<Term> {
+        self.last
     }
 
     /// While coordinator, takes a new term above `epoch` (announced to every peer): a member
@@ -227,6 +262,15 @@ impl Bully {
 
     // ---- internals ----
 
+    fn set_term(&mut self, term: Term) {
+        self.term = Some(term);
+        self.last = Some(term);
+    }
+
+    fn announce(term: Term) -> ElectionMsg {
+        ElectionMsg::Coordinator { epoch: term.epoch, tag: term.tag }
+    }
+
     fn send(&mut self, to: NodeId, msg: ElectionMsg) {
         self.out.push_back(ElectionOutput::Send { to, msg });
     }
@@ -250,13 +294,13 @@ impl Bully {
     fn win(&mut self) {
         // Saturating: an epoch comes from the network, and a hostile `u64::MAX` must not wrap it.
         self.max_epoch = self.max_epoch.saturating_add(1);
-        let term = Term::new(self.max_epoch, self.me);
+        let term = Term::tagged(self.max_epoch, self.me, self.tag);
         tracing::info!(me = %self.me, epoch = term.epoch, "won the election");
-        self.term = Some(term);
+        self.set_term(term);
         self.state = State::Idle;
         let peers: Vec<NodeId> = self.peers.iter().copied().collect();
         for to in peers {
-            self.send(to, ElectionMsg::Coordinator { epoch: term.epoch });
+            self.send(to, Self::announce(term));
         }
         self.out.push_back(ElectionOutput::CoordinatorChanged { term });
     }
@@ -287,10 +331,11 @@ impl Bully {
                         // position this coordinator orders from now on is newer than anything the
                         // caller holds.
                         Some(term) if term.coordinator == self.me && msg.epoch() > term.epoch => self.win(),
-                        Some(term) if term.coordinator == self.me => {
-                            self.send(from, ElectionMsg::Coordinator { epoch: term.epoch })
-                        }
-                        _ => self.start(now),
+                        Some(term) if term.coordinator == self.me => self.send(from, Self::announce(term)),
+                        // Following a coordinator believed alive: the answer is enough; no election
+                        // while the coordinator lives (the candidate hears from it again).
+                        Some(_) => {}
+                        None => self.start(now),
                     }
                 }
             }
@@ -299,12 +344,19 @@ impl Bully {
                     self.state = State::Awaiting { deadline: now + self.config.announce_timeout };
                 }
             }
-            ElectionMsg::Coordinator { epoch } => {
-                let offered = Term::new(epoch, from);
-                if from < self.me {
+            ElectionMsg::Coordinator { epoch, tag } => {
+                let offered = Term::tagged(epoch, from, tag);
+                if self.term.is_none() && self.last == Some(offered) {
+                    // The coordinator this node followed is alive after all: the election is over.
+                    tracing::info!(me = %self.me, coordinator = %from, epoch, "the coordinator is back: following it again");
+                    self.set_term(offered);
+                    self.state = State::Idle;
+                    self.out.push_back(ElectionOutput::CoordinatorChanged { term: offered });
+                } else if from < self.me {
                     // Bully: a lower node claims the role while this one is alive.
                     if self.is_coordinator() && self.term.is_some_and(|t| t > offered) {
-                        self.send(from, ElectionMsg::Coordinator { epoch: self.term.map_or(0, |t| t.epoch) });
+                        let current = self.term.unwrap_or_default();
+                        self.send(from, Self::announce(current));
                     } else {
                         self.term = None;
                         self.state = if self.state == State::Left { State::Left } else { State::Idle };
@@ -312,7 +364,7 @@ impl Bully {
                     }
                 } else if self.term.is_none_or(|t| offered > t) {
                     tracing::info!(me = %self.me, coordinator = %from, epoch, "new coordinator");
-                    self.term = Some(offered);
+                    self.set_term(offered);
                     self.state = State::Idle;
                     self.out.push_back(ElectionOutput::CoordinatorChanged { term: offered });
                 } else if self.term == Some(offered) {
@@ -321,7 +373,7 @@ impl Bully {
                     self.state = State::Idle;
                 } else if let Some(current) = self.term.filter(|t| *t > offered && t.coordinator == self.me) {
                     // A stale coordinator: tell it who rules now.
-                    self.send(from, ElectionMsg::Coordinator { epoch: current.epoch });
+                    self.send(from, Self::announce(current));
                 }
             }
             ElectionMsg::Resign { epoch } => {

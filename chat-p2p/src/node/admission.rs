@@ -1,18 +1,28 @@
-//! Who is in the group, coordinator side: admitting joiners and removing members.
+//! Who is in the group, coordinator side: admitting joiners and removing members. Both are changes
+//! ordered in the log (`Joined`, `Left`), so every member reports them in the same order.
 //!
 //! ```text
-//!  JoinRequest{name, addr, nonce, clock, key} ──► name free, room left: a fresh ID ──► Joined ──► every other member
-//!                                                                            └──► JoinAck{ID, term, members,
-//!                                                                                 history, start, clock} ──► joiner
-//!                                            name breaks the naming rules ───► JoinRefused{invalid_name}
-//!                                            the same name as a member's ────► JoinRefused{name_taken}
-//!                                            (a retry: same name, address and key: the same ID again)
-//!                                            with a secret: no key, or a member's key ──► JoinRefused{protocol}
-//!                                            group full ─────────────────────► JoinRefused{busy}
-//!                                            syncing ────────────────────────► no answer: the joiner retries
-//!                                            clock > ours + MAX_CLOCK_JUMP ──► dropped (counted, traced)
-//!  Leave / silence / broken link / no sync answer / flood ──► removed: Left ──► every other member (commit may advance)
+//!  JoinRequest{name, addr, nonce, clock, key, id} ──► name free, room left: ID (its old one back if the
+//!        │                                             departed list agrees, else the next) ──► Joined at q
+//!        │      (the joiner is held: what is ordered after q waits in its outbox)
+//!        │      q committed (every other member holds it) ──► JoinAck{ID, term, state at q, history, start q}
+//!        │                                                    then the joiner's outbox (q+1 …)
+//!        ├── the same name, address and key as a member:
+//!        │       asking for that member's ID back: it is admitted again in place (no Joined: it never left)
+//!        │       otherwise: a copy of a request already answered, ignored
+//!        ├── name breaks the naming rules ───► JoinRefused{invalid_name}
+//!        ├── the same name as a member's ────► JoinRefused{name_taken}
+//!        ├── with a secret: no key, or a member's key ──► JoinRefused{protocol}
+//!        ├── group full ─────────────────────► JoinRefused{busy}
+//!        ├── syncing ────────────────────────► no answer: the joiner retries
+//!        └── clock > ours + MAX_CLOCK_JUMP ──► dropped (counted, traced)
+//!  Leave / silence / broken link / no sync answer / flood ──► Left ordered (commit may advance)
 //! ```
+//!
+//! The `JoinAck` waits for its `Joined` to be committed so that no joiner ever holds an ID the
+//! other members do not know: if this coordinator dies first, the next one has not handed that ID
+//! out, and the joiner, never answered, asks again. The joiner's liveness clock starts when its
+//! `JoinAck` is sent, not before (its link may take a while to open).
 //!
 //! Names are admitted as the server admits them: only through [`UserName::new`] (names decoded from
 //! the wire are checked only for safety), and "the same name" is chat-core's (case and look-alikes
@@ -28,15 +38,14 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use chat_core::{ErrorCode, Event, NodeId, Timestamp, UserName};
+use chat_core::{ErrorCode, NodeId, Timestamp, UserName};
 
 use super::common::Common;
 use super::coordinator::Coordinator;
-use super::sequencing::broadcast_commit;
 use super::{MAX_PEERS, Next};
-use crate::election::Term;
+use crate::group::Change;
 use crate::ordering::FRAME_BUDGET;
-use crate::protocol::{Member, PeerKey, PeerMsg};
+use crate::protocol::{Member, PeerKey, PeerMsg, Pos};
 
 /// A `JoinRequest`'s fields.
 #[derive(Debug)]
@@ -51,12 +60,29 @@ pub(super) struct JoinRequest {
     pub(super) clock: u64,
     /// The joiner's static key (with a group secret).
     pub(super) key: Option<PeerKey>,
+    /// The ID the joiner held before.
+    pub(super) id: Option<NodeId>,
+}
+
+/// A member admitted, waiting for its snapshot's position to be committed.
+#[derive(Debug, Clone)]
+pub(super) struct Admitting {
+    /// Its ID.
+    pub(super) id: NodeId,
+    /// The index (this term) of its snapshot: everything up to it is in the state it gets.
+    pub(super) at: u64,
+    /// Its request's nonce.
+    pub(super) nonce: u64,
+    /// Where it listens.
+    pub(super) addr: SocketAddr,
+    /// The archive's mark when it was admitted: its history is what was ordered before.
+    pub(super) mark: u64,
 }
 
 impl Coordinator {
     /// A node asks to be admitted (by multicast, by TCP, or forwarded by a member).
     pub(super) fn on_join_request(&mut self, common: &mut Common, now: Instant, request: JoinRequest) -> Next {
-        let JoinRequest { name, addr, nonce, clock, key } = request;
+        let JoinRequest { name, addr, nonce, clock, key, id: claim } = request;
         if !common.admits_clock("JoinRequest", addr, clock) {
             return Next::Stay;
         }
@@ -64,20 +90,35 @@ impl Coordinator {
         if self.syncing.is_some() {
             return Next::Stay; // the joiner retries
         }
-        let term = common.term().unwrap_or_default();
         let refuse = |code, reason: String| PeerMsg::JoinRefused { nonce, code, reason };
         if let Some(reason) = naming_refusal(&name) {
             tracing::info!(%addr, %reason, "join refused: invalid name");
             common.send_to(addr, refuse(ErrorCode::InvalidName, reason));
             return Next::Stay;
         }
-        if let Some(reason) = key_refusal(common, &name, addr, key) {
+        if let Some(reason) = self.key_refusal(common, &name, addr, key) {
             tracing::info!(%addr, %reason, "join refused");
             common.send_to(addr, refuse(ErrorCode::Protocol, reason));
             return Next::Stay;
         }
-        let id = match common.view.by_name(&name) {
-            Some(m) if m.addr == addr && m.name == name && m.key == key => m.id, // a retry whose answer was lost
+        match self.head.view().by_name(&name).cloned() {
+            Some(m) if m.addr == addr && m.name == name && m.key == key => {
+                let admitting = self.admitting.iter().any(|a| a.id == m.id);
+                if !admitting && claim.is_some() {
+                    // It believes it is out (it was told so, or lost its coordinator; after a
+                    // partition it may even believe it holds another number): admit it again in
+                    // place, under the ID this group knows it by. Nobody else sees anything: it
+                    // never left.
+                    tracing::info!(id = %m.id, %name, "admitted again");
+                    let commit = self.seq.add_member(m.id);
+                    let at = self.seq.last_pos().index;
+                    self.outbox.add(m.id, at + 1, true);
+                    self.alive.remove(&m.id);
+                    self.admitting.push(Admitting { id: m.id, at, nonce, addr, mark: self.archive.mark() });
+                    self.advance(common, now, commit);
+                    self.answer_admitted(common, now);
+                }
+            }
             Some(m) => {
                 let reason = if m.name == name {
                     format!("the name {name} is taken")
@@ -85,94 +126,98 @@ impl Coordinator {
                     format!("the name {name} is too much like {}, a member", m.name)
                 };
                 common.send_to(addr, refuse(ErrorCode::NameTaken, reason));
-                return Next::Stay;
             }
-            None if common.view.len() >= MAX_PEERS => {
+            None if self.head.view().len() >= MAX_PEERS => {
                 common.send_to(addr, refuse(ErrorCode::Busy, "the group is full".into()));
-                return Next::Stay;
             }
-            None => self.admit(common, now, term, Member { id: NodeId::default(), name: name.clone(), addr, key }),
-        };
-        let mut history = self.full.last_visible_to(&name, common.cfg.history);
-        let mut budget = FRAME_BUDGET / 2;
-        let keep = history.iter().rev().take_while(|m| {
-            let w = m.body.len() + 128;
-            budget = budget.saturating_sub(w);
-            budget > 0
-        });
-        let skip = history.len() - keep.count();
-        history.drain(..skip);
-        let members = common.view.iter().cloned().collect();
-        let clock = common.clock.counter();
-        let ack = PeerMsg::JoinAck { nonce, id, term, members, history, start: self.seq.last_pos(), clock };
-        common.send_to(addr, ack);
+            None => {
+                let id = self.head.id_for(&name, key, claim);
+                self.admit(common, now, Member { id, name, addr, key }, nonce);
+            }
+        }
         Next::Stay
     }
 
-    /// Gives a newcomer (its `id` is ignored) a fresh ID and tells the others.
-    fn admit(&mut self, common: &mut Common, now: Instant, term: Term, mut member: Member) -> NodeId {
-        let id = common.alloc.next_id(&mut common.rng);
-        member.id = id;
-        let name = member.name.clone();
-        let me = common.me();
-        for other in common.view.ids() {
-            if other != me {
-                common.send_id(other, PeerMsg::Joined { term, member: member.clone() });
-            }
+    /// Orders a newcomer's `Joined`; its `JoinAck` goes once that is committed.
+    fn admit(&mut self, common: &mut Common, now: Instant, member: Member, nonce: u64) {
+        let (id, addr) = (member.id, member.addr);
+        tracing::info!(name = %member.name, %id, "admitting");
+        let mark = self.archive.mark();
+        let pos = self.order_change(common, now, Change::Joined(member));
+        let commit = self.seq.add_member(id);
+        self.outbox.add(id, pos.index + 1, true);
+        self.admitting.push(Admitting { id, at: pos.index, nonce, addr, mark });
+        self.advance(common, now, commit);
+        // Already committed if nobody else had to acknowledge it (a group of one).
+        self.answer_admitted(common, now);
+    }
+
+    /// Sends the `JoinAck` of every member whose snapshot position is committed, then its outbox.
+    pub(super) fn answer_admitted(&mut self, common: &mut Common, now: Instant) {
+        let commit = self.seq.commit_index();
+        let due: Vec<Admitting> = self.admitting.iter().filter(|a| a.at <= commit).cloned().collect();
+        if due.is_empty() {
+            return;
         }
-        common.view.insert(member);
-        common.sync_peers();
-        self.seq.add_member(id);
-        self.alive.insert(id, now);
-        if let Some(info) = common.peer_info(id) {
-            common.event(Event::PeerJoined(info));
+        self.admitting.retain(|a| a.at > commit);
+        let term = self.term();
+        for a in due {
+            let Some(name) = common.group.view().get(a.id).map(|m| m.name.clone()) else { continue };
+            let state = common.group.snapshot();
+            let weight = 128 * (state.members.len() + state.departed.len()) + 48 * state.rooms.len();
+            let mut budget = (FRAME_BUDGET / 2).saturating_sub(weight);
+            let mut history = self.archive.last_before(a.mark, common.cfg.history, |m| common.group.may_see(m, &name));
+            let keep = history.iter().rev().take_while(|m| {
+                budget = budget.saturating_sub(m.body.len() + 128);
+                budget > 0
+            });
+            let skip = history.len() - keep.count();
+            history.drain(..skip);
+            let clock = common.clock.counter();
+            let start = Pos::new(term, a.at);
+            let ack = PeerMsg::JoinAck { nonce: a.nonce, id: a.id, term, state, history, start, clock };
+            common.send_to(a.addr, ack);
+            self.outbox.release(a.id);
+            self.alive.insert(a.id, now);
         }
-        tracing::info!(%name, %id, "admitted");
-        id
     }
 
     /// A member left cleanly; a stranger's `Leave` is ignored.
-    pub(super) fn on_leave(&mut self, common: &mut Common, from: NodeId) -> Next {
-        if common.view.contains(from) {
-            self.remove_member(common, from);
-        }
+    pub(super) fn on_leave(&mut self, common: &mut Common, now: Instant, from: NodeId) -> Next {
+        self.remove_member(common, now, from);
         Next::Stay
     }
 
-    /// Removes a member and tells the others.
-    pub(super) fn remove_member(&mut self, common: &mut Common, id: NodeId) {
-        let Some(info) = common.peer_info(id) else { return };
-        common.view.remove(id);
-        common.sync_peers();
-        let term = common.term().unwrap_or_default();
-        let me = common.me();
-        for other in common.view.ids() {
-            if other != me {
-                common.send_id(other, PeerMsg::Left { term, id });
-            }
+    /// Removes a member: orders its `Left` (every member reports it when it is delivered).
+    pub(super) fn remove_member(&mut self, common: &mut Common, now: Instant, id: NodeId) {
+        if !self.knows(id) || Some(id) == common.id {
+            return;
         }
         self.alive.remove(&id);
         if let Some(s) = self.syncing.as_mut() {
+            // Nothing is ordered during the sync (the term's positions start after it): a member
+            // that does not answer is removed when the sync ends.
             s.waiting.remove(&id);
+            return;
         }
         self.flood.forget(id);
-        let commit = self.seq.remove_member(id);
-        broadcast_commit(common, commit);
-        tracing::info!(%id, name = %info.name, "member left");
-        common.event(Event::PeerLeft(info));
+        self.outbox.remove(id);
+        self.admitting.retain(|a| a.id != id);
+        tracing::info!(%id, "member removed");
+        self.order_change(common, now, Change::Left(id));
     }
-}
 
-/// Why a request's key may not join, with a group secret: it has none, or it is already another
-/// member's (a retry with the same name and address is fine).
-fn key_refusal(common: &Common, name: &UserName, addr: SocketAddr, key: Option<PeerKey>) -> Option<String> {
-    common.cfg.key?;
-    let Some(key) = key else { return Some("a join request without a key, in a group with a secret".into()) };
-    common
-        .view
-        .iter()
-        .find(|m| m.key == Some(key) && !(m.name == *name && m.addr == addr))
-        .map(|m| format!("the key {key} is already member {}'s", m.id))
+    /// Why a request's key may not join, with a group secret: it has none, or it is already another
+    /// member's (a retry with the same name and address is fine).
+    fn key_refusal(&self, common: &Common, name: &UserName, addr: SocketAddr, key: Option<PeerKey>) -> Option<String> {
+        common.cfg.key?;
+        let Some(key) = key else { return Some("a join request without a key, in a group with a secret".into()) };
+        self.head
+            .view()
+            .iter()
+            .find(|m| m.key == Some(key) && !(m.name == *name && m.addr == addr))
+            .map(|m| format!("the key {key} is already member {}'s", m.id))
+    }
 }
 
 /// Why `name` (decoded from the wire) may not join, if it may not: every naming rule of

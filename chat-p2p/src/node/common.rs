@@ -1,11 +1,17 @@
 //! The state every role of a node shares, and the handlers that do not depend on the role.
 //!
-//! [`Common`] holds what a node keeps whatever it is doing: its ID, the group view and the ID
-//! allocator, the member log and the history, the Lamport clock, its own messages not yet ordered
-//! (and their pacing, `pending.rs`), the Bully election and the counters of refused input. The
+//! [`Common`] holds what a node keeps whatever it is doing: its ID, the group's state as of the
+//! last position it delivered ([`Group`]: members, rooms, IDs handed out), the member log and the
+//! history, the Lamport clock, its own messages not yet ordered (and their pacing, `pending.rs`),
+//! its own room requests (`rooms.rs`), the Bully election and the counters of refused input. The
 //! roles ([`super::joining`], [`super::member`], [`super::coordinator`]) keep only what is theirs
 //! and act on this state through these methods, which queue outputs and at most ask for a role
 //! change (a `Next`): only the node makes one.
+//!
+//! **One story.** The group's state changes only when a [`Change`] of the log is delivered
+//! ([`Common::commit`]), in log order, and every event about members and rooms (`PeerJoined`,
+//! `PeerLeft`, `RoomJoined`, `RoomLeft`) is reported then: every node reports the same ones in the
+//! same order.
 //!
 //! **Peer clocks.** Every Lamport stamp another node sends is checked with
 //! [`Common::admits_clock`] before it is observed: one more than [`MAX_CLOCK_JUMP`] ahead of this
@@ -15,48 +21,62 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use chat_core::{
     CoreError, ErrorCode, Event, LamportClock, MAX_CLOCK_JUMP, MessageBuffer, MessageId, NodeId, OutgoingMessage,
-    PeerInfo, Timestamp,
+    PeerInfo, Timestamp, UserName,
 };
 
 use super::pending::Pending;
+use super::rooms::RoomRequests;
 use super::{Counters, MAX_PEERS, MAX_PENDING, Next, NodeConfig, Output};
-use crate::election::{Bully, ElectionConfig, Term};
-use crate::membership::{Allocator, Rng, View};
+use crate::election::{Bully, ElectionConfig, ElectionInput, Term};
+use crate::group::{Applied, Change, Group};
+use crate::membership::Rng;
 use crate::ordering::{Log, Report};
-use crate::protocol::{Entry, Envelope, Member, PeerMsg, Pos, Submission};
+use crate::protocol::{Entry, Envelope, Member, PeerKey, PeerMsg, Pos, Submission};
 
 /// What every role of a node shares; see the module documentation.
 #[derive(Debug)]
 pub(super) struct Common {
     /// The settings.
     pub(super) cfg: NodeConfig,
-    /// Nonces and ID blocks.
+    /// Nonces.
     pub(super) rng: Rng,
-    /// This node's ID, once admitted (kept while rejoining: it names the sender until a new one).
+    /// This process's tag, in every term it wins (see `election/messages.rs`).
+    pub(super) tag: u64,
+    /// This node's ID, once admitted (kept while rejoining: it names the sender, and the node asks
+    /// for it back).
     pub(super) id: Option<NodeId>,
     /// The Bully election (also the source of the current term).
     pub(super) bully: Bully,
-    /// The members of the group.
-    pub(super) view: View,
-    /// The node-ID allocator (used by coordinators, replicated by everybody).
-    pub(super) alloc: Allocator,
+    /// The group's state as of the last delivered position.
+    pub(super) group: Group,
     /// Ordered entries, delivered and not yet delivered.
     pub(super) log: Log,
-    /// Delivered messages, for the program and for joiners.
+    /// Delivered messages, for the program.
     pub(super) history: MessageBuffer,
     /// The Lamport clock.
     pub(super) clock: LamportClock,
     /// Own messages not yet ordered, resubmitted to every new coordinator, paced.
     pub(super) pending: Pending,
+    /// Own room requests not yet answered, and answers waiting for their position.
+    pub(super) rooms: RoomRequests,
     /// Sequence number of the next own message.
     pub(super) next_seq: u64,
     /// The last term this node followed (kept while it is between coordinators).
     pub(super) followed: Option<Term>,
+    /// The last coordinator reported to the program (so a term re-adopted is not reported twice).
+    pub(super) reported: Option<Term>,
     /// Addresses of nodes heard from, for answering nodes outside the view (bounded).
     pub(super) addrs: HashMap<NodeId, SocketAddr>,
+    /// The wall-clock time last given ([`super::Input::Clock`]), in ms since the Unix epoch.
+    pub(super) wall: u64,
+    /// A delivered change removed this node from the group: it rejoins.
+    pub(super) expelled: bool,
+    /// Elections this node started (joins never start one; only failures do).
+    pub(super) elections: u64,
     /// Input refused or throttled so far.
     pub(super) counters: Counters,
     /// Outputs not yet polled.
@@ -66,19 +86,29 @@ pub(super) struct Common {
 impl Common {
     /// The state of a node that has not joined anything yet.
     pub(super) fn new(cfg: NodeConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed);
+        let tag = rng.next_u64();
         Common {
-            rng: Rng::new(cfg.seed),
+            rng,
+            tag,
             id: None,
-            bully: Bully::new(NodeId(0), ElectionConfig::default()),
-            view: View::default(),
-            alloc: Allocator::default(),
+            bully: Bully::new(NodeId(0), ElectionConfig::default()).with_tag(tag),
+            group: Group::default(),
             log: Log::new(cfg.sync_window),
             history: MessageBuffer::new(cfg.history),
             clock: LamportClock::new(NodeId(0)),
             pending: Pending::default(),
-            next_seq: 1,
+            rooms: RoomRequests::default(),
+            // Message IDs are (node ID, sequence number). Node IDs are small and, across a
+            // partition, two processes may hold the same one: each process starts its sequence at
+            // a random multiple of 2^20 (below 2^53, exact in JSON), so no two collide in practice.
+            next_seq: ((tag & 0xFFFF_FFFF) << 20) + 1,
             followed: None,
+            reported: None,
             addrs: HashMap::new(),
+            wall: 0,
+            expelled: false,
+            elections: 0,
             counters: Counters::default(),
             out: VecDeque::new(),
             cfg,
@@ -107,19 +137,33 @@ impl Common {
         self.coordinator() == Some(from)
     }
 
+    /// Where node `id` listens, if known.
+    pub(super) fn addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        self.group.view().get(id).map(|m| m.addr).or_else(|| self.addrs.get(&id).copied())
+    }
+
     /// The coordinator's listening address, if known.
     pub(super) fn coordinator_addr(&self) -> Option<SocketAddr> {
-        self.coordinator().and_then(|c| self.view.get(c)).map(|m| m.addr)
+        self.coordinator().and_then(|c| self.addr_of(c))
     }
 
     /// A member as the program sees it.
     pub(super) fn peer_info(&self, id: NodeId) -> Option<PeerInfo> {
-        self.view.get(id).map(|m| PeerInfo {
+        self.group.view().get(id).map(|m| PeerInfo {
             name: m.name.clone(),
             node_id: Some(m.id),
             addr: Some(m.addr),
             coordinator: self.coordinator() == Some(m.id),
         })
+    }
+
+    /// A user as the program sees it: the member of that name, or just the name.
+    pub(super) fn person(&self, name: &UserName) -> PeerInfo {
+        self.group
+            .view()
+            .by_name(name)
+            .and_then(|m| self.peer_info(m.id))
+            .unwrap_or_else(|| PeerInfo::named(name.clone()))
     }
 
     /// The election timeouts, derived from the failure timeout.
@@ -136,7 +180,15 @@ impl Common {
 
     /// `msg` as this node sends it.
     pub(super) fn envelope(&self, msg: PeerMsg) -> Envelope {
-        Envelope { from: self.id, addr: self.cfg.addr, msg }
+        // A join request is signed by nobody: the ID a rejoiner held travels in the request, and
+        // after a partition another node may hold that number (which the receiver would refuse).
+        let from = if matches!(msg, PeerMsg::JoinRequest { .. }) { None } else { self.id };
+        Envelope { from, addr: self.cfg.addr, msg }
+    }
+
+    /// This node as a member of the group (its ID, name, address and key).
+    pub(super) fn member(&self) -> Member {
+        Member { id: self.me(), name: self.cfg.name.clone(), addr: self.cfg.addr, key: self.cfg.key }
     }
 
     /// Sends `msg` to the node listening at `to`.
@@ -147,15 +199,17 @@ impl Common {
 
     /// Sends `msg` to node `to`, if its address is known.
     pub(super) fn send_id(&mut self, to: NodeId, msg: PeerMsg) {
-        if let Some(addr) = self.view.get(to).map(|m| m.addr).or_else(|| self.addrs.get(&to).copied()) {
+        if let Some(addr) = self.addr_of(to) {
             self.send_to(addr, msg);
         }
     }
 
-    /// Multicasts `msg` to the discovery group.
+    /// Multicasts `msg` to the discovery group (never with `--peer`: no multicast is used then).
     pub(super) fn multicast(&mut self, msg: PeerMsg) {
-        let env = self.envelope(msg);
-        self.out.push_back(Output::Multicast(env));
+        if self.cfg.peers.is_empty() {
+            let env = self.envelope(msg);
+            self.out.push_back(Output::Multicast(env));
+        }
     }
 
     /// Reports an event to the program.
@@ -163,9 +217,29 @@ impl Common {
         self.out.push_back(Output::Event(event));
     }
 
+    /// Reports `term`'s coordinator to the program, unless it was the last one reported.
+    pub(super) fn report_coordinator(&mut self, term: Term) {
+        if self.reported == Some(term) {
+            return;
+        }
+        if let Some(m) = self.group.view().get(term.coordinator) {
+            let event = Event::CoordinatorChanged { name: m.name.clone(), node_id: m.id, epoch: term.epoch };
+            self.reported = Some(term);
+            self.event(event);
+        }
+    }
+
     /// Tells the election who the members are.
     pub(super) fn sync_peers(&mut self) {
-        self.bully.set_peers(self.view.ids());
+        self.bully.set_peers(self.group.view().ids());
+    }
+
+    /// Starts an election (the coordinator failed, or there is nobody to ask), and counts it.
+    pub(super) fn start_election(&mut self, now: Instant) {
+        if !self.bully.is_electing() {
+            self.elections += 1;
+        }
+        self.bully.handle(now, ElectionInput::Start);
     }
 
     // ---------------------------------------------------------------- shared state changes
@@ -178,18 +252,15 @@ impl Common {
         self.addrs.insert(from, addr);
     }
 
-    /// Becomes member `id` of a group of `members`, with a fresh election that remembers the
-    /// highest epoch heard of.
-    pub(super) fn become_member(&mut self, id: NodeId, members: Vec<Member>) {
+    /// Becomes member `id` of a group whose state is `group`, with a fresh election that remembers
+    /// the highest epoch heard of.
+    pub(super) fn become_member(&mut self, id: NodeId, group: Group) {
         let max_epoch = self.bully.max_epoch();
         self.id = Some(id);
         self.clock.set_node(id);
-        self.alloc.observe(id);
-        for m in &members {
-            self.alloc.observe(m.id);
-        }
-        self.view.replace(members);
-        self.bully = Bully::new(id, self.election_config());
+        self.group = group;
+        self.expelled = false;
+        self.bully = Bully::new(id, self.election_config()).with_tag(self.tag);
         self.bully.observe_epoch(max_epoch);
         self.sync_peers();
         self.out.push_back(Output::Joined { id });
@@ -220,16 +291,63 @@ impl Common {
         Ok(sub)
     }
 
-    /// Delivers everything held up to `pos`.
+    /// Delivers everything held up to `pos`, in order: messages to the program, changes to the
+    /// group's state (and their events), room answers once their change is in.
     pub(super) fn commit(&mut self, pos: Pos) {
-        for (_, entry, unknown) in self.log.commit(pos) {
-            if let Entry::Visible(msg) = entry {
-                self.clock.observe(msg.lamport);
-                self.history.insert(msg.clone());
-                if self.pending.remove(&msg.id) {
-                    self.out.push_back(Output::Sent { id: msg.id, unknown });
+        for (at, entry, unknown) in self.log.commit(pos) {
+            match entry {
+                Entry::Visible(msg) => {
+                    self.clock.observe(msg.lamport);
+                    self.history.insert(msg.clone());
+                    if self.pending.remove(&msg.id) {
+                        self.out.push_back(Output::Sent { id: msg.id, unknown });
+                    }
+                    self.event(Event::Message(msg));
                 }
-                self.event(Event::Message(msg));
+                Entry::Hidden(_) => {}
+                Entry::Change(change) => self.apply(&change),
+            }
+            self.resolve_rooms(at);
+        }
+    }
+
+    /// Applies a delivered change and reports what it did.
+    fn apply(&mut self, change: &Change) {
+        let me = self.cfg.name.clone();
+        let was_in = matches!(change, Change::RoomParted { room, .. } if self.group.in_room(&me, room));
+        let before = match change {
+            Change::Left(id) => self.peer_info(*id),
+            _ => None,
+        };
+        match self.group.apply(change) {
+            Applied::Nothing => {}
+            Applied::Joined(m) => {
+                self.sync_peers();
+                if Some(m.id) != self.id
+                    && let Some(info) = self.peer_info(m.id)
+                {
+                    self.event(Event::PeerJoined(info));
+                }
+            }
+            Applied::Left(m) => {
+                self.sync_peers();
+                if Some(m.id) == self.id {
+                    self.expelled = true;
+                } else if let Some(info) = before {
+                    self.event(Event::PeerLeft(info));
+                }
+            }
+            Applied::RoomJoined { room, name } => {
+                if self.group.in_room(&me, &room) {
+                    let peer = self.person(&name);
+                    self.event(Event::RoomJoined { room, peer });
+                }
+            }
+            Applied::RoomParted { room, name } => {
+                if was_in {
+                    let peer = self.person(&name);
+                    self.event(Event::RoomLeft { room, peer });
+                }
             }
         }
     }
@@ -250,11 +368,15 @@ impl Common {
         }
     }
 
-    /// Fails every own message not yet ordered (the node leaves).
+    /// Fails every own message and room request not yet done (the node leaves).
     pub(super) fn fail_pending(&mut self) {
         for id in self.pending.take_all() {
             self.out
                 .push_back(Output::SendFailed { id, error: CoreError::Closed("left before it was ordered".into()) });
+        }
+        for req in self.rooms.take_all() {
+            let error = CoreError::Closed("left before the room request was done".into());
+            self.out.push_back(Output::RoomDone { req, result: Err(error) });
         }
     }
 
@@ -289,13 +411,30 @@ impl Common {
         }
     }
 
-    /// `NotMember` from the coordinator, or from any coordinator while this node follows none (it
-    /// called an election into a group that had dropped it): rejoin through its sender.
+    /// A node outside this node's view speaks to it as to a member of its group (an election, a
+    /// sync): if this node follows a coordinator, tell the stranger where to rejoin. With a group
+    /// secret only a node this group removed is answered (its link's key is a departed member's):
+    /// an insider cannot make members dial an address of its choice.
+    pub(super) fn answer_stranger(&mut self, sender: SocketAddr, link: Option<PeerKey>) {
+        if self.cfg.key.is_some() && !link.is_some_and(|k| self.group.departed_key(k)) {
+            return;
+        }
+        if let (Some(term), Some(addr)) = (self.term(), self.coordinator_addr())
+            && addr != sender
+        {
+            self.send_to(sender, PeerMsg::Stale { term, addr });
+        }
+    }
+
+    /// `NotMember` from the coordinator, or from a member of this node's view while this node
+    /// follows nobody or only itself (it called an election into a group that had dropped it):
+    /// rejoin through its sender.
     pub(super) fn on_not_member(&mut self, from: NodeId, sender: SocketAddr) -> Next {
-        if !self.follows(from) && self.term().is_some() {
+        let alone = self.term().is_none_or(|t| t.coordinator == self.me());
+        if !self.follows(from) && (!alone || !self.group.view().contains(from)) {
             return Next::Stay;
         }
-        tracing::info!(me = ?self.id, "expelled by the coordinator: rejoining");
+        tracing::info!(me = ?self.id, "not a member of the group any more: rejoining");
         Next::Rejoin(Some(sender))
     }
 }

@@ -4,26 +4,28 @@
 //! message came from ([`Via`]) and the message, to the handler of the role that owns it. Handlers
 //! answer with a [`Next`] that [`Node::apply`] carries out; then the election is drained, and its
 //! outcome (`CoordinatorChanged`) may change the role again ([`Node::coordinator_changed`]).
+//! "A member" below means a member of this node's view: the delivered one for a member, the head
+//! of the log for the coordinator.
 //!
 //! | message                                  | joining | member                      | coordinator                   |
 //! |------------------------------------------|---------|-----------------------------|-------------------------------|
-//! | `JoinAck` / `JoinRefused` (our nonce)    | admitted (with a secret: only over the named coordinator's link) / closed | - | - |
-//! | `JoinRequest`                            | -       | forwarded to the coordinator (not multicast) | admits or refuses |
-//! | `Beacon` (multicast)                     | -       | joins it if it follows nobody | hands over if outranked     |
+//! | `JoinAck` / `JoinRefused` / `JoinHold` (our nonce) | admitted (with a secret: only over the named coordinator's link) / closed / waits longer | - | - |
+//! | `JoinRequest`                            | -       | forwarded to the coordinator (none: `JoinHold`) | admits or refuses |
+//! | `Beacon` (multicast)                     | -       | joins it if it follows nobody | hands over if its term is newer |
 //! | `Election` from a member                 | -       | election                    | election                      |
-//! | `Election` from a stranger               | -       | -                           | `NotMember`                   |
-//! | `SyncRequest`                            | -       | adopts the term and view, `SyncReply` | steps down, the same |
-//! | `SyncReply`, `Submit`, `Ack`, `Alive`, `Leave` | - | -                           | sync, sequencing, liveness    |
-//! | `Heartbeat`                              | -       | alive / answers a stale one | answers a stale one           |
-//! | `Order`, `Commit`, `Joined`, `Left`      | -       | log, delivery, view         | -                             |
-//! | `Stale`                                  | -       | rejoins the new group       | rejoins if the term is newer  |
+//! | `Election` / `SyncRequest` from a stranger | -     | `Stale` if it follows a coordinator | `NotMember`             |
+//! | `SyncRequest` from a member              | -       | adopts the term, `SyncReply` | steps down, the same          |
+//! | `SyncReply`, `Submit`, `Ack`, `Alive`, `Leave`, `Room` | - | -                 | sync, sequencing, liveness, rooms |
+//! | `Heartbeat`                              | -       | alive / re-follows / answers a stale one | answers a stale one |
+//! | `Orders`, `Commit`, `RoomAnswer`         | -       | log, delivery, own room requests | -                        |
+//! | `Stale`                                  | -       | rejoins the new group       | rejoins if the term is newer (or its sync finds it was dropped) |
 //! | `NotMember`, `Duplicate`, `Rejected`     | -       | rejoin / sent / send failed | the same                      |
 //! | `RateLimited` from the coordinator       | -       | pauses own submissions      | -                             |
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chat_core::{Event, NodeId};
+use chat_core::NodeId;
 
 use super::admission::JoinRequest;
 use super::coordinator::Coordinator;
@@ -31,16 +33,25 @@ use super::joining::{Admission, Joining};
 use super::member::Follower;
 use super::{Next, Node, Role, Via};
 use crate::election::{ElectionInput, ElectionMsg, ElectionOutput, Term};
-use crate::protocol::{Member, PeerKey, PeerMsg};
+use crate::protocol::{PeerKey, PeerMsg};
 
 impl Node {
     // ---------------------------------------------------------------- dispatch
+
+    /// Whether `id` is a member as this node sees it (the head of the log, for the coordinator).
+    pub(super) fn knows(&self, id: NodeId) -> bool {
+        match &self.role {
+            Role::Coordinator(c) => c.knows(id),
+            _ => self.common.group.view().contains(id),
+        }
+    }
 
     /// The one dispatch point: routes a received message to the role that owns it.
     ///
     /// `via` is the sender as `Common::identify` established it (`identity.rs`); `link` the key of the link the
     /// frame came over, if it was authenticated (a joiner checks its `JoinAck` with it).
     pub(super) fn receive(&mut self, now: Instant, via: Via, link: Option<PeerKey>, sender: SocketAddr, msg: PeerMsg) {
+        let known = matches!(via, Via::Node(from) if self.knows(from));
         if let (Via::Node(from), Role::Member(_) | Role::Coordinator(_)) = (via, &mut self.role) {
             self.common.heard(from, sender);
             if let Role::Coordinator(c) = &mut self.role {
@@ -52,12 +63,13 @@ impl Node {
             (Role::Left, ..) => Next::Stay,
 
             // Joining: only the answer to our request counts, however it arrives.
-            (Role::Joining(j), _, PeerMsg::JoinAck { nonce, id, term, members, history, start, clock }) => {
-                j.on_ack(common, now, nonce, link, Admission { id, term, members, history, start, clock })
+            (Role::Joining(j), _, PeerMsg::JoinAck { nonce, id, term, state, history, start, clock }) => {
+                j.on_ack(common, now, nonce, link, Admission { id, term, state, history, start, clock })
             }
             (Role::Joining(j), _, PeerMsg::JoinRefused { nonce, code, reason }) => {
                 j.on_refused(common, nonce, code, reason)
             }
+            (Role::Joining(j), _, PeerMsg::JoinHold { nonce }) => j.on_hold(common, now, nonce),
             (Role::Joining(_), ..) => Next::Stay,
 
             // Discovery datagrams, and join requests over TCP.
@@ -65,28 +77,30 @@ impl Node {
             (Role::Member(f), Via::Multicast, PeerMsg::Beacon { term, addr }) => f.on_beacon(common, term, addr),
             // Multicast, straight from the joiner, forwarded by a member, or from a rejoiner that
             // still signs with its old ID: the coordinator answers them all itself.
-            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock, key }) => {
-                c.on_join_request(common, now, JoinRequest { name, addr, nonce, clock, key })
+            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock, key, id }) => {
+                c.on_join_request(common, now, JoinRequest { name, addr, nonce, clock, key, id })
             }
-            (Role::Member(f), Via::Anonymous | Via::Node(_), msg @ PeerMsg::JoinRequest { .. }) => {
-                f.forward_join(common, sender, msg)
+            (Role::Member(f), via, msg @ PeerMsg::JoinRequest { .. }) => {
+                f.on_join_request(common, sender, msg, matches!(via, Via::Multicast))
             }
             (_, Via::Multicast | Via::Anonymous, _) => Next::Stay,
 
             // Elections are held within a group: a node outside the view (an orphan of an older
-            // group, or a member of another one) is not answered, so it cannot stall here.
-            (_, Via::Node(from), PeerMsg::Election(msg)) if common.view.contains(from) => {
+            // group, or a member of another one) is told where the group is, so it cannot stall here.
+            (_, Via::Node(from), PeerMsg::Election(msg)) if known => {
                 common.bully.handle(now, ElectionInput::Receive { from, msg });
                 Next::Stay
             }
-            (Role::Coordinator(c), Via::Node(from), PeerMsg::Election(_)) => {
+            // The failover sync.
+            (_, Via::Node(from), PeerMsg::SyncRequest { term }) if known => {
+                return self.on_sync_request(now, from, sender, term);
+            }
+            (Role::Coordinator(c), Via::Node(from), PeerMsg::Election(_) | PeerMsg::SyncRequest { .. }) => {
                 c.on_stranger_election(common, from, sender)
             }
-            (Role::Member(_), Via::Node(_), PeerMsg::Election(_)) => Next::Stay,
-
-            // The failover sync.
-            (_, Via::Node(from), PeerMsg::SyncRequest { term, members }) => {
-                return self.on_sync_request(now, from, sender, term, members);
+            (Role::Member(_), Via::Node(_), PeerMsg::Election(_) | PeerMsg::SyncRequest { .. }) => {
+                common.answer_stranger(sender, link);
+                Next::Stay
             }
             (Role::Coordinator(c), Via::Node(from), PeerMsg::SyncReply { term, last, entries, clock }) => {
                 c.on_sync_reply(common, now, from, sender, term, last, entries, clock)
@@ -97,29 +111,44 @@ impl Node {
                 c.on_member_submit(common, now, from, sender, sub)
             }
             (Role::Coordinator(c), Via::Node(from), PeerMsg::Ack { term, index }) => {
-                c.on_ack(common, from, sender, term, index)
+                c.on_ack(common, now, from, sender, term, index)
             }
             (Role::Coordinator(c), Via::Node(from), PeerMsg::Alive { .. }) => c.on_alive(common, from, sender),
-            (Role::Coordinator(c), Via::Node(from), PeerMsg::Leave) => c.on_leave(common, from),
-            (Role::Coordinator(c), Via::Node(_), PeerMsg::Stale { term, addr }) => c.on_stale(common, term, addr),
-            (Role::Coordinator(_), Via::Node(_), PeerMsg::Heartbeat { term, .. }) => {
-                common.answer_stale_heartbeat(sender, term);
+            (Role::Coordinator(c), Via::Node(from), PeerMsg::Leave) => c.on_leave(common, now, from),
+            (Role::Coordinator(c), Via::Node(from), PeerMsg::Stale { term, addr }) => {
+                c.on_stale(common, from, term, addr)
+            }
+            (Role::Coordinator(c), Via::Node(_), PeerMsg::Heartbeat { term, .. }) => {
+                // Another coordinator's heartbeat (it missed the newer term): tell it.
+                if term < c.term() {
+                    let current = c.term();
+                    common.send_to(sender, PeerMsg::Stale { term: current, addr: common.cfg.addr });
+                }
                 Next::Stay
+            }
+            (Role::Coordinator(c), Via::Node(from), PeerMsg::Room { req, op }) => {
+                if !known {
+                    c.not_member(common, sender)
+                } else if c.is_syncing() {
+                    Next::Stay // asked again once the sync is done (its node resends)
+                } else {
+                    c.on_room(common, now, from, req, op);
+                    Next::Stay
+                }
             }
 
             // What a member handles.
             (Role::Member(f), Via::Node(from), PeerMsg::Heartbeat { term, commit, clock }) => {
                 f.on_heartbeat(common, now, from, sender, term, commit, clock)
             }
-            (Role::Member(f), Via::Node(from), PeerMsg::Order { pos, entry, unknown }) => {
-                f.on_order(common, now, from, sender, pos, entry, unknown)
+            (Role::Member(f), Via::Node(from), PeerMsg::Orders { term, first, entries, commit }) => {
+                f.on_orders(common, now, from, sender, term, first, entries, commit)
             }
-            (Role::Member(f), Via::Node(from), PeerMsg::Commit { pos }) => f.on_commit(common, from, pos),
-            (Role::Member(f), Via::Node(from), PeerMsg::Joined { term, member }) => {
-                f.on_joined(common, from, term, member)
-            }
-            (Role::Member(f), Via::Node(from), PeerMsg::Left { term, id }) => f.on_left(common, from, sender, term, id),
+            (Role::Member(f), Via::Node(from), PeerMsg::Commit { pos }) => f.on_commit(common, from, sender, pos),
             (Role::Member(f), Via::Node(from), PeerMsg::Stale { term, addr }) => f.on_stale(common, from, term, addr),
+            (Role::Member(f), Via::Node(from), PeerMsg::RoomAnswer { req, pos, outcome }) => {
+                f.on_room_answer(common, from, req, pos, outcome)
+            }
 
             // Answers about this node's own messages, and expulsion, whatever its role.
             (_, Via::Node(from), PeerMsg::NotMember { .. }) => common.on_not_member(from, sender),
@@ -150,16 +179,22 @@ impl Node {
                 | PeerMsg::Submit(_)
                 | PeerMsg::Ack { .. }
                 | PeerMsg::Alive { .. }
-                | PeerMsg::Leave,
+                | PeerMsg::Leave
+                | PeerMsg::Room { .. },
             )
             | (
                 Role::Coordinator(_),
                 Via::Node(_),
-                PeerMsg::Order { .. } | PeerMsg::Commit { .. } | PeerMsg::Joined { .. } | PeerMsg::Left { .. },
+                PeerMsg::Orders { .. } | PeerMsg::Commit { .. } | PeerMsg::RoomAnswer { .. },
             )
-            | (_, Via::Node(_), PeerMsg::JoinAck { .. } | PeerMsg::JoinRefused { .. } | PeerMsg::Beacon { .. }) => {
-                Next::Stay
-            }
+            | (
+                _,
+                Via::Node(_),
+                PeerMsg::JoinAck { .. }
+                | PeerMsg::JoinRefused { .. }
+                | PeerMsg::JoinHold { .. }
+                | PeerMsg::Beacon { .. },
+            ) => Next::Stay,
         };
         self.apply(now, next);
     }
@@ -178,7 +213,7 @@ impl Node {
 
     // ---------------------------------------------------------------- role changes
 
-    /// (Re)starts joining: multicast, known peers, and `target` if given.
+    /// (Re)starts joining: multicast (or the given peers), and `target` if given.
     pub(super) fn rejoin(&mut self, now: Instant, target: Option<SocketAddr>) {
         self.role = Role::Joining(Joining::start(&mut self.common, now, target));
     }
@@ -241,11 +276,7 @@ impl Node {
             let follower = Follower::new(now);
             follower.follow(common, term, readopted);
             self.role = Role::Member(follower);
-        }
-        let common = &mut self.common;
-        if let Some(m) = common.view.get(term.coordinator) {
-            let event = Event::CoordinatorChanged { name: m.name.clone(), node_id: m.id, epoch: term.epoch };
-            common.event(event);
+            common.report_coordinator(term);
         }
     }
 
@@ -257,29 +288,23 @@ impl Node {
         }
     }
 
-    /// A new coordinator's `SyncRequest`: follow its term (through the election, which may refuse
-    /// it), take its view, and answer with what this node holds.
-    fn on_sync_request(&mut self, now: Instant, from: NodeId, sender: SocketAddr, term: Term, members: Vec<Member>) {
+    /// A new coordinator's `SyncRequest` (from a member): follow its term (through the election,
+    /// which may refuse it) and answer with what this node holds.
+    fn on_sync_request(&mut self, now: Instant, from: NodeId, sender: SocketAddr, term: Term) {
         if self.common.term().is_some_and(|t| t > term) {
             return;
         }
         if self.common.term() != Some(term) {
-            let msg = ElectionMsg::Coordinator { epoch: term.epoch };
+            let msg = ElectionMsg::Coordinator { epoch: term.epoch, tag: term.tag };
             self.common.bully.handle(now, ElectionInput::Receive { from, msg });
             self.pump_election(now);
         }
         if self.common.term() != Some(term) {
             return;
         }
-        self.role = Role::Member(Follower::new(now));
-        let common = &mut self.common;
-        for m in &members {
-            common.alloc.observe(m.id);
+        if !matches!(self.role, Role::Member(_)) {
+            self.role = Role::Member(Follower::new(now));
         }
-        common.view.replace(members);
-        common.sync_peers();
-        if common.view.contains(common.me()) {
-            Follower::answer_sync(common, sender, term);
-        }
+        Follower::answer_sync(&mut self.common, sender, term);
     }
 }

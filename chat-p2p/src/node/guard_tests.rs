@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chat_core::rate::Rate;
 use chat_core::{ChatMessage, CoreError, ErrorCode, Event, MAX_CLOCK_JUMP, MessageId, NodeId, Recipients, Timestamp};
 
-use super::tests::{COORDINATOR, addr, config, drain, envelope, founder, founder_with, member, message, name};
+use super::tests::{COORDINATOR, ack_all, addr, config, drain, envelope, founder, founder_with, member, message, name};
 use super::*;
 use crate::protocol::{Entry, Pos, Submission};
 
@@ -18,9 +18,11 @@ fn raw(s: &str) -> UserName {
 
 /// `who` at `port` asks the founder to join and is admitted; returns its ID.
 fn join(node: &mut Node, t: Instant, who: &str, port: u16) -> NodeId {
-    let req = PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 1, clock: 0, key: None };
+    let req = PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 1, clock: 0, key: None, id: None };
     node.handle(t, Input::Receive(envelope(None, port, req)));
-    drain(node);
+    // Admitted once every member holds the `Joined`: they acknowledge it.
+    let out = drain(node);
+    ack_all(node, t, &out);
     node.peers().iter().find(|p| p.name == name(who)).and_then(|p| p.node_id).expect("admitted")
 }
 
@@ -64,7 +66,7 @@ fn a_submit_stamped_at_the_end_of_time_is_rejected_and_moves_no_clock() {
     assert_eq!((node.clock(), node.counters().clock_refused), (clock, 1));
     // A jump up to the bound is fine: observed, then stamped.
     let out = submit_from(&mut node, t0, carol, 3, broadcast(carol, 2, "carol", clock + MAX_CLOCK_JUMP));
-    assert!(matches!(out.as_slice(), [Output::Send { msg: Envelope { msg: PeerMsg::Order { .. }, .. }, .. }]));
+    assert!(matches!(out.as_slice(), [Output::Send { msg: Envelope { msg: PeerMsg::Orders { .. }, .. }, .. }]));
     assert_eq!(node.clock(), clock + MAX_CLOCK_JUMP + 2);
     // The program's own stamp is checked the same way, before anything is sent.
     let own = OutgoingMessage {
@@ -96,7 +98,7 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
         lamport: Timestamp::new(u64::MAX, COORDINATOR),
         time: 0,
     };
-    let order = PeerMsg::Order { pos: Pos::new(term, 1), entry: Entry::Visible(msg), unknown: Vec::new() };
+    let order = PeerMsg::Orders { term, first: 1, entries: vec![(Entry::Visible(msg), Vec::new())], commit: 0 };
     node.handle(later, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
     assert_eq!(drain(&mut node), [], "not held, so no Ack");
     assert_eq!((node.clock(), node.counters().clock_refused), (clock, 2));
@@ -111,7 +113,8 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
 fn a_join_request_or_sync_reply_stamped_too_far_ahead_is_ignored() {
     let t0 = Instant::now();
     let mut node = founder(t0);
-    let req = PeerMsg::JoinRequest { name: name("dave"), addr: addr(4), nonce: 9, clock: u64::MAX, key: None };
+    let req =
+        PeerMsg::JoinRequest { name: name("dave"), addr: addr(4), nonce: 9, clock: u64::MAX, key: None, id: None };
     node.handle(t0, Input::Receive(envelope(None, 4, req)));
     assert_eq!(drain(&mut node), []);
     assert_eq!((node.clock(), node.peers().len()), (0, 1));
@@ -164,7 +167,7 @@ fn names_that_imitate_a_member_or_hide_characters_are_refused() {
         ),
     ];
     for (nonce, (who, code, reason)) in (1..).zip(cases) {
-        let req = PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0, key: None };
+        let req = PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0, key: None, id: None };
         node.handle(t0, Input::Receive(envelope(None, 3, req)));
         let refused = PeerMsg::JoinRefused { nonce, code, reason };
         assert_eq!(drain(&mut node), vec![Output::Send { to: addr(3), msg: envelope(node.id(), 1, refused) }], "{who}");
@@ -197,13 +200,22 @@ fn recipients_are_found_whatever_their_case_and_the_sender_is_who_submitted() {
         time: 0,
     };
     let lamport = match out.first() {
-        Some(Output::Send { msg: Envelope { msg: PeerMsg::Order { entry: Entry::Visible(m), .. }, .. }, .. }) => {
-            m.lamport
+        Some(Output::Send { msg: Envelope { msg: PeerMsg::Orders { entries, .. }, .. }, .. }) => {
+            match entries.as_slice() {
+                [(Entry::Visible(m), _)] => m.lamport,
+                other => panic!("one message, not {other:?}"),
+            }
         }
         other => panic!("an Order first, not {other:?}"),
     };
     let term = node.term().expect("a term");
-    let order = |unknown| PeerMsg::Order { pos: Pos::new(term, 1), entry: Entry::Visible(stored(lamport)), unknown };
+    // Positions 1 and 2 are the admissions, committed: told with the batch.
+    let order = |unknown| PeerMsg::Orders {
+        term,
+        first: 3,
+        entries: vec![(Entry::Visible(stored(lamport)), unknown)],
+        commit: 2,
+    };
     let mut expected = vec![
         (bob, Output::Send { to: addr(2), msg: envelope(node.id(), 1, order(Vec::new())) }),
         (carol, Output::Send { to: addr(3), msg: envelope(node.id(), 1, order(vec![raw("dave")])) }),
@@ -211,10 +223,13 @@ fn recipients_are_found_whatever_their_case_and_the_sender_is_who_submitted() {
     expected.sort_by_key(|(id, _)| *id);
     assert_eq!(out, expected.into_iter().map(|(_, o)| o).collect::<Vec<_>>());
     for (id, port) in [(bob, 2), (carol, 3)] {
-        node.handle(t0, Input::Receive(envelope(Some(id), port, PeerMsg::Ack { term, index: 1 })));
+        node.handle(t0, Input::Receive(envelope(Some(id), port, PeerMsg::Ack { term, index: 3 })));
     }
     let delivered = drain(&mut node);
-    assert_eq!(delivered.last(), Some(&Output::Event(Event::Message(stored(lamport)))), "alice reads it");
+    assert_eq!(delivered.first(), Some(&Output::Event(Event::Message(stored(lamport)))), "alice reads it");
+    let commit = PeerMsg::Commit { pos: Pos::new(term, 3) };
+    let told = |port| Output::Send { to: addr(port), msg: envelope(node.id(), 1, commit.clone()) };
+    assert_eq!(delivered[1..], [told(3), told(2)], "then the members learn it is stable, by ID");
 }
 
 /// Rates for the flood scenarios: 10 messages a second, bursts of 2.
@@ -231,7 +246,8 @@ fn a_member_over_its_rate_is_told_to_wait_and_one_that_keeps_going_is_removed() 
     let carol = join(&mut node, t0, "carol", 3);
     let bob = join(&mut node, t0, "bob", 2);
     let term = node.term().expect("a term");
-    let mut index = 0;
+    // Positions 1 and 2 are the two admissions.
+    let mut index = 2;
     let mut seq = 0;
     // The burst is ordered; the next submission is refused with the time to wait.
     for _ in 0..2 {
@@ -250,20 +266,37 @@ fn a_member_over_its_rate_is_told_to_wait_and_one_that_keeps_going_is_removed() 
         let now = t0 + Duration::from_millis(10 * step);
         seq += 1;
         let out = submit_from(&mut node, now, carol, 3, broadcast(carol, seq, "carol", 0));
-        if out.iter().any(|o| matches!(o, Output::Event(Event::PeerLeft(_)))) {
+        let flood = |o: &Output| {
+            matches!(
+                o,
+                Output::Send { msg: Envelope { msg: PeerMsg::Rejected { code: ErrorCode::Flood, .. }, .. }, .. }
+            )
+        };
+        if out.iter().any(flood) {
             let reason = "kept submitting over the rate limit after warnings".to_string();
             let rejected = PeerMsg::Rejected { id: MessageId::new(carol, seq), code: ErrorCode::Flood, reason };
             let info = PeerInfo { name: name("carol"), node_id: Some(carol), addr: Some(addr(3)), coordinator: false };
+            // The removal is ordered like a message: bob gets it in the turn's batch.
+            let left = |first, commit| PeerMsg::Orders {
+                term,
+                first,
+                entries: vec![(Entry::Change(crate::group::Change::Left(carol)), Vec::new())],
+                commit,
+            };
             let expected = vec![
                 Output::Send { to: addr(3), msg: envelope(node.id(), 1, rejected) },
-                Output::Send { to: addr(2), msg: envelope(node.id(), 1, PeerMsg::Left { term, id: carol }) },
-                Output::Event(Event::PeerLeft(info)),
+                Output::Send { to: addr(2), msg: envelope(node.id(), 1, left(index + 1, index)) },
             ];
             assert_eq!(out, expected);
+            // Everybody reports it once bob holds it.
+            node.handle(now, Input::Receive(envelope(Some(bob), 2, PeerMsg::Ack { term, index: index + 1 })));
+            let commit = PeerMsg::Commit { pos: Pos::new(term, index + 1) };
+            let told = Output::Send { to: addr(2), msg: envelope(node.id(), 1, commit) };
+            assert_eq!(drain(&mut node), vec![Output::Event(Event::PeerLeft(info)), told]);
             removed_at = Some(now);
             break;
         }
-        if out.iter().any(|o| matches!(o, Output::Send { msg: Envelope { msg: PeerMsg::Order { .. }, .. }, .. })) {
+        if out.iter().any(|o| matches!(o, Output::Send { msg: Envelope { msg: PeerMsg::Orders { .. }, .. }, .. })) {
             index += 1;
             for (id, port) in [(bob, 2), (carol, 3)] {
                 node.handle(now, Input::Receive(envelope(Some(id), port, PeerMsg::Ack { term, index })));
@@ -309,7 +342,7 @@ fn a_member_told_to_wait_pauses_then_resubmits_one_at_a_time_and_loses_nothing()
             lamport: Timestamp::new(index + 1, COORDINATOR),
             time: 0,
         };
-        let order = PeerMsg::Order { pos: Pos::new(term, index), entry: Entry::Visible(msg), unknown: Vec::new() };
+        let order = PeerMsg::Orders { term, first: index, entries: vec![(Entry::Visible(msg), Vec::new())], commit: 0 };
         node.handle(at, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
         submits(&drain(node))
     };

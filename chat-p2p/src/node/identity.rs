@@ -42,17 +42,18 @@ use super::common::Common;
 use super::coordinator::Coordinator;
 use super::joining::Joining;
 use super::{Channel, Next, Node, Output, Role, Untrusted, Via};
+use crate::membership::View;
 use crate::protocol::{Envelope, PeerKey, PeerMsg};
 
 impl Common {
     /// Who a frame claiming `claimed` over a link authenticated as `link` (`None`: plaintext) is
-    /// from; `Err` says why the claim is refused.
-    pub(super) fn identify(&self, link: Option<PeerKey>, claimed: Option<NodeId>) -> Result<Via, String> {
+    /// from, the members being `view`; `Err` says why the claim is refused.
+    pub(super) fn identify(&self, view: &View, link: Option<PeerKey>, claimed: Option<NodeId>) -> Result<Via, String> {
         let Some(claimed) = claimed else { return Ok(Via::Anonymous) };
         if self.id == Some(claimed) {
             return Err(format!("claims this node's own ID {claimed}"));
         }
-        match (link, self.view.get(claimed)) {
+        match (link, view.get(claimed)) {
             (Some(key), Some(member)) if member.key != Some(key) => {
                 Err(format!("claims member {claimed} ({}) over a link authenticated as another key {key}", member.name))
             }
@@ -70,9 +71,25 @@ impl Node {
             tracing::warn!(%addr, "a plaintext frame at a node with a group secret: dropped");
             return;
         }
-        let via = match self.common.identify(link, from) {
+        // The coordinator binds keys as it admits (the head of the log); a member as it delivers.
+        let view = match &self.role {
+            Role::Coordinator(c) => c.head.view(),
+            _ => self.common.group.view(),
+        };
+        let via = match self.common.identify(view, link, from) {
             Ok(via) => via,
             Err(_) if matches!(msg, PeerMsg::JoinRequest { .. }) => Via::Anonymous,
+            // A joiner takes the answer to its request by its nonce (and, with a secret, by the
+            // link's key): after a partition its old number may be the coordinator's own.
+            Err(_)
+                if matches!(self.role, Role::Joining(_))
+                    && matches!(
+                        msg,
+                        PeerMsg::JoinAck { .. } | PeerMsg::JoinRefused { .. } | PeerMsg::JoinHold { .. }
+                    ) =>
+            {
+                Via::Anonymous
+            }
             Err(reason) => {
                 self.common.counters.identity_refused += 1;
                 tracing::warn!(me = ?self.common.id, %addr, %reason, "frame refused: its sender is not who its link is");
@@ -81,7 +98,7 @@ impl Node {
         };
         // A member identified by its link is answered where it was admitted, not where its envelope says.
         let addr = match (link, via) {
-            (Some(_), Via::Node(id)) => self.common.view.get(id).map_or(addr, |m| m.addr),
+            (Some(_), Via::Node(id)) => view.get(id).map_or(addr, |m| m.addr),
             _ => addr,
         };
         self.receive(now, via, link, addr, msg);

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, MessageId, NodeId, Recipients, Timestamp};
 
-use super::tests::{COORDINATOR, MEMBER, addr, config, drain, envelope, founder, founder_with, name};
+use super::tests::{COORDINATOR, MEMBER, ack_all_with, addr, config, drain, envelope, founder, founder_with, name};
 use super::*;
-use crate::protocol::{Member, PeerKey, Pos, Submission};
+use crate::protocol::{Change, Member, PeerKey, Pos, Snapshot, Submission};
 
 const ALICE: PeerKey = PeerKey([1; 32]);
 const CAROL: PeerKey = PeerKey([3; 32]);
@@ -22,14 +22,25 @@ fn keyed_founder(t0: Instant) -> Node {
 }
 
 fn request(who: &str, port: u16, key: Option<PeerKey>) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key }
+    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key, id: None }
 }
 
 /// `who` at `port` with `key` joins by multicast; its ID.
 fn admit(node: &mut Node, t: Instant, who: &str, port: u16, key: PeerKey) -> NodeId {
     node.handle(t, Input::Datagram(envelope(None, port, request(who, port, Some(key)))));
-    drain(node);
+    // Admitted once every member holds the `Joined`: they acknowledge it.
+    let out = drain(node);
+    ack_all_with(node, t, &out, |env| Input::Authenticated { key: key_of(env.addr.port()), env });
     node.peers().iter().find(|p| p.name == name(who)).and_then(|p| p.node_id).expect("admitted")
+}
+
+/// The key of the test node at `port` (alice 1, carol 3, mallory 4).
+fn key_of(port: u16) -> PeerKey {
+    match port {
+        1 => ALICE,
+        3 => CAROL,
+        _ => MALLORY,
+    }
 }
 
 fn submit(from: NodeId, who: &str) -> PeerMsg {
@@ -43,7 +54,7 @@ fn submit(from: NodeId, who: &str) -> PeerMsg {
 }
 
 fn orders(out: &[Output]) -> usize {
-    out.iter().filter(|o| matches!(o, Output::Send { msg: Envelope { msg: PeerMsg::Order { .. }, .. }, .. })).count()
+    out.iter().filter(|o| matches!(o, Output::Send { msg: Envelope { msg: PeerMsg::Orders { .. }, .. }, .. })).count()
 }
 
 #[test]
@@ -65,10 +76,12 @@ fn a_member_sends_only_as_itself_over_its_own_link() {
     let out = drain(&mut node);
     assert_eq!(orders(&out), 2, "an Order to carol and one to mallory: {out:?}");
     let sender = out.iter().find_map(|o| match o {
-        Output::Send {
-            msg: Envelope { msg: PeerMsg::Order { entry: crate::protocol::Entry::Visible(m), .. }, .. },
-            ..
-        } => Some(m.sender.clone()),
+        Output::Send { msg: Envelope { msg: PeerMsg::Orders { entries, .. }, .. }, .. } => {
+            entries.iter().find_map(|(e, _)| match e {
+                crate::protocol::Entry::Visible(m) => Some(m.sender.clone()),
+                _ => None,
+            })
+        }
         _ => None,
     });
     assert_eq!(sender, Some(name("carol")), "the sender's name comes from the view, not the Submit");
@@ -146,10 +159,14 @@ fn a_joiner_takes_an_ack_only_from_the_coordinator_it_names_listing_its_own_key(
         nonce,
         id: MEMBER,
         term,
-        members: vec![
-            Member { id: COORDINATOR, name: name("alice"), addr: addr(1), key: Some(ALICE) },
-            Member { id: MEMBER, name: name("bob"), addr: addr(2), key: Some(bobs) },
-        ],
+        state: Snapshot {
+            members: vec![
+                Member { id: COORDINATOR, name: name("alice"), addr: addr(1), key: Some(ALICE) },
+                Member { id: MEMBER, name: name("bob"), addr: addr(2), key: Some(bobs) },
+            ],
+            high: COORDINATOR,
+            ..Snapshot::default()
+        },
         history: Vec::new(),
         start: Pos::new(term, 0),
         clock: 0,
@@ -164,9 +181,14 @@ fn a_joiner_takes_an_ack_only_from_the_coordinator_it_names_listing_its_own_key(
     assert_eq!(node.coordinator(), Some(COORDINATOR));
     // Now alice's ID is bound to her key: the "forged Joined, then Coordinator{epoch+1}" attack.
     let fake = Member { id: NodeId(u64::MAX), name: name("intruder"), addr: addr(66), key: Some(MALLORY) };
-    let joined = PeerMsg::Joined { term, member: fake };
+    let joined = PeerMsg::Orders {
+        term,
+        first: 1,
+        entries: vec![(crate::protocol::Entry::Change(Change::Joined(fake)), Vec::new())],
+        commit: 1,
+    };
     node.handle(t0, Input::Authenticated { key: MALLORY, env: envelope(Some(COORDINATOR), 66, joined) });
-    let coup = PeerMsg::Election(crate::election::ElectionMsg::Coordinator { epoch: 2 });
+    let coup = PeerMsg::Election(crate::election::ElectionMsg::Coordinator { epoch: 2, tag: 0 });
     node.handle(t0, Input::Authenticated { key: MALLORY, env: envelope(Some(NodeId(u64::MAX)), 66, coup) });
     drain(&mut node);
     assert_eq!((node.peers().len(), node.coordinator()), (2, Some(COORDINATOR)), "the intruder is nobody here");

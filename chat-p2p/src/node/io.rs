@@ -7,7 +7,7 @@ use std::time::Duration;
 use chat_core::{CoreError, ErrorCode, Event, MessageId, NodeId, UserName};
 
 use super::flood::Limits;
-use crate::protocol::{Envelope, PeerKey};
+use crate::protocol::{Envelope, PeerKey, RoomOutcome};
 
 /// Most members a group admits.
 pub const MAX_PEERS: usize = 256;
@@ -21,13 +21,17 @@ pub struct NodeConfig {
     pub name: UserName,
     /// The address this node accepts TCP connections on.
     pub addr: SocketAddr,
-    /// Known nodes to join through (besides multicast).
+    /// Known nodes to join through, instead of multicast: with any, the node sends no datagram and
+    /// answers none, and if none of them answers its first join within `join_timeout` it stops
+    /// ([`Output::NoGroup`]) instead of founding a group.
     pub peers: Vec<SocketAddr>,
+    /// Start a new group at once, as its first member (no join attempt).
+    pub found: bool,
     /// Coordinator heartbeat interval.
     pub heartbeat: Duration,
     /// Silence after which a coordinator or member is considered dead.
     pub timeout: Duration,
-    /// How long to look for a coordinator before founding a group.
+    /// How long to look for a coordinator before founding a group (with `peers`: before giving up).
     pub join_timeout: Duration,
     /// Messages kept in the history (and sent to joiners).
     pub history: usize,
@@ -50,6 +54,7 @@ impl NodeConfig {
             name,
             addr,
             peers: Vec::new(),
+            found: false,
             heartbeat: Duration::from_millis(250),
             timeout: Duration::from_secs(1),
             join_timeout: Duration::from_millis(1500),
@@ -78,6 +83,12 @@ pub enum Input {
     Unreachable(SocketAddr),
     /// Leave cleanly (hand over first if coordinator).
     Leave,
+    /// The wall-clock time, in milliseconds since the Unix epoch: a coordinator stamps every message
+    /// it orders with the last one given (never going back). Drivers give it before each step.
+    Clock {
+        /// Milliseconds since the Unix epoch.
+        unix_ms: u64,
+    },
     /// A frame from a link authenticated (Noise, with the group secret) as the holder of `key`: the
     /// node takes the envelope's `from` only if it agrees with the member bound to that key (see
     /// `identity.rs`). A node with a secret takes frames only this way, never as [`Input::Receive`].
@@ -197,5 +208,18 @@ pub enum Output {
         code: ErrorCode,
         /// Human-readable reason.
         reason: String,
+    },
+    /// None of the peers given ([`NodeConfig::peers`]) answered the first join in time; the node is
+    /// closed (it does not found a group of its own).
+    NoGroup {
+        /// The peers asked.
+        peers: Vec<SocketAddr>,
+    },
+    /// A room request ([`super::Node::room_request`]) is done.
+    RoomDone {
+        /// The request.
+        req: u64,
+        /// What came of it.
+        result: Result<RoomOutcome, CoreError>,
     },
 }

@@ -1,9 +1,10 @@
 //! One P2P node as a sans-IO state machine: join, membership, heartbeats, failure detection,
-//! Bully election, sequencing, failover sync and history, composed.
+//! Bully election, sequencing, rooms, failover sync and history, composed.
 //!
 //! A node is in one role at a time, each with its own state and methods; what every role shares
-//! (ID, view, log, history, clock, own pending messages and their pacing (`pending.rs`), the
-//! election) is `Common` (`common.rs`). Input from peers is never trusted: far-ahead clocks, names
+//! (ID, the group's state as of the last delivered position, log, history, clock, own pending
+//! messages and their pacing (`pending.rs`), own room requests (`rooms.rs`), the election) is
+//! `Common` (`common.rs`). Input from peers is never trusted: far-ahead clocks, names
 //! that break the naming rules or imitate a member's, and submissions over a member's rate are
 //! refused and counted ([`Node::counters`]); see `guard_tests.rs`. Who a frame is from is checked
 //! against the link it came over (with a group secret, links are authenticated and each member's
@@ -13,15 +14,19 @@
 //!            ┌──────────┐ JoinAck              ┌──────────┐ won the election  ┌─────────────┐
 //!  start ───►│ Joining  │─────────────────────►│  Member  │──────────────────►│ Coordinator │
 //!            └──────────┘                      └──────────┘◄──────────────────└─────────────┘
-//!              │ no answer within join_timeout       ▲   NotMember: rejoin      │ higher term /
+//!              │ no answer within join_timeout       ▲   NotMember: rejoin      │ newer term /
 //!              └──────────► founds a group ──────────┼──────────────────────────┘ Stale / Beacon
+//!                (with --peer: closed instead)
 //! ```
+//!
+//! A member becomes coordinator only through an election, and an election starts only when the
+//! coordinator fails (silence, a broken link, `Resign`): a node that joins never takes over.
 //!
 //! | role          | state                                   | file             |
 //! |---------------|-----------------------------------------|------------------|
 //! | `Joining`     | nonce, retry and give-up deadlines      | `joining.rs`     |
 //! | `Member`      | when the coordinator was last heard     | `member.rs`      |
-//! | `Coordinator` | sequencer, sync, liveness, full history, rate buckets | `coordinator.rs`, `admission.rs`, `sequencing.rs`, `flood.rs`, `sync.rs` |
+//! | `Coordinator` | head of the log, sequencer, outboxes, sync, liveness, archive, rate buckets | `coordinator.rs`, `admission.rs`, `sequencing.rs`, `outbox.rs`, `archive.rs`, `flood.rs`, `sync.rs`, `rooms.rs` |
 //! | `Left`        | nothing: the node is closed             |                  |
 //!
 //! Every input goes through one dispatch point, `Node::receive` in `dispatch.rs` (a `match` on
@@ -29,12 +34,14 @@
 //! does next (stay, rejoin, become another role, take a newer term), and the node then drains the
 //! election, whose outcome (`CoordinatorChanged`) is the other way roles change.
 //!
-//! Driving it (as quinn-proto): call [`Node::handle`], [`Node::submit`] or
-//! [`Node::handle_timeout`], then drain [`Node::poll_output`] and sleep until
-//! [`Node::poll_timeout`]. It never reads the clock, never touches a socket; randomness comes from
-//! the seed in [`NodeConfig`].
+//! Driving it (as quinn-proto): give the wall clock ([`Input::Clock`]), call [`Node::handle`],
+//! [`Node::submit`], [`Node::room_request`] or [`Node::handle_timeout`] (as many as a turn has),
+//! then drain [`Node::poll_output`] and sleep until [`Node::poll_timeout`]. The coordinator batches:
+//! what it ordered during the turn goes out when the output queue runs dry (`outbox.rs`). It never
+//! reads the clock, never touches a socket; randomness comes from the seed in [`NodeConfig`].
 
 mod admission;
+mod archive;
 mod common;
 mod coordinator;
 mod dispatch;
@@ -47,7 +54,9 @@ mod identity_tests;
 mod io;
 mod joining;
 mod member;
+mod outbox;
 mod pending;
+mod rooms;
 mod sequencing;
 mod sync;
 #[cfg(test)]
@@ -62,7 +71,9 @@ pub use flood::{
     DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits, MIN_FLOOD_STRIKES,
 };
 pub use io::{Channel, Counters, Input, MAX_PEERS, MAX_PENDING, NodeConfig, Output, Untrusted};
+pub use joining::MAX_HOLDS;
 pub use pending::{MAX_RETRY_AFTER, SUBMIT_WINDOW};
+pub use rooms::{JOIN_HISTORY, MAX_ROOM_REQUESTS};
 
 use crate::election::Term;
 use crate::protocol::{Envelope, PeerMsg};
@@ -117,10 +128,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node that starts joining at `now`.
+    /// A node that starts joining at `now` (or, with [`NodeConfig::found`], founds a group).
     pub fn new(now: Instant, cfg: NodeConfig) -> Self {
+        let found = cfg.found;
         let mut node = Node { common: Common::new(cfg), role: Role::Left };
-        node.rejoin(now, None);
+        if found {
+            let next = joining::found(&mut node.common, now);
+            node.apply(now, next);
+        } else {
+            node.rejoin(now, None);
+        }
         node
     }
 
@@ -161,14 +178,25 @@ impl Node {
         matches!(self.role, Role::Left)
     }
 
-    /// The members, this node included, with the coordinator flagged.
+    /// The members, this node included, by ID, with the coordinator flagged: the group as of the
+    /// last position this node delivered (the same list at every node once the group is quiet).
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.common.view.ids().into_iter().filter_map(|id| self.common.peer_info(id)).collect()
+        self.common.group.view().ids().into_iter().filter_map(|id| self.common.peer_info(id)).collect()
     }
 
     /// The last `limit` messages this node may see, oldest first.
     pub fn history(&self, limit: usize) -> Vec<ChatMessage> {
-        self.common.history.last(limit)
+        self.history_of(None, limit).unwrap_or_default()
+    }
+
+    /// Elections this node started because its coordinator failed (joins never start one).
+    pub fn elections_started(&self) -> u64 {
+        self.common.elections
+    }
+
+    /// The term this node last followed (kept while it is between coordinators).
+    pub fn followed(&self) -> Option<Term> {
+        self.common.followed
     }
 
     /// Own messages not yet ordered.
@@ -185,7 +213,11 @@ impl Node {
     /// there: a link the driver opens to `addr` must be authenticated with it, so frames meant for a
     /// member reach only that member.
     pub fn key_at(&self, addr: SocketAddr) -> Option<crate::protocol::PeerKey> {
-        self.common.view.iter().find(|m| m.addr == addr).and_then(|m| m.key)
+        let view = match &self.role {
+            Role::Coordinator(c) => c.head.view(),
+            _ => self.common.group.view(),
+        };
+        view.iter().find(|m| m.addr == addr).and_then(|m| m.key)
     }
 
     /// What the node refused or throttled so far.
@@ -223,7 +255,7 @@ impl Node {
                 let common = &mut self.common;
                 let next = match &mut self.role {
                     Role::Member(f) => f.link_down(common, now, addr),
-                    Role::Coordinator(c) => c.link_down(common, addr),
+                    Role::Coordinator(c) => c.link_down(common, now, addr),
                     Role::Joining(_) | Role::Left => Next::Stay,
                 };
                 self.apply(now, next);
@@ -232,12 +264,13 @@ impl Node {
                 let common = &mut self.common;
                 let next = match &mut self.role {
                     Role::Member(f) => f.unreachable(common, addr),
-                    Role::Coordinator(c) => c.link_down(common, addr),
+                    Role::Coordinator(c) => c.link_down(common, now, addr),
                     Role::Joining(_) | Role::Left => Next::Stay,
                 };
                 self.apply(now, next);
             }
             Input::Leave => self.leave(now),
+            Input::Clock { unix_ms } => self.common.wall = self.common.wall.max(unix_ms),
         }
         self.flush_pending(now);
     }
@@ -292,9 +325,15 @@ impl Node {
 
     // ---------------------------------------------------------------- outputs
 
-    /// The next output, if any.
+    /// The next output, if any. Once the queue runs dry, the coordinator's batches of the turn are
+    /// queued (`outbox.rs`), so drain it completely after each turn.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.common.out.is_empty()
+            && let Role::Coordinator(c) = &mut self.role
+        {
+            c.flush(&mut self.common);
+        }
         self.common.out.pop_front()
     }
 

@@ -1,21 +1,28 @@
-//! Sequencing, coordinator side: what a submission must pass before it gets a position, and the
-//! `Order` / `Ack` / `Commit` exchange after.
+//! Sequencing, coordinator side: what a submission must pass before it gets a position, how every
+//! entry (a message or a change of the group) is ordered into every member's outbox, and the
+//! acknowledgements that commit it.
 //!
 //! | a `Submit` (from a member, or this node's own)             | the coordinator                                  |
 //! |------------------------------------------------------------|--------------------------------------------------|
-//! | from a node outside the view                               | `NotMember`: rejoin                              |
+//! | from a node outside the group                              | `NotMember`: rejoin                              |
 //! | during the failover sync                                   | queued (bounded, per member too), handled when the sync ends |
 //! | ordered before (its `MessageId` is known)                  | `Duplicate` (no charge)                          |
 //! | over the sender's rate                                     | `RateLimited { id, retry_after_ms }`, or removal as a flooder (`flood.rs`) |
 //! | `sent_at` more than `MAX_CLOCK_JUMP` ahead of the coordinator's clock | `Rejected { protocol }`; the clock does not move |
 //! | body over `MAX_BODY_LEN`                                   | `Rejected { too_long }`                          |
 //! | named recipients, none a member                            | `Rejected { unknown_user }`                      |
-//! | otherwise                                                  | stamped, `Order` to every member (text or `Hidden`), `Commit` once all hold it |
+//! | to a room its sender is not in                             | `Rejected { not_member }`                        |
+//! | otherwise                                                  | stamped (Lamport and wall clock), one position, an entry in every member's outbox (text or `Hidden`); committed once every member acknowledged it |
 //!
 //! Names are resolved as chat-core's "same name": `ALICE` reaches `alice`, and the stored
 //! recipients are the members' names as registered (once each; names of nobody are dropped and
-//! reported to the sender as `unknown`). The sender's name is the one the view holds for the node
-//! that submitted, whatever the `Submit` claims.
+//! reported to the sender as `unknown`). The sender's name is the one the group holds for the node
+//! that submitted, whatever the `Submit` claims. A room message is stored under the room's name as
+//! it is known, and only the room's members (and its sender) get its text.
+//!
+//! Acknowledgements and commits are cumulative: a member acknowledges each batch once, the
+//! coordinator delivers its own copy as soon as everybody holds a position, and tells the members
+//! with the next batch (`outbox.rs`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -24,19 +31,18 @@ use chat_core::{ChatMessage, ErrorCode, NodeId, Recipients, UserName};
 
 use super::Next;
 use super::common::Common;
-use super::coordinator::{Coordinator, not_member};
+use super::coordinator::Coordinator;
 use super::flood::{Verdict, millis_up};
 use crate::election::Term;
-use crate::membership::View;
-use crate::ordering::entry_for;
-use crate::protocol::{Entry, Member, PeerMsg, Pos, Submission};
+use crate::group::{Change, Group};
+use crate::protocol::{Entry, PeerMsg, Pos, Submission};
 
 /// Most submissions of one member queued during the failover sync: far more than an honest node
 /// has in flight (a window of [`super::SUBMIT_WINDOW`] before the sync and one after its reply).
 const QUEUED_PER_MEMBER: usize = 8 * super::SUBMIT_WINDOW;
 
 impl Coordinator {
-    /// A member's submission; a stranger is told to rejoin. The sender's name is taken from the view.
+    /// A member's submission; a stranger is told to rejoin. The sender's name is taken from the group.
     pub(super) fn on_member_submit(
         &mut self,
         common: &mut Common,
@@ -45,8 +51,8 @@ impl Coordinator {
         sender: SocketAddr,
         mut sub: Submission,
     ) -> Next {
-        let Some(name) = common.view.get(from).map(|m| m.name.clone()) else {
-            return not_member(common, sender);
+        let Some(name) = self.head.view().get(from).map(|m| m.name.clone()) else {
+            return self.not_member(common, sender);
         };
         sub.sender = name;
         self.on_submit(common, now, from, sub);
@@ -54,8 +60,7 @@ impl Coordinator {
     }
 
     /// Orders a submission of member `from` (this node's own too), if it passes every check of the
-    /// module documentation: every member gets the entry (the text if it may see it); it commits
-    /// once every member holds it.
+    /// module documentation.
     pub(super) fn on_submit(&mut self, common: &mut Common, now: Instant, from: NodeId, sub: Submission) {
         let me = common.me();
         if self.syncing.is_some() {
@@ -72,7 +77,7 @@ impl Coordinator {
             if from == me {
                 common.ordered_elsewhere(sub.id);
             } else {
-                common.send_id(from, PeerMsg::Duplicate { id: sub.id });
+                self.send_member(common, from, PeerMsg::Duplicate { id: sub.id });
             }
             return;
         }
@@ -81,35 +86,90 @@ impl Coordinator {
         }
         if from != me && !common.admits_clock("Submit", from, sub.sent_at.counter) {
             let reason = common.clock_too_far(sub.sent_at.counter);
-            return refuse(common, from, sub.id, ErrorCode::Protocol, reason);
+            return self.refuse(common, from, sub.id, ErrorCode::Protocol, reason);
         }
         if let Err(e) = chat_core::check_body(&sub.body) {
-            return refuse(common, from, sub.id, ErrorCode::TooLong, e.to_string());
+            return self.refuse(common, from, sub.id, ErrorCode::TooLong, e.to_string());
         }
-        let (recipients, unknown) = match resolve(&common.view, sub.recipients) {
+        let (recipients, unknown) = match resolve(&self.head, &sub.sender, sub.recipients) {
             Ok(resolved) => resolved,
-            Err(unknown) => {
-                let names: Vec<&str> = unknown.iter().map(UserName::as_str).collect();
-                let reason = format!("not online: {}", names.join(","));
-                return refuse(common, from, sub.id, ErrorCode::UnknownUser, reason);
-            }
+            Err((code, reason)) => return self.refuse(common, from, sub.id, code, reason),
         };
         common.clock.observe(sub.sent_at);
         let lamport = common.clock.tick();
-        let msg = ChatMessage { id: sub.id, sender: sub.sender, recipients, body: sub.body, lamport, time: 0 };
+        self.last_time = self.last_time.max(common.wall);
+        let msg =
+            ChatMessage { id: sub.id, sender: sub.sender, recipients, body: sub.body, lamport, time: self.last_time };
         self.known.insert(msg.id);
-        self.full.insert(msg.clone());
         if from == me {
             common.pending.ordered(&msg.id);
         }
+        self.order_message(common, now, from, msg, unknown);
+    }
+
+    /// Gives `msg` the next position: every member's outbox gets the entry it may see (the sender
+    /// also the names of nobody), this node's log its own.
+    fn order_message(
+        &mut self,
+        common: &mut Common,
+        now: Instant,
+        from: NodeId,
+        msg: ChatMessage,
+        unknown: Vec<UserName>,
+    ) {
         let pos = self.seq.next_pos();
-        let members: Vec<Member> = common.view.iter().cloned().collect();
-        for m in members {
+        let me = common.me();
+        let everybody = msg.recipients == Recipients::Broadcast;
+        let (head, outbox) = (&self.head, &mut self.outbox);
+        for m in head.view().iter() {
+            let entry = if everybody { Entry::Visible(msg.clone()) } else { head.entry_for(&msg, &m.name) };
             let unknown = if m.id == from { unknown.clone() } else { Vec::new() };
-            order_to(common, m.id, pos, entry_for(&msg, &m.name), unknown);
+            if m.id == me {
+                common.log.receive(pos, entry, unknown);
+            } else {
+                outbox.push(m.id, pos, entry, unknown);
+            }
         }
+        self.archive.push(msg);
         let commit = self.seq.ack(me, pos.term, pos.index);
-        broadcast_commit(common, commit);
+        self.advance(common, now, commit);
+    }
+
+    /// Gives a change of the group the next position (every member's outbox, this node's log) and
+    /// applies it to the head. A member that leaves gets no more entries, its own `Left` included; a
+    /// joiner gets the entries after its `Joined` (its snapshot has that one).
+    pub(super) fn order_change(&mut self, common: &mut Common, now: Instant, change: Change) -> Pos {
+        let mut commit = None;
+        if let Change::Left(id) = &change {
+            self.head.apply(&change);
+            commit = self.seq.remove_member(*id);
+        }
+        let pos = self.seq.next_pos();
+        let me = common.me();
+        for id in self.head.view().ids() {
+            let entry = Entry::Change(change.clone());
+            if id == me {
+                common.log.receive(pos, entry, Vec::new());
+            } else {
+                self.outbox.push(id, pos, entry, Vec::new());
+            }
+        }
+        if !matches!(change, Change::Left(_)) {
+            self.head.apply(&change);
+        }
+        self.advance(common, now, commit);
+        let commit = self.seq.ack(me, pos.term, pos.index);
+        self.advance(common, now, commit);
+        pos
+    }
+
+    /// The commit point moved (if `commit` is one): deliver here, and answer members whose snapshot
+    /// is now committed. The members hear of it at the end of the turn.
+    pub(super) fn advance(&mut self, common: &mut Common, now: Instant, commit: Option<Pos>) {
+        if let Some(pos) = commit {
+            common.commit(pos);
+            self.answer_admitted(common, now);
+        }
     }
 
     /// Flood control for `sub` from `from`; false if it must not be ordered now (the answer, or the
@@ -125,15 +185,15 @@ impl Coordinator {
             Verdict::Limited(wait) => {
                 common.counters.rate_limited += 1;
                 tracing::debug!(%from, ?wait, "submission over the rate limit");
-                common.send_id(from, PeerMsg::RateLimited { id: sub.id, retry_after_ms: millis_up(wait) });
+                self.send_member(common, from, PeerMsg::RateLimited { id: sub.id, retry_after_ms: millis_up(wait) });
                 false
             }
             Verdict::Flood(_) => {
                 common.counters.flooders_removed += 1;
                 tracing::warn!(%from, "kept submitting over the rate limit after warnings: removed");
                 let reason = "kept submitting over the rate limit after warnings".to_string();
-                common.send_id(from, PeerMsg::Rejected { id: sub.id, code: ErrorCode::Flood, reason });
-                self.remove_member(common, from);
+                self.send_member(common, from, PeerMsg::Rejected { id: sub.id, code: ErrorCode::Flood, reason });
+                self.remove_member(common, now, from);
                 self.flood.forget(from);
                 false
             }
@@ -144,39 +204,54 @@ impl Coordinator {
     pub(super) fn on_ack(
         &mut self,
         common: &mut Common,
+        now: Instant,
         from: NodeId,
         sender: SocketAddr,
         term: Term,
         index: u64,
     ) -> Next {
-        if !common.view.contains(from) {
-            return not_member(common, sender);
+        if !self.knows(from) {
+            return self.not_member(common, sender);
+        }
+        if self.outbox.is_held(from) {
+            return Next::Stay; // an acknowledgement of an earlier admission, not of its snapshot
         }
         let commit = self.seq.ack(from, term, index);
-        broadcast_commit(common, commit);
+        self.advance(common, now, commit);
         Next::Stay
     }
-}
 
-/// Refuses submission `id` of `from` (this node's own: its send fails at once).
-fn refuse(common: &mut Common, from: NodeId, id: chat_core::MessageId, code: ErrorCode, reason: String) {
-    if from == common.me() {
-        common.rejected(id, code, reason);
-    } else {
-        common.send_id(from, PeerMsg::Rejected { id, code, reason });
+    /// Refuses submission `id` of `from` (this node's own: its send fails at once).
+    fn refuse(&mut self, common: &mut Common, from: NodeId, id: chat_core::MessageId, code: ErrorCode, reason: String) {
+        if from == common.me() {
+            common.rejected(id, code, reason);
+        } else {
+            self.send_member(common, from, PeerMsg::Rejected { id, code, reason });
+        }
     }
 }
 
 /// The recipients as the members' registered names (each once) and the names that are nobody's;
-/// `Err` with those if no named recipient is a member.
-fn resolve(view: &View, recipients: Recipients) -> Result<(Recipients, Vec<UserName>), Vec<UserName>> {
+/// refused if no named recipient is a member, or if `sender` is not in the room it writes to.
+fn resolve(
+    group: &Group,
+    sender: &UserName,
+    recipients: Recipients,
+) -> Result<(Recipients, Vec<UserName>), (ErrorCode, String)> {
+    let view = group.view();
+    let nobody = |unknown: Vec<UserName>| {
+        let names: Vec<&str> = unknown.iter().map(UserName::as_str).collect();
+        (ErrorCode::UnknownUser, format!("not online: {}", names.join(",")))
+    };
     match recipients {
         Recipients::Broadcast => Ok((Recipients::Broadcast, Vec::new())),
-        // Rooms are not replicated in P2P mode yet: nobody is a member.
-        Recipients::Room(_) => Err(Vec::new()),
+        Recipients::Room(room) => match group.room(&room) {
+            Some(known) if group.in_room(sender, &room) => Ok((Recipients::Room(known.clone()), Vec::new())),
+            _ => Err((ErrorCode::NotMember, format!("you are not in {room}: /join {room} first"))),
+        },
         Recipients::Unicast(name) => match view.by_name(&name) {
             Some(m) => Ok((Recipients::Unicast(m.name.clone()), Vec::new())),
-            None => Err(vec![name]),
+            None => Err(nobody(vec![name])),
         },
         Recipients::Multicast(list) => {
             let mut known: Vec<UserName> = Vec::new();
@@ -188,28 +263,7 @@ fn resolve(view: &View, recipients: Recipients) -> Result<(Recipients, Vec<UserN
                     None => unknown.push(name),
                 }
             }
-            if known.is_empty() { Err(unknown) } else { Ok((Recipients::Multicast(known), unknown)) }
+            if known.is_empty() { Err(nobody(unknown)) } else { Ok((Recipients::Multicast(known), unknown)) }
         }
     }
-}
-
-/// Sends one ordered entry to member `id`, or, for this node itself, stores it.
-pub(super) fn order_to(common: &mut Common, id: NodeId, pos: Pos, entry: Entry, unknown: Vec<UserName>) {
-    if id == common.me() {
-        common.log.receive(pos, entry, unknown);
-    } else {
-        common.send_id(id, PeerMsg::Order { pos, entry, unknown });
-    }
-}
-
-/// Tells every other member the new commit point, and delivers up to it here.
-pub(super) fn broadcast_commit(common: &mut Common, commit: Option<Pos>) {
-    let Some(pos) = commit else { return };
-    let me = common.me();
-    for id in common.view.ids() {
-        if id != me {
-            common.send_id(id, PeerMsg::Commit { pos });
-        }
-    }
-    common.commit(pos);
 }

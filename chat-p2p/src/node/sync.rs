@@ -2,33 +2,39 @@
 //! completes each member's log within its own last term before it orders anything new.
 //!
 //! ```text
-//!  won term T ──SyncRequest{T, members}──► every member ──► SyncReply{T, last, entries} (+ pending Submits)
-//!      │                                    (a reply stamped more than MAX_CLOCK_JUMP ahead: dropped)
+//!  won term T ──SyncRequest{T}──► every member of its view ──► SyncReply{T, last, entries} (+ pending Submits)
+//!      │                          (a reply stamped more than MAX_CLOCK_JUMP ahead: dropped)
 //!      │                                                          │
-//!      │◄─────────────────────────────────────────────────────────┘  (or the failure timeout: removed)
+//!      │◄─────────────────────────────────────────────────────────┘  (or the failure timeout)
 //!      ▼ every member answered
 //!  a member holds a newer term? ──yes──► take a term above it (a new sync)
 //!      │ no
 //!      ▼
-//!  plan_fills: Order the missing entries of each member's lineage, Commit them; then order what
-//!  was queued meanwhile and this node's own pending messages
+//!  plan_fills: one Orders frame per member with the missing entries of its lineage, committed
+//!  (messages and changes alike: every member ends with the same state); then Left for every member
+//!  that did not answer, the queued submissions, this node's own pending messages; then the program
+//!  hears of the new coordinator
 //! ```
 //!
-//! The member side (adopting the term and the view, answering) is [`super::member::Follower::answer_sync`].
+//! Members do not take the coordinator's view: the view is part of the state every member derives
+//! from the log, and after the fills every member of one lineage holds the same log. The member side
+//! (answering) is [`super::member::Follower::answer_sync`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
-use chat_core::{DedupWindow, MessageBuffer, NodeId, Timestamp};
+use chat_core::{DedupWindow, NodeId, Timestamp};
 
 use super::Next;
+use super::archive::Archive;
 use super::common::Common;
 use super::coordinator::Coordinator;
 use super::flood::Flood;
-use super::sequencing::order_to;
+use super::outbox::Outboxes;
 use crate::election::Term;
-use crate::ordering::{Report, Sequencer, entry_for, plan_fills};
-use crate::protocol::{Entry, Member, PeerMsg, Pos, Submission};
+use crate::group::Change;
+use crate::ordering::{FRAME_BUDGET, Report, Sequencer, plan_fills};
+use crate::protocol::{Entry, PeerMsg, Pos, Submission};
 
 /// The sync of a new term, while it runs.
 #[derive(Debug)]
@@ -43,34 +49,36 @@ pub(super) struct SyncState {
 
 impl Coordinator {
     /// Won `term`: asks every member what it holds before ordering anything new. A coordinator
-    /// that takes a newer term keeps its `previous` state's history and ordered IDs.
+    /// that takes a newer term keeps its `previous` state's archive and ordered IDs.
     pub(super) fn start(common: &mut Common, now: Instant, term: Term, previous: Option<Coordinator>) -> Self {
         let me = common.me();
-        common.alloc.new_block();
-        let members: Vec<Member> = common.view.iter().cloned().collect();
-        let others: BTreeSet<NodeId> = common.view.ids().into_iter().filter(|id| *id != me).collect();
-        let (full, known) = match previous {
-            Some(old) => (old.full, old.known),
-            None => (MessageBuffer::new(common.cfg.history), DedupWindow::new(common.cfg.sync_window * 16)),
+        let ids = common.group.view().ids();
+        let others: BTreeSet<NodeId> = ids.iter().copied().filter(|id| *id != me).collect();
+        let (archive, known, last_time) = match previous {
+            Some(old) => (old.archive, old.known, old.last_time),
+            None => (Archive::new(common.cfg.history), DedupWindow::new(common.cfg.sync_window * 16), 0),
         };
         let mut reports = BTreeMap::new();
         reports.insert(me, common.report());
-        tracing::info!(%me, epoch = term.epoch, members = members.len(), "coordinator: syncing members");
+        tracing::info!(%me, epoch = term.epoch, members = ids.len(), "coordinator: syncing members");
         for id in &others {
-            common.send_id(*id, PeerMsg::SyncRequest { term, members: members.clone() });
+            common.send_id(*id, PeerMsg::SyncRequest { term });
         }
-        let alive = common.view.ids().into_iter().map(|id| (id, now)).collect();
         Coordinator {
-            seq: Sequencer::new(term, common.view.ids()),
+            head: common.group.clone(),
+            seq: Sequencer::new(term, ids.iter().copied()),
+            outbox: Outboxes::new(term),
+            admitting: Vec::new(),
             syncing: Some(SyncState { waiting: others, reports, deadline: now + common.cfg.timeout }),
             queued: VecDeque::new(),
-            alive,
+            alive: ids.iter().map(|id| (*id, now)).collect(),
             next_heartbeat: now,
             beats: 0,
             last_beacon: None,
-            full,
+            archive,
             known,
             flood: Flood::new(common.cfg.limits),
+            last_time,
         }
     }
 
@@ -87,15 +95,13 @@ impl Coordinator {
         entries: Vec<(Pos, Entry)>,
         clock: u64,
     ) -> Next {
-        let current = common.term().unwrap_or_default();
-        if term != current {
-            common.send_to(sender, PeerMsg::NotMember { term: current });
-            return Next::Stay;
+        if term != self.term() {
+            return self.not_member(common, sender);
         }
         // A reply stamped too far ahead is dropped whole: the member counts as not answering.
         let stamps = entries.iter().filter_map(|(_, e)| match e {
             Entry::Visible(m) => Some(m.lamport.counter),
-            Entry::Hidden(_) => None,
+            Entry::Hidden(_) | Entry::Change(_) => None,
         });
         let highest = stamps.chain([clock]).max().unwrap_or(clock);
         if !common.admits_clock("SyncReply", from, highest) {
@@ -119,7 +125,7 @@ impl Coordinator {
         if !sync.waiting.is_empty() && now < sync.deadline {
             return Next::Stay;
         }
-        let own = self.seq.term();
+        let own = self.term();
         let newest = sync.reports.values().flat_map(|r| [r.lineage, r.last.map(|p| p.term)]).flatten().max();
         if let Some(newest) = newest.filter(|t| *t > own) {
             // Two partitions reached the same epoch and a member followed the other one: this
@@ -128,46 +134,104 @@ impl Coordinator {
             return Next::ReassertAbove(newest);
         }
         let Some(sync) = self.syncing.take() else { return Next::Stay };
-        for id in sync.waiting {
-            tracing::info!(%id, "member did not answer the sync: removed");
-            self.remove_member(common, id);
-        }
+        self.fill(common, &sync.reports);
+        // The archive: what this node ordered before, delivered, and what the members could see.
+        let reported = sync.reports.values().flat_map(|r| r.entries.iter()).filter_map(|(_, e)| match e {
+            Entry::Visible(m) => Some(m.clone()),
+            Entry::Hidden(_) | Entry::Change(_) => None,
+        });
+        let mine = self.archive.iter().cloned().chain(common.history.iter().cloned());
+        self.archive = Archive::gathered(common.cfg.history, mine.chain(reported));
+        // From here on, the state every member holds after the fills.
         let me = common.me();
-        for (id, fills) in plan_fills(&sync.reports) {
-            let Some(last) = fills.last().map(|(p, _)| *p) else { continue };
-            let Some(name) = common.view.get(id).map(|m| m.name.clone()) else { continue };
-            for (pos, entry) in fills {
-                if let Entry::Visible(m) = &entry {
-                    common.clock.observe(m.lamport);
-                }
-                let entry = match entry {
-                    Entry::Visible(m) => entry_for(&m, &name),
-                    hidden => hidden,
-                };
-                self.known.insert(entry.id());
-                order_to(common, id, pos, entry, Vec::new());
-            }
-            if id == me {
-                common.commit(last);
-            } else {
-                common.send_id(id, PeerMsg::Commit { pos: last });
+        self.head = common.group.clone();
+        // The old coordinator may have ordered this node's own removal (it lost its link to it):
+        // every member has it now, so this node joins again, first thing in its term (in its own
+        // log too: the head has it before it is ordered).
+        let rejoin = (!self.head.view().contains(me)).then(|| Change::Joined(common.member()));
+        if let Some(change) = &rejoin {
+            self.head.apply(change);
+        }
+        let ids = self.head.view().ids();
+        self.seq = Sequencer::new(own, ids.iter().copied());
+        self.outbox = Outboxes::new(own);
+        for id in &ids {
+            if *id != me {
+                self.outbox.add(*id, 1, false);
+                self.alive.entry(*id).or_insert(now);
             }
         }
-        for report in sync.reports.values() {
+        if let Some(change) = rejoin {
+            self.order_change(common, now, change);
+        }
+        self.alive.retain(|id, _| ids.contains(id));
+        for id in ids {
+            if id != me && !sync.reports.contains_key(&id) {
+                tracing::info!(%id, "member did not answer the sync: removed");
+                self.remove_member(common, now, id);
+            }
+        }
+        tracing::info!(%me, term = %own, "sync done: ordering");
+        common.report_coordinator(own);
+        let queued: Vec<(NodeId, Submission)> = self.queued.drain(..).collect();
+        for (from, sub) in queued {
+            if self.knows(from) {
+                self.on_submit(common, now, from, sub);
+            }
+        }
+        // This node's own pending messages and room requests next.
+        common.pending.resend_all();
+        for (req, op) in common.rooms.for_new_coordinator() {
+            self.on_room(common, now, me, req, op);
+        }
+        Next::Stay
+    }
+
+    /// Completes every member's log within its lineage: one `Orders` frame (or a few) each, which
+    /// commits what it carries; this node's own log at once.
+    fn fill(&mut self, common: &mut Common, reports: &BTreeMap<NodeId, Report>) {
+        let me = common.me();
+        for report in reports.values() {
             for (_, entry) in &report.entries {
-                self.known.insert(entry.id());
+                if let Some(id) = entry.message_id() {
+                    self.known.insert(id);
+                }
                 if let Entry::Visible(m) = entry {
                     common.clock.observe(m.lamport);
                 }
             }
         }
-        tracing::info!(%me, term = %own, "sync done: ordering");
-        let queued: Vec<(NodeId, Submission)> = self.queued.drain(..).collect();
-        for (from, sub) in queued {
-            self.on_submit(common, now, from, sub);
+        for (id, fills) in plan_fills(reports) {
+            let Some(&(last, _)) = fills.last() else { continue };
+            if id == me {
+                for (pos, entry) in fills {
+                    common.log.receive(pos, entry, Vec::new());
+                }
+                common.commit(last);
+                continue;
+            }
+            let Some(member) = common.group.view().get(id).cloned() else { continue };
+            let mut batch: Vec<(Entry, Vec<chat_core::UserName>)> = Vec::new();
+            let mut first = fills[0].0;
+            let mut weight = 0;
+            for (pos, entry) in fills {
+                let entry = match entry {
+                    Entry::Visible(m) => common.group.entry_for(&m, &member.name),
+                    other => other,
+                };
+                let w = entry.weight();
+                if !batch.is_empty() && (weight + w > FRAME_BUDGET || pos.term != first.term) {
+                    let entries = std::mem::take(&mut batch);
+                    let msg = PeerMsg::Orders { term: first.term, first: first.index, entries, commit: 0 };
+                    common.send_to(member.addr, msg);
+                    first = pos;
+                    weight = 0;
+                }
+                weight += w;
+                batch.push((entry, Vec::new()));
+            }
+            let msg = PeerMsg::Orders { term: first.term, first: first.index, entries: batch, commit: last.index };
+            common.send_to(member.addr, msg);
         }
-        // This node's own pending messages next (submitted by the node, paced, once this returns).
-        common.pending.resend_all();
-        Next::Stay
     }
 }

@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chat_core::{
-    ChatMessage, CoreError, ErrorCode, Event, MessageId, NodeId, OutgoingMessage, PeerInfo, Recipients, Timestamp,
-    UserName,
+    ChatMessage, CoreError, ErrorCode, Event, NodeId, OutgoingMessage, PeerInfo, Recipients, Timestamp, UserName,
 };
 
 use super::*;
 use crate::election::ElectionMsg;
-use crate::protocol::{Entry, Member, Pos, Submission};
+use crate::protocol::{Entry, Member, Pos, Snapshot, Submission};
 
 /// The coordinator of the member scenarios (above the member, so joining starts no election).
 pub(super) const COORDINATOR: NodeId = NodeId(20);
@@ -60,7 +59,7 @@ pub(super) fn founder_with(t0: Instant, cfg: NodeConfig) -> Node {
 
 /// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
 pub(super) fn carol_request(nonce: u64) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None }
+    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None, id: None }
 }
 
 /// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
@@ -75,8 +74,9 @@ pub(super) fn member(t0: Instant) -> Node {
         Member { id: COORDINATOR, name: name("alice"), addr: addr(1), key: None },
         Member { id: MEMBER, name: name("bob"), addr: addr(2), key: None },
     ];
+    let state = Snapshot { members, high: COORDINATOR, ..Snapshot::default() };
     let ack =
-        PeerMsg::JoinAck { nonce, id: MEMBER, term, members, history: Vec::new(), start: Pos::new(term, 0), clock: 0 };
+        PeerMsg::JoinAck { nonce, id: MEMBER, term, state, history: Vec::new(), start: Pos::new(term, 0), clock: 0 };
     node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, ack)));
     let changed = Event::CoordinatorChanged { name: name("alice"), node_id: COORDINATOR, epoch: 1 };
     assert_eq!(drain(&mut node), vec![Output::Joined { id: MEMBER }, Output::Event(changed)]);
@@ -122,14 +122,45 @@ fn carol_admitted(node: &Node, nonce: u64) -> Vec<Output> {
         nonce,
         id: carol_id,
         term,
-        members,
+        state: Snapshot { members, high: carol_id, ..Snapshot::default() },
         history: Vec::new(),
-        start: Pos::new(term, 0),
+        // Her admission is the first position of the term: the state includes it.
+        start: Pos::new(term, 1),
         // The founder's counter 0, after observing carol's 0.
         clock: 1,
     };
     let joined = PeerInfo { name: name("carol"), node_id: Some(carol_id), addr: Some(addr(3)), coordinator: false };
-    vec![Output::Event(Event::PeerJoined(joined)), Output::Send { to: addr(3), msg: envelope(node.id(), 1, ack) }]
+    // The commit point moved in this turn (to her admission): told to every member with nothing new.
+    let commit = PeerMsg::Commit { pos: Pos::new(term, 1) };
+    vec![
+        Output::Event(Event::PeerJoined(joined)),
+        Output::Send { to: addr(3), msg: envelope(node.id(), 1, ack) },
+        Output::Send { to: addr(3), msg: envelope(node.id(), 1, commit) },
+    ]
+}
+
+/// Every member acknowledges every `Orders` frame among `out` (sent by `coordinator`), over plain
+/// links; what that outputs. Members are found by address in the coordinator's peers.
+pub(super) fn ack_all(coordinator: &mut Node, t: Instant, out: &[Output]) -> Vec<Output> {
+    ack_all_with(coordinator, t, out, Input::Receive)
+}
+
+/// [`ack_all`], each `Ack` handed to the node as `wrap` makes it (e.g. over an authenticated link).
+pub(super) fn ack_all_with(
+    coordinator: &mut Node,
+    t: Instant,
+    out: &[Output],
+    wrap: impl Fn(Envelope) -> Input,
+) -> Vec<Output> {
+    let peers = coordinator.peers();
+    for o in out {
+        if let Output::Send { to, msg: Envelope { msg: PeerMsg::Orders { term, first, entries, .. }, .. } } = o {
+            let Some(id) = peers.iter().find(|p| p.addr == Some(*to)).and_then(|p| p.node_id) else { continue };
+            let ack = PeerMsg::Ack { term: *term, index: first + entries.len() as u64 - 1 };
+            coordinator.handle(t, wrap(envelope(Some(id), to.port(), ack)));
+        }
+    }
+    drain(coordinator)
 }
 
 #[test]
@@ -167,7 +198,8 @@ fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
     let t0 = Instant::now();
     let mut node = member(t0);
     let id = node.submit(t0, message(Recipients::Broadcast, "hi")).expect("accepted");
-    assert_eq!(id, MessageId::new(MEMBER, 1));
+    // Its own ID, and a sequence number from the process's random base (node IDs are small).
+    assert_eq!(id.origin, MEMBER);
     let sub = Submission {
         id,
         sender: name("bob"),
@@ -188,7 +220,7 @@ fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
         lamport: Timestamp::new(5, COORDINATOR),
         time: 0,
     };
-    let order = PeerMsg::Order { pos, entry: Entry::Visible(msg.clone()), unknown: Vec::new() };
+    let order = PeerMsg::Orders { term, first: 1, entries: vec![(Entry::Visible(msg.clone()), Vec::new())], commit: 0 };
     node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, order)));
     let ack = PeerMsg::Ack { term, index: 1 };
     assert_eq!(drain(&mut node), vec![Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, ack) }]);
@@ -226,10 +258,11 @@ fn a_member_expelled_by_its_coordinator_rejoins_through_it() {
         other => panic!("a JoinRequest multicast first, not {other:?}"),
     };
     // The Lamport counter after observing the JoinAck's 0.
-    let request = PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1, key: None };
+    let request =
+        PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1, key: None, id: Some(MEMBER) };
     let expected = vec![
-        Output::Multicast(envelope(Some(MEMBER), 2, request.clone())),
-        Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, request) },
+        Output::Multicast(envelope(None, 2, request.clone())),
+        Output::Send { to: addr(1), msg: envelope(None, 2, request) },
     ];
     assert_eq!(out, expected);
 }

@@ -1,7 +1,7 @@
 //! Sequencer, log and failover-merge unit tests.
 
 use super::*;
-use chat_core::{MessageId, Recipients, Timestamp};
+use chat_core::{ChatMessage, MessageId, Recipients, Timestamp};
 
 fn t(epoch: u64, c: u64) -> Term {
     Term::new(epoch, NodeId(c))

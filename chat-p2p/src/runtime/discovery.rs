@@ -1,5 +1,6 @@
 //! The discovery group as the node task sees it: [`Discovery`], implemented by UDP multicast
-//! ([`DiscoverySocket`]) and by an in-memory group ([`MemoryGroup`]), and the task that owns it.
+//! ([`DiscoverySocket`]), by an in-memory group ([`MemoryGroup`]) and by nothing at all
+//! ([`NoDiscovery`], for a node that joins through known peers), and the task that owns it.
 //!
 //! ```text
 //!  driver ── Output::Multicast ──(bounded, try_send)──► discovery task ──encode (seal)──send──► group
@@ -66,6 +67,21 @@ impl Discovery for MemoryGroup {
         let n = datagram.len().min(buf.len());
         buf[..n].copy_from_slice(&datagram[..n]);
         Ok(n)
+    }
+}
+
+/// No discovery group: what a node that joins through known peers (`--peer`) uses. It sends
+/// nothing (the node multicasts nothing then anyway) and never receives.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDiscovery;
+
+impl Discovery for NoDiscovery {
+    async fn send(&mut self, _datagram: &[u8]) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn recv(&mut self, _buf: &mut [u8]) -> Result<usize, TransportError> {
+        std::future::pending().await
     }
 }
 

@@ -40,8 +40,8 @@ use crate::node::{Channel, Untrusted};
 use crate::protocol::{Envelope, PeerKey};
 use crate::secure::Security;
 
-/// Most frames written in one batch by a link task.
-const WRITE_BATCH: usize = 64;
+/// Most frames a link task writes with one write (what the driver queued meanwhile).
+pub const WRITE_BATCH: usize = 256;
 
 /// Dials `addr`, writes what the driver queues, and reports the link down on any failure (whether
 /// it was ever open). Ends quietly once the driver drops the queue, after writing what is in it.

@@ -9,7 +9,7 @@
 //!  link task per destination (Dialer; write; EOF = down) ──────────┘      │
 //!                                                                         ▼
 //!  P2pTransport ── shutdown (leave) ────────────────────────────►  driver: select! { biased;
-//!               ── requests (send, peers, history) ─────────────►     shutdown, inbound, requests,
+//!               ── requests (send, rooms, peers, history) ──────►     shutdown, inbound, requests,
 //!               ◄─ events (bounded) ─────────────────────────────    sleep_until(poll_timeout) }
 //!                                                                     │ Output::Send ─► link queue (try_send)
 //!                                                                     └ Output::Multicast ─► discovery task (try_send)
@@ -34,6 +34,12 @@
 //! as `Input::Authenticated` and learns of traffic that could not be authenticated as
 //! `Input::Untrusted`. No key or ciphertext ever reaches the node.
 //!
+//! **Turns.** The driver hands the node everything that is waiting, up to [`TURN_INPUTS`] inbound
+//! items or requests, before it drains the node's outputs: the coordinator orders all of it as one
+//! batch, so a busy group costs one frame per member per turn, and each link task writes every frame
+//! queued for it with one write (at most [`WRITE_BATCH`] frames). Before each turn it gives
+//! the node the wall-clock time (`Input::Clock`), which a coordinator stamps messages with.
+//!
 //! Slow-consumer policy: if the program stops reading events and [`EVENT_QUEUE`] fills, the node
 //! leaves the group cleanly and the transport ends with `Disconnected { code: slow_consumer }`.
 //! Time is read from `tokio::time::Instant` (so tests may pause it) and handed to the node as
@@ -44,7 +50,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_core::{ChatMessage, CoreError, ErrorCode, Event, MessageId, NodeId, OutgoingMessage, PeerInfo, SendReceipt};
+use chat_core::{
+    ChatMessage, CoreError, ErrorCode, Event, MessageId, NodeId, OutgoingMessage, PeerInfo, RoomInfo, RoomName,
+    SendReceipt,
+};
 use chat_transport::{Dialer, Listener, sleep_until};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
@@ -53,7 +62,7 @@ use tracing::{debug, warn};
 
 use crate::P2pError;
 use crate::node::{Channel, Counters, Input, Node, Output, Untrusted};
-use crate::protocol::{Envelope, PeerKey};
+use crate::protocol::{Envelope, PeerKey, RoomOp, RoomOutcome};
 use crate::secure::Security;
 use discovery::discovery_task;
 use links::{accept_loop, link_task};
@@ -63,8 +72,9 @@ mod inbound;
 mod links;
 mod opening;
 
-pub use discovery::Discovery;
+pub use discovery::{Discovery, NoDiscovery};
 pub use inbound::{MAX_INBOUND, MAX_INBOUND_PER_IP};
+pub use links::WRITE_BATCH;
 
 /// Events queued for the program; see the slow-consumer policy in the module documentation.
 pub const EVENT_QUEUE: usize = 4096;
@@ -81,6 +91,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 /// Datagrams queued for the discovery group; more are dropped (multicast is lossy anyway).
 pub const MULTICAST_QUEUE: usize = 64;
+/// Most inbound items, and most requests, the node gets in one turn before its outputs are drained.
+pub const TURN_INPUTS: usize = 256;
 
 /// What the transport (`P2pTransport`) asks the driver for.
 pub(crate) enum NodeRequest {
@@ -88,9 +100,18 @@ pub(crate) enum NodeRequest {
     Send { msg: OutgoingMessage, reply: oneshot::Sender<Result<SendReceipt, CoreError>> },
     /// The members.
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    /// The last `limit` messages.
-    History { limit: usize, reply: oneshot::Sender<Vec<ChatMessage>> },
+    /// The last `limit` messages (of a room).
+    History { room: Option<RoomName>, limit: usize, reply: oneshot::Sender<Result<Vec<ChatMessage>, CoreError>> },
+    /// Join or part a room; answered once it is done.
+    Room { op: RoomOp, reply: oneshot::Sender<Result<RoomOutcome, CoreError>> },
+    /// The rooms.
+    Rooms { reply: oneshot::Sender<Vec<RoomInfo>> },
+    /// Who is in the group, or in a room.
+    Who { room: Option<RoomName>, reply: oneshot::Sender<Vec<PeerInfo>> },
 }
+
+/// What the node task reports once the node is a member: the rooms its user is in.
+pub(crate) type Ready = oneshot::Sender<Result<Vec<RoomName>, P2pError>>;
 
 /// What the network tasks hand to the driver.
 pub(crate) enum Inbound {
@@ -158,7 +179,8 @@ pub(crate) struct Driver<D> {
     inbound: mpsc::Receiver<Inbound>,
     events: mpsc::Sender<Event>,
     pending: HashMap<MessageId, oneshot::Sender<Result<SendReceipt, CoreError>>>,
-    ready: Option<oneshot::Sender<Result<(), P2pError>>>,
+    rooms: HashMap<u64, oneshot::Sender<Result<RoomOutcome, CoreError>>>,
+    ready: Option<Ready>,
     shared: Arc<Shared>,
     /// Accept loop and discovery task (they run until the driver is dropped).
     background: JoinSet<()>,
@@ -197,7 +219,7 @@ impl<D: Dialer> Driver<D> {
         me: SocketAddr,
         network: Network<L, D, G>,
         events: mpsc::Sender<Event>,
-        ready: oneshot::Sender<Result<(), P2pError>>,
+        ready: Ready,
         shared: Arc<Shared>,
     ) -> Self {
         let Network { listener, dialer, discovery, security } = network;
@@ -220,6 +242,7 @@ impl<D: Dialer> Driver<D> {
             inbound,
             events,
             pending: HashMap::new(),
+            rooms: HashMap::new(),
             ready: Some(ready),
             shared,
             background,
@@ -254,9 +277,26 @@ impl<D: Dialer> Driver<D> {
                     }
                     return;
                 }
-                Some(inbound) = self.inbound.recv() => self.inbound(inbound),
-                Some(request) = requests.recv() => self.request(request),
-                () = sleep_until(deadline) => self.timer(node_deadline),
+                Some(inbound) = self.inbound.recv() => {
+                    self.clock();
+                    self.inbound(inbound);
+                    for _ in 1..TURN_INPUTS {
+                        let Ok(more) = self.inbound.try_recv() else { break };
+                        self.inbound(more);
+                    }
+                }
+                Some(request) = requests.recv() => {
+                    self.clock();
+                    self.request(request);
+                    for _ in 1..TURN_INPUTS {
+                        let Ok(more) = requests.try_recv() else { break };
+                        self.request(more);
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    self.clock();
+                    self.timer(node_deadline);
+                }
             }
             self.drain();
         }
@@ -264,6 +304,14 @@ impl<D: Dialer> Driver<D> {
             self.leave().await;
         }
         debug!(me = %self.me, "node task stopped");
+    }
+
+    /// Gives the node the wall-clock time.
+    fn clock(&mut self) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.node.handle(now(), Input::Clock { unix_ms });
     }
 
     /// A deadline passed: the node's, and/or the sweep of idle links.
@@ -306,7 +354,15 @@ impl<D: Dialer> Driver<D> {
                 Err(e) => drop(reply.send(Err(e))),
             },
             NodeRequest::Peers { reply } => drop(reply.send(self.node.peers())),
-            NodeRequest::History { limit, reply } => drop(reply.send(self.node.history(limit))),
+            NodeRequest::History { room, limit, reply } => drop(reply.send(self.node.history_of(room.as_ref(), limit))),
+            NodeRequest::Room { op, reply } => match self.node.room_request(now(), op) {
+                Ok(req) => {
+                    self.rooms.insert(req, reply);
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            NodeRequest::Rooms { reply } => drop(reply.send(self.node.rooms())),
+            NodeRequest::Who { room, reply } => drop(reply.send(self.node.who(room.as_ref()))),
         }
     }
 
@@ -336,13 +392,26 @@ impl<D: Dialer> Driver<D> {
                     Some(ready) => drop(ready.send(Err(P2pError::Refused { code, reason }))),
                     None => self.shared.set_ended(code, reason),
                 },
+                Output::NoGroup { peers } => {
+                    let waited = self.node.config().join_timeout;
+                    let error = P2pError::NoGroup { peers, waited };
+                    match self.ready.take() {
+                        Some(ready) => drop(ready.send(Err(error))),
+                        None => self.shared.set_ended(ErrorCode::Disconnected, error.to_string()),
+                    }
+                }
+                Output::RoomDone { req, result } => {
+                    if let Some(reply) = self.rooms.remove(&req) {
+                        let _ = reply.send(result);
+                    }
+                }
             }
         }
         self.shared.set_counters(self.node.counters());
         if self.node.is_member()
             && let Some(ready) = self.ready.take()
         {
-            let _ = ready.send(Ok(()));
+            let _ = ready.send(Ok(self.node.my_rooms()));
         }
     }
 

@@ -203,7 +203,9 @@ pub fn describe(sim: &Sim) -> String {
     s
 }
 
-/// Exactly one coordinator, known to every live node, and it is the highest live ID.
+/// Exactly one coordinator, known to every live node, every live node a member. (Which node it is
+/// depends on the faults: the highest live ID wins an election, and no election runs while the
+/// coordinator lives, so a node that joins later never takes over: `sim_calm.rs`.)
 pub fn one_coordinator(sim: &Sim) -> Result<(), String> {
     let live: Vec<_> = sim.live().into_iter().filter_map(|i| sim.node(i)).collect();
     if live.is_empty() {
@@ -217,18 +219,66 @@ pub fn one_coordinator(sim: &Sim) -> Result<(), String> {
     if let Some(n) = live.iter().find(|n| n.coordinator() != Some(c) || !n.is_member()) {
         return Err(format!("{:?} follows {:?}, not {c}", n.id(), n.coordinator()));
     }
-    let max = live.iter().filter_map(|n| n.id()).max();
-    if max != Some(c) {
-        return Err(format!("coordinator {c} is not the highest live ID {max:?}"));
+    Ok(())
+}
+
+/// No election started while the coordinator followed was alive, coordinating and reachable, with
+/// no fault for `CALM_AFTER`.
+pub fn no_uncalled_election(sim: &Sim) -> Result<(), String> {
+    match sim.uncalled.first() {
+        None => Ok(()),
+        Some(e) => Err(format!(
+            "slot {} started an election at {:?} while slot {} coordinated {} ({} such elections)",
+            e.slot,
+            e.at,
+            e.coordinator,
+            e.term,
+            sim.uncalled.len()
+        )),
+    }
+}
+
+/// A process keeps its ID for its whole life, except a renumbering after a partition of a node
+/// admitted during the split.
+pub fn stable_ids(sim: &Sim) -> Result<(), String> {
+    for (i, slot) in sim.slots.iter().enumerate() {
+        let Some(&(first, _)) = slot.life_ids.first() else { continue };
+        if let Some((id, _)) = slot.life_ids.iter().skip(1).find(|(id, split)| *id != first && !split) {
+            return Err(format!(
+                "slot {i} held {first}, then {id} with no partition to explain it: {:?}",
+                slot.life_ids
+            ));
+        }
     }
     Ok(())
 }
 
-/// No ID was ever given to two processes.
+/// Every live node told the same `joined` / `left` story: of two nodes, the story of the one
+/// admitted later is the end of the other's.
+pub fn same_membership_story(sim: &Sim) -> Result<(), String> {
+    let live = sim.live();
+    for &a in &live {
+        for &b in &live {
+            let (sa, sb) = (&sim.slots[a].story, &sim.slots[b].story);
+            if a >= b {
+                continue;
+            }
+            let (long, short) = if sa.len() >= sb.len() { (sa, sb) } else { (sb, sa) };
+            if !long.ends_with(short) {
+                return Err(format!("slots {a} and {b} tell different stories:\n  {a}: {sa:?}\n  {b}: {sb:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No two live nodes share an ID, and no ID was ever given to two processes except to nodes
+/// admitted on two sides of a partition (renumbered when it heals).
 pub fn unique_ids(sim: &Sim) -> Result<(), String> {
     let mut owner: HashMap<NodeId, usize> = HashMap::new();
     for (i, slot) in sim.slots.iter().enumerate() {
-        for id in &slot.ids {
+        let split: HashSet<NodeId> = slot.life_ids.iter().filter(|(_, s)| *s).map(|(id, _)| *id).collect();
+        for id in slot.ids.iter().filter(|id| !split.contains(id)) {
             if let Some(j) = owner.insert(*id, i).filter(|j| *j != i) {
                 return Err(format!("ID {id} given to slots {j} and {i}"));
             }

@@ -5,12 +5,18 @@
 //! |-----------|----------------------------------------------------------------------|
 //! | `redis`   | [`redis::RedisPubSub`]: `SUBSCRIBE` / `PUBLISH` over RESP              |
 //! | `nats`    | [`nats::NatsPubSub`]: `SUB` / `PUB` over the NATS text protocol        |
+//! | `common`  | [`common::Common`]: target, address, labels, TLS to ours; CPU samples |
+//! | `logins`  | password logins: accounts for a run, argon2id timed, a login storm over TLS |
+//! | `login_cmds` | the `accounts`, `argon2` and `logins` commands, the storm options of `bench` |
 //! | `procfs`  | CPU seconds and resident memory of a process, from `/proc`           |
 //! | `record`  | `RESULT key=value ...` lines: writing and parsing                    |
 //! | `summary` | medians and ratios per scenario and target, as Markdown tables       |
 //! | `chart`   | the SVG chart (throughput per workload, latency percentiles)         |
 
 pub mod chart;
+pub mod common;
+pub mod login_cmds;
+pub mod logins;
 pub mod nats;
 pub mod procfs;
 pub mod record;

@@ -11,8 +11,7 @@ use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
 use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, PubSub, Stamp, read_more};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{Topics, find_crlf, parse_int};
@@ -67,7 +66,11 @@ fn parse(b: &[u8]) -> Option<(usize, Op)> {
 }
 
 impl PubSub for NatsPubSub {
-    async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
+    async fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        stream: &mut S,
+        party: Party,
+    ) -> io::Result<BytesMut> {
         let mut cmd = BytesMut::from(CONNECT);
         if let Party::Subscriber(i) = party {
             let subject = self.topics.subscription(i);

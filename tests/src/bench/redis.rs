@@ -11,8 +11,7 @@ use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
 use chat_cli::loadgen::{Dest, Incoming, OPEN_TIMEOUT, Party, PubSub, Stamp, read_more};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{Topics, find_crlf, parse_int};
@@ -91,7 +90,11 @@ fn bulk(out: &mut BytesMut, s: &[u8]) {
 }
 
 impl PubSub for RedisPubSub {
-    async fn open(&mut self, stream: &mut TcpStream, party: Party) -> io::Result<BytesMut> {
+    async fn open<S: AsyncRead + AsyncWrite + Unpin + Send>(
+        &mut self,
+        stream: &mut S,
+        party: Party,
+    ) -> io::Result<BytesMut> {
         let mut buf = BytesMut::with_capacity(4096);
         let Party::Subscriber(i) = party else { return Ok(buf) };
         let channel = self.topics.subscription(i);

@@ -34,6 +34,14 @@ const JOIN: Metric = Metric { key: "join_ms", title: "time for all to join (ms)"
 const IDLE_CPU: Metric =
     Metric { key: "server_cpu_s", title: "server CPU s (join + settle)", higher_is_better: false, scale: 1.0 };
 
+const LOGINS: Metric = Metric { key: "logins_per_s", title: "logins/s", higher_is_better: true, scale: 1.0 };
+const LOGIN_P50: Metric = Metric { key: "login_p50_us", title: "login p50 µs", higher_is_better: false, scale: 1.0 };
+const LOGIN_P99: Metric = Metric { key: "login_p99_us", title: "login p99 µs", higher_is_better: false, scale: 1.0 };
+const LOGIN_CPU: Metric =
+    Metric { key: "server_cpu_ms_per_login", title: "server CPU ms / login", higher_is_better: false, scale: 1.0 };
+const VERIFY: Metric =
+    Metric { key: "verify_p50_ms", title: "password check ms (argon2id)", higher_is_better: false, scale: 1.0 };
+
 /// The records of one scenario, grouped by target in first-seen order.
 #[derive(Debug)]
 pub struct Scenario<'a> {
@@ -56,17 +64,25 @@ impl Scenario<'_> {
 
     /// The metrics the summary shows for this scenario.
     pub fn metrics(&self) -> Vec<Metric> {
-        match (self.kind(), self.open_loop()) {
+        let mut metrics = match (self.kind(), self.open_loop()) {
             ("idle", _) => vec![RSS, JOIN, IDLE_CPU],
+            ("argon2", _) => vec![VERIFY],
+            ("logins", _) => vec![LOGINS, LOGIN_P50, LOGIN_P99, LOGIN_CPU],
             (_, true) => vec![P50, P99, P999, CPU],
             _ => vec![DELIV, P99, CPU],
+        };
+        // A load with a login storm beside it: the storm's figures too.
+        if self.kind() == "bench" && self.targets.iter().flat_map(|(_, r)| r).any(|r| r.get("logins").is_some()) {
+            metrics.extend([LOGINS, LOGIN_P99]);
         }
+        metrics
     }
 
-    /// The reference target: `ours` if present, else the first.
-    pub fn reference(&self) -> Option<&str> {
+    /// The reference target: `preferred` if present, else `ours` if present, else the first.
+    pub fn reference(&self, preferred: Option<&str>) -> Option<&str> {
         let names = self.targets.iter().map(|(t, _)| t.as_str());
-        names.clone().find(|t| *t == "ours").or_else(|| names.clone().next())
+        let named = |n: &str| names.clone().find(|t| *t == n);
+        preferred.and_then(named).or_else(|| named("ours")).or_else(|| names.clone().next())
     }
 
     /// Median of `key` over the runs of `target` that count.
@@ -135,16 +151,18 @@ fn ratio(metric: Metric, reference: Option<f64>, this: Option<f64>) -> String {
     }
 }
 
-/// The whole report: one summary table (medians and ratios) and one detail table per scenario.
-pub fn render(records: &[Record]) -> String {
+/// The whole report: one summary table (medians and ratios against `reference`, else `ours`) and
+/// one detail table per scenario.
+pub fn render(records: &[Record], reference: Option<&str>) -> String {
     let scenarios = group(records);
     let mut out = String::new();
+    let name = reference.unwrap_or("ours");
     let _ = writeln!(out, "## Medians and ratios\n");
-    let _ = writeln!(out, "Ratios: how many times better the reference (ours) is; above 1 = ours better.\n");
+    let _ = writeln!(out, "Ratios: how many times better the reference ({name}) is; above 1 = {name} better.\n");
     let _ = writeln!(out, "| scenario | metric | medians per target | ratios |");
     let _ = writeln!(out, "|---|---|---|---|");
     for s in &scenarios {
-        let Some(reference) = s.reference() else { continue };
+        let Some(reference) = s.reference(reference) else { continue };
         for m in s.metrics() {
             let medians: Vec<String> =
                 s.targets.iter().map(|(t, _)| format!("{t} {}", show(s.median(t, m.key), m.scale))).collect();
@@ -157,7 +175,7 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "| {} | {} | {} | {} |", s.name, m.title, medians.join(" · "), ratios.join(" · "));
         }
     }
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| matches!(s.kind(), "bench" | "idle")) {
         let _ = writeln!(out, "\n### {}\n", s.name);
         if let Some((_, runs)) = s.targets.first()
             && let Some(r) = runs.first()
@@ -240,9 +258,32 @@ mod tests {
         let s = group(&records);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].median("ours", "deliv_per_s"), Some(3e6));
-        let text = render(&records);
+        let text = render(&records, None);
         assert!(text.contains("| f | deliveries/s (M) | ours 3.00 · redis 1.50 | vs redis 2.00× |"), "{text}");
         assert!(text.contains("| f | p99 µs | ours 200 · redis 400 | vs redis 2.00× |"), "{text}");
+    }
+
+    #[test]
+    fn another_reference_turns_the_ratios_round_and_storms_add_their_figures() {
+        let records = vec![
+            rec("RESULT scenario=f kind=bench target=ours deliv_per_s=4e6 p99_us=100 cpu_s_per_M=1 rate=0 ok=1"),
+            rec("RESULT scenario=f kind=bench target=ours-tls deliv_per_s=3e6 p99_us=200 cpu_s_per_M=2 rate=0 ok=1"),
+            rec("RESULT scenario=o kind=bench target=ours-tls p99_us=100 rate=5 ok=1"),
+            rec(
+                "RESULT scenario=o kind=bench target=ours-tls+storm p99_us=150 rate=5 logins=40 logins_per_s=4 login_p99_us=900 ok=1",
+            ),
+            rec("RESULT scenario=argon2 target=server kind=argon2 verify_p50_ms=25.0 ok=1"),
+        ];
+        let text = render(&records, Some("ours-tls"));
+        assert!(text.contains("above 1 = ours-tls better"), "{text}");
+        assert!(text.contains("| f | deliveries/s (M) | ours 4.00 · ours-tls 3.00 | vs ours 0.75× |"), "{text}");
+        assert!(text.contains("| o | logins/s | ours-tls – · ours-tls+storm 4.00 | vs ours-tls+storm – |"), "{text}");
+        assert!(
+            text.contains("| o | p99 µs | ours-tls 100 · ours-tls+storm 150 | vs ours-tls+storm 1.50× |"),
+            "{text}"
+        );
+        assert!(text.contains("| argon2 | password check ms (argon2id) | server 25.0 |  |"), "{text}");
+        assert!(!text.contains("### argon2"), "no detail table for the password check: {text}");
     }
 
     #[test]

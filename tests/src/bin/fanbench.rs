@@ -4,25 +4,33 @@
 //! |--------------|-----------------------------------------------------------------------------------|
 //! | `bench`      | one run against `ours`, `redis` or `nats`; prints one `RESULT key=value ...` line |
 //! | `idle`       | opens N idle connections; join time and server memory per connection           |
+//! | `accounts`   | registers N accounts with one password in a data directory (for `logins`, `--storm`) |
+//! | `argon2`     | times the server's password check (argon2id, its parameters), one after another   |
+//! | `logins`     | a login storm alone: K clients log in with passwords over TLS; logins/s, login time |
 //! | `summarize`  | medians and ratios of `RESULT` files, as Markdown tables                          |
 //! | `chart`      | an SVG chart of `RESULT` files                                                    |
 //!
 //! Every target is driven by the same generator ([`chat_cli::loadgen`]), on one thread by
 //! default, so the client-side cost is the same; only the protocol adapter differs. Loopback addresses only.
+//! Ours may be reached over TLS (`--tls-fingerprint` or `--ca`); `bench --storm K` runs a login storm
+//! ([`bench::logins`]) while the messages flow.
 
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use chat_cli::loadgen::{
     self, ChatPubSub, IdleConfig, IdleReport, LoadConfig, LoadReport, Pace, Pattern, Phase, PubSub, RunProgress,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
 
+use bench::common::{Common, CpuMark, Target};
+use bench::login_cmds::{self, StormAccounts};
+use bench::logins;
 use bench::nats::NatsPubSub;
 use bench::procfs::{cpu_seconds, rss_kib};
 use bench::record::Record;
@@ -44,11 +52,20 @@ enum Cmd {
     Bench(BenchArgs),
     /// Opens many idle connections; prints a `RESULT` line with join time and memory.
     Idle(IdleArgs),
+    /// Registers accounts `{prefix}0 ..` with one password in a server's data directory.
+    Accounts(login_cmds::AccountsArgs),
+    /// Times the server's password check (argon2id with its parameters) on this thread.
+    Argon2(login_cmds::Argon2Args),
+    /// A login storm alone; prints a `RESULT` line with logins/s and login times.
+    Logins(login_cmds::LoginsArgs),
     /// Prints medians and ratios of the `RESULT` lines in FILES.
     Summarize {
         /// Files holding `RESULT` lines.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The target the ratios compare the others with (default: `ours`, else the first).
+        #[arg(long)]
+        reference: Option<String>,
     },
     /// Draws an SVG chart of the `RESULT` lines in FILES.
     Chart {
@@ -61,17 +78,6 @@ enum Cmd {
     },
 }
 
-/// The server kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Target {
-    /// The chat server (`chat-cli serve`).
-    Ours,
-    /// `redis-server`.
-    Redis,
-    /// `nats-server`.
-    Nats,
-}
-
 /// Who publishes to whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PatternArg {
@@ -79,38 +85,6 @@ enum PatternArg {
     Fanout,
     /// Publisher i to a random subscriber other than i (as many of each).
     Unicast,
-}
-
-/// Options shared by `bench` and `idle`.
-#[derive(Debug, Clone, Args)]
-struct Common {
-    /// Which protocol to speak.
-    #[arg(long, value_enum)]
-    target: Target,
-    /// The server's address (loopback only).
-    #[arg(long)]
-    addr: SocketAddr,
-    /// The server's process ID, for CPU and memory from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Scenario name written in the `RESULT` line.
-    #[arg(long, default_value = "adhoc")]
-    scenario: String,
-    /// Target label written in the `RESULT` line (default: the target's name).
-    #[arg(long)]
-    label: Option<String>,
-    /// Bound on the whole run, in seconds.
-    #[arg(long, default_value_t = 180)]
-    timeout: u64,
-    /// Prefix of user names / channels / subjects (default: from this process's ID).
-    #[arg(long)]
-    prefix: Option<String>,
-    /// Generator threads (1 = one current-thread runtime, as pinned to one CPU by compare.sh).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Print progress to standard error.
-    #[arg(long)]
-    progress: bool,
 }
 
 /// `bench` options.
@@ -146,6 +120,12 @@ struct BenchArgs {
     /// Do not record the latency of messages sent in the first MS milliseconds of publishing.
     #[arg(long, default_value_t = 0)]
     warmup_ms: u64,
+    /// While the messages flow, this many clients log in with passwords over TLS, again and again
+    /// (accounts from `fanbench accounts`; needs --tls-fingerprint or --ca). 0: no storm.
+    #[arg(long, default_value_t = 0, requires = "password_file")]
+    storm: usize,
+    #[command(flatten)]
+    storm_accounts: StormAccounts,
 }
 
 /// `idle` options.
@@ -173,7 +153,15 @@ fn main() -> anyhow::Result<()> {
             let record = runtime(args.common.threads)?.block_on(idle_cmd(&args))?;
             println!("{record}");
         }
-        Cmd::Summarize { files } => print!("{}", bench::summary::render(&Record::read_all(&files)?)),
+        Cmd::Accounts(args) => login_cmds::accounts_cmd(&args)?,
+        Cmd::Argon2(args) => println!("{}", login_cmds::argon2_cmd(&args)?),
+        Cmd::Logins(args) => {
+            let record = runtime(args.common.threads)?.block_on(login_cmds::logins_cmd(&args))?;
+            println!("{record}");
+        }
+        Cmd::Summarize { files, reference } => {
+            print!("{}", bench::summary::render(&Record::read_all(&files)?, reference.as_deref()))
+        }
         Cmd::Chart { files, out } => {
             bench::chart::draw(&Record::read_all(&files)?, &out)?;
             eprintln!("wrote {}", out.display());
@@ -191,44 +179,6 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         b
     };
     Ok(builder.enable_all().build()?)
-}
-
-impl Common {
-    fn check(&self) -> anyhow::Result<()> {
-        ensure!(self.addr.ip().is_loopback(), "fanbench only drives servers on loopback, not {}", self.addr);
-        Ok(())
-    }
-
-    fn prefix(&self) -> String {
-        self.prefix.clone().unwrap_or_else(|| format!("b{}", std::process::id()))
-    }
-
-    fn label(&self) -> String {
-        self.label.clone().unwrap_or_else(|| format!("{:?}", self.target).to_lowercase())
-    }
-
-    fn pid(&self) -> Option<String> {
-        self.server_pid.map(|p| p.to_string())
-    }
-
-    fn record(&self, kind: &str) -> Record {
-        let mut r = Record::default();
-        r.set("scenario", &self.scenario).set("target", self.label()).set("kind", kind);
-        r
-    }
-}
-
-/// CPU seconds of the server and of this process at one instant.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuMark {
-    server: Option<f64>,
-    generator: Option<f64>,
-}
-
-impl CpuMark {
-    fn now(pid: Option<&str>) -> Self {
-        CpuMark { server: pid.and_then(cpu_seconds), generator: cpu_seconds("self") }
-    }
 }
 
 async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
@@ -249,15 +199,32 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
         pattern,
         timeout: Duration::from_secs(c.timeout),
         warmup: Duration::from_millis(args.warmup_ms),
+        tls: c.tls()?,
     };
     let unicast = args.pattern == PatternArg::Unicast;
     let prefix = c.prefix();
-    let report = match c.target {
-        Target::Ours => drive(ChatPubSub::new(&prefix, args.subs)?, &config, c).await?,
-        Target::Redis => drive(RedisPubSub::new(&prefix, unicast), &config, c).await?,
-        Target::Nats => drive(NatsPubSub::new(&prefix, unicast), &config, c).await?,
+    // The storm waits for the publishing phase and stops when it is done.
+    let (storm_run, storm_wait) = watch::channel(false);
+    let storm = match args.storm {
+        0 => None,
+        clients => {
+            let Some(tls) = config.tls.clone() else {
+                bail!("--storm sends passwords: it needs TLS (--tls-fingerprint or --ca)")
+            };
+            Some(tokio::spawn(logins::storm(args.storm_accounts.storm(c.addr, tls, clients)?, storm_wait)))
+        }
     };
-    let (report, start, end) = report;
+    let report = match c.target {
+        Target::Ours => drive(ChatPubSub::new(&prefix, args.subs)?, &config, c, &storm_run).await,
+        Target::Redis => drive(RedisPubSub::new(&prefix, unicast), &config, c, &storm_run).await,
+        Target::Nats => drive(NatsPubSub::new(&prefix, unicast), &config, c, &storm_run).await,
+    };
+    storm_run.send_replace(false);
+    let storm = match storm {
+        Some(task) => Some(task.await.context("the storm")??),
+        None => None,
+    };
+    let (report, start, end) = report?;
     let mut r = c.record("bench");
     let pct = report.percentiles();
     let secs = report.elapsed.as_secs_f64();
@@ -292,7 +259,15 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
     if let (Some(a), Some(b)) = (start.generator, end.generator) {
         r.set("gen_cpu_s", format!("{:.2}", b - a)).set("gen_util", format!("{:.2}", (b - a) / secs.max(1e-9)));
     }
+    r.set("tls", u8::from(config.tls.is_some()));
+    if let Some(storm) = &storm {
+        r.set("storm_clients", args.storm);
+        login_cmds::storm_fields(&mut r, storm);
+    }
+    // A refused or failed login in the storm makes the run not count: the storm was not the one asked for.
+    let storm_ok = storm.as_ref().is_none_or(|s| s.failures == 0);
     let mut errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
+    errors.extend(storm.and_then(|s| s.first_error).map(|e| format!("storm:{e}")));
     let v = report.violations;
     if v.total() > 0 {
         // In `err`, not a new key: the RESULT line keeps its format (ok=0 says the run does not count).
@@ -301,22 +276,30 @@ async fn bench_cmd(args: &BenchArgs) -> anyhow::Result<Record> {
             v.duplicates, v.out_of_order, v.unexpected, v.diverged
         ));
     }
-    r.set("ok", u8::from(report.complete())).set("err", errors.join(";"));
+    r.set("ok", u8::from(report.complete() && storm_ok)).set("err", errors.join(";"));
     Ok(r)
 }
 
-/// Runs the load with `pubsub`, sampling CPU when publishing starts and when it is done.
+/// Runs the load with `pubsub`, sampling CPU when publishing starts and when it is done; `storm` is
+/// set while publishing.
 async fn drive<W: PubSub>(
     pubsub: W,
     config: &LoadConfig,
     c: &Common,
+    storm: &watch::Sender<bool>,
 ) -> anyhow::Result<(LoadReport, CpuMark, CpuMark)> {
     let pid = c.pid();
     let (mut start, mut end) = (CpuMark::default(), CpuMark::default());
     let show = c.progress;
     let mut on_progress = |p: &RunProgress| match p.phase {
-        Phase::Publishing if start.generator.is_none() => start = CpuMark::now(pid.as_deref()),
-        Phase::Done => end = CpuMark::now(pid.as_deref()),
+        Phase::Publishing if start.generator.is_none() => {
+            start = CpuMark::now(pid.as_deref());
+            storm.send_replace(true);
+        }
+        Phase::Done => {
+            storm.send_replace(false);
+            end = CpuMark::now(pid.as_deref());
+        }
         _ if show => eprint!(
             "\r{:?} connected={} published={} delivered={}/{} ({:.0}%)   ",
             p.phase,
@@ -339,7 +322,8 @@ async fn idle_cmd(args: &IdleArgs) -> anyhow::Result<Record> {
     let c = &args.common;
     c.check()?;
     let Some(pid) = c.pid() else { bail!("idle needs --server-pid to read the server's memory") };
-    let config = IdleConfig { addr: c.addr, clients: args.clients, timeout: Duration::from_secs(c.timeout) };
+    let config =
+        IdleConfig { addr: c.addr, clients: args.clients, timeout: Duration::from_secs(c.timeout), tls: c.tls()? };
     let before_kib = rss_kib(&pid).context("server RSS")?;
     let cpu_before = cpu_seconds(&pid);
     let quiet = Duration::from_millis(args.quiet_ms);
@@ -371,6 +355,7 @@ async fn idle_cmd(args: &IdleArgs) -> anyhow::Result<Record> {
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         r.set("server_cpu_s", format!("{:.2}", b - a));
     }
+    r.set("tls", u8::from(config.tls.is_some()));
     let ok = joined.joined == args.clients && report.failed == 0 && joined.failed == 0;
     let errors: Vec<String> = report.errors.iter().map(|(e, n)| format!("{n}x:{e}")).collect();
     r.set("ok", u8::from(ok)).set("err", errors.join(";"));
