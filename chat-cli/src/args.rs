@@ -119,7 +119,7 @@ pub enum Cmd {
     /// Join the chat (the default).
     Join,
     /// Run the server (server mode).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send one message and exit once the server has acknowledged it (exit 0), for scripts: like
     /// `redis-cli PUBLISH` or `nats pub`. Not announced to others.
     Send(SendArgs),
@@ -259,6 +259,42 @@ pub struct ServeArgs {
     /// `--insecure`. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub text_listen: Option<SocketAddr>,
+    /// Cluster mode: be one of several servers sharing users, rooms and one order through these NATS
+    /// JetStream servers (nats://HOST:PORT, comma-separated; nats-server 2.10 or later). The data
+    /// directory is then not used: the stream is the log.
+    #[arg(long, value_name = "URL[,URL...]", env = "CHAT_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Cluster mode: the JetStream stream (the instances of one chat share it).
+    #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME")]
+    pub cluster_stream: String,
+    /// Cluster mode: replicas of the stream (3 for three NATS nodes, 1 for a single one).
+    #[arg(long, default_value_t = chat_server::cluster::DEFAULT_REPLICAS)]
+    pub cluster_replicas: usize,
+    /// Cluster mode: milliseconds after its last lease refresh before an instance counts as gone
+    /// (its sessions are then detached, for their clients to resume elsewhere).
+    #[arg(long, default_value_t = chat_server::cluster::DEFAULT_LEASE.as_millis() as u64)]
+    pub cluster_lease_ms: u64,
+    /// Cluster mode: a NATS credentials file (JWT and NKey seed).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_creds: Option<PathBuf>,
+    /// Cluster mode: a NATS user and password, USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD", env = "CHAT_CLUSTER_USER")]
+    pub cluster_user: Option<String>,
+    /// Cluster mode: a NATS token, from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// Cluster mode: TLS to NATS, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_ca: Option<PathBuf>,
+    /// Cluster mode: TLS client certificate for NATS (PEM); needs --cluster-key.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_cert: Option<PathBuf>,
+    /// Cluster mode: the key of --cluster-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
+    /// Cluster mode: require TLS to NATS (trusting the system's CAs unless --cluster-ca).
+    #[arg(long)]
+    pub cluster_tls: bool,
     /// Also serve the web client (a page and its WebSocket, `/ws`) on this address: over TLS when the
     /// server has TLS; beyond loopback only with TLS and accounts, or `--insecure`. Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -284,17 +320,36 @@ pub enum AuthArg {
 pub enum LogAction {
     /// Print every record, one line each (consumption expanded to one line per delivery).
     Show {
-        /// The data directory.
-        dir: PathBuf,
-        /// One JSON object per record instead (every field, consumption not expanded).
+        /// The data directory (or --cluster).
+        #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+        dir: Option<PathBuf>,
+        /// One JSON object per record instead (every field, consumption not expanded); with
+        /// --cluster, one per batch of the stream.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        cluster: LogCluster,
     },
     /// Check the log's consistency; exits 1 with a report on any violation.
     Verify {
-        /// The data directory.
-        dir: PathBuf,
+        /// The data directory (or --cluster).
+        #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: LogCluster,
     },
+}
+
+/// Which cluster's log `log show` / `log verify` read.
+#[derive(Debug, Args)]
+pub struct LogCluster {
+    /// Read the log of the cluster on these NATS servers (nats://HOST:PORT, comma-separated)
+    /// instead of a data directory.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub cluster: Option<String>,
+    /// The cluster's stream.
+    #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME")]
+    pub cluster_stream: String,
 }
 
 /// `send` options (the server is `--server`, the sender `--name`).

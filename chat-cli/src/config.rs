@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chat_server::client::ClientConfig;
+use chat_server::cluster::ClusterConfig;
 use chat_server::router::{AuthMode, Limits};
 use chat_server::server::ServerConfig;
 use chat_server::tls::{KNOWN_SERVERS_FILE, TlsClient, TlsServer, Trust};
@@ -90,9 +91,81 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         tls,
         grace: Duration::from_millis(serve.grace_ms),
         text_listen: serve.text_listen,
+        cluster: cluster_config(serve)?,
         web_listen: serve.web,
         web_origins: serve.web_origin.clone(),
     })
+}
+
+/// The cluster whose log `log show --cluster` / `log verify --cluster` read.
+pub fn log_cluster(urls: &str, stream: &str) -> Result<ClusterConfig, String> {
+    let urls = cluster_urls(urls)?;
+    let mut config = ClusterConfig::new(urls);
+    config.stream = checked_stream(stream)?;
+    Ok(config)
+}
+
+/// `nats://HOST:PORT` (or `tls://`) URLs, comma-separated.
+fn cluster_urls(urls: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+    if urls.is_empty() {
+        return Err("--cluster needs at least one NATS URL (nats://HOST:PORT)".into());
+    }
+    for url in &urls {
+        let rest = url.split_once("://").map_or(
+            url.as_str(),
+            |(scheme, rest)| {
+                if matches!(scheme, "nats" | "tls") { rest } else { "" }
+            },
+        );
+        if rest.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(format!("bad --cluster URL {url:?}: expected nats://HOST:PORT (or tls://HOST:PORT)"));
+        }
+    }
+    Ok(urls)
+}
+
+/// A stream name NATS accepts.
+fn checked_stream(stream: &str) -> Result<String, String> {
+    if stream.is_empty() || !stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("bad --cluster-stream {stream:?}: letters, digits, _ and - only"));
+    }
+    Ok(stream.to_string())
+}
+
+/// Cluster mode from `--cluster URL[,URL...]` and the `--cluster-*` flags (`None` without `--cluster`).
+fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
+    let Some(urls) = &serve.cluster else {
+        let stray = serve.cluster_creds.is_some()
+            || serve.cluster_user.is_some()
+            || serve.cluster_token_file.is_some()
+            || serve.cluster_ca.is_some()
+            || serve.cluster_cert.is_some();
+        return if stray { Err("the --cluster-* options go with --cluster URL".into()) } else { Ok(None) };
+    };
+    let mut config = ClusterConfig::new(cluster_urls(urls)?);
+    config.stream = checked_stream(&serve.cluster_stream)?;
+    config.replicas = serve.cluster_replicas.clamp(1, 5);
+    config.lease = Duration::from_millis(serve.cluster_lease_ms.max(1000));
+    config.creds = serve.cluster_creds.clone();
+    if let Some(user) = &serve.cluster_user {
+        let Some((user, password)) = user.split_once(':') else {
+            return Err("--cluster-user needs USER:PASSWORD".into());
+        };
+        config.user = Some((user.to_string(), password.to_string()));
+    }
+    if let Some(file) = &serve.cluster_token_file {
+        let token = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        config.token = Some(token.lines().next().unwrap_or("").trim().to_string());
+    }
+    config.ca = serve.cluster_ca.clone();
+    config.client_cert = match (&serve.cluster_cert, &serve.cluster_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => return Err("--cluster-cert and --cluster-key go together".into()),
+    };
+    config.require_tls = serve.cluster_tls;
+    Ok(Some(config))
 }
 
 /// `--web-origin`: `http://HOST[:PORT]` or `https://HOST[:PORT]`, nothing more (as browsers send it).

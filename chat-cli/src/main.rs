@@ -106,8 +106,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let complete = bench::run(&cli.server, bench, cli.json).await?;
             Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Some(Cmd::Log { action: LogAction::Show { ref dir, json } }) => {
+        Some(Cmd::Log { action: LogAction::Show { ref dir, json, ref cluster } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if let Some(urls) = &cluster.cluster {
+                let config = match config::log_cluster(urls, &cluster.cluster_stream) {
+                    Ok(config) => config,
+                    Err(message) => return usage(&message),
+                };
+                let report = chat_server::cluster::logview::show(&config, &mut out, json || cli.json)
+                    .await
+                    .with_context(|| format!("cannot read the cluster's log at {urls}"))?;
+                return Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            let Some(dir) = dir else { return usage("log show needs DIR or --cluster URL") };
             let shown = if json || cli.json {
                 chat_server::logview::show_json(dir, &mut out)
             } else {
@@ -129,7 +140,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
             Err(e) => usage(&format!("{e:#}")),
         },
-        Some(Cmd::Log { action: LogAction::Verify { ref dir } }) => {
+        Some(Cmd::Log { action: LogAction::Verify { ref dir, ref cluster } }) => {
+            if let Some(urls) = &cluster.cluster {
+                let config = match config::log_cluster(urls, &cluster.cluster_stream) {
+                    Ok(config) => config,
+                    Err(message) => return usage(&message),
+                };
+                let report = chat_server::cluster::logview::verify(&config)
+                    .await
+                    .with_context(|| format!("cannot read the cluster's log at {urls}"))?;
+                print!("{report}");
+                return Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            let Some(dir) = dir else { return usage("log verify needs DIR or --cluster URL") };
             let report = chat_server::logview::verify(dir)
                 .with_context(|| format!("cannot read the log in {}", dir.display()))?;
             println!("{report}");

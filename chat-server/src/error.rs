@@ -64,6 +64,19 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+    /// Cluster mode: the NATS servers of `--cluster` could not be reached or refused what the
+    /// cluster needs (a stream, a key-value bucket); the reason says what to fix.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// Cluster mode: the NATS server is older than 2.10, which this cluster refuses (2.9 loses
+    /// acknowledged messages after a replica restart, see docs/DEPLOY.md): upgrade it.
+    #[error(
+        "cluster: nats-server {version} is too old: the cluster needs nats-server 2.10 or later (upgrade it; see docs/DEPLOY.md)"
+    )]
+    NatsTooOld {
+        /// The version the server announced.
+        version: String,
+    },
 }
 
 impl ServerError {
@@ -83,7 +96,9 @@ impl ServerError {
             | ServerError::Locked { .. }
             | ServerError::Tls(_)
             | ServerError::JournalStopped(_)
-            | ServerError::Unreachable { .. } => ErrorCode::Disconnected,
+            | ServerError::Unreachable { .. }
+            | ServerError::Cluster(_)
+            | ServerError::NatsTooOld { .. } => ErrorCode::Disconnected,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | `fanout`   | the byte paths: the shared stream, private queues, the writer task                 |
 //! | `client`   | sans-IO `session` core (reconnects and resumes, `client::reconnect`), thin `task`, [`client::ServerTransport`], [`client::connect_with`] |
 //! | `journal`  | the persistent log: records, group commit, fsync policy, crash recovery            |
+//! | `cluster`  | cluster mode (`serve --cluster`): N instances replicate one router through a NATS JetStream log |
 //! | `tls`      | TLS: the server's certificate (files or self-signed), how clients trust it, fingerprints |
 //! | `text`     | seed 000's text protocol (`serve --text-listen`): the sans-IO [`text::TextSession`] |
 //! | `web`      | the web client (`serve --web`): its page, its WebSocket's sans-IO [`web::WebSession`], the Origin policy |
@@ -20,6 +21,7 @@
 //! | `error`    | [`ServerError`]                                                                    |
 pub mod accounts;
 pub mod client;
+pub mod cluster;
 mod error;
 mod fanout;
 pub mod journal;

@@ -132,7 +132,7 @@ fn show_as(dir: &Path, out: &mut impl Write, json: bool) -> Result<ShowSummary, 
 }
 
 /// The line of a record (`None` for `Consumed`, which is shown as its deliveries).
-fn record_line(record: &Record) -> Option<String> {
+pub(crate) fn record_line(record: &Record) -> Option<String> {
     Some(match record {
         Record::Start { after } => format!("START after {after}"),
         Record::Join { name, after } => format!("JOIN {name} after {after}"),

@@ -415,3 +415,24 @@ async fn a_burst_of_joins_is_announced_completely_and_messages_keep_their_order(
     }
     server.stop().await;
 }
+
+/// The server never pings a connection before answering its login: a client takes any frame but
+/// `Welcome` / `Refused` while logging in for a protocol error (in cluster mode the answer waits for
+/// the shared log, which can stall for seconds). The first frame here is the login deadline's.
+#[tokio::test]
+async fn no_ping_before_the_login_is_answered() {
+    let server = start(ServerConfig { login_timeout: Duration::from_millis(1200), ..config(None) }).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    handshake(&mut stream, Role::Client).await.unwrap();
+    let mut conn: Connection<TcpStream, ServerFrame, ClientFrame> = Connection::new(stream);
+    // Four heartbeats (300 ms) pass before the login deadline.
+    let first = timeout(WAIT, conn.read_frame()).await.expect("a frame or the end in time");
+    assert!(
+        matches!(
+            first,
+            Ok(None) | Ok(Some(ServerFrame::Closing { .. })) | Ok(Some(ServerFrame::Refused { .. })) | Err(_)
+        ),
+        "{first:?}"
+    );
+    server.stop().await;
+}

@@ -60,6 +60,15 @@ impl Proc {
         v
     }
 
+    /// The next JSON event, if one comes within `wait`.
+    #[allow(dead_code)] // not every test file waits longer than WAIT
+    pub fn event_within(&mut self, wait: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+        self.seen.push(v.clone());
+        Some(v)
+    }
+
     /// Skips events until one has this type.
     pub fn event_of(&mut self, kind: &str) -> Value {
         let deadline = Instant::now() + WAIT;

@@ -10,6 +10,7 @@
 //! | [`Session::new`] / [`Session::with`]         | `Write(Enter { name, credential, quiet })`                     |
 //! | `Welcome` while logging in                   | `LoggedIn { name, online, rooms }`; the ping and silence clocks start |
 //! | `Refused` while logging in                   | `Closed(Refused { code, message })`                            |
+//! | `Closing` while logging in again (a resume)  | `Disconnect`, then the next attempt (`Reconnecting`)           |
 //! | another frame while logging in               | `Closed(Lost { protocol, "expected Welcome, got …" })`         |
 //! | request `Send` / `Peers` / `History` / `JoinRoom` / `PartRoom` / `Rooms` / `Who` | `Write` of its frame; its ticket waits (a send carries its request ID as idempotency key) |
 //! | `Sent` / `Peers` / `History { done: true }` / `Rooms` / `Who` / `Done` | `Answer { ticket, Ok(..) }`; `History` frames gather until `done` |
@@ -381,6 +382,13 @@ impl Session {
             ServerFrame::Refused { code: ErrorCode::Busy, message } if again => {
                 self.out.push_back(Output::Disconnect);
                 self.lost_why = message;
+                self.retry(now, 1);
+            }
+            ServerFrame::Closing { reason, .. } if again => {
+                // The server gave up on this attempt before answering it (a cluster instance whose
+                // shared log stalled past the login deadline): the session may still be there.
+                self.out.push_back(Output::Disconnect);
+                self.lost_why = reason;
                 self.retry(now, 1);
             }
             ServerFrame::Refused { code, message } => {

@@ -427,3 +427,26 @@ fn a_lost_connection_is_resumed_with_the_token_and_cursor_and_waiting_sends_go_a
     assert_eq!(drain(&mut s), [answer(send, Ok(Answer::Sent(SendReceipt { id, unknown: vec![], queued: vec![] })))]);
     let _ = peers;
 }
+
+#[test]
+fn a_closing_while_logging_in_again_is_another_attempt_not_the_end() {
+    let t0 = Instant::now();
+    let reconnect =
+        Reconnect { first: Duration::from_millis(100), cap: Duration::from_secs(1), ..Reconnect::default() };
+    let mut s = Session::with(SessionConfig { reconnect: Some(reconnect), ..SessionConfig::new(n("alice")) });
+    drain(&mut s);
+    s.handle_frame(t0, welcome());
+    drain(&mut s);
+    s.handle_connection_lost(t0, "reset".into());
+    let out = drain(&mut s);
+    let [Output::Event(Event::Reconnecting { attempt: 1, in_ms })] = out[..] else { panic!("{out:?}") };
+    s.handle_timeout(t0 + Duration::from_millis(in_ms));
+    assert_eq!(drain(&mut s), [Output::Connect]);
+    s.handle_connected(t0 + Duration::from_millis(in_ms));
+    drain(&mut s);
+    let closing = ServerFrame::Closing { code: ErrorCode::Protocol, reason: "no login within 10 s".into() };
+    s.handle_frame(t0 + Duration::from_secs(10), closing);
+    let out = drain(&mut s);
+    assert!(matches!(out[..], [Output::Disconnect, Output::Event(Event::Reconnecting { attempt: 1, .. })]), "{out:?}");
+    assert!(!s.is_closed());
+}

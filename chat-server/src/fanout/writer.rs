@@ -1,6 +1,10 @@
 //! The writer task of one connection: merges its private queue and the shared stream in server
 //! order and writes them with vectored writes; pings when idle; obeys the kill switch.
 //!
+//! It never pings before its first frame (the login's answer, `Welcome` or `Refused`): a client
+//! takes any other frame while logging in for a protocol error, and in cluster mode the answer waits
+//! for the shared log, which can stall for seconds during a NATS failover.
+//!
 //! A private frame tagged `bpos` is written after the stream up to `bpos`, then the stream goes on
 //! from there, so private and stream frames keep their relative order. The writer publishes how far
 //! it got (stream cursor, highest message sequence written) in its [`WriterProgress`], which the owner
@@ -43,6 +47,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
     let mut stream_open = true;
     let mut next: Option<Private> = None;
     let mut segments: Vec<Bytes> = Vec::new();
+    // Something was written: the login was answered, pings may follow.
+    let mut answered = false;
     loop {
         // A kick drops the queue too: look for it before taking a closed queue for a clean end.
         if kill_armed && let Ok((code, reason)) = kill.try_recv() {
@@ -70,7 +76,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                     // Err: the owner dropped the stream (shutdown); what was sealed stays readable.
                     stream_open = changed.is_ok();
                 }
-                () = tokio::time::sleep(heartbeat) => segments.push(ping.clone()),
+                () = tokio::time::sleep(heartbeat), if answered => segments.push(ping.clone()),
             }
         } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
             return close_with(write, std::mem::take(&mut segments), code, reason).await;
@@ -133,6 +139,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                 }
             }
         }
+        answered = true;
         // An idle connection should not keep the segment list of its busiest moment (8 KiB budget per connection).
         if segments.capacity() > 64 {
             segments = Vec::new();

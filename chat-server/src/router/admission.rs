@@ -11,7 +11,7 @@
 //! | timeout: not logged in in time | `Reply(Closing { protocol, "no login within …" })`, `Close`             |
 //! | `Login` accepted              | no longer counted against its address, no deadline                       |
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,9 @@ impl Default for AdmissionConfig {
 #[derive(Debug, Default)]
 pub(super) struct Admission {
     config: AdmissionConfig,
-    connections: usize,
+    /// The connections admitted and not gone (a set, not a count: in a cluster the router also
+    /// learns of other instances' connections, which this instance never admitted).
+    admitted: HashSet<ConnId>,
     pending: HashMap<ConnId, IpAddr>,
     per_addr: HashMap<IpAddr, usize>,
     /// Login deadlines in the order they were set (the timeout is the same for all, so in time order).
@@ -87,12 +89,12 @@ impl Router {
     /// A connection was accepted from `addr`: admit it or refuse it.
     pub(super) fn accepted(&mut self, now: Instant, conn: ConnId, addr: IpAddr) {
         let a = &mut self.admission;
-        let message = if a.connections >= a.config.max_connections {
+        let message = if a.admitted.len() >= a.config.max_connections {
             "the server is at its connection limit"
         } else if a.per_addr.get(&addr).copied().unwrap_or(0) >= a.config.max_pending_per_addr {
             "too many connections from your address are not logged in"
         } else {
-            a.connections += 1;
+            a.admitted.insert(conn);
             a.pending.insert(conn, addr);
             *a.per_addr.entry(addr).or_default() += 1;
             a.deadlines.push_back((now + a.config.login_timeout, conn));
@@ -114,9 +116,7 @@ impl Router {
 
     /// `conn` is gone.
     pub(super) fn left(&mut self, conn: ConnId) {
-        if self.admission.pending.contains_key(&conn) || self.sessions.is_known(conn) {
-            self.admission.connections = self.admission.connections.saturating_sub(1);
-        }
+        self.admission.admitted.remove(&conn);
         self.admission.settle(conn);
     }
 

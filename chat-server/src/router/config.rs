@@ -41,6 +41,11 @@ pub struct RouterConfig {
     pub rooms: RoomLimits,
     /// Offline queue limits.
     pub offline: OfflineLimits,
+    /// Cluster mode: this router is one replica of a state machine that every instance feeds the
+    /// same inputs from a shared log (see `crate::cluster`). Then a slow reader, a fact only its own
+    /// instance knows, is only kicked (`Kick`): its instance announces the end through the log
+    /// (`Input::Kicked`) so that every replica ends the session at the same point (default false).
+    pub replicated: bool,
     /// Seed of the generator of session tokens: the shell gives a random one (a fixed one makes a
     /// test's tokens predictable).
     pub seed: [u8; 32],
@@ -61,6 +66,7 @@ impl Default for RouterConfig {
             recent: RecentLimits::default(),
             rooms: RoomLimits::default(),
             offline: OfflineLimits::default(),
+            replicated: false,
             seed: [0; 32],
         }
     }

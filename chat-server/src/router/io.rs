@@ -177,6 +177,37 @@ pub enum Input {
     EndOfTurn,
     /// The server is stopping: end every session.
     Shutdown,
+    /// Cluster mode: a connection of some instance logs in (applied from the shared log by every
+    /// instance). The instance that accepted it settled the right to the name and chose the token.
+    Admit(ClusterLogin),
+    /// `conn` is gone and its session ends at once, announced with `reason` (cluster mode: an
+    /// instance kicked it, e.g. as a slow consumer, and says so through the shared log).
+    Kicked {
+        /// Which connection.
+        conn: ConnId,
+        /// Why, as announced to the others.
+        reason: String,
+    },
+}
+
+/// A login as the shared log of a cluster carries it (see [`Input::Admit`]): never a credential or
+/// a token, only hashes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterLogin {
+    /// Which connection (namespaced by its instance).
+    pub conn: ConnId,
+    /// The requested name.
+    pub name: UserName,
+    /// Not announced to others.
+    pub quiet: bool,
+    /// SHA-256 of the token a new session gets (the accepting instance keeps the token).
+    pub token: [u8; 32],
+    /// A resume: SHA-256 of the presented token, and the client's cursor.
+    pub resume: Option<([u8; 32], u64)>,
+    /// The connection speaks protocol version 1.
+    pub legacy: bool,
+    /// The connection's client can resume a session (false for the text protocol).
+    pub resumable: bool,
 }
 
 impl Input {

@@ -6,6 +6,10 @@
 //! | over either bucket                      | `Reply(RateLimited { req, retry_after_ms })`, not delivered, one strike |
 //! | over, with `flood_strikes` strikes for at least [`FLOOD_GRACE`] | `Kick { flood }`, `SessionEnded`, `Stream(Left { flood })` |
 //!
+//! In cluster mode the replicated router runs without flood control: each instance charges its own
+//! connections before it publishes their sends (`server::cluster`), on its own clock, so a refused
+//! send never enters the shared log.
+//!
 //! The client library waits `retry_after_ms` and sends again, so a program or a script piping lines
 //! into `chat-cli` is slowed down and loses nothing; a client that ignores the answer and keeps
 //! sending collects strikes and is disconnected. The defaults ([`Limits::default`]) are far above what
@@ -59,13 +63,13 @@ struct Buckets {
 
 /// The flood-control state of every connection that has sent something.
 #[derive(Debug, Default)]
-pub(super) struct Flood {
+pub(crate) struct Flood {
     limits: Option<Limits>,
     conns: HashMap<ConnId, Buckets>,
 }
 
 /// What flood control decided about one send.
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Go on.
     Pass,
     /// Refused; retry after this long.
@@ -75,12 +79,12 @@ pub(super) enum Verdict {
 }
 
 impl Flood {
-    pub(super) fn new(limits: Option<Limits>) -> Self {
+    pub(crate) fn new(limits: Option<Limits>) -> Self {
         Flood { limits, conns: HashMap::new() }
     }
 
     /// Charges one message of `bytes` body bytes to `conn` at `now`.
-    fn charge(&mut self, now: Instant, conn: ConnId, bytes: usize) -> Verdict {
+    pub(crate) fn charge(&mut self, now: Instant, conn: ConnId, bytes: usize) -> Verdict {
         let Some(limits) = self.limits else { return Verdict::Pass };
         let b = self.conns.entry(conn).or_insert_with(|| Buckets {
             messages: TokenBucket::full(limits.messages, now),
@@ -114,7 +118,7 @@ impl Flood {
     }
 
     /// Forgets `conn`.
-    pub(super) fn forget(&mut self, conn: ConnId) {
+    pub(crate) fn forget(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
     }
 }

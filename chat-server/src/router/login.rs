@@ -18,7 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::commit::Visible;
-use super::sessions::{LoginOptions, Session};
+use super::sessions::{LoginOptions, Presented, Session};
 use super::{ConnId, Output, Router};
 use crate::journal::Record;
 use crate::protocol::{Credential, Enter, ServerFrame, SessionInfo};
@@ -50,9 +50,24 @@ impl Router {
         }
     }
 
+    /// A login whose right to the name another instance of a cluster settled (see `Input::Admit`).
+    pub(super) fn admit(&mut self, now: Instant, admit: super::io::ClusterLogin) {
+        let conn = admit.conn;
+        self.sessions.open(conn);
+        if admit.legacy {
+            self.sessions.set_legacy(conn);
+        } else if !admit.resumable {
+            self.sessions.set_unresumable(conn);
+        }
+        let resume = admit.resume.map(|(hash, cursor)| Presented { hash, cursor, token: String::new() });
+        let options = LoginOptions { resume, quiet: admit.quiet, minted: Some(admit.token) };
+        self.login(now, conn, admit.name, options);
+    }
+
     /// A version 2 login.
     pub(super) fn enter(&mut self, now: Instant, conn: ConnId, enter: Enter) {
-        let options = LoginOptions { resume: enter.resume, quiet: enter.quiet };
+        let options =
+            LoginOptions { resume: enter.resume.map(Presented::from_resume), quiet: enter.quiet, minted: None };
         match enter.credential {
             None => self.login(now, conn, enter.name, options),
             Some(credential) => self.login_with(conn, enter.name, credential, options),
@@ -76,7 +91,7 @@ impl Router {
         }
         if let Some((taken, session)) = self.sessions.session(&name) {
             let (taken, token) = (taken.clone(), session.token);
-            if let Some(resume) = options.resume.filter(|r| token_hash(&r.token) == token) {
+            if let Some(resume) = options.resume.filter(|r| r.hash == token) {
                 return self.resume(now, conn, taken, resume);
             }
             let message = if taken == name {
@@ -86,12 +101,16 @@ impl Router {
             };
             return self.refuse(conn, ErrorCode::NameTaken, message);
         }
-        self.start_session(conn, name, options.quiet);
+        self.start_session(conn, name, options.quiet, options.minted);
     }
 
     /// A new session.
-    fn start_session(&mut self, conn: ConnId, name: UserName, quiet: bool) {
-        let (token, hash) = self.new_token();
+    fn start_session(&mut self, conn: ConnId, name: UserName, quiet: bool, minted: Option<[u8; 32]>) {
+        let (token, hash) = match minted {
+            // The instance that accepted the login keeps the token and puts it in the `Welcome`.
+            Some(hash) => (String::new(), hash),
+            None => self.new_token(),
+        };
         let after = self.last_seq;
         let backlog = self.offline.take(&name);
         self.offline.know(&name);

@@ -99,8 +99,8 @@ pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTI
 use auth::Auth;
 pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
-use limits::Flood;
 pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
+pub(crate) use limits::{Flood, Verdict};
 use offline::Offline;
 pub use offline::{
     DEFAULT_MAX_KNOWN, DEFAULT_OFFLINE_BYTES, DEFAULT_OFFLINE_MESSAGES, DEFAULT_OFFLINE_TOTAL_BYTES, OfflineLimits,
@@ -123,7 +123,7 @@ pub const QUIT: &str = "quit";
 
 pub use config::{DEFAULT_BACKLOG, DEFAULT_GRACE, NOTICE_DELAY, RouterConfig};
 pub use history::HISTORY_CHUNK_BYTES;
-pub use io::{Input, Output};
+pub use io::{ClusterLogin, Input, Output};
 
 /// The routing state machine; see the module documentation.
 #[derive(Debug)]
@@ -194,6 +194,11 @@ impl Router {
         self.sessions.name_of(conn)
     }
 
+    /// Every connection the router knows (logged in or not), ascending.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.sessions.conns()
+    }
+
     /// Effects waiting for the journal to make earlier messages durable.
     pub fn held(&self) -> usize {
         self.commit.held()
@@ -235,6 +240,8 @@ impl Router {
             Input::StorageFailed { reason } => self.storage_failed(reason),
             Input::EndOfTurn => self.end_turn(now),
             Input::Shutdown => self.shutdown(),
+            Input::Admit(login) => self.admit(now, login),
+            Input::Kicked { conn, reason } => self.end_session_of(conn, reason),
         }
     }
 

@@ -13,6 +13,7 @@
 //! | a message unpublished               | publish                                    |
 //! | only notices, delay not yet started | wait until `now + delay` (`deadline`)      |
 //! | only notices, deadline passed       | publish                                    |
+//! | only notices, a zero delay          | publish                                    |
 
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,8 @@ impl Publisher {
         if !self.message && !self.notices {
             return false;
         }
-        let due = self.deadline.is_some_and(|d| d <= now);
+        // A zero delay publishes notices at once (cluster mode, where time comes from the log).
+        let due = self.delay.is_zero() || self.deadline.is_some_and(|d| d <= now);
         if self.message || due {
             return self.publish_now();
         }

@@ -21,10 +21,10 @@ use std::time::Instant;
 use chat_core::{ChatMessage, ErrorCode, Recipients, UserName};
 
 use super::commit::Visible;
-use super::sessions::Session;
+use super::sessions::{Presented, Session};
 use super::{ConnId, Output, Router, restore::RouterState};
 use crate::journal::Record;
-use crate::protocol::{Resume, ServerFrame, SessionInfo};
+use crate::protocol::{ServerFrame, SessionInfo};
 
 /// The departure reason of a session whose grace period ended.
 pub const TIMEOUT: &str = "timeout";
@@ -51,7 +51,7 @@ impl Router {
     }
 
     /// Resumes `name`'s session on `conn`.
-    pub(super) fn resume(&mut self, _now: Instant, conn: ConnId, name: UserName, resume: Resume) {
+    pub(super) fn resume(&mut self, _now: Instant, conn: ConnId, name: UserName, resume: Presented) {
         if let Some(old) = self.sessions.attach(&name, conn) {
             let reason = "this session was resumed on another connection".to_string();
             self.outputs.push_back(Output::Kick { conn: old, code: ErrorCode::Protocol, reason });

@@ -23,9 +23,30 @@ pub const MAX_KEYS: usize = 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct LoginOptions {
     /// The session to resume, if any.
-    pub(super) resume: Option<Resume>,
+    pub(super) resume: Option<Presented>,
     /// Not announced to others.
     pub(super) quiet: bool,
+    /// The hash of the token a new session gets, chosen by the instance that accepted the login
+    /// (cluster mode: the token itself never enters the shared log); `None`: the router draws one.
+    pub(super) minted: Option<[u8; 32]>,
+}
+
+/// A resume request as the router checks it: the hash of the presented token, and the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Presented {
+    /// SHA-256 of the presented token.
+    pub(super) hash: [u8; 32],
+    /// The highest sequence number the client received.
+    pub(super) cursor: u64,
+    /// The token itself, echoed in the `Welcome` (empty in cluster mode: the shell fills it in).
+    pub(super) token: String,
+}
+
+impl Presented {
+    /// The router's view of a client's `Resume`.
+    pub(super) fn from_resume(resume: Resume) -> Self {
+        Presented { hash: super::login::token_hash(&resume.token), cursor: resume.cursor, token: resume.token }
+    }
 }
 
 /// One connection as the router sees it.

@@ -6,6 +6,9 @@
 //! | `Lag`: a subscribed reader is more than `backlog_bytes` behind the head | kick it                 |
 //! | `Lag`: every other reader is at or past `p`     | `Trim { upto: p }`: the stream may drop bytes below |
 //!
+//! In cluster mode (`RouterConfig::replicated`) a kick only disconnects: the instance announces it
+//! through the shared log and every replica ends the session when it applies that (`Input::Kicked`).
+//!
 //! A kick ends the session at once, without a grace period (`SessionEnded`, `Left` announced to the
 //! others), and tells the shell to drop the connection's queue and attempt a last `Closing` frame.
 
@@ -19,6 +22,15 @@ pub(super) const SLOW_REASON: &str = "too slow: outgoing backlog over its limit"
 impl Router {
     /// Disconnects `conn` as a slow consumer.
     pub(super) fn kick(&mut self, conn: ConnId, reason: &str) {
+        if self.config.replicated {
+            // Only this instance knows that its reader is slow: it kicks the connection and says so
+            // through the shared log, and every replica then ends the session (`Input::Kicked`).
+            if self.sessions.is_known(conn) {
+                let (code, reason) = (ErrorCode::SlowConsumer, reason.to_string());
+                self.outputs.push_back(Output::Kick { conn, code, reason });
+            }
+            return;
+        }
         self.disconnect(conn, ErrorCode::SlowConsumer, reason, "slow_consumer");
     }
 

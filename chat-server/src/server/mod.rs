@@ -38,6 +38,7 @@
 //! [`SHUTDOWN_GRACE`] to flush.
 
 mod accounts_file;
+mod cluster;
 mod connection;
 mod http;
 mod owner;
@@ -125,6 +126,9 @@ pub struct ServerConfig {
     /// Where to accept connections speaking seed 000's text protocol (`None`: nowhere, the default).
     /// Plaintext, without credentials: see [`crate::text`].
     pub text_listen: Option<SocketAddr>,
+    /// Cluster mode: this server is one instance of several sharing a NATS JetStream log (see
+    /// [`crate::cluster`]); `data_dir` is then not used. `None` (the default): a single server.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Where to serve the web client: its page and its WebSocket (`None`: nowhere, the default). Over
     /// TLS when [`ServerConfig::tls`] is set. See [`crate::web`].
     pub web_listen: Option<SocketAddr>,
@@ -151,6 +155,7 @@ impl Default for ServerConfig {
             tls: None,
             grace: DEFAULT_GRACE,
             text_listen: None,
+            cluster: None,
             web_listen: None,
             web_origins: Vec::new(),
         }
@@ -196,6 +201,8 @@ pub struct Server<L: Listener = TcpListener> {
     config: ServerConfig,
     journal: Option<Journal>,
     state: RouterState,
+    /// Cluster mode: the connection to NATS.
+    link: Option<crate::cluster::Link>,
 }
 
 impl Server<TcpListener> {
@@ -203,6 +210,10 @@ impl Server<TcpListener> {
     /// text protocol's at `config.text_listen`, with TCP keepalive).
     pub async fn bind(config: ServerConfig) -> Result<Server<TcpListener>, ServerError> {
         check(&config)?;
+        let link = match &config.cluster {
+            Some(cluster) => Some(crate::cluster::connect(cluster, false).await?),
+            None => None,
+        };
         let (journal, state) = open_journal(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let text = match config.text_listen {
@@ -213,7 +224,7 @@ impl Server<TcpListener> {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
-        Ok(Server { listener, text, web, config, journal, state })
+        Ok(Server { listener, text, web, config, journal, state, link })
     }
 }
 
@@ -222,8 +233,12 @@ impl<L: Listener> Server<L> {
     /// ignored): an in-memory listener in tests.
     pub fn with_listener(listener: L, config: ServerConfig) -> Result<Server<L>, ServerError> {
         check(&config)?;
+        if config.cluster.is_some() {
+            let expected = "Server::bind: cluster mode connects to NATS while binding";
+            return Err(ServerError::InvalidConfig { setting: "cluster", value: "with_listener".into(), expected });
+        }
         let (journal, state) = open_journal(&config)?;
-        Ok(Server { listener, text: None, web: None, config, journal, state })
+        Ok(Server { listener, text: None, web: None, config, journal, state, link: None })
     }
 
     /// Also serves the text protocol on connections from `text` (`config.text_listen` is ignored).
@@ -249,7 +264,10 @@ impl<L: Listener> Server<L> {
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { mut listener, mut text, web, config, journal, state } = self;
+        let Server { mut listener, mut text, web, config, journal, state, link } = self;
+        if let Some(link) = link {
+            return cluster::run(listener, text, config, link, shutdown).await;
+        }
         let router = Router::new(config.router(), state);
         let mut synced = journal.as_ref().map(Journal::synced);
         let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -450,6 +468,22 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
             expected: "--auth open: the text protocol carries no credentials, so with accounts nobody could log in over it",
         });
     }
+    if config.cluster.is_some() && config.auth == AuthMode::Accounts {
+        return Err(ServerError::InvalidConfig {
+            setting: "auth",
+            value: "accounts".into(),
+            expected: "--auth open with --cluster (accounts are not shared by the instances of a cluster yet)",
+        });
+    }
+    if let Some(addr) = config.web_listen
+        && config.cluster.is_some()
+    {
+        return Err(ServerError::InvalidConfig {
+            setting: "web",
+            value: addr.to_string(),
+            expected: "no --web with --cluster (an instance of a cluster does not serve the web client yet)",
+        });
+    }
     if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
         return Err(ServerError::InvalidConfig {
             setting: "auth",
@@ -462,7 +496,9 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
 
 /// Opens and recovers the journal, if the configuration has a data directory.
 fn open_journal(config: &ServerConfig) -> Result<(Option<Journal>, RouterState), ServerError> {
-    let Some(dir) = &config.data_dir else { return Ok((None, RouterState::default())) };
+    let Some(dir) = config.data_dir.as_ref().filter(|_| config.cluster.is_none()) else {
+        return Ok((None, RouterState::default()));
+    };
     let router = config.router();
     let jc = JournalConfig {
         dir: dir.clone(),

@@ -69,6 +69,13 @@ pub(super) struct Owner {
     accounts: AccountsFile,
     /// Where checked credentials come back.
     inbound: mpsc::Sender<Inbound>,
+    /// Cluster mode (see `server::cluster`): the connections this owner ended itself (kicked, with
+    /// the code; closed), for the cluster shell to announce through the shared log.
+    ended: Option<Vec<(ConnId, Option<ErrorCode>)>>,
+    /// Cluster mode: the session tokens of each connection that logged in here, put into its
+    /// `Welcome` (the shared log carries only the tokens' hashes, so the router's `Welcome` has none):
+    /// the one drawn for a new session, and the one the client presented to resume.
+    tokens: HashMap<ConnId, (String, Option<String>)>,
 }
 
 impl Owner {
@@ -94,7 +101,38 @@ impl Owner {
             failure: None,
             handshaking: HashMap::new(),
             refused: Vec::new(),
+            ended: None,
+            tokens: HashMap::new(),
         }
+    }
+
+    /// Cluster mode: from now on, remember the connections this owner ends (see [`Owner::take_ended`]).
+    pub(super) fn track_ended(&mut self) {
+        self.ended.get_or_insert_with(Vec::new);
+    }
+
+    /// Cluster mode: the connections ended since the last call (`Some(code)`: kicked; `None`: closed).
+    pub(super) fn take_ended(&mut self) -> Vec<(ConnId, Option<ErrorCode>)> {
+        self.ended.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Cluster mode: the tokens to put into `conn`'s `Welcome`: `minted` if it starts a new session,
+    /// `presented` if it resumes one.
+    pub(super) fn set_tokens(&mut self, conn: ConnId, minted: String, presented: Option<String>) {
+        self.tokens.insert(conn, (minted, presented));
+    }
+
+    /// Cluster mode: `conn` finished its handshake (the single-server path is [`Owner::apply`]).
+    pub(super) fn opened(&mut self, conn: ConnId, entry: ConnEntry) {
+        self.handshaking.remove(&conn);
+        self.conns.insert(conn, entry);
+    }
+
+    /// Cluster mode: `conn`'s task ended.
+    pub(super) fn closed(&mut self, conn: ConnId) {
+        self.handshaking.remove(&conn);
+        self.conns.remove(&conn);
+        self.tokens.remove(&conn);
     }
 
     /// A connection was accepted from `addr`: `Err` with the refusal to send it, or `Ok` to serve it.
@@ -175,6 +213,10 @@ impl Owner {
             self.perform().await?;
             self.hand_over();
             for conn in std::mem::take(&mut self.closing) {
+                if let Some(ended) = &mut self.ended {
+                    ended.push((conn, None));
+                }
+                self.tokens.remove(&conn);
                 if let Some(entry) = self.conns.remove(&conn) {
                     entry.reader.abort();
                 }
@@ -217,10 +259,17 @@ impl Owner {
     }
 
     /// Carries out everything the router asked for.
-    async fn perform(&mut self) -> Result<(), ServerError> {
+    pub(super) async fn perform(&mut self) -> Result<(), ServerError> {
         while let Some(output) = self.router.poll_output() {
             match output {
-                Output::Reply { conn, frame, early } => {
+                Output::Reply { conn, mut frame, early } => {
+                    if let ServerFrame::Welcome { session, .. } = &mut frame
+                        && session.token.is_empty()
+                        && let Some((minted, presented)) = self.tokens.get(&conn)
+                    {
+                        let token = if session.resumed.is_some() { presented.as_ref() } else { Some(minted) };
+                        session.token = token.cloned().unwrap_or_default();
+                    }
                     let legacy = self.conns.get(&conn).is_some_and(|e| e.legacy);
                     match self.encode_for(legacy, &frame) {
                         Ok(Some(bytes)) => self.queue(conn, bytes, 0, early),
@@ -279,22 +328,40 @@ impl Owner {
                 Output::Authenticate { conn, name, credential } => {
                     self.accounts.verify(conn, name, credential, self.inbound.clone())
                 }
-                Output::Kick { conn, code, reason } => {
-                    self.kicked = true;
-                    if let Some(task) = self.handshaking.remove(&conn) {
-                        task.abort();
-                    }
-                    if let Some(mut entry) = self.conns.remove(&conn) {
-                        warn!(conn, %code, "connection kicked");
-                        entry.reader.abort();
-                        if let Some(kill) = entry.kill.take() {
-                            let _ = kill.send((code, reason));
-                        }
-                    }
-                }
+                Output::Kick { conn, code, reason } => self.kick(conn, code, reason),
             }
         }
         Ok(())
+    }
+
+    /// Disconnects `conn` now: drops what is queued, attempts a last `Closing { code, reason }`.
+    pub(super) fn kick(&mut self, conn: ConnId, code: ErrorCode, reason: String) {
+        self.kicked = true;
+        if let Some(ended) = &mut self.ended
+            && self.conns.contains_key(&conn)
+        {
+            ended.push((conn, Some(code)));
+        }
+        if let Some(task) = self.handshaking.remove(&conn) {
+            task.abort();
+        }
+        if let Some(mut entry) = self.conns.remove(&conn) {
+            warn!(conn, %code, "connection kicked");
+            entry.reader.abort();
+            if let Some(kill) = entry.kill.take() {
+                let _ = kill.send((code, reason));
+            }
+        }
+    }
+
+    /// Cluster mode: queues `frame` for `conn` at once (an answer the instance gives by itself).
+    pub(super) fn reply_local(&mut self, conn: ConnId, frame: &ServerFrame) {
+        let legacy = self.conns.get(&conn).is_some_and(|e| e.legacy);
+        match self.encode_for(legacy, frame) {
+            Ok(Some(bytes)) => self.queue(conn, bytes, 0, true),
+            Ok(None) => {}
+            Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
+        }
     }
 
     /// Hands `input` to the journal (encoded now, written at the end of the turn); if the journal
