@@ -32,6 +32,8 @@ use crate::journal::{Journal, JournalInput, Synced};
 use crate::protocol::{ServerFrame, v1};
 use crate::router::{ConnId, Input, Output, Router};
 
+mod storage;
+
 /// Stream growth between two reports of every reader's position to the router.
 const LAG_CHECK_EVERY: u64 = 256 * 1024;
 /// Bytes reserved at a time for encoding private frames.
@@ -362,101 +364,6 @@ impl Owner {
             Ok(None) => {}
             Err(e) => warn!(conn, error = %e, "frame could not be encoded"),
         }
-    }
-
-    /// Hands `input` to the journal (encoded now, written at the end of the turn); if the journal
-    /// has stopped, records why (the run loop then reports the failure to the router) and drops the
-    /// input: it can never become durable.
-    fn journal(&mut self, input: JournalInput) {
-        if self.failure.is_some() {
-            return;
-        }
-        if let Some(journal) = &mut self.journal
-            && let Err(e) = journal.record(input)
-        {
-            self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string()));
-        }
-    }
-
-    /// Writes what the journal was given this turn (one `write`); under `--fsync never` or
-    /// `interval` that makes it durable at once, and the router is told so. Returns whether the
-    /// durable watermark advanced (the turn then goes round again to release what waited).
-    fn write_journal(&mut self, now: Instant) -> bool {
-        if self.failure.is_some() {
-            return false;
-        }
-        let Some(journal) = &mut self.journal else { return false };
-        match journal.end_turn() {
-            Ok(Some(upto)) => {
-                self.router.handle(now, Input::Durable { upto });
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string()));
-                false
-            }
-        }
-    }
-
-    /// Whether the owner may take more input: not while the journal has too much waiting for a sync.
-    pub(super) fn journal_has_room(&self) -> bool {
-        self.journal.as_ref().is_none_or(Journal::has_room)
-    }
-
-    /// When the journal wants [`Owner::journal_tick`] (writing delivery watermarks).
-    pub(super) fn journal_timeout(&self) -> Option<Instant> {
-        self.journal.as_ref().and_then(Journal::poll_timeout)
-    }
-
-    /// The journal's deadline passed: it writes advanced delivery watermarks.
-    pub(super) async fn journal_tick(&mut self, now: Instant) -> Result<(), ServerError> {
-        if self.failure.is_some() {
-            return Ok(());
-        }
-        let Some(journal) = &mut self.journal else { return Ok(()) };
-        match journal.handle_timeout(now) {
-            Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
-            Ok(None) => return Ok(()),
-            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
-        }
-        self.perform().await?;
-        self.end_turn(now).await
-    }
-
-    /// Why the journal stopped, if it did and the router was not told yet.
-    pub(super) fn failure(&self) -> Option<String> {
-        self.failure.clone()
-    }
-
-    /// The journal's watermark ended: its writer stopped.
-    pub(super) fn journal_stopped(&mut self) {
-        if self.failure.is_none() {
-            let reason = self.journal.as_ref().and_then(Journal::stopped_reason);
-            self.failure = Some(reason.unwrap_or_else(|| "the journal writer exited".into()));
-        }
-    }
-
-    /// The journal's sync thread made `synced` durable: release what waited for it.
-    pub(super) async fn synced(&mut self, now: Instant, synced: Synced) -> Result<(), ServerError> {
-        if self.failure.is_some() {
-            return Ok(());
-        }
-        let Some(journal) = &mut self.journal else { return Ok(()) };
-        match journal.handle_synced(synced) {
-            Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
-            Ok(None) => return Ok(()),
-            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
-        }
-        self.perform().await?;
-        self.end_turn(now).await
-    }
-
-    /// Storage failed: the router refuses what was not durable.
-    pub(super) async fn storage_failed(&mut self, now: Instant, reason: String) -> Result<(), ServerError> {
-        self.router.handle(now, Input::StorageFailed { reason });
-        self.perform().await?;
-        self.end_turn(now).await
     }
 
     /// Queues an encoded frame for `conn` for the end of the turn, after the stream position it must
