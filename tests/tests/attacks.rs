@@ -151,6 +151,67 @@ async fn an_honest_login_gets_in_during_a_storm_of_idle_connections_and_the_idle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_many_addresses_cannot_hold_the_server_full() {
+    // 30 addresses with 20 idle connections each fill a server limited to 300 connections; none is over
+    // the per-address bound, and their login timeout (10 s) is far away.
+    let config = ServerConfig { max_connections: 300, login_timeout: Duration::from_secs(10), ..server_config(None) };
+    let server = start(config).await;
+    let addr = server.addr();
+    let (held, evicted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..600u32 {
+        let (held, evicted) = (held.clone(), evicted.clone());
+        let from: IpAddr = [127, 0, 1, 10 + (i % 30) as u8].into();
+        storm.spawn(async move {
+            let Ok(mut conn) = raw(addr, from).await else { return };
+            // Ping once: a `Pong` means it is held; then wait (bounded) to be closed.
+            let _ = conn.write_frame(&ClientFrame::Ping).await;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                match timeout(Duration::from_millis(500), conn.read_frame()).await {
+                    Ok(Ok(Some(ServerFrame::Pong))) => {
+                        held.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Ok(Some(ServerFrame::Closing { code: ErrorCode::Busy, .. }))) => {
+                        evicted.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(Ok(Some(_))) | Err(_) => {}
+                    Ok(Ok(None)) | Ok(Err(_)) => return,
+                }
+            }
+        });
+    }
+    for _ in 0..200 {
+        if held.load(Ordering::Relaxed) >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(held.load(Ordering::Relaxed), 300, "the idle connections fill the server");
+    // Once they have idled for the eviction age, an honest user from yet another address gets in at
+    // once: the oldest idle connection makes room.
+    tokio::time::sleep(chat_server::router::EVICTION_AGE + Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let honest = ClientConfig::new(addr.to_string(), name("alice"));
+    let alice = timeout(Duration::from_secs(5), connect_with(TcpDialer::from_ip([127, 0, 0, 2].into()), honest))
+        .await
+        .expect("the honest login is not stalled")
+        .expect("the honest login succeeds");
+    println!("honest login with the server full of idle connections took {:?}", started.elapsed());
+    for _ in 0..100 {
+        if evicted.load(Ordering::Relaxed) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(evicted.load(Ordering::Relaxed) >= 1, "an idle connection was told `busy` and closed");
+    drop(alice);
+    storm.abort_all();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooder_is_limited_then_disconnected_and_honest_users_lose_nothing() {
     let config = ServerConfig { limits: Some(chat_server::router::Limits::default()), ..server_config(None) };
     let server = start(config).await;

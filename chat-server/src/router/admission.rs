@@ -1,11 +1,14 @@
 //! Who may connect: the connection limit, a limit per source address on connections that have not
 //! logged in, and the login timeout. Connections are counted from the moment they are accepted
 //! (before the handshake), so a flood of idle or half-open connections cannot crowd out honest users
-//! from other addresses.
+//! from other addresses; and at the limit, a connection that has sat without logging in for
+//! [`EVICTION_AGE`] makes room for a new one (an honest client logs in within milliseconds), so idle
+//! connections spread over many addresses cannot hold the server full until their login timeout.
 //!
 //! | input                         | decision                                                                 |
 //! |-------------------------------|--------------------------------------------------------------------------|
-//! | `Accepted`, at the connection limit | `Refuse { busy, "the server is at its connection limit" }`          |
+//! | `Accepted`, at the connection limit, the oldest connection not logged in accepted at least [`EVICTION_AGE`] ago | that one gets `Closing { busy, … }` and is closed; the new one is admitted |
+//! | `Accepted`, at the connection limit otherwise | `Refuse { busy, "the server is at its connection limit" }` |
 //! | `Accepted`, its address already has `max_pending_per_addr` connections not logged in | `Refuse { busy, "too many connections from your address are not logged in" }` |
 //! | `Accepted` otherwise          | admitted; it must log in within `login_timeout`                          |
 //! | timeout: not logged in in time | `Reply(Closing { protocol, "no login within …" })`, `Close`             |
@@ -25,6 +28,9 @@ use crate::protocol::ServerFrame;
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of connections one source address may have that are not logged in.
 pub const DEFAULT_MAX_PENDING_PER_ADDR: usize = 128;
+/// At the connection limit, a connection not logged in this long after it was accepted is closed to
+/// make room for a new one.
+pub const EVICTION_AGE: Duration = Duration::from_secs(1);
 /// Default maximum number of simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
@@ -72,6 +78,18 @@ impl Admission {
         self.deadlines.front().map(|(at, _)| *at)
     }
 
+    /// The oldest connection still not logged in, if it was accepted at `accepted_by` or earlier.
+    /// (Deadlines are in acceptance order; entries of connections that logged in or left are dropped.)
+    fn idle_since(&mut self, accepted_by: Instant) -> Option<ConnId> {
+        while let Some(&(at, conn)) = self.deadlines.front() {
+            if self.pending.contains_key(&conn) {
+                return (at.checked_sub(self.config.login_timeout)? <= accepted_by).then_some(conn);
+            }
+            self.deadlines.pop_front();
+        }
+        None
+    }
+
     /// `conn` no longer waits to log in (it did, or it is gone).
     fn settle(&mut self, conn: ConnId) {
         if let Some(addr) = self.pending.remove(&conn)
@@ -88,6 +106,12 @@ impl Admission {
 impl Router {
     /// A connection was accepted from `addr`: admit it or refuse it.
     pub(super) fn accepted(&mut self, now: Instant, conn: ConnId, addr: IpAddr) {
+        if self.admission.admitted.len() >= self.admission.config.max_connections
+            && let Some(idle) = now.checked_sub(EVICTION_AGE).and_then(|by| self.admission.idle_since(by))
+        {
+            let reason = "the server is at its connection limit; a connection that does not log in makes room";
+            self.close_pending(idle, ErrorCode::Busy, reason.into());
+        }
         let a = &mut self.admission;
         let message = if a.admitted.len() >= a.config.max_connections {
             "the server is at its connection limit"
@@ -131,11 +155,15 @@ impl Router {
                 continue; // logged in, or gone
             }
             let secs = self.admission.config.login_timeout.as_secs_f64();
-            let reason = format!("no login within {secs} s");
-            self.visible(Visible::Reply { conn, frame: ServerFrame::Closing { code: ErrorCode::Protocol, reason } });
-            self.gone(conn);
-            self.sessions.forget(conn);
-            self.visible(Visible::Close { conn });
+            self.close_pending(conn, ErrorCode::Protocol, format!("no login within {secs} s"));
         }
+    }
+
+    /// Closes `conn`, which has not logged in, telling it why.
+    fn close_pending(&mut self, conn: ConnId, code: ErrorCode, reason: String) {
+        self.visible(Visible::Reply { conn, frame: ServerFrame::Closing { code, reason } });
+        self.gone(conn);
+        self.sessions.forget(conn);
+        self.visible(Visible::Close { conn });
     }
 }

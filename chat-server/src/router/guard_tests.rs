@@ -134,6 +134,51 @@ fn connections_are_limited_per_address_and_in_all() {
 }
 
 #[test]
+fn at_the_limit_a_connection_idle_for_the_eviction_age_makes_room_for_a_new_one() {
+    let config = RouterConfig {
+        admission: AdmissionConfig {
+            max_connections: 3,
+            max_pending_per_addr: 2,
+            login_timeout: Duration::from_secs(10),
+        },
+        ..RouterConfig::default()
+    };
+    let mut r = router(config);
+    // Idle connections from two addresses fill the server; a third address is at the limit.
+    let (a, b, honest): (IpAddr, IpAddr, IpAddr) =
+        ([127, 0, 0, 1].into(), [127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+    r.handle(t0(), Input::Accepted { conn: 1, addr: a });
+    r.handle(t0() + Duration::from_millis(10), Input::Accepted { conn: 2, addr: b });
+    r.handle(t0() + Duration::from_millis(20), Input::Accepted { conn: 3, addr: a });
+    let busy = "the server is at its connection limit";
+    // Younger than the eviction age: nobody is closed, the newcomer is refused.
+    r.handle(t0() + EVICTION_AGE - Duration::from_millis(1), Input::Accepted { conn: 4, addr: honest });
+    assert_eq!(drain(&mut r), vec![Output::Refuse { conn: 4, code: ErrorCode::Busy, message: busy.into() }]);
+    // Once the oldest has idled that long, it is closed and the newcomer admitted; it logs in.
+    let later = t0() + EVICTION_AGE;
+    r.handle(later, Input::Accepted { conn: 5, addr: honest });
+    let reason = "the server is at its connection limit; a connection that does not log in makes room".to_string();
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Output::Reply { conn: 1, frame: ServerFrame::Closing { code: ErrorCode::Busy, reason }, early: false },
+            Output::Close { conn: 1 },
+        ]
+    );
+    r.handle(later, Input::Login { conn: 5, name: n("alice") });
+    assert!(matches!(drain(&mut r)[0], Output::SessionStarted { conn: 5, .. }));
+    // Logged-in connections are never evicted: with the rest logged in, the limit refuses.
+    r.handle(later, Input::Login { conn: 2, name: n("bob") });
+    r.handle(later, Input::Login { conn: 3, name: n("carol") });
+    settle(&mut r);
+    r.handle(later + Duration::from_secs(5), Input::Accepted { conn: 6, addr: honest });
+    assert_eq!(drain(&mut r), vec![Output::Refuse { conn: 6, code: ErrorCode::Busy, message: busy.into() }]);
+    // Evicted connections are not timed out again later.
+    r.handle_timeout(t0() + Duration::from_secs(11));
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
 fn a_connection_that_does_not_log_in_in_time_is_closed() {
     let config = RouterConfig {
         admission: AdmissionConfig { login_timeout: Duration::from_secs(10), ..AdmissionConfig::default() },

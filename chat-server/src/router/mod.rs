@@ -95,7 +95,9 @@ use rand::rngs::StdRng;
 use crate::journal::record::Stored;
 use crate::protocol::ServerFrame;
 use admission::Admission;
-pub use admission::{AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR};
+pub use admission::{
+    AdmissionConfig, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR, EVICTION_AGE,
+};
 use auth::Auth;
 pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
