@@ -8,7 +8,7 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Command, CommandFactory, FromArgMatches};
 
-use crate::args::Cli;
+use crate::args::{Cli, Cmd, SendArgs, TailArgs};
 
 /// The flags of a connection to a server, as one-shot commands use them.
 const CONNECTION: &[&str] = &[
@@ -64,7 +64,16 @@ pub fn parse() -> Cli {
         let mut sub = built.find_subcommand(name).cloned().unwrap_or(built);
         sub.error(clap::error::ErrorKind::ArgumentConflict, refused).exit();
     }
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    normalized(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+}
+
+/// `send --tls` and `tail --tls` are the client's `--tls` (a global `--tls` cannot be: `serve --tls`
+/// takes a value).
+fn normalized(mut cli: Cli) -> Cli {
+    if let Some(Cmd::Send(SendArgs { tls: true, .. }) | Cmd::Tail(TailArgs { tls: true, .. })) = cli.command {
+        cli.tls = true;
+    }
+    cli
 }
 
 /// The command with, in each subcommand's help, only the global flags it uses: the others get hidden
@@ -156,6 +165,22 @@ mod tests {
         assert!(!new.contains("--server") && !new.contains("--json"), "{new}");
         let joined = command().render_long_help().to_string();
         assert!(joined.contains("--listen") && joined.contains("--peer") && joined.contains("--name"), "{joined}");
+    }
+
+    #[test]
+    fn tls_may_follow_send_and_tail() {
+        for args in [
+            ["chat-cli", "send", "--tls", "hi"],
+            ["chat-cli", "--tls", "send", "hi"],
+            ["chat-cli", "tail", "--tls", "--json"],
+        ] {
+            let cli = normalized(Cli::from_arg_matches(&command().try_get_matches_from(args).unwrap()).unwrap());
+            assert!(cli.tls, "{args:?}");
+        }
+        let plain = normalized(
+            Cli::from_arg_matches(&command().try_get_matches_from(["chat-cli", "send", "hi"]).unwrap()).unwrap(),
+        );
+        assert!(!plain.tls);
     }
 
     #[test]

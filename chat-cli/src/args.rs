@@ -364,6 +364,9 @@ pub struct SendArgs {
     /// To everyone online (the default).
     #[arg(long)]
     pub all: bool,
+    /// Connect with TLS (as `chat-cli --tls send ...`).
+    #[arg(long)]
+    pub tls: bool,
     /// The text (several words are joined with spaces).
     #[arg(required = true, num_args = 1..)]
     pub text: Vec<String>,
@@ -378,6 +381,9 @@ pub struct TailArgs {
     /// First print the last N messages.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub history: usize,
+    /// Connect with TLS (as `chat-cli --tls tail ...`).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `bench` options (the server is `--server`).

@@ -136,7 +136,13 @@ mod tests {
     use super::*;
 
     fn args(to: Option<&str>, room: Option<&str>) -> SendArgs {
-        SendArgs { to: to.map(String::from), room: room.map(String::from), all: false, text: vec!["hi".into()] }
+        SendArgs {
+            to: to.map(String::from),
+            room: room.map(String::from),
+            all: false,
+            tls: false,
+            text: vec!["hi".into()],
+        }
     }
 
     #[test]
