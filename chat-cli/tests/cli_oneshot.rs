@@ -103,6 +103,8 @@ fn rooms_offline_messages_and_the_line_language_through_the_binary() {
     alice.event_of("ready");
     let mut bob = common::spawn("bob", &["--json", "--name", "bob", "--server", &addr]);
     bob.event_of("ready");
+    // bob's arrival is announced (a little later: notices are debounced) before the room's events.
+    assert_eq!(alice.event_of("joined"), serde_json::json!({"type": "joined", "name": "bob"}));
     alice.say("/join #ops");
     let history = alice.event_of("history");
     assert_eq!((history["room"].as_str(), history["messages"].as_array().map(Vec::len)), (Some("#ops"), Some(0)));
