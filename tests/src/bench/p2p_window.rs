@@ -85,12 +85,15 @@ impl ChildNode {
 }
 
 /// The parent: starts `nodes` children, starts them together, merges their reports.
-pub fn run(exe: &Path, nodes: usize, port: u16, per_node: usize, pace: Pace) -> Result<()> {
+pub fn run(exe: &Path, nodes: usize, port: u16, per_node: usize, pace: Pace, single_thread: bool) -> Result<()> {
     let mut children = Vec::new();
     for i in 0..nodes {
         let mut args = vec!["--child".to_string(), format!("n{i}"), "--nodes".into(), nodes.to_string()];
         args.extend(["--port".into(), port.to_string(), "--broadcast".into(), per_node.to_string()]);
         args.extend(pace.args());
+        if single_thread {
+            args.push("--single-thread".into());
+        }
         let mut child = Command::new(exe)
             .args(&args)
             .stdin(Stdio::piped())
@@ -144,7 +147,7 @@ pub fn run(exe: &Path, nodes: usize, port: u16, per_node: usize, pace: Pace) -> 
         Pace::Rate(r) => ("rate_per_node", r),
     };
     println!(
-        "RESULT scenario=p2p-broadcast-lib nodes={nodes} {mode}={value} per_node={per_node} deliveries={delivered} expected={expected} deliv_per_s={:.0} latency_p50_us={} p99_us={} p999_us={} max_us={}",
+        "RESULT scenario=p2p-broadcast-lib nodes={nodes} {mode}={value} single_thread={single_thread} per_node={per_node} deliveries={delivered} expected={expected} deliv_per_s={:.0} latency_p50_us={} p99_us={} p999_us={} max_us={}",
         delivered as f64 / secs,
         latency.value_at_quantile(0.5),
         latency.value_at_quantile(0.99),
@@ -155,8 +158,14 @@ pub fn run(exe: &Path, nodes: usize, port: u16, per_node: usize, pace: Pace) -> 
 }
 
 /// A child: one node, driven by the parent through its standard input.
-pub fn child(name: &str, nodes: usize, port: u16, per_node: usize, pace: Pace) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+pub fn child(name: &str, nodes: usize, port: u16, per_node: usize, pace: Pace, single_thread: bool) -> Result<()> {
+    // chat-cli's runtime by default; one thread (no wake-ups across threads) with `--single-thread`.
+    let mut builder = if single_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder.enable_all().build()?;
     let commands = parent_commands();
     let name = UserName::new(name)?;
     let mut config = P2pConfig::new(name.clone());

@@ -69,6 +69,10 @@ struct Opts {
     /// With `--broadcast`: library nodes sending this many broadcasts per second each, open loop.
     #[arg(long)]
     rate: Option<u64>,
+    /// With `--window` / `--rate`: every node on a current-thread Tokio runtime instead of a
+    /// multi-thread one like `chat-cli`'s.
+    #[arg(long)]
+    single_thread: bool,
     /// Internal: run as one library node of a `--window` / `--rate` run, with this name.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -319,10 +323,10 @@ fn main() -> Result<()> {
         (None, None) => None,
     };
     if let (Some(name), Some(pace)) = (&opts.child, pace) {
-        return p2p_window::child(name, opts.nodes, opts.port, opts.broadcast.unwrap_or(1), pace);
+        return p2p_window::child(name, opts.nodes, opts.port, opts.broadcast.unwrap_or(1), pace, opts.single_thread);
     }
     if let (Some(per_node), Some(pace)) = (opts.broadcast, pace) {
-        return p2p_window::run(&std::env::current_exe()?, opts.nodes, opts.port, per_node, pace);
+        return p2p_window::run(&std::env::current_exe()?, opts.nodes, opts.port, per_node, pace, opts.single_thread);
     }
     let bin = match &opts.chat_cli {
         Some(p) => p.clone(),
