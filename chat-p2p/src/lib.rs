@@ -42,4 +42,4 @@ mod transport;
 
 pub use error::P2pError;
 pub use node::Limits;
-pub use transport::{P2pConfig, P2pTransport, TIMEOUT_HEARTBEATS, join, join_on};
+pub use transport::{P2pConfig, P2pSender, P2pTransport, TIMEOUT_HEARTBEATS, join, join_on};

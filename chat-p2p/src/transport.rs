@@ -300,10 +300,34 @@ impl P2pTransport {
         self.task.is_finished()
     }
 
+    /// A handle that submits messages on this node's behalf, cloneable and independent of the
+    /// transport's borrow: a program may keep several sends in flight (each awaiting its own receipt)
+    /// while it goes on reading events with [`Transport::recv`]. At most [`crate::node::MAX_PENDING`]
+    /// own messages wait unacknowledged; beyond that a send fails with `busy`, as [`Transport::send`] does.
+    pub fn sender(&self) -> P2pSender {
+        P2pSender { requests: self.requests.clone() }
+    }
+
     /// What the node refused or throttled so far (forged identities, unauthenticated traffic,
     /// far-ahead clocks, rate limits), as of its last step.
     pub fn counters(&self) -> Counters {
         self.shared.counters.lock().map(|g| *g).unwrap_or_default()
+    }
+}
+
+/// Submits messages to a node; made by [`P2pTransport::sender`].
+#[derive(Debug, Clone)]
+pub struct P2pSender {
+    requests: mpsc::Sender<NodeRequest>,
+}
+
+impl P2pSender {
+    /// Submits `msg` and waits until it is ordered (or refused), exactly as [`Transport::send`].
+    /// Fails with `CoreError::Closed` once the node has stopped.
+    pub async fn send(&self, msg: OutgoingMessage) -> Result<SendReceipt, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests.send(NodeRequest::Send { msg, reply }).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
     }
 }
 

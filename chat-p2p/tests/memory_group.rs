@@ -7,7 +7,7 @@ mod memory;
 
 use std::time::Duration;
 
-use chat_core::{Event, MessageId, NodeId, Transport};
+use chat_core::{Event, MessageId, NodeId, OutgoingMessage, Recipients, Timestamp, Transport};
 use chat_p2p::P2pTransport;
 use chat_transport::memory::MemoryNetwork;
 use memory::*;
@@ -156,6 +156,57 @@ async fn a_member_cut_off_from_the_coordinator_is_back_in_one_group_after_the_he
         for order in &orders {
             assert_eq!(order, &orders[0], "one order after the heal");
         }
+        stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_keeps_many_sends_in_flight_while_the_program_reads_events_and_fails_once_the_node_stops() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let mut nodes = group(&net, &["alice", "bob", "carol"]).await;
+        let refs: Vec<&P2pTransport> = nodes.iter().collect();
+        wait_agreed(&refs, 3).await;
+        // 40 sends from bob at once (more than a member's submit window), through clones of one
+        // sender, while bob's events are read concurrently on the same task.
+        let sender = nodes[1].sender();
+        let mut sends = tokio::task::JoinSet::new();
+        for k in 0..40 {
+            let sender = sender.clone();
+            sends.spawn(async move {
+                let body = format!("window {k}");
+                let msg = OutgoingMessage { recipients: Recipients::Broadcast, body, sent_at: Timestamp::default() };
+                sender.send(msg).await
+            });
+        }
+        let (got, _) = messages(&mut nodes[1], 40).await;
+        let mut receipts = Vec::new();
+        while let Some(done) = sends.join_next().await {
+            receipts.push(done.expect("send task").expect("ordered").id);
+        }
+        let mut bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+        bodies.sort();
+        let mut expected: Vec<String> = (0..40).map(|k| format!("window {k}")).collect();
+        expected.sort();
+        assert_eq!(bodies, expected, "each of the 40 delivered once");
+        receipts.sort();
+        let mut ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
+        ids.sort();
+        assert_eq!(receipts, ids, "every receipt names a delivered message");
+        // The others deliver the same sequence.
+        for t in [0, 2] {
+            let (seq, _) = messages(&mut nodes[t], 40).await;
+            assert_eq!(seq.iter().map(|m| m.id).collect::<Vec<_>>(), got.iter().map(|m| m.id).collect::<Vec<_>>());
+        }
+        // Once bob's node has stopped, its sender fails instead of waiting forever.
+        let bob = nodes.remove(1);
+        stop(vec![bob]).await;
+        let msg =
+            OutgoingMessage { recipients: Recipients::Broadcast, body: "late".into(), sent_at: Timestamp::default() };
+        let late = tokio::time::timeout(Duration::from_secs(5), sender.send(msg)).await.expect("answered in time");
+        assert!(matches!(late, Err(chat_core::CoreError::Closed(_))), "{late:?}");
         stop(nodes).await;
     })
     .await

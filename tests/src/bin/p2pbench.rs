@@ -12,7 +12,11 @@
 //! target/release/p2pbench --nodes 10 --trials 20 --heartbeat-ms 50
 //! target/release/p2pbench --nodes 10 --broadcast 200                 # closed-loop broadcast throughput
 //! target/release/p2pbench --nodes 10 --broadcast 200 --secret        # the same group with a secret
+//! target/release/p2pbench --nodes 10 --broadcast 5000 --window 32     # library nodes, 32 in flight each
+//! target/release/p2pbench --nodes 10 --broadcast 5000 --rate 2000     # library nodes, open loop
 //! ```
+//!
+//! `--window` and `--rate` run library nodes instead of `chat-cli` (see `bench/p2p_window.rs`).
 //!
 //! With `--secret`, the run makes a fresh group secret file (`chat-cli secret new`, in a temporary
 //! directory removed at the end) and every node joins with `--secret-file`: Noise on every link,
@@ -21,6 +25,9 @@
 //! With `--broadcast M`, one group of N nodes instead: every node sends M broadcasts, one at a time
 //! (`chat-cli` waits for each to be ordered before reading the next line), and the run reports
 //! deliveries per second over all nodes and send-to-delivery latency percentiles.
+
+#[path = "../bench/p2p_window.rs"]
+mod p2p_window;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -55,6 +62,20 @@ struct Opts {
     /// Instead of failover trials: every node sends this many broadcasts, closed loop.
     #[arg(long)]
     broadcast: Option<usize>,
+    /// With `--broadcast`: library nodes (one `p2pbench` process each) keeping up to this many
+    /// broadcasts in flight per node, closed loop, instead of `chat-cli` processes (one in flight).
+    #[arg(long, conflicts_with = "rate")]
+    window: Option<usize>,
+    /// With `--broadcast`: library nodes sending this many broadcasts per second each, open loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// With `--window` / `--rate`: every node on a current-thread Tokio runtime instead of a
+    /// multi-thread one like `chat-cli`'s.
+    #[arg(long)]
+    single_thread: bool,
+    /// Internal: run as one library node of a `--window` / `--rate` run, with this name.
+    #[arg(long, hide = true)]
+    child: Option<String>,
     /// Run the group with a fresh group secret (made for the run with `chat-cli secret new`).
     #[arg(long)]
     secret: bool,
@@ -296,6 +317,17 @@ fn broadcast(opts: &Opts, setup: &Setup<'_>, per_node: usize) -> Result<()> {
 
 fn main() -> Result<()> {
     let opts = Opts::parse();
+    let pace = match (opts.window, opts.rate) {
+        (Some(w), _) => Some(p2p_window::Pace::Window(w.max(1))),
+        (None, Some(r)) => Some(p2p_window::Pace::Rate(r.max(1))),
+        (None, None) => None,
+    };
+    if let (Some(name), Some(pace)) = (&opts.child, pace) {
+        return p2p_window::child(name, opts.nodes, opts.port, opts.broadcast.unwrap_or(1), pace, opts.single_thread);
+    }
+    if let (Some(per_node), Some(pace)) = (opts.broadcast, pace) {
+        return p2p_window::run(&std::env::current_exe()?, opts.nodes, opts.port, per_node, pace, opts.single_thread);
+    }
     let bin = match &opts.chat_cli {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("chat-cli"),
