@@ -182,13 +182,19 @@ async fn idle_connections_from_many_addresses_cannot_hold_the_server_full() {
             }
         });
     }
+    // Held now: answered once, not yet told `busy` (when the storm takes over a second to arrive, its
+    // first connections already make room for its last ones).
+    let holding = || held.load(Ordering::Relaxed).saturating_sub(evicted.load(Ordering::Relaxed));
+    let mut full = false;
     for _ in 0..200 {
-        if held.load(Ordering::Relaxed) >= 300 {
+        if holding() >= 300 {
+            full = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(held.load(Ordering::Relaxed), 300, "the idle connections fill the server");
+    assert!(full, "the idle connections fill the server: {} held", holding());
+    let evicted_before = evicted.load(Ordering::Relaxed);
     // Once they have idled for the eviction age, an honest user from yet another address gets in at
     // once: the oldest idle connection makes room.
     tokio::time::sleep(chat_server::router::EVICTION_AGE + Duration::from_millis(100)).await;
@@ -200,12 +206,12 @@ async fn idle_connections_from_many_addresses_cannot_hold_the_server_full() {
         .expect("the honest login succeeds");
     println!("honest login with the server full of idle connections took {:?}", started.elapsed());
     for _ in 0..100 {
-        if evicted.load(Ordering::Relaxed) >= 1 {
+        if evicted.load(Ordering::Relaxed) > evicted_before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(evicted.load(Ordering::Relaxed) >= 1, "an idle connection was told `busy` and closed");
+    assert!(evicted.load(Ordering::Relaxed) > evicted_before, "an idle connection was told `busy` and closed");
     drop(alice);
     storm.abort_all();
     server.stop().await.unwrap();
