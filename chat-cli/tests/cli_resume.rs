@@ -23,19 +23,9 @@ impl Drop for Served {
 }
 
 fn serve(dir: &std::path::Path, listen: &str) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
-        .args(["serve", "--listen", listen, "--json", "--no-rate-limit", "--data-dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chat-cli starts");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
-    let first = lines.next().expect("a listening event").expect("readable");
-    let event: serde_json::Value = serde_json::from_str(&first).expect("JSON");
-    assert_eq!(event["type"], "listening", "{first}");
-    Served { addr: event["addr"].as_str().expect("addr").to_string(), child }
+    let args = ["--no-rate-limit".as_ref(), "--data-dir".as_ref(), dir.as_os_str()];
+    let (child, addr) = common::serve_listening(listen, &args);
+    Served { addr, child }
 }
 
 /// Messages (texts) seen by `p` until `count` of them start with `prefix`; other events are kept.

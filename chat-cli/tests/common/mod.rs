@@ -117,3 +117,22 @@ impl Proc {
         self.finish()
     }
 }
+
+/// Starts `chat-cli serve --listen LISTEN --json ARGS` and waits for its `listening` event: the child
+/// (standard output taken, the rest of it unread) and the address it listens on.
+#[allow(dead_code)] // not every test file starts its own server this way
+pub fn serve_listening(listen: &str, args: &[&std::ffi::OsStr]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["serve", "--listen", listen, "--json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chat-cli starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a listening event").expect("readable");
+    let event: Value = serde_json::from_str(&first).expect("JSON");
+    assert_eq!(event["type"], "listening", "{first}");
+    (child, event["addr"].as_str().expect("addr").to_string())
+}

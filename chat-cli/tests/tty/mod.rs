@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -220,19 +220,9 @@ impl Drop for Served {
 impl Served {
     /// `chat-cli serve --listen LISTEN --json ARGS`, once it listens.
     pub fn start(listen: &str, args: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
-            .args(["serve", "--listen", listen, "--json"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chat-cli starts");
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
-        let first = lines.next().expect("a listening event").expect("readable");
-        let event: serde_json::Value = serde_json::from_str(&first).expect("JSON");
-        assert_eq!(event["type"], "listening", "{first}");
-        Served { addr: event["addr"].as_str().expect("addr").to_string(), child }
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let (child, addr) = crate::common::serve_listening(listen, &args);
+        Served { addr, child }
     }
 
     /// Stops it with `signal` (`TERM`: a clean shutdown; `KILL`: the connection is simply lost).
