@@ -21,8 +21,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLevelDetection};
 
@@ -45,9 +46,19 @@ pub const NAME_PUNCTUATION: [char; 3] = ['_', '-', '.'];
 /// assert!(UserName::new("alice\u{200B}").is_err());
 /// assert!(UserName::new("ALICE").unwrap().same_as(&UserName::new("alice").unwrap()));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct UserName(String);
+///
+/// Cloning a name is cheap (the characters are shared, not copied): a name travels in every message,
+/// history entry and presence list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UserName(Arc<str>);
+
+impl Serialize for UserName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // As a string, the same bytes as before names were shared (wire and log formats unchanged).
+        serializer.serialize_str(&self.0)
+    }
+}
 
 /// The identity of a name for uniqueness: equal keys are the same name (case and look-alikes folded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,7 +110,7 @@ impl UserName {
         });
         match reason {
             Some(reason) => Err(CoreError::InvalidName { name: raw, reason }),
-            None => Ok(UserName(name)),
+            None => Ok(UserName(name.into())),
         }
     }
 
@@ -108,7 +119,7 @@ impl UserName {
     pub fn from_wire(name: String) -> Result<Self, CoreError> {
         match unsafe_reason(&name) {
             Some(reason) => Err(CoreError::InvalidName { name, reason }),
-            None => Ok(UserName(name)),
+            None => Ok(UserName(name.into())),
         }
     }
 
@@ -127,6 +138,9 @@ impl UserName {
 
     /// Whether `self` and `other` are the same name (a shared key).
     pub fn same_as(&self, other: &UserName) -> bool {
+        if self.0 == other.0 {
+            return true;
+        }
         let mine = self.keys();
         other.keys().iter().any(|k| mine.contains(k))
     }
@@ -141,7 +155,7 @@ impl TryFrom<String> for UserName {
 
 impl From<UserName> for String {
     fn from(value: UserName) -> Self {
-        value.0
+        value.0.to_string()
     }
 }
 
@@ -181,6 +195,11 @@ impl<V> Default for NameMap<V> {
 impl<V> NameMap<V> {
     /// The registered name that `name` is the same name as, if any.
     pub fn find(&self, name: &UserName) -> Option<&UserName> {
+        // A name registered exactly as given is its own entry (registered names never share a
+        // key), which spares computing the skeletons on the hot path of every unicast.
+        if let Some((registered, _)) = self.entries.get_key_value(name) {
+            return Some(registered);
+        }
         name.keys().iter().find_map(|k| self.keys.get(k))
     }
 
