@@ -126,6 +126,8 @@ pub(super) struct Sessions {
     users: NameMap<Session>,
     /// Detached sessions by expiry.
     expiries: BTreeSet<(Instant, UserName)>,
+    /// The names others may see (sessions that are not quiet), kept sorted for every `Welcome`.
+    visible: BTreeSet<UserName>,
 }
 
 impl Sessions {
@@ -169,8 +171,12 @@ impl Sessions {
     /// Starts `session` for `name`; false (nothing changes) if the same name has a session.
     pub(super) fn start(&mut self, name: UserName, session: Session) -> bool {
         let conn = session.conn;
+        let quiet = session.quiet;
         if self.users.insert(name.clone(), session).is_err() {
             return false;
+        }
+        if !quiet {
+            self.visible.insert(name.clone());
         }
         if let Some(conn) = conn {
             self.conns.entry(conn).or_default().name = Some(name);
@@ -211,6 +217,7 @@ impl Sessions {
     /// Ends `name`'s session; returns it.
     pub(super) fn end(&mut self, name: &UserName) -> Option<(UserName, Session)> {
         let (registered, session) = self.users.remove(name)?;
+        self.visible.remove(&registered);
         if let Some(at) = session.expires {
             self.expiries.remove(&(at, registered.clone()));
         }
@@ -315,10 +322,7 @@ impl Sessions {
 
     /// The names with a session that others may see (quiet sessions are not listed), sorted.
     pub(super) fn names_sorted(&self) -> Vec<UserName> {
-        let mut names: Vec<UserName> =
-            self.users.iter().filter(|(_, s)| !s.quiet).map(|(name, _)| name.clone()).collect();
-        names.sort();
-        names
+        self.visible.iter().cloned().collect()
     }
 
     /// Every known connection, in ascending order (so outputs about all of them are deterministic).
