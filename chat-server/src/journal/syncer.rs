@@ -9,12 +9,20 @@
 //!
 //! | policy        | who writes | the thread syncs                                                   |
 //! |---------------|------------|--------------------------------------------------------------------|
-//! | `batch`       | the thread ([`Syncer::submit`]) | as soon as a request is pending: one `write` of everything handed over, then one `fdatasync` |
+//! | `batch`       | the thread ([`Syncer::submit`]) | as soon as a request is pending (or after a short gathering, below): one `write` of everything handed over, then one `fdatasync` |
 //! | `interval:MS` | the owner  | a pending request once `MS` have passed since the previous sync     |
 //! | `never`       | the owner  | never (until close)                                                 |
 //!
 //! With `batch` the owner does no system call on the journal's behalf (unless it wakes the thread),
 //! and the next sync starts as soon as the previous one ends, without waiting for the owner's turn.
+//!
+//! **Gathering** (`batch` only, [`gather_wait`]): when fewer messages are pending than the previous
+//! sync carried, the thread waits a little for the rest (until as many are pending, or half the
+//! previous sync's duration, at most [`MAX_GATHER`]). Clients that each wait for their last message
+//! to be durable before sending the next one answer a sync's release together; without the wait,
+//! the first answer would start the next sync alone and the others would wait for a second sync.
+//! A steady stream (the previous sync's messages are pending again when it ends) and a lone user
+//! (a previous sync of one message) never wait.
 //!
 //! On close it syncs everything (`sync_all`) and ends. If a sync fails, it records why in `stopped`
 //! and ends at once: the watch's sender is dropped, so the owner learns that nothing more becomes
@@ -25,7 +33,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
@@ -41,6 +49,16 @@ pub struct Synced {
     pub upto: u64,
 }
 
+/// The longest the thread waits for more messages before a sync (see the module docs).
+pub(crate) const MAX_GATHER: Duration = Duration::from_millis(2);
+
+/// How long to wait for more messages before syncing (`None`: sync now): `pending` messages are
+/// waiting, the previous sync carried `last_batch` and took `last_sync`; the wait is over once
+/// `last_batch` are pending.
+pub(crate) fn gather_wait(pending: u64, last_batch: u64, last_sync: Duration) -> Option<Duration> {
+    (pending > 0 && pending < last_batch).then(|| (last_sync / 2).min(MAX_GATHER)).filter(|d| !d.is_zero())
+}
+
 /// The mailbox between the owner and the thread.
 #[derive(Default)]
 struct Mailbox {
@@ -50,6 +68,8 @@ struct Mailbox {
     waiting: bool,
     /// The latest sync asked for and not yet taken.
     want: Option<Synced>,
+    /// The thread gathers (see the module docs) until a request reaches this sequence number: wake it then.
+    gather_until: Option<u64>,
     /// Close: sync everything, answer, end.
     close: Option<oneshot::Sender<Result<(), String>>>,
     /// The thread has ended (closed, or stopped by a failure): nobody will answer a close.
@@ -115,7 +135,8 @@ impl Syncer {
     /// woken again).
     pub(crate) fn request(&self, want: Synced) {
         let mut mailbox = self.shared.lock();
-        let wake = mailbox.waiting && mailbox.want.is_none();
+        let gathered = mailbox.gather_until.is_some_and(|until| want.upto >= until);
+        let wake = mailbox.waiting && (mailbox.want.is_none() || gathered);
         mailbox.want = Some(want);
         if wake {
             mailbox.waiting = false;
@@ -177,6 +198,9 @@ fn run(
     stopped: &OnceLock<String>,
 ) {
     let mut last_sync = Instant::now();
+    // What the previous sync carried (messages) and how long its `fdatasync` took: the gathering.
+    let (mut done_upto, mut last_batch, mut last_took) = (synced.borrow().upto, 0u64, Duration::ZERO);
+    let mut gathering: Option<Instant> = None;
     // The bytes being written: swapped with the mailbox's, so neither side allocates in steady state.
     let mut bytes = Vec::new();
     // Under `batch` this thread appends the records, so it keeps the space ahead of them.
@@ -207,7 +231,21 @@ fn run(
                 return;
             }
             match (policy, mailbox.want) {
-                (FsyncPolicy::EveryBatch, Some(want)) => break want,
+                (FsyncPolicy::EveryBatch, Some(want)) => {
+                    let pending = want.upto.saturating_sub(done_upto);
+                    let now = Instant::now();
+                    let until = *gathering.get_or_insert_with(|| {
+                        now + gather_wait(pending, last_batch, last_took).unwrap_or(Duration::ZERO)
+                    });
+                    if now >= until || pending >= last_batch {
+                        gathering = None;
+                        mailbox.gather_until = None;
+                        break want;
+                    }
+                    mailbox.gather_until = Some(done_upto + last_batch);
+                    mailbox.waiting = true;
+                    mailbox = shared.wake.wait_timeout(mailbox, until - now).unwrap_or_else(PoisonError::into_inner).0;
+                }
                 (FsyncPolicy::Interval(d), Some(want)) => {
                     let due = last_sync + d;
                     let now = Instant::now();
@@ -233,6 +271,7 @@ fn run(
             return;
         }
         bytes.clear();
+        let started = Instant::now();
         if let Err(e) = file.sync_data() {
             let reason = format!("{}: {e}", path.display());
             tracing::error!(path = %path.display(), error = %e, "journal sync failed: the journal stopped");
@@ -240,6 +279,11 @@ fn run(
             return;
         }
         last_sync = Instant::now();
+        last_took = last_sync - started;
+        if want.upto > done_upto {
+            last_batch = want.upto - done_upto;
+            done_upto = want.upto;
+        }
         synced.send_if_modified(|s| {
             let advanced = want.end > s.end;
             if advanced {
@@ -247,5 +291,31 @@ fn run(
             }
             advanced
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYNC: Duration = Duration::from_millis(3);
+
+    #[test]
+    fn a_lone_user_and_a_steady_stream_never_wait() {
+        // One message after a sync of one: nothing to gather.
+        assert_eq!(gather_wait(1, 1, SYNC), None);
+        // As many pending as the previous sync carried (or more): sync now.
+        assert_eq!(gather_wait(30, 30, SYNC), None);
+        assert_eq!(gather_wait(50, 30, SYNC), None);
+        // Nothing pending (a record that is not a message): no reason to wait for messages.
+        assert_eq!(gather_wait(0, 30, SYNC), None);
+    }
+
+    #[test]
+    fn fewer_pending_than_last_time_wait_half_a_sync_at_most_max_gather() {
+        assert_eq!(gather_wait(1, 100, SYNC), Some(Duration::from_micros(1500)));
+        assert_eq!(gather_wait(99, 100, Duration::from_millis(40)), Some(MAX_GATHER));
+        // The first sync (no duration known yet) does not wait.
+        assert_eq!(gather_wait(1, 100, Duration::ZERO), None);
     }
 }
