@@ -77,7 +77,16 @@ impl Stamp {
 }
 
 fn parse_hex(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &c| Some(acc << 4 | (c as char).to_digit(16)? as u64))
+    // Byte arithmetic rather than `char::to_digit`: this runs for every delivery of every target.
+    digits.iter().try_fold(0u64, |acc, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(digit))
+    })
 }
 
 /// Appends a body of `size` bytes (at least [`STAMP_LEN`]) carrying `sent_ns` and `sender`.
@@ -153,5 +162,8 @@ mod tests {
         write_body(&mut body, 16, 7, 3);
         assert_eq!(Stamp::parse(&body), Some(Stamp { sent_ns: 7, sender: None }));
         assert_eq!(Stamp::parse(b"not a stamp at all"), None);
+        assert_eq!(Stamp::parse(b"0123456789ABCDEF"), Some(Stamp { sent_ns: 0x0123_4567_89ab_cdef, sender: None }));
+        assert_eq!(Stamp::parse(b"0123456789abcdeg"), None);
+        assert_eq!(Stamp::parse(b"0123456789abcde/"), None);
     }
 }

@@ -15,6 +15,10 @@
 //! The encoding is bincode's, which depends on the order of variants and fields: the views mirror
 //! the owned types one for one, and the test below checks that every `ServerFrame` variant
 //! decodes as its view.
+//!
+//! Cheaper still, [`message_seq_and_body`] reads only what a subscriber checks of a `Message` frame
+//! (the sequence number and the body) by walking bincode's layout by hand, without serde; tests
+//! check it against the codec, and any other frame (or a malformed one) falls back to the view.
 
 use chat_core::{ErrorCode, MessageId, Timestamp};
 use serde::Deserialize;
@@ -152,6 +156,61 @@ pub enum RecipientsView<'a> {
     Room(&'a str),
 }
 
+/// The `ServerFrame::Message` variant's index in bincode's encoding (checked by a test).
+const MESSAGE_VARIANT: u64 = 2;
+
+/// Reads one bincode varint (the `standard()` configuration) at the start of `b`; advances `b`.
+fn varint(b: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = b.split_first()?;
+    let (value, used) = match first {
+        0..=250 => (u64::from(first), 0),
+        251 => (u64::from(u16::from_le_bytes(*rest.first_chunk::<2>()?)), 2),
+        252 => (u64::from(u32::from_le_bytes(*rest.first_chunk::<4>()?)), 4),
+        253 => (u64::from_le_bytes(*rest.first_chunk::<8>()?), 8),
+        _ => return None, // u128 or invalid: not in a message's header
+    };
+    *b = &rest[used..];
+    Some(value)
+}
+
+/// Reads a length-prefixed string's bytes at the start of `b`; advances `b`.
+fn bytes<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(varint(b)?).ok()?;
+    if b.len() < len {
+        return None;
+    }
+    let (s, rest) = b.split_at(len);
+    *b = rest;
+    Some(s)
+}
+
+/// The sequence number and body of a `ServerFrame::Message` payload, read without decoding the rest
+/// (sender, recipients, stamps); `None` for any other frame, or one that does not parse this way
+/// (the caller then decodes it as a [`ServerFrameView`], which reports what is wrong).
+pub fn message_seq_and_body(payload: &[u8]) -> Option<(u64, &[u8])> {
+    let mut b = payload;
+    if varint(&mut b)? != MESSAGE_VARIANT {
+        return None;
+    }
+    let _origin = varint(&mut b)?;
+    let seq = varint(&mut b)?;
+    let _sender = bytes(&mut b)?;
+    match varint(&mut b)? {
+        0 | 3 => {
+            bytes(&mut b)?; // Unicast(name) / Room(room)
+        }
+        1 => {
+            for _ in 0..varint(&mut b)? {
+                bytes(&mut b)?; // Multicast(names)
+            }
+        }
+        2 => {} // Broadcast
+        _ => return None,
+    }
+    let body = bytes(&mut b)?;
+    Some((seq, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +250,44 @@ mod tests {
             body: &m.body,
             lamport: m.lamport,
             time: m.time,
+        }
+    }
+
+    /// The hand-read sequence number and body agree with the codec for every kind of recipients and
+    /// for values on each side of every varint width; other frames and truncated ones are refused.
+    #[test]
+    fn the_quick_read_of_a_message_agrees_with_the_codec() {
+        let many: Vec<UserName> = (0..300).map(|i| n(&format!("u{i}"))).collect();
+        let recipients = [
+            Recipients::Broadcast,
+            Recipients::Unicast(n("bob")),
+            Recipients::Multicast(many),
+            Recipients::Room(room("#ops")),
+        ];
+        let long = "x".repeat(70_000);
+        for r in recipients {
+            for seq in [0, 250, 251, 65_535, 65_536, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX] {
+                for body in ["", "hi", long.as_str()] {
+                    let mut m = message(r.clone());
+                    (m.id.seq, m.id.origin, m.body) = (seq, NodeId(seq), body.to_string());
+                    let payload = encode_payload(&ServerFrame::Message(m.clone())).unwrap();
+                    let Ok(ServerFrameView::Message(v)) = decode_payload_borrowed::<ServerFrameView>(&payload) else {
+                        panic!("the codec decodes a message")
+                    };
+                    assert_eq!(message_seq_and_body(&payload), Some((v.id.seq, v.body.as_bytes())));
+                    for cut in [1, 3, payload.len() / 2] {
+                        let short = &payload[..payload.len().saturating_sub(cut).min(payload.len() - 1)];
+                        if let Some((s, b)) = message_seq_and_body(short) {
+                            // Only the stamps after the body can be cut and still read this far.
+                            assert_eq!((s, b), (seq, body.as_bytes()));
+                        }
+                    }
+                }
+            }
+        }
+        let others = [ServerFrame::Ping, ServerFrame::Joined { name: n("bob") }, ServerFrame::Done { req: 2 }];
+        for frame in others {
+            assert_eq!(message_seq_and_body(&encode_payload(&frame).unwrap()), None);
         }
     }
 
