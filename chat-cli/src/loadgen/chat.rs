@@ -17,7 +17,7 @@ use tokio_util::codec::Decoder;
 
 use super::OPEN_TIMEOUT;
 use super::protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more};
-use super::views::{ServerFrameView, message_seq_and_body};
+use super::views::{ServerFrameView, is_presence, message_seq_and_body};
 
 /// The keep-alive interval a [`ChatPubSub`] assumes until the server's `Welcome` announces the
 /// real heartbeat (5 s, the server's default). Every connection that opened has received its
@@ -155,13 +155,18 @@ impl PubSub for ChatPubSub {
         let payload = &buf[LEN_PREFIX..LEN_PREFIX + len];
         // Most frames are messages: their sequence number and body are read by hand (checked
         // against the codec by a test); the rest through a borrowed view, which allocates nothing
-        // per name or body (the Redis and NATS adapters do not allocate either).
+        // per name or body (the Redis and NATS adapters do not allocate either). Presence frames
+        // (a join storm sends one per login to everybody online) are known by their variant alone.
         if let Some((seq, body)) = message_seq_and_body(payload) {
             let Some(stamp) = Stamp::parse(body) else {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "a message without a stamp"));
             };
             buf.advance(LEN_PREFIX + len);
             return Ok(Some(Incoming::Message { stamp, order: Some(seq) }));
+        }
+        if is_presence(payload) {
+            buf.advance(LEN_PREFIX + len);
+            return Ok(Some(Incoming::Other));
         }
         let incoming = match decode_payload_borrowed::<ServerFrameView<'_>>(payload).map_err(chat_error)? {
             ServerFrameView::Message(m) => match Stamp::parse(m.body.as_bytes()) {

@@ -159,6 +159,16 @@ pub enum RecipientsView<'a> {
 /// The `ServerFrame::Message` variant's index in bincode's encoding (checked by a test).
 const MESSAGE_VARIANT: u64 = 2;
 
+/// The `ServerFrame::Joined` and `ServerFrame::Left` variants' indices (checked by a test).
+const PRESENCE_VARIANTS: [u64; 2] = [7, 8];
+
+/// Whether `payload` is a `Joined` or `Left` frame (presence, which a generator only skips: a join
+/// storm sends one to everybody online per login), known from its first byte(s) without decoding.
+pub fn is_presence(payload: &[u8]) -> bool {
+    let mut b = payload;
+    varint(&mut b).is_some_and(|v| PRESENCE_VARIANTS.contains(&v))
+}
+
 /// Reads one bincode varint (the `standard()` configuration) at the start of `b`; advances `b`.
 fn varint(b: &mut &[u8]) -> Option<u64> {
     let (&first, rest) = b.split_first()?;
@@ -288,6 +298,18 @@ mod tests {
         let others = [ServerFrame::Ping, ServerFrame::Joined { name: n("bob") }, ServerFrame::Done { req: 2 }];
         for frame in others {
             assert_eq!(message_seq_and_body(&encode_payload(&frame).unwrap()), None);
+        }
+    }
+
+    #[test]
+    fn presence_is_known_from_the_variant_alone() {
+        let left = ServerFrame::Left { name: n("bob"), reason: "quit".into() };
+        for frame in [ServerFrame::Joined { name: n("bob") }, left] {
+            assert!(is_presence(&encode_payload(&frame).unwrap()));
+        }
+        let m = ServerFrame::Message(message(Recipients::Broadcast));
+        for frame in [ServerFrame::Ping, m, ServerFrame::Done { req: 2 }] {
+            assert!(!is_presence(&encode_payload(&frame).unwrap()));
         }
     }
 
