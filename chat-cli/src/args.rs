@@ -254,6 +254,10 @@ pub struct ServeArgs {
     /// nothing lost (0: a dropped connection ends the session at once).
     #[arg(long, default_value_t = chat_server::server::DEFAULT_GRACE.as_millis() as u64)]
     pub grace_ms: u64,
+    /// Announce joins and leaves to everybody while at most this many users are online; above it
+    /// they are not announced (one notice says so) and `/who` lists who is online. 0: never.
+    #[arg(long, value_name = "N", default_value_t = chat_server::server::DEFAULT_PRESENCE_LIMIT)]
+    pub presence_limit: usize,
     /// Also serve seed 000's text protocol (the original Python client, `nc`) on this address:
     /// plaintext without credentials, so not with `--auth accounts`, and beyond loopback only with
     /// `--insecure`. Off by default.

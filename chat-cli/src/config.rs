@@ -94,6 +94,7 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         cluster: cluster_config(serve)?,
         web_listen: serve.web,
         web_origins: serve.web_origin.clone(),
+        presence_limit: serve.presence_limit,
     })
 }
 

@@ -132,3 +132,26 @@ fn bench_measures_a_running_server() {
     assert!(summary["deliveries_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(server.terminate(), 0);
 }
+
+#[test]
+fn above_the_presence_limit_a_notice_replaces_the_joins() {
+    let mut server = spawn(&["serve", "--listen", "127.0.0.1:0", "--no-log", "--json", "--presence-limit", "2"]);
+    let addr = server.event_of("listening")["addr"].as_str().unwrap().to_string();
+    let mut alice = spawn(&["--json", "--name", "alice", "--server", &addr]);
+    alice.event_of("ready");
+    let mut bob = spawn(&["--json", "--name", "bob", "--server", &addr]);
+    bob.event_of("ready");
+    assert_eq!(alice.event_of("joined")["name"], "bob");
+    let mut carol = spawn(&["--json", "--name", "carol", "--server", &addr]);
+    assert_eq!(carol.event_of("ready")["name"], "carol");
+    // The third arrival is not announced: one notice says why, and /who still lists everybody.
+    let notice = alice.event_of("notice");
+    assert!(notice["text"].as_str().unwrap().starts_with("more than 2 people are online"), "{notice}");
+    alice.say("/who");
+    assert_eq!(alice.event_of("who")["names"], serde_json::json!(["alice", "bob", "carol"]));
+    assert!(!alice.seen.iter().any(|e| e["type"] == "joined" && e["name"] == "carol"), "{:?}", alice.seen);
+    for p in [alice, bob, carol] {
+        assert_eq!(p.finish(), 0);
+    }
+    server.terminate();
+}

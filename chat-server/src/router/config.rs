@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{AdmissionConfig, AuthMode, Limits, OfflineLimits, RecentLimits, RoomLimits};
+use super::{AdmissionConfig, AuthMode, DEFAULT_PRESENCE_LIMIT, Limits, OfflineLimits, RecentLimits, RoomLimits};
 
 /// Longest time join and leave notices wait unpublished so that a burst of them wakes every reader
 /// once (a message, which is never delayed, publishes them at once).
@@ -41,6 +41,9 @@ pub struct RouterConfig {
     pub rooms: RoomLimits,
     /// Offline queue limits.
     pub offline: OfflineLimits,
+    /// Joins and leaves are announced to everybody while at most this many users are online
+    /// ([`DEFAULT_PRESENCE_LIMIT`]; 0: never). See the router's `presence` module.
+    pub presence_limit: usize,
     /// Cluster mode: this router is one replica of a state machine that every instance feeds the
     /// same inputs from a shared log (see `crate::cluster`). Then a slow reader, a fact only its own
     /// instance knows, is only kicked (`Kick`): its instance announces the end through the log
@@ -66,6 +69,7 @@ impl Default for RouterConfig {
             recent: RecentLimits::default(),
             rooms: RoomLimits::default(),
             offline: OfflineLimits::default(),
+            presence_limit: DEFAULT_PRESENCE_LIMIT,
             replicated: false,
             seed: [0; 32],
         }

@@ -141,7 +141,7 @@ impl Router {
         }
         // The notice goes to the stream before the newcomer subscribes to it: it never sees its own.
         if !quiet {
-            self.stream(ServerFrame::Joined { name }, 0);
+            self.announce(ServerFrame::Joined { name });
         }
         self.subscribe(conn);
     }

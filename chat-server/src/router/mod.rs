@@ -25,6 +25,7 @@
 //! | `Peers`, `History`, `Rooms`, `Who` | the answer of the same name; `History` in frames, the last with `done = true` |
 //! | `Ping`            | `Reply(Pong)`                                                                  |
 //! | `Disconnected` quit | `SessionEnded`, `Stream(Left)`                                               |
+//! | (more than `presence_limit` online) | no `Stream(Joined / Left)`; one `Stream(Notice)` when announcing stops or resumes (see `presence`) |
 //! | `Disconnected` other | nothing yet: the session is detached for the grace period (see `resume`); ended at once for a connection that cannot resume (`Legacy`, `NoResume`) |
 //! | grace over        | `SessionEnded`, `Stream(Left { timeout })`                                     |
 //! | `Send` too fast   | `Reply(RateLimited { retry_after_ms })`; unheeded: `Kick { flood }` (see `limits`) |
@@ -50,7 +51,7 @@
 //! and their offline queues), `limits` (flood control), `routing` (who receives a message), `commit`
 //! (the committed watermark), `publish` (when the stream is published: notice debouncing), `slow`
 //! (the slow-consumer policy), `history` (answers in chunks), `restore` (the state a journal
-//! rebuilds).
+//! rebuilds), `presence` (when joins and leaves are announced).
 
 mod admission;
 mod auth;
@@ -69,6 +70,7 @@ mod login;
 mod offline;
 #[cfg(test)]
 mod policy_tests;
+mod presence;
 mod publish;
 mod recent;
 pub mod restore;
@@ -107,6 +109,8 @@ use offline::Offline;
 pub use offline::{
     DEFAULT_MAX_KNOWN, DEFAULT_OFFLINE_BYTES, DEFAULT_OFFLINE_MESSAGES, DEFAULT_OFFLINE_TOTAL_BYTES, OfflineLimits,
 };
+pub use presence::DEFAULT_PRESENCE_LIMIT;
+use presence::{Announce, Presence};
 use publish::Publisher;
 use recent::Recent;
 pub use recent::{DEFAULT_RECENT_BYTES, DEFAULT_RECENT_MESSAGES, RecentLimits};
@@ -150,6 +154,7 @@ pub struct Router {
     admission: Admission,
     flood: Flood,
     auth: Auth,
+    presence: Presence,
     outputs: VecDeque<Output>,
 }
 
@@ -172,6 +177,7 @@ impl Router {
             admission: Admission::new(config.admission),
             flood: Flood::new(config.limits),
             auth: Auth::new(config.auth),
+            presence: Presence::new(config.presence_limit),
             outputs: VecDeque::new(),
             config,
         };
@@ -343,7 +349,22 @@ impl Router {
         let conn = conn.or(session.conn).unwrap_or(0);
         self.outputs.push_back(Output::SessionEnded { conn, name: name.clone(), after, reason: reason.clone() });
         if !session.quiet {
-            self.stream(ServerFrame::Left { name, reason }, 0);
+            self.announce(ServerFrame::Left { name, reason });
+        }
+    }
+
+    /// Announces a `Joined` or `Left` (the session table already changed) unless the crowd is too
+    /// large (see `presence`).
+    fn announce(&mut self, frame: ServerFrame) {
+        let online = self.sessions.visible_count();
+        let verdict = match frame {
+            ServerFrame::Joined { .. } => self.presence.joined(online),
+            _ => self.presence.left(online),
+        };
+        match verdict {
+            Announce::It => self.stream(frame, 0),
+            Announce::Nothing => {}
+            Announce::Notice(text) => self.stream(ServerFrame::Notice { text }, 0),
         }
     }
 

@@ -139,3 +139,54 @@ fn shutdown_closes_every_connection_and_keeps_every_session_for_the_next_start()
     assert_eq!(drain(&mut r), expected);
     assert_eq!(r.online(), 3, "the sessions are kept");
 }
+
+/// The `Stream` frames among `outputs` (what everybody online would see).
+fn streamed(outputs: Vec<Output>) -> Vec<ServerFrame> {
+    outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Stream { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn above_the_presence_limit_joins_and_leaves_are_not_announced() {
+    let config = RouterConfig { presence_limit: 3, ..RouterConfig::default() };
+    let mut r = Router::new(config, RouterState::default());
+    let mut seen = Vec::new();
+    for (conn, name) in [(1, "alice"), (2, "bob"), (3, "carol"), (4, "dave"), (5, "erin")] {
+        r.handle(t0(), Input::Login { conn, name: n(name) });
+        seen.extend(streamed(drain(&mut r)));
+    }
+    let stop = "more than 3 people are online: joins and leaves are no longer announced (/who lists who is online)";
+    assert_eq!(
+        seen,
+        vec![
+            ServerFrame::Joined { name: n("alice") },
+            ServerFrame::Joined { name: n("bob") },
+            ServerFrame::Joined { name: n("carol") },
+            ServerFrame::Notice { text: stop.into() },
+        ]
+    );
+    // The crowd's newcomer is not announced, and still gets the full list of who is online.
+    r.handle(t0(), Input::Login { conn: 6, name: n("frank") });
+    let out = drain(&mut r);
+    let welcome = out.iter().find_map(|o| match o {
+        Output::Reply { frame: ServerFrame::Welcome { online, .. }, .. } => Some(online.len()),
+        _ => None,
+    });
+    assert_eq!(welcome, Some(6));
+    assert_eq!(streamed(out), vec![]);
+    // Leaves: silent until a tenth below the limit (3 - 0 = 3 online), then one notice.
+    let mut seen = Vec::new();
+    for conn in [6, 5, 4] {
+        r.handle(t0(), Input::Disconnected { conn, reason: QUIT.into() });
+        seen.extend(streamed(drain(&mut r)));
+    }
+    let again = "3 people are online: joins and leaves are announced again";
+    assert_eq!(seen, vec![ServerFrame::Notice { text: again.into() }]);
+    r.handle(t0(), Input::Disconnected { conn: 3, reason: QUIT.into() });
+    assert_eq!(streamed(drain(&mut r)), vec![ServerFrame::Left { name: n("carol"), reason: QUIT.into() }]);
+}

@@ -320,6 +320,11 @@ impl Sessions {
         self.users.len()
     }
 
+    /// Number of sessions others may see (quiet sessions are not counted).
+    pub(super) fn visible_count(&self) -> usize {
+        self.visible.len()
+    }
+
     /// The names with a session that others may see (quiet sessions are not listed), sorted.
     pub(super) fn names_sorted(&self) -> Vec<UserName> {
         self.visible.iter().cloned().collect()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_LISTEN, DEFAULT_LOGIN_TIMEOUT};
 use super::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR, DEFAULT_OUTBOX};
 use crate::journal::FsyncPolicy;
-use crate::router::{AdmissionConfig, AuthMode, Limits, RouterConfig};
+use crate::router::{AdmissionConfig, AuthMode, DEFAULT_PRESENCE_LIMIT, Limits, RouterConfig};
 use crate::tls::TlsServer;
 
 /// Server settings.
@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Origins (`SCHEME://HOST[:PORT]`) whose pages may open the WebSocket besides the server's own
     /// page (see [`crate::web::OriginPolicy`]).
     pub web_origins: Vec<String>,
+    /// Joins and leaves are announced to everybody while at most this many users are online
+    /// ([`DEFAULT_PRESENCE_LIMIT`] by default; 0: never).
+    pub presence_limit: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             cluster: None,
             web_listen: None,
             web_origins: Vec::new(),
+            presence_limit: DEFAULT_PRESENCE_LIMIT,
         }
     }
 }
@@ -96,6 +100,7 @@ impl ServerConfig {
             limits: self.limits,
             auth: self.auth,
             grace: self.grace,
+            presence_limit: self.presence_limit,
             seed: rand::random(),
             ..RouterConfig::default()
         }

@@ -69,7 +69,7 @@ use web::{Upgraded, refuse_web, serve_web};
 pub use crate::fanout::{KILL_GRACE, MAX_WRITE_BATCH};
 pub use crate::router::{
     DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDR,
-    NOTICE_DELAY,
+    DEFAULT_PRESENCE_LIMIT, NOTICE_DELAY,
 };
 pub use config::ServerConfig;
 pub use http::{HEADER_TIMEOUT, HTTP_LIFETIME, MAX_HTTP_BUFFER};
