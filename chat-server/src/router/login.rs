@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::commit::Visible;
 use super::sessions::{LoginOptions, Presented, Session};
-use super::{ConnId, Output, Router};
+use super::{ConnId, MAX_LISTED_NAMES, MAX_WELCOME_NAMES, Output, Router};
 use crate::journal::Record;
 use crate::protocol::{Credential, Enter, ServerFrame, SessionInfo};
 
@@ -148,9 +148,16 @@ impl Router {
 
     /// The `Welcome` for a session.
     pub(super) fn welcome(&mut self, conn: ConnId, name: &UserName, session: SessionInfo) {
-        let online = self.sessions.names_sorted();
+        let online = self.sessions.names_sorted_upto(MAX_WELCOME_NAMES);
         let heartbeat_ms = self.config.heartbeat_ms;
         self.reply(conn, ServerFrame::Welcome { name: name.clone(), online, heartbeat_ms, session });
+        let total = self.sessions.visible_count();
+        if total > MAX_WELCOME_NAMES {
+            let text = format!(
+                "{total} people are online: the list above shows {MAX_WELCOME_NAMES} of them (/who lists up to {MAX_LISTED_NAMES})"
+            );
+            self.reply(conn, ServerFrame::Notice { text });
+        }
     }
 
     /// From now on `conn` reads everything broadcast (the shared stream, or one by one for version 1).

@@ -109,8 +109,8 @@ use offline::Offline;
 pub use offline::{
     DEFAULT_MAX_KNOWN, DEFAULT_OFFLINE_BYTES, DEFAULT_OFFLINE_MESSAGES, DEFAULT_OFFLINE_TOTAL_BYTES, OfflineLimits,
 };
-pub use presence::DEFAULT_PRESENCE_LIMIT;
 use presence::{Announce, Presence};
+pub use presence::{DEFAULT_PRESENCE_LIMIT, MAX_LISTED_NAMES, MAX_WELCOME_NAMES};
 use publish::Publisher;
 use recent::Recent;
 pub use recent::{DEFAULT_RECENT_BYTES, DEFAULT_RECENT_MESSAGES, RecentLimits};
@@ -236,8 +236,12 @@ impl Router {
             Input::Rooms { conn, req } => self.list_rooms(conn, req),
             Input::Who { conn, req, room } => self.who(conn, req, room),
             Input::Peers { conn, req } => {
-                let names = self.sessions.names_sorted();
+                let mut names = self.sessions.names_sorted();
+                let notice = presence::cut(&mut names, MAX_LISTED_NAMES);
                 self.reply(conn, ServerFrame::Peers { req, names });
+                if let Some(text) = notice {
+                    self.reply(conn, ServerFrame::Notice { text });
+                }
             }
             Input::History { conn, req, limit, room } => self.history(conn, req, limit, room),
             Input::Ping { conn } => self.reply(conn, ServerFrame::Pong),

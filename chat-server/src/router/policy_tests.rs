@@ -190,3 +190,50 @@ fn above_the_presence_limit_joins_and_leaves_are_not_announced() {
     r.handle(t0(), Input::Disconnected { conn: 3, reason: QUIT.into() });
     assert_eq!(streamed(drain(&mut r)), vec![ServerFrame::Left { name: n("carol"), reason: QUIT.into() }]);
 }
+
+#[test]
+fn lists_of_names_are_bounded_and_say_what_they_left_out() {
+    let config = RouterConfig { presence_limit: 10, ..RouterConfig::default() };
+    let mut r = Router::new(config, RouterState::default());
+    let users = MAX_LISTED_NAMES + 1;
+    for conn in 1..=users as u64 {
+        r.handle(t0(), Input::Login { conn, name: n(&format!("u{conn:05}")) });
+    }
+    let out = drain(&mut r);
+    // The last login: a Welcome with the first names only, then a notice with the count.
+    let last = users as u64;
+    let replies: Vec<&ServerFrame> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reply { conn, frame, .. } if *conn == last => Some(frame),
+            _ => None,
+        })
+        .collect();
+    let ServerFrame::Welcome { online, .. } = replies[0] else { panic!("a welcome first: {replies:?}") };
+    assert_eq!((online.len(), online[0].as_str()), (MAX_WELCOME_NAMES, "u00001"));
+    let text = format!(
+        "{users} people are online: the list above shows {MAX_WELCOME_NAMES} of them (/who lists up to {MAX_LISTED_NAMES})"
+    );
+    assert_eq!(replies[1], &ServerFrame::Notice { text });
+    // /peers and /who: at most MAX_LISTED_NAMES, then a notice.
+    r.handle(t0(), Input::Peers { conn: 1, req: 7 });
+    r.handle(t0(), Input::Who { conn: 1, req: 8, room: None });
+    let out: Vec<ServerFrame> = drain(&mut r)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Reply { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    let cut = format!(
+        "the list shows {MAX_LISTED_NAMES} of {users} names (the first, sorted); each /who or /peers lists at most {MAX_LISTED_NAMES}"
+    );
+    assert!(matches!(&out[0], ServerFrame::Peers { req: 7, names } if names.len() == MAX_LISTED_NAMES));
+    assert_eq!(out[1], ServerFrame::Notice { text: cut.clone() });
+    assert!(matches!(&out[2], ServerFrame::Who { req: 8, names, .. } if names.len() == MAX_LISTED_NAMES));
+    assert_eq!(out[3], ServerFrame::Notice { text: cut });
+    // Every list fits in a frame, with the longest names.
+    let long: Vec<UserName> = (0..MAX_LISTED_NAMES).map(|i| n(&format!("{i:0>32}"))).collect();
+    let frame = ServerFrame::Peers { req: u64::MAX, names: long };
+    assert!(chat_transport::encode_payload(&frame).is_ok());
+}

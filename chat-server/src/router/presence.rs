@@ -16,10 +16,34 @@
 //!
 //! Announcing resumes a tenth below the limit, so a crowd hovering at the limit does not make the
 //! two notices alternate. A limit of 0 never announces (and never sends the notices).
+//!
+//! Lists of names are bounded too: a `Welcome` lists at most [`MAX_WELCOME_NAMES`] of who is online
+//! and a `Peers` or `Who` answer at most [`MAX_LISTED_NAMES`] (the first ones, sorted), each followed
+//! by a `Notice` saying how many were left out ([`cut`]). So a login in a crowd does not carry
+//! everybody's name, and no list outgrows a frame (16 384 names of 32 characters would).
 
 /// Default [`RouterConfig::presence_limit`](super::RouterConfig::presence_limit): joins and leaves
 /// are announced while at most this many users are online.
 pub const DEFAULT_PRESENCE_LIMIT: usize = 1000;
+
+/// Most names one `Welcome` lists; more online: the first ones (sorted), then a `Notice`.
+pub const MAX_WELCOME_NAMES: usize = 1000;
+
+/// Most names one `Peers` or `Who` answer lists (4096 names of 32 characters stay well under
+/// `chat_transport::MAX_FRAME_LEN`); more: the first ones (sorted), then a `Notice`.
+pub const MAX_LISTED_NAMES: usize = 4096;
+
+/// Keeps the first `max` of `names` (sorted); if some were left out, the notice that says so.
+pub(super) fn cut<T>(names: &mut Vec<T>, max: usize) -> Option<String> {
+    let total = names.len();
+    if total <= max {
+        return None;
+    }
+    names.truncate(max);
+    Some(format!(
+        "the list shows {max} of {total} names (the first, sorted); each /who or /peers lists at most {MAX_LISTED_NAMES}"
+    ))
+}
 
 /// Whether joins and leaves are announced now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +151,16 @@ mod tests {
         // Restored with 5 online: announced.
         assert_eq!(Presence::new(10).joined(6), Announce::It);
         assert_eq!(Presence::new(10).left(4), Announce::It);
+    }
+
+    #[test]
+    fn long_lists_are_cut_with_a_notice() {
+        let mut names: Vec<u32> = (0..10).collect();
+        assert_eq!(cut(&mut names, 10), None);
+        assert_eq!(names.len(), 10);
+        let notice = cut(&mut names, 4).expect("cut");
+        assert_eq!(names, [0, 1, 2, 3]);
+        assert!(notice.starts_with("the list shows 4 of 10 names"), "{notice}");
     }
 
     #[test]

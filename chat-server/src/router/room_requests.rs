@@ -115,7 +115,12 @@ impl Router {
                 (Some(self.rooms.name(&room).cloned().unwrap_or(room)), names)
             }
         };
+        let mut names = names;
+        let notice = super::presence::cut(&mut names, super::MAX_LISTED_NAMES);
         self.reply(conn, ServerFrame::Who { req, room, names });
+        if let Some(text) = notice {
+            self.reply(conn, ServerFrame::Notice { text });
+        }
     }
 
     /// The connections of `room`'s members whose session is attached, ascending.

@@ -330,6 +330,11 @@ impl Sessions {
         self.visible.iter().cloned().collect()
     }
 
+    /// The first `max` of [`Sessions::names_sorted`], without copying the others.
+    pub(super) fn names_sorted_upto(&self, max: usize) -> Vec<UserName> {
+        self.visible.iter().take(max).cloned().collect()
+    }
+
     /// Every known connection, in ascending order (so outputs about all of them are deterministic).
     pub(super) fn conns(&self) -> Vec<ConnId> {
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
