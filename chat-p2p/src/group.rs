@@ -8,6 +8,8 @@
 //! | `Left(id)`                  | no longer a member; remembered among the departed (bounded) so that it gets its ID back if it returns |
 //! | `RoomJoined { room, name }` | `name` is in `room` (created if new); memberships belong to the name   |
 //! | `RoomParted { room, name }` | `name` is not; a room without members is gone                          |
+//! | `Kept { names, msg }`       | `msg` is kept for these offline users (`offline.rs`)                   |
+//! | `Collected { name, messages, dropped }` | `name` is back: its queue is delivered to it and forgotten  |
 //!
 //! ## Node IDs
 //!
@@ -26,7 +28,8 @@
 //! ## Bounds
 //!
 //! [`MAX_ROOMS`] rooms, [`MAX_ROOMS_PER_USER`] per name, [`MAX_MEMBERSHIPS`] memberships in all and
-//! [`DEPARTED_KEPT`] departed members, so that a [`Snapshot`] always fits in one frame.
+//! [`DEPARTED_KEPT`] departed members, and the offline queues' bounds (`offline.rs`), so that a
+//! [`Snapshot`] always fits in one frame.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,6 +39,11 @@ use serde::{Deserialize, Serialize};
 use crate::membership::View;
 use crate::node::MAX_PEERS;
 use crate::protocol::{Entry, Member, PeerKey};
+
+mod offline;
+
+use offline::Offline;
+pub use offline::{OFFLINE_MESSAGES, OFFLINE_TOTAL_BYTES, OFFLINE_USER_BYTES, OFFLINE_USERS, Queue, weight};
 
 /// Most rooms in a group.
 pub const MAX_ROOMS: usize = 128;
@@ -67,6 +75,22 @@ pub enum Change {
         /// Who.
         name: UserName,
     },
+    /// `msg` is kept for `names`, known users who are not members (see `offline.rs`).
+    Kept {
+        /// The offline recipients, as their names are known.
+        names: Vec<UserName>,
+        /// The message.
+        msg: ChatMessage,
+    },
+    /// `name` was admitted again with the key its queue is bound to: the queue goes to it.
+    Collected {
+        /// Who.
+        name: UserName,
+        /// What was kept for it, oldest first.
+        messages: Vec<ChatMessage>,
+        /// How many were dropped (bounds).
+        dropped: u64,
+    },
 }
 
 /// What applying a [`Change`] did (nothing, if it changed nothing).
@@ -92,6 +116,17 @@ pub enum Applied {
         /// Who.
         name: UserName,
     },
+    /// A message was kept for offline users.
+    Kept,
+    /// `name`'s queue was delivered to it.
+    Collected {
+        /// Who.
+        name: UserName,
+        /// The messages kept, oldest first.
+        messages: Vec<ChatMessage>,
+        /// How many were dropped.
+        dropped: u64,
+    },
 }
 
 /// The whole state at one position, as a joiner receives it.
@@ -105,6 +140,8 @@ pub struct Snapshot {
     pub high: NodeId,
     /// Departed members, oldest first.
     pub departed: Vec<Member>,
+    /// What is kept for offline users, by name.
+    pub offline: Vec<Queue>,
 }
 
 impl Snapshot {
@@ -123,7 +160,7 @@ impl Snapshot {
                 self.departed.len()
             ));
         }
-        None
+        Offline::refusal(&self.offline)
     }
 }
 
@@ -144,12 +181,18 @@ pub struct Group {
     memberships: usize,
     high: NodeId,
     departed: VecDeque<Member>,
+    offline: Offline,
 }
 
 impl Group {
     /// The state described by `snapshot` (bounds are the caller's to check: [`Snapshot::refusal`]).
     pub fn from_snapshot(snapshot: Snapshot) -> Group {
-        let mut group = Group { high: snapshot.high, departed: snapshot.departed.into(), ..Group::default() };
+        let mut group = Group {
+            high: snapshot.high,
+            departed: snapshot.departed.into(),
+            offline: Offline::from_queues(snapshot.offline),
+            ..Group::default()
+        };
         group.view.replace(snapshot.members);
         for (room, names) in snapshot.rooms {
             for name in names {
@@ -166,6 +209,7 @@ impl Group {
             rooms: self.rooms.values().map(|r| (r.name.clone(), r.members.clone())).collect(),
             high: self.high,
             departed: self.departed.iter().cloned().collect(),
+            offline: self.offline.queues(),
         }
     }
 
@@ -217,6 +261,19 @@ impl Group {
                 Some(room) => Applied::RoomParted { room, name: name.clone() },
                 None => Applied::Nothing,
             },
+            Change::Kept { names, msg } => {
+                for name in names.iter().filter(|n| self.view.by_name(n).is_none()) {
+                    let key = self.departed.iter().rev().find(|d| d.name.same_as(name)).and_then(|d| d.key);
+                    self.offline.keep(name, key, msg);
+                }
+                Applied::Kept
+            }
+            // Reported even if this copy of the state had no queue: a joiner whose snapshot was
+            // taken after the change still gets its messages (the node drops repeats).
+            Change::Collected { name, messages, dropped } => {
+                let _ = self.offline.take(name);
+                Applied::Collected { name: name.clone(), messages: messages.clone(), dropped: *dropped }
+            }
         }
     }
 
@@ -241,6 +298,34 @@ impl Group {
                 && self.departed.iter().any(|d| d.id == *id && d.name.same_as(name) && d.key == key)
         });
         returning.unwrap_or(NodeId(self.high.0.saturating_add(1)))
+    }
+
+    // ---------------------------------------------------------------- offline users
+
+    /// `name` as a known user who is not a member (a departed member, or one with a queue): its
+    /// name as known, if so.
+    pub fn offline_user(&self, name: &UserName) -> Option<UserName> {
+        if self.view.by_name(name).is_some() {
+            return None;
+        }
+        self.offline
+            .find(name)
+            .cloned()
+            .or_else(|| self.departed.iter().rev().find(|d| d.name.same_as(name)).map(|d| d.name.clone()))
+    }
+
+    /// The queue a member admitted as `name` with `key` collects, if any (it stays until the
+    /// `Collected` change is applied).
+    pub fn collectable(&self, name: &UserName, key: Option<PeerKey>) -> Option<Queue> {
+        if !self.offline.collects(name, key) {
+            return None;
+        }
+        self.offline.queues().into_iter().find(|q| q.name.same_as(name))
+    }
+
+    /// The weight of everything kept for offline users ([`weight`]).
+    pub fn offline_weight(&self) -> usize {
+        self.offline.weight()
     }
 
     // ---------------------------------------------------------------- rooms

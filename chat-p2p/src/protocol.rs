@@ -109,6 +109,10 @@ impl Entry {
         match self {
             Entry::Visible(m) => 96 + m.body.len() + 34 * m.recipients.names().len(),
             Entry::Hidden(_) => 48,
+            Entry::Change(Change::Kept { msg, .. }) => 160 + crate::group::weight(msg),
+            Entry::Change(Change::Collected { messages, .. }) => {
+                160 + messages.iter().map(crate::group::weight).sum::<usize>()
+            }
             Entry::Change(_) => 160,
         }
     }

@@ -17,6 +17,7 @@
 //!        ├── syncing ────────────────────────► no answer: the joiner retries
 //!        └── clock > ours + MAX_CLOCK_JUMP ──► dropped (counted, traced)
 //!  Leave / silence / broken link / no sync answer / flood ──► Left ordered (commit may advance)
+//!  a joiner with the name and key of an offline queue ──► Collected{name, messages} right after its Joined
 //! ```
 //!
 //! The `JoinAck` waits for its `Joined` to be committed so that no joiner ever holds an ID the
@@ -143,6 +144,7 @@ impl Coordinator {
         let (id, addr) = (member.id, member.addr);
         tracing::info!(name = %member.name, %id, "admitting");
         let mark = self.archive.mark();
+        let queue = self.head.collectable(&member.name, member.key);
         let pos = self.order_change(common, now, Change::Joined(member));
         let commit = self.seq.add_member(id);
         self.outbox.add(id, pos.index + 1, true);
@@ -150,6 +152,13 @@ impl Coordinator {
         self.advance(common, now, commit);
         // Already committed if nobody else had to acknowledge it (a group of one).
         self.answer_admitted(common, now);
+        // Back under the key its queue is bound to: what was kept for it, right after its `Joined`
+        // (so before anything else it gets), in the change itself (its snapshot may be taken later).
+        if let Some(q) = queue {
+            tracing::info!(name = %q.name, %id, kept = q.messages.len(), dropped = q.dropped, "delivering offline messages");
+            let change = Change::Collected { name: q.name, messages: q.messages, dropped: q.dropped };
+            self.order_change(common, now, change);
+        }
     }
 
     /// Sends the `JoinAck` of every member whose snapshot position is committed, then its outbox.
@@ -164,7 +173,9 @@ impl Coordinator {
         for a in due {
             let Some(name) = common.group.view().get(a.id).map(|m| m.name.clone()) else { continue };
             let state = common.group.snapshot();
-            let weight = 128 * (state.members.len() + state.departed.len()) + 48 * state.rooms.len();
+            let weight = 128 * (state.members.len() + state.departed.len())
+                + 48 * state.rooms.len()
+                + common.group.offline_weight();
             let mut budget = (FRAME_BUDGET / 2).saturating_sub(weight);
             let mut history = self.archive.last_before(a.mark, common.cfg.history, |m| common.group.may_see(m, &name));
             let keep = history.iter().rev().take_while(|m| {

@@ -189,6 +189,8 @@ pub enum Output {
         id: MessageId,
         /// Named recipients that were not online.
         unknown: Vec<UserName>,
+        /// Named recipients who are offline but known: the group keeps it for them.
+        queued: Vec<UserName>,
     },
     /// An own message was refused.
     SendFailed {
@@ -222,4 +224,9 @@ pub enum Output {
         /// What came of it.
         result: Result<RoomOutcome, CoreError>,
     },
+    /// A message the group kept for this node's user while it was offline, delivered now that it is
+    /// back (`group/offline.rs`): ordered before the return, so its stamp may be below those of
+    /// messages this process delivered before (for instance on its side of a partition). The
+    /// program sees it as [`Event::Message`].
+    Offline(chat_core::ChatMessage),
 }

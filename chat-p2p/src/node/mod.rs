@@ -54,6 +54,8 @@ mod identity_tests;
 mod io;
 mod joining;
 mod member;
+#[cfg(test)]
+mod offline_tests;
 mod outbox;
 mod pending;
 mod rooms;
