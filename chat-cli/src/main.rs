@@ -319,7 +319,11 @@ async fn connect(topology: Topology) -> std::result::Result<(Chat, Vec<chat_core
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
         Topology::P2p(config) => match chat_p2p::join(config).await {
-            Ok(transport) => Ok((Chat::new(transport), Vec::new())),
+            // A node that rejoins under its name is in that name's rooms again (the group keeps them).
+            Ok(transport) => {
+                let rooms = transport.rooms_at_join().to_vec();
+                Ok((Chat::new(transport), rooms))
+            }
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
     }

@@ -244,11 +244,7 @@ type Resolved = (Recipients, Vec<UserName>, Vec<UserName>);
 /// The recipients as the members' and known offline users' registered names (each once), the names
 /// that are nobody's, and the offline ones; refused if no named recipient is a member or a known
 /// offline user, or if `sender` is not in the room it writes to.
-fn resolve(
-    group: &Group,
-    sender: &UserName,
-    recipients: Recipients,
-) -> Result<Resolved, (ErrorCode, String)> {
+fn resolve(group: &Group, sender: &UserName, recipients: Recipients) -> Result<Resolved, (ErrorCode, String)> {
     let view = group.view();
     let nobody = |unknown: Vec<UserName>| {
         let names: Vec<&str> = unknown.iter().map(UserName::as_str).collect();
