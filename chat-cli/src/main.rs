@@ -127,9 +127,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             shown.with_context(|| format!("cannot read the log in {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Send(_) | Cmd::Tail(_)) if cli.mode == Mode::P2p => {
-            usage("`send` and `tail` are for --mode server (a P2P node is a member of the group: join it)")
-        }
         Some(Cmd::Send(ref args)) => match user_name(&cli) {
             Ok(Some(name)) => oneshot::send(&cli, args, name).await,
             Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),

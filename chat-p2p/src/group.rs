@@ -10,6 +10,7 @@
 //! | `RoomParted { room, name }` | `name` is not; a room without members is gone                          |
 //! | `Kept { names, msg }`       | `msg` is kept for these offline users (`offline.rs`)                   |
 //! | `Collected { name, messages, dropped }` | `name` is back: its queue is delivered to it and forgotten  |
+//! | `JoinedQuietly(member)`     | a transient member (a one-shot `send` / `tail`): as `Joined`, but nobody reports it (nor its `Left`) and it is not listed |
 //!
 //! ## Node IDs
 //!
@@ -31,7 +32,7 @@
 //! [`DEPARTED_KEPT`] departed members, and the offline queues' bounds (`offline.rs`), so that a
 //! [`Snapshot`] always fits in one frame.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{ChatMessage, ErrorCode, NameMap, NodeId, Recipients, RoomInfo, RoomKey, RoomName, UserName};
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,8 @@ pub enum Change {
         /// How many were dropped (bounds).
         dropped: u64,
     },
+    /// A transient member was admitted (a one-shot): as `Joined`, but not reported nor listed.
+    JoinedQuietly(Member),
 }
 
 /// What applying a [`Change`] did (nothing, if it changed nothing).
@@ -142,6 +145,8 @@ pub struct Snapshot {
     pub departed: Vec<Member>,
     /// What is kept for offline users, by name.
     pub offline: Vec<Queue>,
+    /// The transient (quiet) members.
+    pub quiet: Vec<NodeId>,
 }
 
 impl Snapshot {
@@ -152,6 +157,7 @@ impl Snapshot {
             || self.rooms.len() > MAX_ROOMS
             || memberships > MAX_MEMBERSHIPS
             || self.departed.len() > DEPARTED_KEPT
+            || self.quiet.len() > MAX_PEERS
         {
             return Some(format!(
                 "a snapshot over its bounds: {} members, {} rooms, {memberships} memberships, {} departed",
@@ -182,6 +188,8 @@ pub struct Group {
     high: NodeId,
     departed: VecDeque<Member>,
     offline: Offline,
+    /// Transient members: not reported, not listed.
+    quiet: BTreeSet<NodeId>,
 }
 
 impl Group {
@@ -191,6 +199,7 @@ impl Group {
             high: snapshot.high,
             departed: snapshot.departed.into(),
             offline: Offline::from_queues(snapshot.offline),
+            quiet: snapshot.quiet.into_iter().collect(),
             ..Group::default()
         };
         group.view.replace(snapshot.members);
@@ -210,6 +219,7 @@ impl Group {
             high: self.high,
             departed: self.departed.iter().cloned().collect(),
             offline: self.offline.queues(),
+            quiet: self.quiet.iter().copied().collect(),
         }
     }
 
@@ -238,16 +248,19 @@ impl Group {
     pub fn apply(&mut self, change: &Change) -> Applied {
         match change {
             Change::Joined(member) => {
-                self.high = self.high.max(member.id);
-                self.departed.retain(|d| d.id != member.id);
-                let replaced = self.view.by_name(&member.name).filter(|m| m.id != member.id).cloned();
-                if let Some(earlier) = replaced {
-                    self.depart(earlier);
+                self.quiet.remove(&member.id);
+                self.join(member)
+            }
+            Change::JoinedQuietly(member) => {
+                let applied = self.join(member);
+                if applied != Applied::Nothing {
+                    self.quiet.insert(member.id);
                 }
-                if self.view.insert(member.clone()) { Applied::Joined(member.clone()) } else { Applied::Nothing }
+                applied
             }
             Change::Left(id) => match self.view.remove(*id) {
                 Some(member) => {
+                    self.quiet.remove(id);
                     self.depart(member.clone());
                     Applied::Left(member)
                 }
@@ -275,6 +288,22 @@ impl Group {
                 Applied::Collected { name: name.clone(), messages: messages.clone(), dropped: *dropped }
             }
         }
+    }
+
+    fn join(&mut self, member: &Member) -> Applied {
+        self.high = self.high.max(member.id);
+        self.departed.retain(|d| d.id != member.id);
+        let replaced = self.view.by_name(&member.name).filter(|m| m.id != member.id).cloned();
+        if let Some(earlier) = replaced {
+            self.quiet.remove(&earlier.id);
+            self.depart(earlier);
+        }
+        if self.view.insert(member.clone()) { Applied::Joined(member.clone()) } else { Applied::Nothing }
+    }
+
+    /// Whether member `id` is transient (a one-shot): not reported, not listed.
+    pub fn is_quiet(&self, id: NodeId) -> bool {
+        self.quiet.contains(&id)
     }
 
     fn depart(&mut self, member: Member) {
@@ -398,7 +427,11 @@ impl Group {
             .values()
             .map(|r| RoomInfo {
                 name: r.name.clone(),
-                members: r.members.iter().filter(|m| self.view.by_name(m).is_some()).count() as u32,
+                members: r
+                    .members
+                    .iter()
+                    .filter(|m| self.view.by_name(m).is_some_and(|m| !self.quiet.contains(&m.id)))
+                    .count() as u32,
             })
             .collect()
     }

@@ -179,6 +179,9 @@ pub enum PeerMsg {
         key: Option<PeerKey>,
         /// The ID this process held before, if it was a member (it gets it back if nobody holds it).
         id: Option<NodeId>,
+        /// A transient member (a one-shot `send` or `tail`): nobody is told it joins or leaves, it is
+        /// not listed, and it collects no offline messages.
+        quiet: bool,
     },
     /// Admission.
     JoinAck {

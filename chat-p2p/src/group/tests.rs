@@ -225,3 +225,22 @@ fn the_total_bound_holds_and_snapshots_carry_the_queues() {
     assert_eq!(applied, Applied::Collected { name: who.clone(), messages, dropped: 0 });
     assert!(g.collectable(&who, None).is_none());
 }
+
+#[test]
+fn a_quiet_member_is_a_member_that_is_not_counted_and_a_snapshot_remembers_it() {
+    let mut g = Group::default();
+    g.apply(&Change::Joined(member(1, "alice")));
+    g.apply(&Change::RoomJoined { room: room("#ops"), name: name("bob") });
+    assert_eq!(g.apply(&Change::JoinedQuietly(member(2, "bob"))), Applied::Joined(member(2, "bob")));
+    assert!(g.is_quiet(NodeId(2)) && !g.is_quiet(NodeId(1)));
+    assert!(g.view().contains(NodeId(2)), "a member: messages reach it");
+    assert_eq!(g.rooms()[0].members, 0, "a one-shot in a room's name is not counted online");
+    let copy = Group::from_snapshot(g.snapshot());
+    assert!(copy.is_quiet(NodeId(2)));
+    let mut hostile = g.snapshot();
+    hostile.quiet = (0..=MAX_PEERS as u64).map(NodeId).collect();
+    assert!(hostile.refusal().is_some());
+    g.apply(&Change::Left(NodeId(2)));
+    assert!(!g.is_quiet(NodeId(2)), "forgotten when it leaves");
+    assert_eq!(g.offline_user(&name("bob")), Some(name("bob")), "known afterwards, as after any session");
+}

@@ -7,6 +7,7 @@
 //!        │      (the joiner is held: what is ordered after q waits in its outbox)
 //!        │      q committed (every other member holds it) ──► JoinAck{ID, term, state at q, history, start q}
 //!        │                                                    then the joiner's outbox (q+1 …)
+//!        │      (quiet: JoinedQuietly instead of Joined: nobody reports it, nor its Left)
 //!        ├── the same name, address and key as a member:
 //!        │       asking for that member's ID back: it is admitted again in place (no Joined: it never left)
 //!        │       otherwise: a copy of a request already answered, ignored
@@ -63,6 +64,8 @@ pub(super) struct JoinRequest {
     pub(super) key: Option<PeerKey>,
     /// The ID the joiner held before.
     pub(super) id: Option<NodeId>,
+    /// A transient member (not announced, not listed, collects nothing).
+    pub(super) quiet: bool,
 }
 
 /// A member admitted, waiting for its snapshot's position to be committed.
@@ -83,7 +86,7 @@ pub(super) struct Admitting {
 impl Coordinator {
     /// A node asks to be admitted (by multicast, by TCP, or forwarded by a member).
     pub(super) fn on_join_request(&mut self, common: &mut Common, now: Instant, request: JoinRequest) -> Next {
-        let JoinRequest { name, addr, nonce, clock, key, id: claim } = request;
+        let JoinRequest { name, addr, nonce, clock, key, id: claim, quiet } = request;
         if !common.admits_clock("JoinRequest", addr, clock) {
             return Next::Stay;
         }
@@ -133,19 +136,21 @@ impl Coordinator {
             }
             None => {
                 let id = self.head.id_for(&name, key, claim);
-                self.admit(common, now, Member { id, name, addr, key }, nonce);
+                self.admit(common, now, Member { id, name, addr, key }, nonce, quiet);
             }
         }
         Next::Stay
     }
 
     /// Orders a newcomer's `Joined`; its `JoinAck` goes once that is committed.
-    fn admit(&mut self, common: &mut Common, now: Instant, member: Member, nonce: u64) {
+    fn admit(&mut self, common: &mut Common, now: Instant, member: Member, nonce: u64, quiet: bool) {
         let (id, addr) = (member.id, member.addr);
         tracing::info!(name = %member.name, %id, "admitting");
         let mark = self.archive.mark();
-        let queue = self.head.collectable(&member.name, member.key);
-        let pos = self.order_change(common, now, Change::Joined(member));
+        // A quiet member (a one-shot) is not the user back: it leaves the queue for the user's return.
+        let queue = if quiet { None } else { self.head.collectable(&member.name, member.key) };
+        let change = if quiet { Change::JoinedQuietly(member) } else { Change::Joined(member) };
+        let pos = self.order_change(common, now, change);
         let commit = self.seq.add_member(id);
         self.outbox.add(id, pos.index + 1, true);
         self.admitting.push(Admitting { id, at: pos.index, nonce, addr, mark });

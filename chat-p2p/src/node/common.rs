@@ -324,8 +324,9 @@ impl Common {
     fn apply(&mut self, change: &Change) {
         let me = self.cfg.name.clone();
         let was_in = matches!(change, Change::RoomParted { room, .. } if self.group.in_room(&me, room));
+        // A transient member (a one-shot) is never reported.
         let before = match change {
-            Change::Left(id) => self.peer_info(*id),
+            Change::Left(id) if !self.group.is_quiet(*id) => self.peer_info(*id),
             _ => None,
         };
         match self.group.apply(change) {
@@ -333,6 +334,7 @@ impl Common {
             Applied::Joined(m) => {
                 self.sync_peers();
                 if Some(m.id) != self.id
+                    && !self.group.is_quiet(m.id)
                     && let Some(info) = self.peer_info(m.id)
                 {
                     self.event(Event::PeerJoined(info));

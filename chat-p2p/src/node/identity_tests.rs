@@ -22,7 +22,7 @@ pub(super) fn keyed_founder(t0: Instant) -> Node {
 }
 
 pub(super) fn request(who: &str, port: u16, key: Option<PeerKey>) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key, id: None }
+    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key, id: None, quiet: false }
 }
 
 /// `who` at `port` with `key` joins by multicast; its ID.

@@ -44,6 +44,10 @@ pub struct NodeConfig {
     /// This node's static public key if the group has a secret (its links are authenticated with
     /// it, and it is sent in join requests); `None` without a secret.
     pub key: Option<PeerKey>,
+    /// Join as a transient member (a one-shot `send` or `tail`): nobody is told it joins or leaves,
+    /// it is not listed, it collects no offline messages, and it never founds a group (it gives up
+    /// with [`Output::NoGroup`] instead).
+    pub quiet: bool,
 }
 
 impl NodeConfig {
@@ -63,6 +67,7 @@ impl NodeConfig {
             seed,
             limits: Some(Limits::default()),
             key: None,
+            quiet: false,
         }
     }
 }

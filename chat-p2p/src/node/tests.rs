@@ -59,7 +59,7 @@ pub(super) fn founder_with(t0: Instant, cfg: NodeConfig) -> Node {
 
 /// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
 pub(super) fn carol_request(nonce: u64) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None, id: None }
+    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None, id: None, quiet: false }
 }
 
 /// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
@@ -264,8 +264,15 @@ fn a_member_expelled_by_its_coordinator_rejoins_through_it() {
         other => panic!("a JoinRequest multicast first, not {other:?}"),
     };
     // The Lamport counter after observing the JoinAck's 0.
-    let request =
-        PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1, key: None, id: Some(MEMBER) };
+    let request = PeerMsg::JoinRequest {
+        name: name("bob"),
+        addr: addr(2),
+        nonce,
+        clock: 1,
+        key: None,
+        id: Some(MEMBER),
+        quiet: false,
+    };
     let expected = vec![
         Output::Multicast(envelope(None, 2, request.clone())),
         Output::Send { to: addr(1), msg: envelope(None, 2, request) },
