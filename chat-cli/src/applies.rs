@@ -10,7 +10,8 @@ use clap::{Arg, ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Cmd, SendArgs, TailArgs};
 
-/// The flags of a connection to a server, as one-shot commands use them.
+/// The flags of a one-shot's session: a connection to a server, or (`--mode p2p`) a transient member of a
+/// group (it does not found one: no `--found`).
 const CONNECTION: &[&str] = &[
     "mode",
     "json",
@@ -22,6 +23,13 @@ const CONNECTION: &[&str] = &[
     "password",
     "password_file",
     "token_file",
+    "listen",
+    "heartbeat_ms",
+    "timeout_ms",
+    "group",
+    "interface",
+    "peers",
+    "secret_file",
 ];
 
 /// For each subcommand (by name), the global flags (by id) it uses; the default command (`join`) uses
@@ -42,6 +50,13 @@ const APPLIES: &[(&str, &[&str])] = &[
             "password",
             "password_file",
             "token_file",
+            "listen",
+            "heartbeat_ms",
+            "timeout_ms",
+            "group",
+            "interface",
+            "peers",
+            "secret_file",
             "show_clock",
             "time_format",
             "no_time",
@@ -155,7 +170,8 @@ mod tests {
     fn each_subcommands_help_lists_only_the_flags_it_uses() {
         let send = help(&["send"]);
         assert!(send.contains("--server") && send.contains("--name") && send.contains("--to"), "{send}");
-        assert!(!send.contains("--listen") && !send.contains("--peer") && !send.contains("--plain"), "{send}");
+        assert!(send.contains("--peer") && send.contains("--group"), "P2P one-shots: {send}");
+        assert!(!send.contains("--found") && !send.contains("--plain") && !send.contains("--data-dir"), "{send}");
         let serve = help(&["serve"]);
         assert!(serve.contains("--listen") && serve.contains("--data-dir"), "{serve}");
         assert!(!serve.contains("--name") && !serve.contains("--secret-file"), "{serve}");
@@ -186,8 +202,8 @@ mod tests {
     #[test]
     fn a_flag_a_subcommand_does_not_use_is_refused_wherever_it_is_given() {
         assert_eq!(
-            refusal(&["chat-cli", "send", "--listen", "127.0.0.1:1", "hi"]).as_deref(),
-            Some("--listen does not apply to `chat-cli send`")
+            refusal(&["chat-cli", "send", "--found", "hi"]).as_deref(),
+            Some("--found does not apply to `chat-cli send`")
         );
         assert_eq!(
             refusal(&["chat-cli", "--peer", "127.0.0.1:1", "serve"]).as_deref(),

@@ -127,9 +127,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             shown.with_context(|| format!("cannot read the log in {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Send(_) | Cmd::Tail(_)) if cli.mode == Mode::P2p => {
-            usage("`send` and `tail` are for --mode server (a P2P node is a member of the group: join it)")
-        }
         Some(Cmd::Send(ref args)) => match user_name(&cli) {
             Ok(Some(name)) => oneshot::send(&cli, args, name).await,
             Ok(None) => usage("--name NAME (or CHAT_NAME) is required"),
@@ -319,7 +316,11 @@ async fn connect(topology: Topology) -> std::result::Result<(Chat, Vec<chat_core
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
         Topology::P2p(config) => match chat_p2p::join(config).await {
-            Ok(transport) => Ok((Chat::new(transport), Vec::new())),
+            // A node that rejoins under its name is in that name's rooms again (the group keeps them).
+            Ok(transport) => {
+                let rooms = transport.rooms_at_join().to_vec();
+                Ok((Chat::new(transport), rooms))
+            }
             Err(e) => Err(JoinFailure { code: e.code(), message: e.to_string() }),
         },
     }

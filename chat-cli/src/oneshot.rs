@@ -7,15 +7,21 @@
 //!
 //! Both sessions are *quiet*: nobody sees them join or leave, and they are not listed by `/peers`
 //! (the name is still theirs while they run). Output is human lines, or `--json` events (`sent`,
-//! `message`, `history`, ...). Server mode only.
+//! `message`, `history`, ...).
+//!
+//! In P2P mode (`--mode p2p`) a one-shot is a transient member of the group ([`chat_p2p::P2pConfig::quiet`]):
+//! it joins as any node does (same flags: `--group`, `--peer`, `--secret-file`, ...) but flagged quiet, so no
+//! member reports its join or leave, `/peers` and `/who` do not list it and it collects no offline messages;
+//! it never founds a group (no group answering is exit 1). `send` exits 0 once its message is ordered and
+//! every member holds it (the P2P acknowledgement), then leaves.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chat_core::{Chat, CoreError, Event, Recipients, RoomName, UserName};
+use chat_core::{Chat, CoreError, ErrorCode, Event, Recipients, RoomName, UserName};
 use chat_server::client::ClientConfig;
 
-use crate::args::{Cli, SendArgs, TailArgs};
+use crate::args::{Cli, Mode, SendArgs, TailArgs};
 use crate::render::{Renderer, Stdout};
 
 /// What `send` is for, from its flags; `Err` is a usage message.
@@ -36,23 +42,62 @@ fn recipients(args: &SendArgs) -> Result<Recipients, String> {
     Ok(Recipients::Broadcast)
 }
 
-/// A quiet session's client settings (`Err`: a usage message).
-fn quiet(cli: &Cli, name: UserName) -> Result<ClientConfig, String> {
-    let config = crate::config::client_config(cli, name)?;
-    Ok(ClientConfig { quiet: true, ..config })
+/// A quiet session's settings, for the topology chosen.
+enum Quiet {
+    /// A quiet server session.
+    Server(ClientConfig),
+    /// A transient P2P member.
+    P2p(chat_p2p::P2pConfig),
+}
+
+/// A quiet session's settings (`Err`: a usage message).
+fn quiet(cli: &Cli, name: UserName, tls: bool) -> Result<Quiet, String> {
+    match cli.mode {
+        Mode::Server => {
+            let p2p_only = [
+                ("--listen", cli.listen.is_some()),
+                ("--group", cli.group.is_some()),
+                ("--interface", cli.interface.is_some()),
+                ("--peer", !cli.peers.is_empty()),
+                ("--timeout-ms", cli.timeout_ms.is_some()),
+            ];
+            if let Some((flag, _)) = p2p_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} is for --mode p2p (a one-shot in server mode connects to --server)"));
+            }
+            let config = crate::config::client_config(cli, name)?;
+            Ok(Quiet::Server(ClientConfig { quiet: true, ..config }))
+        }
+        Mode::P2p if tls || cli.tls => {
+            Err("--tls is for --mode server (a P2P group is secured with --secret-file)".into())
+        }
+        Mode::P2p => {
+            let config = crate::config::p2p_config(cli, name)?;
+            Ok(Quiet::P2p(chat_p2p::P2pConfig { quiet: true, ..config }))
+        }
+    }
+}
+
+/// Starts the quiet session; `Err` is the failure's code and message.
+async fn connect(settings: Quiet) -> Result<Chat, (ErrorCode, String)> {
+    match settings {
+        Quiet::Server(config) => {
+            chat_server::client::connect(config).await.map(Chat::new).map_err(|e| (e.code(), e.to_string()))
+        }
+        Quiet::P2p(config) => chat_p2p::join(config).await.map(Chat::new).map_err(|e| (e.code(), e.to_string())),
+    }
 }
 
 /// `chat-cli send`.
 pub async fn send(cli: &Cli, args: &SendArgs, name: UserName) -> Result<ExitCode> {
-    let (to, config) = match recipients(args).and_then(|to| Ok((to, quiet(cli, name)?))) {
+    let (to, config) = match recipients(args).and_then(|to| Ok((to, quiet(cli, name, args.tls)?))) {
         Ok(ready) => ready,
         Err(message) => return crate::usage(&message),
     };
     let text = args.text.join(" ");
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    let mut chat = match chat_server::client::connect(config).await {
-        Ok(transport) => Chat::new(transport),
-        Err(e) => return failed(&mut out, cli.json, e.code(), &e.to_string()),
+    let mut chat = match connect(config).await {
+        Ok(chat) => chat,
+        Err((code, message)) => return failed(&mut out, cli.json, code, &message),
     };
     let result = chat.send(to, text).await;
     let _ = chat.leave().await;
@@ -71,14 +116,14 @@ pub async fn tail(cli: &Cli, args: &TailArgs, name: UserName) -> Result<ExitCode
         Ok(room) => room,
         Err(e) => return crate::usage(&format!("--room: {e}")),
     };
-    let config = match quiet(cli, name) {
+    let config = match quiet(cli, name, args.tls) {
         Ok(config) => config,
         Err(message) => return crate::usage(&message),
     };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let mut chat = match chat_server::client::connect(config).await {
-        Ok(transport) => Chat::new(transport),
-        Err(e) => return failed(&mut out, cli.json, e.code(), &e.to_string()),
+    let mut chat = match connect(config).await {
+        Ok(chat) => chat,
+        Err((code, message)) => return failed(&mut out, cli.json, code, &message),
     };
     if args.history > 0 {
         match chat.history_of(room.clone(), args.history).await {
@@ -123,7 +168,7 @@ async fn follow(chat: &mut Chat, out: &mut Renderer, room: Option<&RoomName>) ->
 }
 
 /// Reports a failure (an `error` event with `--json`; always one line on standard error); exit 1.
-fn failed(out: &mut Renderer, json: bool, code: chat_core::ErrorCode, message: &str) -> Result<ExitCode> {
+fn failed(out: &mut Renderer, json: bool, code: ErrorCode, message: &str) -> Result<ExitCode> {
     if json {
         out.error(code, message);
     }

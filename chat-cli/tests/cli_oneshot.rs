@@ -87,13 +87,18 @@ fn usage_errors_exit_2_with_one_line() {
         assert!(!stderr.contains("os error") || stderr.matches("os error").count() == 1, "{stderr}");
     }
     // A flag the subcommand does not use is refused (clap's usage error), not ignored; its help omits it.
+    let out = chat_cli(&["send", "--name", "x", "--found", "hi"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: --found does not apply to `chat-cli send`"), "{stderr}");
+    assert!(stderr.contains("Usage: chat-cli send [OPTIONS] <TEXT>..."), "{stderr}");
+    let help = String::from_utf8_lossy(&chat_cli(&["send", "--help"], &[]).stdout).into_owned();
+    assert!(help.contains("--server") && !help.contains("--found") && !help.contains("--plain"), "{help}");
+    // A P2P flag in server mode is a usage error too (one line, exit 2), not ignored.
     let out = chat_cli(&["send", "--name", "x", "--listen", "127.0.0.1:1", "hi"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: --listen does not apply to `chat-cli send`"), "{stderr}");
-    assert!(stderr.contains("Usage: chat-cli send [OPTIONS] <TEXT>..."), "{stderr}");
-    let help = String::from_utf8_lossy(&chat_cli(&["send", "--help"], &[]).stdout).into_owned();
-    assert!(help.contains("--server") && !help.contains("--listen") && !help.contains("--peer"), "{help}");
+    assert!(stderr.contains("--listen is for --mode p2p"), "{stderr}");
 }
 
 #[test]

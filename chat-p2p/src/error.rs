@@ -26,10 +26,7 @@ pub enum P2pError {
     },
     /// None of the peers given (`--peer`) answered in time, and the node does not found a group on
     /// its own: check the addresses (or start the first node with `--found`).
-    #[error(
-        "no group found: none of the peers answered within {waited:?}: {}",
-        peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-    )]
+    #[error("{}", no_group(peers, *waited))]
     NoGroup {
         /// The peers asked.
         peers: Vec<std::net::SocketAddr>,
@@ -73,4 +70,13 @@ impl From<P2pError> for CoreError {
             other => CoreError::Closed(other.to_string()),
         }
     }
+}
+
+/// Why no group was found: the peers asked (none for a quiet one-shot that listened for multicast).
+fn no_group(peers: &[std::net::SocketAddr], waited: std::time::Duration) -> String {
+    if peers.is_empty() {
+        return format!("no group found: no coordinator answered within {waited:?}");
+    }
+    let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    format!("no group found: none of the peers answered within {waited:?}: {}", peers.join(", "))
 }

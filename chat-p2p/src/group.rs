@@ -8,6 +8,9 @@
 //! | `Left(id)`                  | no longer a member; remembered among the departed (bounded) so that it gets its ID back if it returns |
 //! | `RoomJoined { room, name }` | `name` is in `room` (created if new); memberships belong to the name   |
 //! | `RoomParted { room, name }` | `name` is not; a room without members is gone                          |
+//! | `Kept { names, msg }`       | `msg` is kept for these offline users (`offline.rs`)                   |
+//! | `Collected { name, messages, dropped }` | `name` is back: its queue is delivered to it and forgotten  |
+//! | `JoinedQuietly(member)`     | a transient member (a one-shot `send` / `tail`): as `Joined`, but nobody reports it (nor its `Left`) and it is not listed |
 //!
 //! ## Node IDs
 //!
@@ -26,9 +29,10 @@
 //! ## Bounds
 //!
 //! [`MAX_ROOMS`] rooms, [`MAX_ROOMS_PER_USER`] per name, [`MAX_MEMBERSHIPS`] memberships in all and
-//! [`DEPARTED_KEPT`] departed members, so that a [`Snapshot`] always fits in one frame.
+//! [`DEPARTED_KEPT`] departed members, and the offline queues' bounds (`offline.rs`), so that a
+//! [`Snapshot`] always fits in one frame.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{ChatMessage, ErrorCode, NameMap, NodeId, Recipients, RoomInfo, RoomKey, RoomName, UserName};
 use serde::{Deserialize, Serialize};
@@ -36,6 +40,11 @@ use serde::{Deserialize, Serialize};
 use crate::membership::View;
 use crate::node::MAX_PEERS;
 use crate::protocol::{Entry, Member, PeerKey};
+
+mod offline;
+
+use offline::Offline;
+pub use offline::{OFFLINE_MESSAGES, OFFLINE_TOTAL_BYTES, OFFLINE_USER_BYTES, OFFLINE_USERS, Queue, weight};
 
 /// Most rooms in a group.
 pub const MAX_ROOMS: usize = 128;
@@ -67,6 +76,24 @@ pub enum Change {
         /// Who.
         name: UserName,
     },
+    /// `msg` is kept for `names`, known users who are not members (see `offline.rs`).
+    Kept {
+        /// The offline recipients, as their names are known.
+        names: Vec<UserName>,
+        /// The message.
+        msg: ChatMessage,
+    },
+    /// `name` was admitted again with the key its queue is bound to: the queue goes to it.
+    Collected {
+        /// Who.
+        name: UserName,
+        /// What was kept for it, oldest first.
+        messages: Vec<ChatMessage>,
+        /// How many were dropped (bounds).
+        dropped: u64,
+    },
+    /// A transient member was admitted (a one-shot): as `Joined`, but not reported nor listed.
+    JoinedQuietly(Member),
 }
 
 /// What applying a [`Change`] did (nothing, if it changed nothing).
@@ -92,6 +119,17 @@ pub enum Applied {
         /// Who.
         name: UserName,
     },
+    /// A message was kept for offline users.
+    Kept,
+    /// `name`'s queue was delivered to it.
+    Collected {
+        /// Who.
+        name: UserName,
+        /// The messages kept, oldest first.
+        messages: Vec<ChatMessage>,
+        /// How many were dropped.
+        dropped: u64,
+    },
 }
 
 /// The whole state at one position, as a joiner receives it.
@@ -105,6 +143,10 @@ pub struct Snapshot {
     pub high: NodeId,
     /// Departed members, oldest first.
     pub departed: Vec<Member>,
+    /// What is kept for offline users, by name.
+    pub offline: Vec<Queue>,
+    /// The transient (quiet) members.
+    pub quiet: Vec<NodeId>,
 }
 
 impl Snapshot {
@@ -115,6 +157,7 @@ impl Snapshot {
             || self.rooms.len() > MAX_ROOMS
             || memberships > MAX_MEMBERSHIPS
             || self.departed.len() > DEPARTED_KEPT
+            || self.quiet.len() > MAX_PEERS
         {
             return Some(format!(
                 "a snapshot over its bounds: {} members, {} rooms, {memberships} memberships, {} departed",
@@ -123,7 +166,7 @@ impl Snapshot {
                 self.departed.len()
             ));
         }
-        None
+        Offline::refusal(&self.offline)
     }
 }
 
@@ -144,12 +187,21 @@ pub struct Group {
     memberships: usize,
     high: NodeId,
     departed: VecDeque<Member>,
+    offline: Offline,
+    /// Transient members: not reported, not listed.
+    quiet: BTreeSet<NodeId>,
 }
 
 impl Group {
     /// The state described by `snapshot` (bounds are the caller's to check: [`Snapshot::refusal`]).
     pub fn from_snapshot(snapshot: Snapshot) -> Group {
-        let mut group = Group { high: snapshot.high, departed: snapshot.departed.into(), ..Group::default() };
+        let mut group = Group {
+            high: snapshot.high,
+            departed: snapshot.departed.into(),
+            offline: Offline::from_queues(snapshot.offline),
+            quiet: snapshot.quiet.into_iter().collect(),
+            ..Group::default()
+        };
         group.view.replace(snapshot.members);
         for (room, names) in snapshot.rooms {
             for name in names {
@@ -166,6 +218,8 @@ impl Group {
             rooms: self.rooms.values().map(|r| (r.name.clone(), r.members.clone())).collect(),
             high: self.high,
             departed: self.departed.iter().cloned().collect(),
+            offline: self.offline.queues(),
+            quiet: self.quiet.iter().copied().collect(),
         }
     }
 
@@ -194,16 +248,19 @@ impl Group {
     pub fn apply(&mut self, change: &Change) -> Applied {
         match change {
             Change::Joined(member) => {
-                self.high = self.high.max(member.id);
-                self.departed.retain(|d| d.id != member.id);
-                let replaced = self.view.by_name(&member.name).filter(|m| m.id != member.id).cloned();
-                if let Some(earlier) = replaced {
-                    self.depart(earlier);
+                self.quiet.remove(&member.id);
+                self.join(member)
+            }
+            Change::JoinedQuietly(member) => {
+                let applied = self.join(member);
+                if applied != Applied::Nothing {
+                    self.quiet.insert(member.id);
                 }
-                if self.view.insert(member.clone()) { Applied::Joined(member.clone()) } else { Applied::Nothing }
+                applied
             }
             Change::Left(id) => match self.view.remove(*id) {
                 Some(member) => {
+                    self.quiet.remove(id);
                     self.depart(member.clone());
                     Applied::Left(member)
                 }
@@ -217,7 +274,36 @@ impl Group {
                 Some(room) => Applied::RoomParted { room, name: name.clone() },
                 None => Applied::Nothing,
             },
+            Change::Kept { names, msg } => {
+                for name in names.iter().filter(|n| self.view.by_name(n).is_none()) {
+                    let key = self.departed.iter().rev().find(|d| d.name.same_as(name)).and_then(|d| d.key);
+                    self.offline.keep(name, key, msg);
+                }
+                Applied::Kept
+            }
+            // Reported even if this copy of the state had no queue: a joiner whose snapshot was
+            // taken after the change still gets its messages (the node drops repeats).
+            Change::Collected { name, messages, dropped } => {
+                let _ = self.offline.take(name);
+                Applied::Collected { name: name.clone(), messages: messages.clone(), dropped: *dropped }
+            }
         }
+    }
+
+    fn join(&mut self, member: &Member) -> Applied {
+        self.high = self.high.max(member.id);
+        self.departed.retain(|d| d.id != member.id);
+        let replaced = self.view.by_name(&member.name).filter(|m| m.id != member.id).cloned();
+        if let Some(earlier) = replaced {
+            self.quiet.remove(&earlier.id);
+            self.depart(earlier);
+        }
+        if self.view.insert(member.clone()) { Applied::Joined(member.clone()) } else { Applied::Nothing }
+    }
+
+    /// Whether member `id` is transient (a one-shot): not reported, not listed.
+    pub fn is_quiet(&self, id: NodeId) -> bool {
+        self.quiet.contains(&id)
     }
 
     fn depart(&mut self, member: Member) {
@@ -241,6 +327,34 @@ impl Group {
                 && self.departed.iter().any(|d| d.id == *id && d.name.same_as(name) && d.key == key)
         });
         returning.unwrap_or(NodeId(self.high.0.saturating_add(1)))
+    }
+
+    // ---------------------------------------------------------------- offline users
+
+    /// `name` as a known user who is not a member (a departed member, or one with a queue): its
+    /// name as known, if so.
+    pub fn offline_user(&self, name: &UserName) -> Option<UserName> {
+        if self.view.by_name(name).is_some() {
+            return None;
+        }
+        self.offline
+            .find(name)
+            .cloned()
+            .or_else(|| self.departed.iter().rev().find(|d| d.name.same_as(name)).map(|d| d.name.clone()))
+    }
+
+    /// The queue a member admitted as `name` with `key` collects, if any (it stays until the
+    /// `Collected` change is applied).
+    pub fn collectable(&self, name: &UserName, key: Option<PeerKey>) -> Option<Queue> {
+        if !self.offline.collects(name, key) {
+            return None;
+        }
+        self.offline.queues().into_iter().find(|q| q.name.same_as(name))
+    }
+
+    /// The weight of everything kept for offline users ([`weight`]).
+    pub fn offline_weight(&self) -> usize {
+        self.offline.weight()
     }
 
     // ---------------------------------------------------------------- rooms
@@ -313,7 +427,11 @@ impl Group {
             .values()
             .map(|r| RoomInfo {
                 name: r.name.clone(),
-                members: r.members.iter().filter(|m| self.view.by_name(m).is_some()).count() as u32,
+                members: r
+                    .members
+                    .iter()
+                    .filter(|m| self.view.by_name(m).is_some_and(|m| !self.quiet.contains(&m.id)))
+                    .count() as u32,
             })
             .collect()
     }

@@ -8,7 +8,7 @@
 //! | module       | owns                                                                        |
 //! |--------------|-----------------------------------------------------------------------------|
 //! | `election`   | the sans-IO Bully machine ([`election::Bully`]), its messages and terms       |
-//! | `group`      | the replicated state: members, rooms, node IDs ([`group::Group`], [`group::Change`]) |
+//! | `group`      | the replicated state: members, rooms, node IDs, offline queues ([`group::Group`], [`group::Change`]) |
 //! | `membership` | the group view ([`membership::View`])                                        |
 //! | `ordering`   | sequencer (coordinator), member log, failover merge ([`ordering::plan_fills`]) |
 //! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |

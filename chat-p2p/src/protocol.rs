@@ -109,6 +109,10 @@ impl Entry {
         match self {
             Entry::Visible(m) => 96 + m.body.len() + 34 * m.recipients.names().len(),
             Entry::Hidden(_) => 48,
+            Entry::Change(Change::Kept { msg, .. }) => 160 + crate::group::weight(msg),
+            Entry::Change(Change::Collected { messages, .. }) => {
+                160 + messages.iter().map(crate::group::weight).sum::<usize>()
+            }
             Entry::Change(_) => 160,
         }
     }
@@ -175,6 +179,9 @@ pub enum PeerMsg {
         key: Option<PeerKey>,
         /// The ID this process held before, if it was a member (it gets it back if nobody holds it).
         id: Option<NodeId>,
+        /// A transient member (a one-shot `send` or `tail`): nobody is told it joins or leaves, it is
+        /// not listed, and it collects no offline messages.
+        quiet: bool,
     },
     /// Admission.
     JoinAck {

@@ -64,6 +64,9 @@ pub struct Slot {
     pub name: UserName,
     /// Every message delivered, by every incarnation, in order.
     pub delivered: Vec<ChatMessage>,
+    /// Every message kept for this slot's user while it was away and delivered on its return
+    /// (`Output::Offline`; not in `delivered`: it was ordered before the return).
+    pub offline: Vec<ChatMessage>,
     /// Every ID this slot was given.
     pub ids: Vec<NodeId>,
     /// Whether this slot ever crashed.
@@ -161,6 +164,7 @@ impl Sim {
                 node: None,
                 name,
                 delivered: Vec::new(),
+                offline: Vec::new(),
                 ids: Vec::new(),
                 crashed_ever: false,
                 life_ids: Vec::new(),
@@ -356,6 +360,7 @@ impl Sim {
                     self.admitted(i, id);
                 }
                 Output::Event(event) => self.tell(i, event),
+                Output::Offline(m) => self.slots[i].offline.push(m),
                 Output::Refused { .. } | Output::NoGroup { .. } | Output::RoomDone { .. } => {}
             }
         }

@@ -79,6 +79,11 @@ pub struct P2pConfig {
     /// an unspecified IP replaced by [`P2pConfig::interface`]): for a node reached through a port
     /// forward or a relay.
     pub advertise: Option<SocketAddr>,
+    /// Join as a transient member (default false), for one-shot commands: nobody is told it joins
+    /// or leaves, `/peers` and `/who` do not list it, it collects no offline messages, and if no
+    /// group answers within [`P2pConfig::join_timeout`] [`join`] fails with [`P2pError::NoGroup`]
+    /// instead of founding one.
+    pub quiet: bool,
 }
 
 impl P2pConfig {
@@ -99,6 +104,7 @@ impl P2pConfig {
             limits: node.limits,
             secret: None,
             advertise: None,
+            quiet: false,
         }
     }
 
@@ -135,7 +141,7 @@ pub struct P2pTransport {
 /// [`P2pError::Refused`] (`invalid_name`) before anything starts if the name breaks the naming rules
 /// of [`UserName::new`] (a name built with [`UserName::from_wire`] may), with [`P2pError::Refused`]
 /// (`auth_failed`) if the nodes here hold another group secret (or need one and this node has none)
-/// and none admitted it, with [`P2pError::NoGroup`] if peers were given and none answered, with
+/// and none admitted it, with [`P2pError::NoGroup`] if peers were given (or [`P2pConfig::quiet`]) and none answered, with
 /// [`P2pError::Bind`] if a socket cannot be bound.
 pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     check_name(&config.name)?;
@@ -223,6 +229,7 @@ where
     node_config.history = config.history;
     node_config.limits = config.limits;
     node_config.key = network.security.as_ref().map(|s| s.key);
+    node_config.quiet = config.quiet;
     if let Some(security) = &network.security {
         tracing::info!(%addr, key = %security.key, secret = %security.secret_id, "joining a group with a secret");
     }

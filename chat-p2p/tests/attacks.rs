@@ -77,6 +77,7 @@ async fn peer_clocks_at_the_end_of_time_are_refused_and_no_clock_jumps() {
             clock: u64::MAX,
             key: None,
             id: None,
+            quiet: false,
         };
         to_coordinator.write_frame(&Envelope { from: None, addr: loopback(1), msg: request }).await.expect("written");
         // To the member, posing as the coordinator: a heartbeat stamped at the end of time.

@@ -102,8 +102,15 @@ async fn a_forged_join_request_datagram_is_not_admitted_and_learns_nothing() {
         let intruder = loopback(6666);
         let mut listener = net.bind(intruder).expect("bound");
         let mut group = net.join_group(DEFAULT_GROUP, intruder);
-        let request =
-            |key| PeerMsg::JoinRequest { name: name("mallory"), addr: intruder, nonce: 7, clock: 0, key, id: None };
+        let request = |key| PeerMsg::JoinRequest {
+            name: name("mallory"),
+            addr: intruder,
+            nonce: 7,
+            clock: 0,
+            key,
+            id: None,
+            quiet: false,
+        };
         let plain = encode_payload(&Envelope { from: None, addr: intruder, msg: request(None) }).expect("encoded");
         let theirs = Security::new(&GroupSecret::from_bytes([7; 32]));
         let wrong =

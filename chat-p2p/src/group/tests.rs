@@ -136,3 +136,111 @@ fn a_snapshot_rebuilds_the_same_state_and_one_over_its_bounds_is_refused() {
     assert_eq!((alone.high(), alone.rooms_of(&name("bob"))), (NodeId(3), vec![room("#ops")]));
     assert_eq!(alone.id_for(&name("alice"), None, Some(NodeId(1))), NodeId(1));
 }
+
+fn dm(seq: u64, to: &str, body: &str) -> ChatMessage {
+    ChatMessage {
+        id: MessageId::new(NodeId(1), seq),
+        sender: name("alice"),
+        recipients: Recipients::Unicast(name(to)),
+        body: body.into(),
+        lamport: Timestamp::new(seq, NodeId(1)),
+        time: 0,
+    }
+}
+
+/// alice (1) a member, bob (2) and carol (3) departed.
+fn with_departed() -> Group {
+    let mut g = Group::default();
+    for (id, who) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        g.apply(&Change::Joined(member(id, who)));
+    }
+    g.apply(&Change::Left(NodeId(2)));
+    g.apply(&Change::Left(NodeId(3)));
+    g
+}
+
+fn kept(g: &Group, who: &str) -> (Vec<u64>, u64) {
+    let q = g.collectable(&name(who), None).expect("a queue");
+    (q.messages.iter().map(|m| m.id.seq).collect(), q.dropped)
+}
+
+#[test]
+fn offline_users_are_the_departed_and_their_queues_are_bounded_per_user() {
+    let mut g = with_departed();
+    assert_eq!(g.offline_user(&name("BOB")), Some(name("bob")), "departed: known, as registered");
+    assert_eq!(g.offline_user(&name("alice")), None, "a member is online");
+    assert_eq!(g.offline_user(&name("zed")), None, "never seen");
+    // One message more than the bound: the oldest is dropped and counted.
+    for seq in 1..=OFFLINE_MESSAGES as u64 + 1 {
+        assert_eq!(g.apply(&Change::Kept { names: vec![name("bob")], msg: dm(seq, "bob", "x") }), Applied::Kept);
+    }
+    let (seqs, dropped) = kept(&g, "bob");
+    assert_eq!((seqs.len(), seqs[0], dropped), (OFFLINE_MESSAGES, 2, 1));
+    // Bytes: a few big messages push the older ones out; one over the bound is not kept at all.
+    let big = "b".repeat(OFFLINE_USER_BYTES / 3);
+    for seq in 200..205 {
+        g.apply(&Change::Kept { names: vec![name("carol")], msg: dm(seq, "carol", &big) });
+    }
+    g.apply(&Change::Kept { names: vec![name("carol")], msg: dm(300, "carol", &"h".repeat(OFFLINE_USER_BYTES)) });
+    let (seqs, dropped) = kept(&g, "carol");
+    assert_eq!((seqs, dropped), (vec![203, 204], 4));
+    // The same change delivered twice keeps the message once.
+    g.apply(&Change::Kept { names: vec![name("carol")], msg: dm(204, "carol", &big) });
+    assert_eq!(kept(&g, "carol").0, vec![203, 204]);
+    // A name that is a member now is not kept for.
+    g.apply(&Change::Kept { names: vec![name("alice")], msg: dm(400, "alice", "hi") });
+    assert!(g.collectable(&name("alice"), None).is_none());
+}
+
+#[test]
+fn the_total_bound_holds_and_snapshots_carry_the_queues() {
+    let mut g = Group::default();
+    g.apply(&Change::Joined(member(1, "alice")));
+    let users = OFFLINE_USERS as u64;
+    for id in 2..2 + users + 1 {
+        g.apply(&Change::Joined(member(id, &format!("u{id}"))));
+        g.apply(&Change::Left(NodeId(id)));
+    }
+    let body = "t".repeat(OFFLINE_USER_BYTES / 2);
+    for id in 2..2 + users + 1 {
+        let who = format!("u{id}");
+        g.apply(&Change::Kept { names: vec![name(&who)], msg: dm(id, &who, &body) });
+    }
+    assert!(g.offline_weight() <= OFFLINE_TOTAL_BYTES, "{} over the total", g.offline_weight());
+    let last = format!("u{}", 2 + users);
+    assert!(g.collectable(&name(&last), None).is_none(), "no more than {OFFLINE_USERS} queues");
+    let full = g.snapshot().offline;
+    assert!(full.iter().any(|q| q.dropped == 1 && q.messages.is_empty()), "over the total: counted as dropped");
+    // A snapshot carries the queues; one over the bounds is refused.
+    let snap = g.snapshot();
+    assert_eq!(snap.refusal(), None);
+    assert_eq!(Group::from_snapshot(snap.clone()).snapshot(), snap);
+    let mut hostile = snap;
+    let q = &mut hostile.offline[0];
+    q.messages = (0..=OFFLINE_MESSAGES as u64).map(|s| dm(s, "u2", "x")).collect();
+    assert!(hostile.refusal().is_some_and(|r| r.contains("offline")));
+    // Collected: every copy forgets the queue.
+    let (who, messages) = (g.snapshot().offline[0].name.clone(), g.snapshot().offline[0].messages.clone());
+    let applied = g.apply(&Change::Collected { name: who.clone(), messages: messages.clone(), dropped: 0 });
+    assert_eq!(applied, Applied::Collected { name: who.clone(), messages, dropped: 0 });
+    assert!(g.collectable(&who, None).is_none());
+}
+
+#[test]
+fn a_quiet_member_is_a_member_that_is_not_counted_and_a_snapshot_remembers_it() {
+    let mut g = Group::default();
+    g.apply(&Change::Joined(member(1, "alice")));
+    g.apply(&Change::RoomJoined { room: room("#ops"), name: name("bob") });
+    assert_eq!(g.apply(&Change::JoinedQuietly(member(2, "bob"))), Applied::Joined(member(2, "bob")));
+    assert!(g.is_quiet(NodeId(2)) && !g.is_quiet(NodeId(1)));
+    assert!(g.view().contains(NodeId(2)), "a member: messages reach it");
+    assert_eq!(g.rooms()[0].members, 0, "a one-shot in a room's name is not counted online");
+    let copy = Group::from_snapshot(g.snapshot());
+    assert!(copy.is_quiet(NodeId(2)));
+    let mut hostile = g.snapshot();
+    hostile.quiet = (0..=MAX_PEERS as u64).map(NodeId).collect();
+    assert!(hostile.refusal().is_some());
+    g.apply(&Change::Left(NodeId(2)));
+    assert!(!g.is_quiet(NodeId(2)), "forgotten when it leaves");
+    assert_eq!(g.offline_user(&name("bob")), Some(name("bob")), "known afterwards, as after any session");
+}

@@ -7,6 +7,7 @@
 //!        │      (the joiner is held: what is ordered after q waits in its outbox)
 //!        │      q committed (every other member holds it) ──► JoinAck{ID, term, state at q, history, start q}
 //!        │                                                    then the joiner's outbox (q+1 …)
+//!        │      (quiet: JoinedQuietly instead of Joined: nobody reports it, nor its Left)
 //!        ├── the same name, address and key as a member:
 //!        │       asking for that member's ID back: it is admitted again in place (no Joined: it never left)
 //!        │       otherwise: a copy of a request already answered, ignored
@@ -17,6 +18,7 @@
 //!        ├── syncing ────────────────────────► no answer: the joiner retries
 //!        └── clock > ours + MAX_CLOCK_JUMP ──► dropped (counted, traced)
 //!  Leave / silence / broken link / no sync answer / flood ──► Left ordered (commit may advance)
+//!  a joiner with the name and key of an offline queue ──► Collected{name, messages} right after its Joined
 //! ```
 //!
 //! The `JoinAck` waits for its `Joined` to be committed so that no joiner ever holds an ID the
@@ -62,6 +64,8 @@ pub(super) struct JoinRequest {
     pub(super) key: Option<PeerKey>,
     /// The ID the joiner held before.
     pub(super) id: Option<NodeId>,
+    /// A transient member (not announced, not listed, collects nothing).
+    pub(super) quiet: bool,
 }
 
 /// A member admitted, waiting for its snapshot's position to be committed.
@@ -82,7 +86,7 @@ pub(super) struct Admitting {
 impl Coordinator {
     /// A node asks to be admitted (by multicast, by TCP, or forwarded by a member).
     pub(super) fn on_join_request(&mut self, common: &mut Common, now: Instant, request: JoinRequest) -> Next {
-        let JoinRequest { name, addr, nonce, clock, key, id: claim } = request;
+        let JoinRequest { name, addr, nonce, clock, key, id: claim, quiet } = request;
         if !common.admits_clock("JoinRequest", addr, clock) {
             return Next::Stay;
         }
@@ -132,24 +136,34 @@ impl Coordinator {
             }
             None => {
                 let id = self.head.id_for(&name, key, claim);
-                self.admit(common, now, Member { id, name, addr, key }, nonce);
+                self.admit(common, now, Member { id, name, addr, key }, nonce, quiet);
             }
         }
         Next::Stay
     }
 
     /// Orders a newcomer's `Joined`; its `JoinAck` goes once that is committed.
-    fn admit(&mut self, common: &mut Common, now: Instant, member: Member, nonce: u64) {
+    fn admit(&mut self, common: &mut Common, now: Instant, member: Member, nonce: u64, quiet: bool) {
         let (id, addr) = (member.id, member.addr);
         tracing::info!(name = %member.name, %id, "admitting");
         let mark = self.archive.mark();
-        let pos = self.order_change(common, now, Change::Joined(member));
+        // A quiet member (a one-shot) is not the user back: it leaves the queue for the user's return.
+        let queue = if quiet { None } else { self.head.collectable(&member.name, member.key) };
+        let change = if quiet { Change::JoinedQuietly(member) } else { Change::Joined(member) };
+        let pos = self.order_change(common, now, change);
         let commit = self.seq.add_member(id);
         self.outbox.add(id, pos.index + 1, true);
         self.admitting.push(Admitting { id, at: pos.index, nonce, addr, mark });
         self.advance(common, now, commit);
         // Already committed if nobody else had to acknowledge it (a group of one).
         self.answer_admitted(common, now);
+        // Back under the key its queue is bound to: what was kept for it, right after its `Joined`
+        // (so before anything else it gets), in the change itself (its snapshot may be taken later).
+        if let Some(q) = queue {
+            tracing::info!(name = %q.name, %id, kept = q.messages.len(), dropped = q.dropped, "delivering offline messages");
+            let change = Change::Collected { name: q.name, messages: q.messages, dropped: q.dropped };
+            self.order_change(common, now, change);
+        }
     }
 
     /// Sends the `JoinAck` of every member whose snapshot position is committed, then its outbox.
@@ -164,7 +178,9 @@ impl Coordinator {
         for a in due {
             let Some(name) = common.group.view().get(a.id).map(|m| m.name.clone()) else { continue };
             let state = common.group.snapshot();
-            let weight = 128 * (state.members.len() + state.departed.len()) + 48 * state.rooms.len();
+            let weight = 128 * (state.members.len() + state.departed.len())
+                + 48 * state.rooms.len()
+                + common.group.offline_weight();
             let mut budget = (FRAME_BUDGET / 2).saturating_sub(weight);
             let mut history = self.archive.last_before(a.mark, common.cfg.history, |m| common.group.may_see(m, &name));
             let keep = history.iter().rev().take_while(|m| {

@@ -24,15 +24,15 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use chat_core::{
-    CoreError, ErrorCode, Event, LamportClock, MAX_CLOCK_JUMP, MessageBuffer, MessageId, NodeId, OutgoingMessage,
-    PeerInfo, Timestamp, UserName,
+    ChatMessage, CoreError, DedupWindow, ErrorCode, Event, LamportClock, MAX_CLOCK_JUMP, MessageBuffer, MessageId,
+    NodeId, OutgoingMessage, PeerInfo, Timestamp, UserName,
 };
 
 use super::pending::Pending;
 use super::rooms::RoomRequests;
 use super::{Counters, MAX_PEERS, MAX_PENDING, Next, NodeConfig, Output};
 use crate::election::{Bully, ElectionConfig, ElectionInput, Term};
-use crate::group::{Applied, Change, Group};
+use crate::group::{Applied, Change, Group, OFFLINE_MESSAGES};
 use crate::membership::Rng;
 use crate::ordering::{Log, Report};
 use crate::protocol::{Entry, Envelope, Member, PeerKey, PeerMsg, Pos, Submission};
@@ -79,6 +79,8 @@ pub(super) struct Common {
     pub(super) elections: u64,
     /// Input refused or throttled so far.
     pub(super) counters: Counters,
+    /// Offline messages already delivered here (a `Collected` change seen twice delivers once).
+    pub(super) collected: DedupWindow,
     /// Outputs not yet polled.
     pub(super) out: VecDeque<Output>,
 }
@@ -110,6 +112,7 @@ impl Common {
             expelled: false,
             elections: 0,
             counters: Counters::default(),
+            collected: DedupWindow::new(OFFLINE_MESSAGES),
             out: VecDeque::new(),
             cfg,
         }
@@ -300,7 +303,13 @@ impl Common {
                     self.clock.observe(msg.lamport);
                     self.history.insert(msg.clone());
                     if self.pending.remove(&msg.id) {
-                        self.out.push_back(Output::Sent { id: msg.id, unknown });
+                        // The coordinator names only members and known offline users as recipients,
+                        // and this node's group is the coordinator's as of the message's position:
+                        // the recipients who are not members are the offline ones, kept for.
+                        let view = self.group.view();
+                        let queued =
+                            msg.recipients.names().iter().filter(|n| view.by_name(n).is_none()).cloned().collect();
+                        self.out.push_back(Output::Sent { id: msg.id, unknown, queued });
                     }
                     self.event(Event::Message(msg));
                 }
@@ -315,8 +324,9 @@ impl Common {
     fn apply(&mut self, change: &Change) {
         let me = self.cfg.name.clone();
         let was_in = matches!(change, Change::RoomParted { room, .. } if self.group.in_room(&me, room));
+        // A transient member (a one-shot) is never reported.
         let before = match change {
-            Change::Left(id) => self.peer_info(*id),
+            Change::Left(id) if !self.group.is_quiet(*id) => self.peer_info(*id),
             _ => None,
         };
         match self.group.apply(change) {
@@ -324,6 +334,7 @@ impl Common {
             Applied::Joined(m) => {
                 self.sync_peers();
                 if Some(m.id) != self.id
+                    && !self.group.is_quiet(m.id)
                     && let Some(info) = self.peer_info(m.id)
                 {
                     self.event(Event::PeerJoined(info));
@@ -349,6 +360,37 @@ impl Common {
                     self.event(Event::RoomLeft { room, peer });
                 }
             }
+            Applied::Kept => {}
+            Applied::Collected { name, messages, dropped } => {
+                let mine = self.group.view().by_name(&name).is_some_and(|m| Some(m.id) == self.id);
+                if mine {
+                    self.collect(messages, dropped);
+                }
+            }
+        }
+    }
+
+    /// This node's user is back: what the group kept for it while it was offline, as messages (only
+    /// the ones addressed to it), and a notice if some were dropped.
+    fn collect(&mut self, messages: Vec<ChatMessage>, dropped: u64) {
+        let me = self.cfg.name.clone();
+        if dropped > 0 && messages.first().is_none_or(|m| !self.collected.contains(&m.id)) {
+            let text = format!(
+                "{dropped} older messages kept for you while you were offline were dropped (the group keeps at most {OFFLINE_MESSAGES} per user)"
+            );
+            self.event(Event::Notice { text });
+        }
+        for msg in messages.into_iter().filter(|m| m.is_visible_to(&me)) {
+            if !self.collected.insert(msg.id) {
+                continue;
+            }
+            if !self.admits_clock("a kept message", msg.sender.clone(), msg.lamport.counter) {
+                continue;
+            }
+            self.clock.observe(msg.lamport);
+            self.log.mark_delivered(msg.id);
+            self.history.insert(msg.clone());
+            self.out.push_back(Output::Offline(msg));
         }
     }
 
@@ -356,7 +398,7 @@ impl Common {
     /// history, a coordinator's own resubmission): it is reported sent, once.
     pub(super) fn ordered_elsewhere(&mut self, id: MessageId) {
         if self.pending.remove(&id) {
-            self.out.push_back(Output::Sent { id, unknown: Vec::new() });
+            self.out.push_back(Output::Sent { id, unknown: Vec::new(), queued: Vec::new() });
         }
     }
 

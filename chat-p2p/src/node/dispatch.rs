@@ -77,8 +77,8 @@ impl Node {
             (Role::Member(f), Via::Multicast, PeerMsg::Beacon { term, addr }) => f.on_beacon(common, term, addr),
             // Multicast, straight from the joiner, forwarded by a member, or from a rejoiner that
             // still signs with its old ID: the coordinator answers them all itself.
-            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock, key, id }) => {
-                c.on_join_request(common, now, JoinRequest { name, addr, nonce, clock, key, id })
+            (Role::Coordinator(c), _, PeerMsg::JoinRequest { name, addr, nonce, clock, key, id, quiet }) => {
+                c.on_join_request(common, now, JoinRequest { name, addr, nonce, clock, key, id, quiet })
             }
             (Role::Member(f), via, msg @ PeerMsg::JoinRequest { .. }) => {
                 f.on_join_request(common, sender, msg, matches!(via, Via::Multicast))

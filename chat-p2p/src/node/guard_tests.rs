@@ -18,7 +18,15 @@ fn raw(s: &str) -> UserName {
 
 /// `who` at `port` asks the founder to join and is admitted; returns its ID.
 fn join(node: &mut Node, t: Instant, who: &str, port: u16) -> NodeId {
-    let req = PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 1, clock: 0, key: None, id: None };
+    let req = PeerMsg::JoinRequest {
+        name: name(who),
+        addr: addr(port),
+        nonce: 1,
+        clock: 0,
+        key: None,
+        id: None,
+        quiet: false,
+    };
     node.handle(t, Input::Receive(envelope(None, port, req)));
     // Admitted once every member holds the `Joined`: they acknowledge it.
     let out = drain(node);
@@ -113,8 +121,15 @@ fn a_heartbeat_or_order_stamped_too_far_ahead_is_dropped_and_an_honest_one_still
 fn a_join_request_or_sync_reply_stamped_too_far_ahead_is_ignored() {
     let t0 = Instant::now();
     let mut node = founder(t0);
-    let req =
-        PeerMsg::JoinRequest { name: name("dave"), addr: addr(4), nonce: 9, clock: u64::MAX, key: None, id: None };
+    let req = PeerMsg::JoinRequest {
+        name: name("dave"),
+        addr: addr(4),
+        nonce: 9,
+        clock: u64::MAX,
+        key: None,
+        id: None,
+        quiet: false,
+    };
     node.handle(t0, Input::Receive(envelope(None, 4, req)));
     assert_eq!(drain(&mut node), []);
     assert_eq!((node.clock(), node.peers().len()), (0, 1));
@@ -167,7 +182,8 @@ fn names_that_imitate_a_member_or_hide_characters_are_refused() {
         ),
     ];
     for (nonce, (who, code, reason)) in (1..).zip(cases) {
-        let req = PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0, key: None, id: None };
+        let req =
+            PeerMsg::JoinRequest { name: raw(who), addr: addr(3), nonce, clock: 0, key: None, id: None, quiet: false };
         node.handle(t0, Input::Receive(envelope(None, 3, req)));
         let refused = PeerMsg::JoinRefused { nonce, code, reason };
         assert_eq!(drain(&mut node), vec![Output::Send { to: addr(3), msg: envelope(node.id(), 1, refused) }], "{who}");

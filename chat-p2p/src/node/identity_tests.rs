@@ -10,23 +10,23 @@ use super::tests::{COORDINATOR, MEMBER, ack_all_with, addr, config, drain, envel
 use super::*;
 use crate::protocol::{Change, Member, PeerKey, Pos, Snapshot, Submission};
 
-const ALICE: PeerKey = PeerKey([1; 32]);
-const CAROL: PeerKey = PeerKey([3; 32]);
-const MALLORY: PeerKey = PeerKey([13; 32]);
+pub(super) const ALICE: PeerKey = PeerKey([1; 32]);
+pub(super) const CAROL: PeerKey = PeerKey([3; 32]);
+pub(super) const MALLORY: PeerKey = PeerKey([13; 32]);
 
 /// "alice" at port 1, with key [`ALICE`], coordinating a group of one.
-fn keyed_founder(t0: Instant) -> Node {
+pub(super) fn keyed_founder(t0: Instant) -> Node {
     let mut cfg = config("alice", 1);
     cfg.key = Some(ALICE);
     founder_with(t0, cfg)
 }
 
-fn request(who: &str, port: u16, key: Option<PeerKey>) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key, id: None }
+pub(super) fn request(who: &str, port: u16, key: Option<PeerKey>) -> PeerMsg {
+    PeerMsg::JoinRequest { name: name(who), addr: addr(port), nonce: 5, clock: 0, key, id: None, quiet: false }
 }
 
 /// `who` at `port` with `key` joins by multicast; its ID.
-fn admit(node: &mut Node, t: Instant, who: &str, port: u16, key: PeerKey) -> NodeId {
+pub(super) fn admit(node: &mut Node, t: Instant, who: &str, port: u16, key: PeerKey) -> NodeId {
     node.handle(t, Input::Datagram(envelope(None, port, request(who, port, Some(key)))));
     // Admitted once every member holds the `Joined`: they acknowledge it.
     let out = drain(node);
@@ -35,7 +35,7 @@ fn admit(node: &mut Node, t: Instant, who: &str, port: u16, key: PeerKey) -> Nod
 }
 
 /// The key of the test node at `port` (alice 1, carol 3, mallory 4).
-fn key_of(port: u16) -> PeerKey {
+pub(super) fn key_of(port: u16) -> PeerKey {
     match port {
         1 => ALICE,
         3 => CAROL,

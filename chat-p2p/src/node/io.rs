@@ -44,6 +44,10 @@ pub struct NodeConfig {
     /// This node's static public key if the group has a secret (its links are authenticated with
     /// it, and it is sent in join requests); `None` without a secret.
     pub key: Option<PeerKey>,
+    /// Join as a transient member (a one-shot `send` or `tail`): nobody is told it joins or leaves,
+    /// it is not listed, it collects no offline messages, and it never founds a group (it gives up
+    /// with [`Output::NoGroup`] instead).
+    pub quiet: bool,
 }
 
 impl NodeConfig {
@@ -63,6 +67,7 @@ impl NodeConfig {
             seed,
             limits: Some(Limits::default()),
             key: None,
+            quiet: false,
         }
     }
 }
@@ -189,6 +194,8 @@ pub enum Output {
         id: MessageId,
         /// Named recipients that were not online.
         unknown: Vec<UserName>,
+        /// Named recipients who are offline but known: the group keeps it for them.
+        queued: Vec<UserName>,
     },
     /// An own message was refused.
     SendFailed {
@@ -222,4 +229,9 @@ pub enum Output {
         /// What came of it.
         result: Result<RoomOutcome, CoreError>,
     },
+    /// A message the group kept for this node's user while it was offline, delivered now that it is
+    /// back (`group/offline.rs`): ordered before the return, so its stamp may be below those of
+    /// messages this process delivered before (for instance on its side of a partition). The
+    /// program sees it as [`Event::Message`].
+    Offline(chat_core::ChatMessage),
 }

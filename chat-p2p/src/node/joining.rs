@@ -12,7 +12,7 @@
 //!              ├── JoinRefused (our nonce) ─► closed (e.g. name_taken)
 //!              ├── JoinHold (our nonce) ────► a group is electing: keep asking (the deadline moves,
 //!              │                               at most MAX_HOLDS times)
-//!              └── join timeout ──────────► with --peer, never a member before: closed (NoGroup)
+//!              └── join timeout ──────────► with --peer, or quiet, never a member before: closed (NoGroup)
 //!                                            if it met only nodes of another secret: closed (auth_failed)
 //!                                            otherwise: founds a group (ID 1, or the ID it held),
 //!                                            then an election it wins
@@ -93,7 +93,8 @@ impl Joining {
     fn send_requests(&self, common: &mut Common, target: Option<SocketAddr>) {
         let clock = common.clock.counter();
         let (name, addr, key) = (common.cfg.name.clone(), common.cfg.addr, common.cfg.key);
-        let msg = PeerMsg::JoinRequest { name, addr, nonce: self.nonce, clock, key, id: common.id };
+        let quiet = common.cfg.quiet;
+        let msg = PeerMsg::JoinRequest { name, addr, nonce: self.nonce, clock, key, id: common.id, quiet };
         common.multicast(msg.clone());
         let mut targets = common.cfg.peers.clone();
         targets.extend(target);
@@ -110,7 +111,7 @@ impl Joining {
             if let Some(what) = self.foreign {
                 return refuse_foreign(common, what);
             }
-            if !common.cfg.peers.is_empty() && common.id.is_none() {
+            if (!common.cfg.peers.is_empty() || common.cfg.quiet) && common.id.is_none() {
                 let peers = common.cfg.peers.clone();
                 tracing::info!(name = %common.cfg.name, ?peers, "no peer answered: not founding a group");
                 common.out.push_back(Output::NoGroup { peers });

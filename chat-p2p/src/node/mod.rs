@@ -54,6 +54,8 @@ mod identity_tests;
 mod io;
 mod joining;
 mod member;
+#[cfg(test)]
+mod offline_tests;
 mod outbox;
 mod pending;
 mod rooms;
@@ -180,8 +182,11 @@ impl Node {
 
     /// The members, this node included, by ID, with the coordinator flagged: the group as of the
     /// last position this node delivered (the same list at every node once the group is quiet).
+    /// Transient members (one-shots) are not listed, except this node itself.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.common.group.view().ids().into_iter().filter_map(|id| self.common.peer_info(id)).collect()
+        let group = &self.common.group;
+        let listed = |id: &NodeId| !group.is_quiet(*id) || Some(*id) == self.common.id;
+        group.view().ids().into_iter().filter(listed).filter_map(|id| self.common.peer_info(id)).collect()
     }
 
     /// The last `limit` messages this node may see, oldest first.

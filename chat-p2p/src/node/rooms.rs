@@ -168,11 +168,12 @@ impl Node {
     pub fn who(&self, room: Option<&RoomName>) -> Vec<PeerInfo> {
         let group = &self.common.group;
         let mut peers: Vec<PeerInfo> = match room {
-            None => group.view().ids().into_iter().filter_map(|id| self.common.peer_info(id)).collect(),
+            None => self.peers(),
             Some(room) => group
                 .room_members(room)
                 .iter()
                 .filter_map(|name| group.view().by_name(name))
+                .filter(|m| !group.is_quiet(m.id) || Some(m.id) == self.common.id)
                 .filter_map(|m| self.common.peer_info(m.id))
                 .collect(),
         };

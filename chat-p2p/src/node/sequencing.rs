@@ -10,13 +10,16 @@
 //! | over the sender's rate                                     | `RateLimited { id, retry_after_ms }`, or removal as a flooder (`flood.rs`) |
 //! | `sent_at` more than `MAX_CLOCK_JUMP` ahead of the coordinator's clock | `Rejected { protocol }`; the clock does not move |
 //! | body over `MAX_BODY_LEN`                                   | `Rejected { too_long }`                          |
-//! | named recipients, none a member                            | `Rejected { unknown_user }`                      |
+//! | named recipients, none a member nor a known offline user   | `Rejected { unknown_user }`                      |
 //! | to a room its sender is not in                             | `Rejected { not_member }`                        |
 //! | otherwise                                                  | stamped (Lamport and wall clock), one position, an entry in every member's outbox (text or `Hidden`); committed once every member acknowledged it |
 //!
 //! Names are resolved as chat-core's "same name": `ALICE` reaches `alice`, and the stored
 //! recipients are the members' names as registered (once each; names of nobody are dropped and
-//! reported to the sender as `unknown`). The sender's name is the one the group holds for the node
+//! reported to the sender as `unknown`). A named recipient who is not a member but a known offline
+//! user (a departed member, see `group/offline.rs`) stays a recipient: the message is ordered, and a
+//! `Kept` change right after it keeps it for those users (the sender's receipt lists them as
+//! `queued`). The sender's name is the one the group holds for the node
 //! that submitted, whatever the `Submit` claims. A room message is stored under the room's name as
 //! it is known, and only the room's members (and its sender) get its text.
 //!
@@ -91,7 +94,7 @@ impl Coordinator {
         if let Err(e) = chat_core::check_body(&sub.body) {
             return self.refuse(common, from, sub.id, ErrorCode::TooLong, e.to_string());
         }
-        let (recipients, unknown) = match resolve(&self.head, &sub.sender, sub.recipients) {
+        let (recipients, unknown, offline) = match resolve(&self.head, &sub.sender, sub.recipients) {
             Ok(resolved) => resolved,
             Err((code, reason)) => return self.refuse(common, from, sub.id, code, reason),
         };
@@ -104,7 +107,11 @@ impl Coordinator {
         if from == me {
             common.pending.ordered(&msg.id);
         }
+        let kept = (!offline.is_empty()).then(|| Change::Kept { names: offline, msg: msg.clone() });
         self.order_message(common, now, from, msg, unknown);
+        if let Some(kept) = kept {
+            self.order_change(common, now, kept);
+        }
     }
 
     /// Gives `msg` the next position: every member's outbox gets the entry it may see (the sender
@@ -231,39 +238,55 @@ impl Coordinator {
     }
 }
 
-/// The recipients as the members' registered names (each once) and the names that are nobody's;
-/// refused if no named recipient is a member, or if `sender` is not in the room it writes to.
-fn resolve(
-    group: &Group,
-    sender: &UserName,
-    recipients: Recipients,
-) -> Result<(Recipients, Vec<UserName>), (ErrorCode, String)> {
+/// Resolved recipients: as stored, the names of nobody, the offline users among them.
+type Resolved = (Recipients, Vec<UserName>, Vec<UserName>);
+
+/// The recipients as the members' and known offline users' registered names (each once), the names
+/// that are nobody's, and the offline ones; refused if no named recipient is a member or a known
+/// offline user, or if `sender` is not in the room it writes to.
+fn resolve(group: &Group, sender: &UserName, recipients: Recipients) -> Result<Resolved, (ErrorCode, String)> {
     let view = group.view();
     let nobody = |unknown: Vec<UserName>| {
         let names: Vec<&str> = unknown.iter().map(UserName::as_str).collect();
         (ErrorCode::UnknownUser, format!("not online: {}", names.join(",")))
     };
+    // A member's name, or a known offline user's (flagged), as registered.
+    let find = |name: &UserName| match view.by_name(name) {
+        Some(m) => Some((m.name.clone(), false)),
+        None => group.offline_user(name).map(|n| (n, true)),
+    };
     match recipients {
-        Recipients::Broadcast => Ok((Recipients::Broadcast, Vec::new())),
+        Recipients::Broadcast => Ok((Recipients::Broadcast, Vec::new(), Vec::new())),
         Recipients::Room(room) => match group.room(&room) {
-            Some(known) if group.in_room(sender, &room) => Ok((Recipients::Room(known.clone()), Vec::new())),
+            Some(known) if group.in_room(sender, &room) => {
+                Ok((Recipients::Room(known.clone()), Vec::new(), Vec::new()))
+            }
             _ => Err((ErrorCode::NotMember, format!("you are not in {room}: /join {room} first"))),
         },
-        Recipients::Unicast(name) => match view.by_name(&name) {
-            Some(m) => Ok((Recipients::Unicast(m.name.clone()), Vec::new())),
+        Recipients::Unicast(name) => match find(&name) {
+            Some((known, offline)) => {
+                let offline = if offline { vec![known.clone()] } else { Vec::new() };
+                Ok((Recipients::Unicast(known), Vec::new(), offline))
+            }
             None => Err(nobody(vec![name])),
         },
         Recipients::Multicast(list) => {
             let mut known: Vec<UserName> = Vec::new();
             let mut unknown = Vec::new();
+            let mut away = Vec::new();
             for name in list {
-                match view.by_name(&name) {
-                    Some(m) if !known.contains(&m.name) => known.push(m.name.clone()),
-                    Some(_) => {}
+                match find(&name) {
+                    Some((n, _)) if known.contains(&n) => {}
+                    Some((n, offline)) => {
+                        if offline {
+                            away.push(n.clone());
+                        }
+                        known.push(n);
+                    }
                     None => unknown.push(name),
                 }
             }
-            if known.is_empty() { Err(nobody(unknown)) } else { Ok((Recipients::Multicast(known), unknown)) }
+            if known.is_empty() { Err(nobody(unknown)) } else { Ok((Recipients::Multicast(known), unknown, away)) }
         }
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn founder_with(t0: Instant, cfg: NodeConfig) -> Node {
 
 /// The `JoinRequest` "carol" at port 3 sends, with her Lamport counter 0.
 pub(super) fn carol_request(nonce: u64) -> PeerMsg {
-    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None, id: None }
+    PeerMsg::JoinRequest { name: name("carol"), addr: addr(3), nonce, clock: 0, key: None, id: None, quiet: false }
 }
 
 /// "bob" at port 2, admitted as [`MEMBER`] by "alice" ([`COORDINATOR`], port 1) in epoch 1.
@@ -102,7 +102,10 @@ fn a_lone_coordinator_orders_and_delivers_its_own_message_at_once() {
     let delivered = node.history(10);
     assert_eq!(delivered.len(), 1);
     assert_eq!((delivered[0].id, delivered[0].body.as_str()), (id, "hello"));
-    let expected = vec![Output::Sent { id, unknown: Vec::new() }, Output::Event(Event::Message(delivered[0].clone()))];
+    let expected = vec![
+        Output::Sent { id, unknown: Vec::new(), queued: Vec::new() },
+        Output::Event(Event::Message(delivered[0].clone())),
+    ];
     assert_eq!(out, expected);
 }
 
@@ -225,7 +228,10 @@ fn a_member_submits_to_the_coordinator_and_delivers_on_commit() {
     let ack = PeerMsg::Ack { term, index: 1 };
     assert_eq!(drain(&mut node), vec![Output::Send { to: addr(1), msg: envelope(Some(MEMBER), 2, ack) }]);
     node.handle(t0, Input::Receive(envelope(Some(COORDINATOR), 1, PeerMsg::Commit { pos })));
-    assert_eq!(drain(&mut node), vec![Output::Sent { id, unknown: Vec::new() }, Output::Event(Event::Message(msg))]);
+    assert_eq!(
+        drain(&mut node),
+        vec![Output::Sent { id, unknown: Vec::new(), queued: Vec::new() }, Output::Event(Event::Message(msg))]
+    );
 }
 
 #[test]
@@ -258,8 +264,15 @@ fn a_member_expelled_by_its_coordinator_rejoins_through_it() {
         other => panic!("a JoinRequest multicast first, not {other:?}"),
     };
     // The Lamport counter after observing the JoinAck's 0.
-    let request =
-        PeerMsg::JoinRequest { name: name("bob"), addr: addr(2), nonce, clock: 1, key: None, id: Some(MEMBER) };
+    let request = PeerMsg::JoinRequest {
+        name: name("bob"),
+        addr: addr(2),
+        nonce,
+        clock: 1,
+        key: None,
+        id: Some(MEMBER),
+        quiet: false,
+    };
     let expected = vec![
         Output::Multicast(envelope(None, 2, request.clone())),
         Output::Send { to: addr(1), msg: envelope(None, 2, request) },

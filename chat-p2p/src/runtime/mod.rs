@@ -377,9 +377,10 @@ impl<D: Dialer> Driver<D> {
                     }
                 }
                 Output::Event(event) => self.emit(event),
-                Output::Sent { id, unknown } => {
+                Output::Offline(msg) => self.emit(Event::Message(msg)),
+                Output::Sent { id, unknown, queued } => {
                     if let Some(reply) = self.pending.remove(&id) {
-                        let _ = reply.send(Ok(SendReceipt { id, unknown, queued: Vec::new() }));
+                        let _ = reply.send(Ok(SendReceipt { id, unknown, queued }));
                     }
                 }
                 Output::SendFailed { id, error } => {
