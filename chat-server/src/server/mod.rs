@@ -12,6 +12,7 @@
 //! | `mod`        | [`Server`]: binding, the owner loop, accepting, shutdown                |
 //! | `config`     | [`ServerConfig`]: the settings, their defaults, the router's settings   |
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
+//! | `gate`       | a connection reader's flow control: paused over the rate limit, bounded read-ahead |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
 //! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
 //! | `http`       | the web listener's HTTP side (`--web`): the page, the WebSocket upgrade |
@@ -42,6 +43,7 @@ mod accounts_file;
 mod cluster;
 mod config;
 mod connection;
+mod gate;
 mod http;
 mod owner;
 mod text;
