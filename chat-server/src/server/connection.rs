@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::ConnSettings;
-use super::gate::Gate;
+use super::gate::{Gate, LINGER};
 use crate::ServerError;
 use crate::fanout::private_queue::{PrivateQueue, PrivateSender, WriterProgress};
 use crate::fanout::stream::StreamReader;
@@ -169,8 +169,17 @@ where
 {
     let mut reader: FrameReader<_, F> = FrameReader::new(read);
     let reason = loop {
-        gate.ready().await;
-        match tokio::time::timeout(idle, reader.read_frame()).await {
+        tokio::select! {
+            biased;
+            () = gate.lingering() => return linger(&mut reader).await,
+            () = gate.ready() => {}
+        }
+        let read = tokio::select! {
+            biased;
+            () = gate.lingering() => return linger(&mut reader).await,
+            read = tokio::time::timeout(idle, reader.read_frame()) => read,
+        };
+        match read {
             Err(_) => break "timeout".to_string(),
             Ok(Ok(Some(frame))) => {
                 let frame = frame.into();
@@ -181,8 +190,10 @@ where
                     gate.applied(); // nothing for the owner to do
                     continue;
                 }
-                if inbound.send(Inbound::Frame { conn, frame }).await.is_err() {
-                    return;
+                tokio::select! {
+                    biased;
+                    () = gate.lingering() => return linger(&mut reader).await,
+                    sent = inbound.send(Inbound::Frame { conn, frame }) => if sent.is_err() { return },
                 }
             }
             Ok(Ok(None)) => break "disconnected".to_string(),
@@ -193,4 +204,9 @@ where
         }
     };
     let _ = inbound.send(Inbound::Closed { conn, reason }).await;
+}
+
+/// Discards what the client still sends, until it closes or [`LINGER`] has passed (see `gate`).
+async fn linger<R: AsyncRead + Unpin, F: serde::de::DeserializeOwned>(reader: &mut FrameReader<R, F>) {
+    let _ = tokio::time::timeout(LINGER, async { while let Ok(Some(_)) = reader.read_frame().await {} }).await;
 }

@@ -3,15 +3,26 @@
 //! waits in its own socket (TCP back-pressure) rather than in the owner's queue; and a bound on the
 //! frames it has read that the owner has not applied yet ([`MAX_READ_AHEAD`]), so one connection
 //! cannot fill the queue that every connection shares and make honest users wait behind it.
+//!
+//! At shutdown the owner tells the reader to linger instead of aborting it: the reader stops handing
+//! frames over and discards what the client still sends, until the client closes or [`LINGER`] has
+//! passed, while the writer writes the last frames (a `storage_unavailable` for each send not made
+//! durable, `Closing`) and shuts its side down. Closing a socket with unread input makes the kernel
+//! reset the connection, and a reset throws away what the client had not read yet: its answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
 /// Most frames of one connection read and not yet applied by the owner (as many as the router holds
 /// for a connection over its limit, `router::MAX_HELD_SENDS`).
 pub(super) const MAX_READ_AHEAD: usize = crate::router::MAX_HELD_SENDS;
+
+/// Longest time a reader discards input after the server's last frames (see the module documentation).
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// The reader's gate; see the module documentation.
 #[derive(Debug)]
@@ -22,12 +33,22 @@ pub(super) struct Gate {
     opened: Notify,
     /// Frames the reader may still hand over before the owner applies some.
     credit: Semaphore,
+    /// Whether the reader must stop handing frames over and linger.
+    lingering: AtomicBool,
+    /// Wakes the reader to linger.
+    linger: Notify,
 }
 
 impl Gate {
     /// A paused gate: the connection task opens it once the owner knows the connection.
     pub(super) fn paused() -> Arc<Gate> {
-        Arc::new(Gate { paused: AtomicBool::new(true), opened: Notify::new(), credit: Semaphore::new(MAX_READ_AHEAD) })
+        Arc::new(Gate {
+            paused: AtomicBool::new(true),
+            opened: Notify::new(),
+            credit: Semaphore::new(MAX_READ_AHEAD),
+            lingering: AtomicBool::new(false),
+            linger: Notify::new(),
+        })
     }
 
     /// Waits until the reader may read and hand over one more frame, and takes that credit.
@@ -57,6 +78,25 @@ impl Gate {
     pub(super) fn resume(&self) {
         self.paused.store(false, Ordering::Release);
         self.opened.notify_waiters();
+    }
+
+    /// Tells the reader to linger (see the module documentation).
+    pub(super) fn linger(&self) {
+        self.lingering.store(true, Ordering::Release);
+        self.linger.notify_waiters();
+    }
+
+    /// Completes once the reader must linger. **Cancel-safe.**
+    pub(super) async fn lingering(&self) {
+        loop {
+            let told = self.linger.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.lingering.load(Ordering::Acquire) {
+                return;
+            }
+            told.await;
+        }
     }
 
     /// The owner applied one frame the reader handed over: one more may be read ahead.

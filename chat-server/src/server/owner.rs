@@ -449,8 +449,12 @@ impl Owner {
                 let _ = entry.private.try_send(item);
             }
         }
+        // A reader with a gate lingers: its client reads the last frames instead of a reset.
         for (_, entry) in self.conns.drain() {
-            entry.reader.abort();
+            match &entry.gate {
+                Some(gate) => gate.linger(),
+                None => entry.reader.abort(),
+            }
         }
         for (_, task) in self.handshaking.drain() {
             task.abort();
