@@ -41,10 +41,18 @@ struct Flooded {
     written: u64,
 }
 
-/// Starts the flooder: reconnects every [`FLOOD_CONNECTION`] and writes as fast as it can, reading
-/// its answers only to throw them away, until `stop` is set.
+/// Starts the flooder on a thread and runtime of its own (as another process would be, so that it
+/// does not take the server's worker threads): reconnects every [`FLOOD_CONNECTION`] and writes as
+/// fast as it can, reading its answers only to throw them away, until `stop` is set.
 fn flooder(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Flooded> {
-    tokio::spawn(async move {
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(flood(addr, stop))
+    })
+}
+
+async fn flood(addr: SocketAddr, stop: Arc<AtomicBool>) -> Flooded {
+    {
         let mut done = Flooded::default();
         while !stop.load(Ordering::Relaxed) && done.connections < 100_000 {
             done.connections += 1;
@@ -81,7 +89,7 @@ fn flooder(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Flooded> {
             drain.abort();
         }
         done
-    })
+    }
 }
 
 /// One phase: alice broadcasts `count` messages at `per_second` while bob receives; every one of
