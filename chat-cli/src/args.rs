@@ -234,6 +234,17 @@ pub struct ServeArgs {
     /// Turn flood control off (for benchmarks; Redis and NATS have none).
     #[arg(long)]
     pub no_rate_limit: bool,
+    /// Messages all the connections of one source address (an IPv6 /64) may send per second together,
+    /// and in a burst: RATE[:BURST] [default: 4 times --rate-limit].
+    #[arg(long)]
+    pub addr_rate_limit: Option<String>,
+    /// Body bytes all the connections of one source address may send per second together, and in a
+    /// burst: RATE[:BURST] [default: 4 times --byte-limit].
+    #[arg(long)]
+    pub addr_byte_limit: Option<String>,
+    /// Turn the per-address limits off (the per-connection ones stay).
+    #[arg(long)]
+    pub no_addr_rate_limit: bool,
     /// TLS with a certificate made for you: `self-signed` (kept in DATA_DIR/tls, fingerprint printed).
     #[arg(long, value_name = "self-signed")]
     pub tls: Option<String>,

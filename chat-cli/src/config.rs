@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use chat_server::client::ClientConfig;
 use chat_server::cluster::ClusterConfig;
-use chat_server::router::{AuthMode, Limits};
+use chat_server::router::{AddressLimits, AuthMode, Limits};
 use chat_server::server::ServerConfig;
 use chat_server::tls::{KNOWN_SERVERS_FILE, TlsClient, TlsServer, Trust};
 
@@ -26,7 +26,21 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
     } else {
         let messages = rate("--rate-limit", &serve.rate_limit, 1)?;
         let bytes = rate("--byte-limit", &serve.byte_limit, MAX_BODY_LEN as u64)?;
-        Some(Limits { messages, bytes, ..Limits::default() })
+        let per_address = if serve.no_addr_rate_limit {
+            None
+        } else {
+            let scaled = AddressLimits::scaled(messages, bytes);
+            let messages = match &serve.addr_rate_limit {
+                Some(value) => rate("--addr-rate-limit", value, 1)?,
+                None => scaled.messages,
+            };
+            let bytes = match &serve.addr_byte_limit {
+                Some(value) => rate("--addr-byte-limit", value, MAX_BODY_LEN as u64)?,
+                None => scaled.bytes,
+            };
+            Some(AddressLimits { messages, bytes })
+        };
+        Some(Limits { messages, bytes, per_address, ..Limits::default() })
     };
     let listen = cli.listen.unwrap_or(defaults.listen);
     let tls = server_tls(serve, listen)?;

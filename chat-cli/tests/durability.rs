@@ -268,3 +268,94 @@ fn a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged() {
     assert_eq!(missing, 0, "{missing} of {} acknowledged messages are not in the log", acked.len());
     verify(&copy);
 }
+
+/// A `chat-cli serve` on a 2 MiB tmpfs in a private mount namespace (see
+/// `a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged`), and its address.
+fn serve_on_tiny_disk(work: &Path) -> (Child, String) {
+    let tiny = work.join("tiny");
+    std::fs::create_dir_all(&tiny).expect("mkdir");
+    let script = format!(
+        "mount -t tmpfs -o size=2m tmpfs {tiny} && exec {exe} serve --listen 127.0.0.1:0 --json --no-rate-limit \
+         --data-dir {tiny}/data",
+        tiny = tiny.display(),
+        exe = env!("CARGO_BIN_EXE_chat-cli"),
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare starts");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let first = lines.next().expect("a listening event").expect("readable");
+    let event: serde_json::Value = serde_json::from_str(&first).expect("JSON");
+    (child, event["addr"].as_str().expect("addr").to_string())
+}
+
+#[test]
+fn on_a_full_disk_every_send_in_flight_is_answered_before_the_connection_closes() {
+    if let Err(why) = can_mount_tmpfs() {
+        println!("skipped: {why}");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let (mut child, addr) = serve_on_tiny_disk(work.path());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // A client keeps IN_FLIGHT sends of 2 KiB outstanding, writing a new one for each answer, until
+    // the disk is full (its first refusal). Every send it wrote must then be answered: `Sent`, or `storage_unavailable`;
+    // then `Closing`, then a clean end of stream (not a reset that would swallow the answers).
+    let (acked, refused, closing, end) = rt.block_on(async move {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        handshake(&mut stream, Role::Client).await.expect("handshake");
+        let (mut reader, mut writer) = Connection::<_, ServerFrame, ClientFrame>::new(stream).into_split();
+        let name = UserName::new("filler").expect("valid name");
+        writer.write_frame(&ClientFrame::Login { name }).await.expect("login");
+        let mut outstanding = BTreeSet::new();
+        let (mut acked, mut refused, mut closing, mut next_req) = (0u64, 0u64, None, 1u64);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let end = loop {
+            assert!(Instant::now() < deadline, "the disk never filled");
+            // A client told `storage_unavailable` stops sending: what it had in flight is what counts.
+            while closing.is_none() && refused == 0 && outstanding.len() < IN_FLIGHT {
+                let frame = ClientFrame::Send {
+                    req: next_req,
+                    recipients: Recipients::Broadcast,
+                    body: format!("fill-{next_req}-{}", "x".repeat(2048)),
+                    sent_at: Timestamp::default(),
+                    key: next_req,
+                };
+                if writer.write_frame(&frame).await.is_err() {
+                    break;
+                }
+                outstanding.insert(next_req);
+                next_req += 1;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), reader.read_frame()).await {
+                Ok(Ok(Some(ServerFrame::Sent { req, .. }))) => {
+                    assert!(outstanding.remove(&req), "one answer per send ({req})");
+                    acked += 1;
+                }
+                Ok(Ok(Some(ServerFrame::Rejected { req, code, .. }))) => {
+                    assert_eq!(code, chat_core::ErrorCode::StorageUnavailable, "req {req}");
+                    assert!(outstanding.remove(&req), "one answer per send ({req})");
+                    refused += 1;
+                }
+                Ok(Ok(Some(ServerFrame::Closing { code, .. }))) => closing = Some(code),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => break Ok(outstanding),
+                Ok(Err(e)) => break Err(e.to_string()),
+                Err(_) => break Err("no answer for 30 s".to_string()),
+            }
+        };
+        (acked, refused, closing, end)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("{acked} acknowledged, {refused} refused with storage_unavailable, closing {closing:?}, end {end:?}");
+    assert!(acked > 100, "the disk filled after {acked} messages");
+    assert_eq!(closing, Some(chat_core::ErrorCode::StorageUnavailable), "told why the server stopped");
+    let unanswered = end.expect("a clean end of stream after the last answers, not a reset");
+    assert!(unanswered.is_empty(), "sends in flight never answered: {unanswered:?}");
+    assert!(refused > 0, "the sends in flight when the disk filled were refused");
+}

@@ -123,6 +123,7 @@ impl Router {
             *a.per_addr.entry(addr).or_default() += 1;
             a.deadlines.push_back((now + a.config.login_timeout, conn));
             self.sessions.open(conn);
+            self.flood.connected(conn, addr);
             return;
         };
         self.outputs.push_back(Output::Refuse { conn, code: ErrorCode::Busy, message: message.into() });

@@ -100,6 +100,7 @@ impl Router {
         }
         let message = format!("the server cannot store messages: {reason}");
         self.commit.failed = Some(message.clone());
+        self.refuse_held(&message);
         for (_, effect) in std::mem::take(&mut self.commit.held) {
             match effect {
                 Visible::Reply { conn, frame: ServerFrame::Sent { req, .. } } => {

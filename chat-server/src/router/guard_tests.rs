@@ -1,13 +1,12 @@
 //! Exact-output tests of the guards against hostile or careless input: names, clocks, admission
-//! limits, the login timeout, flood control.
+//! limits, the login timeout (flood control: `throttle_tests`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::tests::{drain, n, settle, t0};
 use super::*;
-use chat_core::{MAX_CLOCK_JUMP, rate::Rate};
-use limits::FLOOD_GRACE;
+use chat_core::MAX_CLOCK_JUMP;
 
 fn router(config: RouterConfig) -> Router {
     Router::new(config, RouterState::default())
@@ -203,57 +202,4 @@ fn a_connection_that_does_not_log_in_in_time_is_closed() {
     r.handle_timeout(t0() + Duration::from_secs(11));
     assert_eq!(drain(&mut r), vec![], "bob logged in in time");
     assert_eq!(r.poll_timeout(), None);
-}
-
-#[test]
-fn a_sender_over_the_rate_is_told_when_to_retry_and_a_flooder_is_disconnected() {
-    let limits = Limits {
-        messages: Rate { per_second: 10, burst: 2 },
-        bytes: Rate { per_second: 1000, burst: 100_000 },
-        flood_strikes: 3,
-    };
-    let mut r = router(RouterConfig { limits: Some(limits), ..RouterConfig::default() });
-    for (conn, name) in [(1, "alice"), (2, "bob")] {
-        r.handle(t0(), Input::Login { conn, name: n(name) });
-    }
-    drain(&mut r);
-    let send = |r: &mut Router, at: Instant, req: u64| {
-        let sent_at = Timestamp::new(0, NodeId(0));
-        r.handle(
-            at,
-            Input::Send { conn: 1, req, recipients: Recipients::Broadcast, body: "x".into(), sent_at, key: 0 },
-        );
-        drain(r)
-    };
-    assert!(matches!(send(&mut r, t0(), 1)[0], Output::Store(_)));
-    assert!(matches!(send(&mut r, t0(), 2)[0], Output::Store(_)));
-    let limited = |req, retry_after_ms| {
-        vec![Output::Reply { conn: 1, frame: ServerFrame::RateLimited { req, retry_after_ms }, early: false }]
-    };
-    assert_eq!(send(&mut r, t0(), 3), limited(3, 100));
-    // Heeding the answer works: after 100 ms one more message passes (and a strike is forgiven).
-    assert!(matches!(send(&mut r, t0() + Duration::from_millis(100), 3)[0], Output::Store(_)));
-    let now = t0() + Duration::from_millis(100);
-    assert_eq!(send(&mut r, now, 4), limited(4, 100));
-    assert_eq!(send(&mut r, now, 5), limited(5, 100));
-    assert_eq!(send(&mut r, now, 6), limited(6, 100));
-    // Three strikes, but the first warning went out less than FLOOD_GRACE ago: one more warning.
-    assert_eq!(send(&mut r, now, 7), limited(7, 100));
-    // A second later the bucket has refilled (two pass, each forgiving a strike), and the flood goes on.
-    let now = now + FLOOD_GRACE;
-    assert!(matches!(send(&mut r, now, 8)[0], Output::Store(_)));
-    assert!(matches!(send(&mut r, now, 9)[0], Output::Store(_)));
-    assert_eq!(send(&mut r, now, 10), limited(10, 100));
-    assert_eq!(
-        send(&mut r, now, 11),
-        vec![
-            Output::Kick {
-                conn: 1,
-                code: ErrorCode::Flood,
-                reason: "kept sending over the rate limit after warnings".into()
-            },
-            Output::SessionEnded { conn: 1, name: n("alice"), after: 5, reason: "flood".into() },
-            Output::Stream { frame: ServerFrame::Left { name: n("alice"), reason: "flood".into() }, seq: 0 },
-        ]
-    );
 }

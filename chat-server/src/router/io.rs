@@ -340,4 +340,18 @@ pub enum Output {
         /// Human-readable explanation.
         reason: String,
     },
+    /// Stop reading `conn` (it is over its rate limit): what it sends waits in its socket until
+    /// [`Output::Resume`]. A shell that cannot pause a connection may ignore this (its sends are then
+    /// held by the router, within bounds).
+    Pause {
+        /// The connection.
+        conn: ConnId,
+        /// When its refusal window ends (a `Resume` follows then, or another `Pause`).
+        until: std::time::Instant,
+    },
+    /// Read `conn` again.
+    Resume {
+        /// The connection.
+        conn: ConnId,
+    },
 }

@@ -28,7 +28,7 @@
 //! | (more than `presence_limit` online) | no `Stream(Joined / Left)`; one `Stream(Notice)` when announcing stops or resumes (see `presence`) |
 //! | `Disconnected` other | nothing yet: the session is detached for the grace period (see `resume`); ended at once for a connection that cannot resume (`Legacy`, `NoResume`) |
 //! | grace over        | `SessionEnded`, `Stream(Left { timeout })`                                     |
-//! | `Send` too fast   | `Reply(RateLimited { retry_after_ms })`; unheeded: `Kick { flood }` (see `limits`) |
+//! | `Send` too fast   | `Reply(RateLimited { retry_after_ms })`, `Pause` (the shell stops reading it); sends read during the window are held; window over: `Resume`; unheeded: `Kick { flood }` (see `limits`, `throttle`) |
 //! | `QueueFull`       | `Kick { slow_consumer }`, `SessionEnded`, `Stream(Left)`                       |
 //! | `Lag`             | `Kick` for every reader more than the backlog behind, then `Trim`              |
 //! | `EndOfTurn`       | `Publish` if a message waits, or notices waited [`NOTICE_DELAY`] (see `publish`)|
@@ -48,7 +48,8 @@
 //! log in under which name), `login` (starting a session), `sessions` (connections and sessions),
 //! `resume` (detached sessions, resumes, the grace period), `recent` (the recent-message ring),
 //! `rooms` (rooms and members), `room_requests` (joining, parting, listing), `offline` (known users
-//! and their offline queues), `limits` (flood control), `routing` (who receives a message), `commit`
+//! and their offline queues), `limits` (flood control: buckets per connection and per address),
+//! `throttle` (refusal windows: answers, held sends, pausing the reader), `routing` (who receives a message), `commit`
 //! (the committed watermark), `publish` (when the stream is published: notice debouncing), `slow`
 //! (the slow-consumer policy), `history` (answers in chunks), `restore` (the state a journal
 //! rebuilds), `presence` (when joins and leaves are announced).
@@ -86,6 +87,9 @@ mod sessions;
 mod slow;
 #[cfg(test)]
 mod tests;
+mod throttle;
+#[cfg(test)]
+mod throttle_tests;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -103,7 +107,10 @@ pub use admission::{
 use auth::Auth;
 pub use auth::{AuthMode, FAILURE_MEMORY, FREE_FAILURES, MAX_FAILURE_DELAY, RESERVED_NAMES, is_reserved};
 use commit::{Commit, Visible};
-pub use limits::{DEFAULT_BYTE_RATE, DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits};
+pub use limits::{
+    ADDRESS_FACTOR, AddressLimits, DEFAULT_ADDRESS_BYTE_RATE, DEFAULT_ADDRESS_MESSAGE_RATE, DEFAULT_BYTE_RATE,
+    DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits, MAX_ADDRESSES, times,
+};
 pub(crate) use limits::{Flood, Verdict};
 use offline::Offline;
 pub use offline::{
@@ -120,6 +127,8 @@ use rooms::Rooms;
 pub use rooms::{DEFAULT_MAX_ROOMS, DEFAULT_MAX_ROOMS_PER_USER, RoomLimits};
 use sessions::Sessions;
 pub use sessions::{MAX_KEYS, Receipt};
+use throttle::Throttle;
+pub use throttle::{MAX_HELD_BYTES, MAX_HELD_SENDS};
 
 /// Identifies one connection inside the server (assigned by the shell, never reused in a run).
 pub type ConnId = u64;
@@ -153,6 +162,7 @@ pub struct Router {
     commit: Commit,
     admission: Admission,
     flood: Flood,
+    throttle: Throttle,
     auth: Auth,
     presence: Presence,
     outputs: VecDeque<Output>,
@@ -176,6 +186,7 @@ impl Router {
             commit: Commit::new(config.journaled, state.last_seq),
             admission: Admission::new(config.admission),
             flood: Flood::new(config.limits),
+            throttle: Throttle::default(),
             auth: Auth::new(config.auth),
             presence: Presence::new(config.presence_limit),
             outputs: VecDeque::new(),
@@ -229,6 +240,7 @@ impl Router {
             Input::Authenticated { conn, name } => self.authenticated(now, conn, name),
             Input::Registered { names } => self.registered(names),
             Input::Send { conn, req, recipients, body, sent_at, key } => {
+                self.release_held(now, conn);
                 self.send(now, conn, req, recipients, body, sent_at, key)
             }
             Input::JoinRoom { conn, req, room } => self.join_room(conn, req, room),
@@ -263,6 +275,7 @@ impl Router {
         self.expire_logins(now);
         self.expire_sessions(now);
         self.release_refusals(now);
+        self.end_windows(now);
         self.end_turn(now);
     }
 
@@ -275,13 +288,19 @@ impl Router {
     }
 
     /// When [`Router::handle_timeout`] must be called next (notices waiting to be published, a login
-    /// deadline).
+    /// deadline, the end of a refusal window).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.publisher.deadline(), self.admission.deadline(), self.auth.deadline(), self.sessions.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.publisher.deadline(),
+            self.admission.deadline(),
+            self.auth.deadline(),
+            self.sessions.next_expiry(),
+            self.throttle.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---------------------------------------------------------------- plumbing
@@ -321,6 +340,7 @@ impl Router {
         self.legacy_readers.remove(&conn);
         self.left(conn);
         self.flood.forget(conn);
+        self.throttle.forget(conn);
     }
 
     /// `conn` is gone: a clean `quit` (or a kick) ends its session; any other reason detaches it

@@ -26,6 +26,7 @@ use chat_core::{ErrorCode, MAX_BODY_LEN, MAX_CLOCK_JUMP, Recipients, Timestamp, 
 
 use super::commit::Visible;
 use super::sessions::Receipt;
+use super::throttle::Admit;
 use super::{ConnId, Router};
 use crate::journal::record::Stored;
 use crate::protocol::ServerFrame;
@@ -69,8 +70,10 @@ impl Router {
         if let Some(why) = self.commit.failed() {
             return self.reject(conn, req, ErrorCode::StorageUnavailable, why.to_string());
         }
-        if !self.admit_send(now, conn, req, body.len()) {
-            return;
+        match self.admit_send(now, conn, req, body.len()) {
+            Admit::Go => {}
+            Admit::Done => return,
+            Admit::Hold(until) => return self.hold(now, conn, until, req, recipients, body, sent_at, key),
         }
         if !self.clock.admits(sent_at) {
             let message = format!(

@@ -175,6 +175,7 @@ pub(super) async fn run<L: Listener>(
                     tracker.spawn(refuse(stream, code, message));
                     continue;
                 }
+                shell.flood.connected(conn, peer.ip());
                 let (inbound, writers, reader) = (inbound_tx.clone(), tracker.clone(), stream_reader.clone());
                 let task = match config.tls.as_ref().map(|t| t.acceptor.clone()) {
                     Some(tls) => tracker.spawn(async move {
@@ -194,6 +195,7 @@ pub(super) async fn run<L: Listener>(
                     tracker.spawn(refuse_text(stream, message));
                     continue;
                 }
+                shell.flood.connected(conn, peer.ip());
                 let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
                 let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
                 owner.serving(conn, task.abort_handle());
@@ -282,7 +284,10 @@ impl Shell {
                 owner.opened(conn, entry);
                 owner.router.handle(now, Input::Opened { conn });
             }
-            Inbound::Frame { conn, frame } => self.frame(owner, conn, frame).await?,
+            Inbound::Frame { conn, frame } => {
+                self.frame(owner, conn, frame).await?;
+                owner.applied(conn);
+            }
             Inbound::Closed { conn, reason } => {
                 owner.closed(conn);
                 self.flood.forget(conn);
@@ -307,9 +312,16 @@ impl Shell {
                 return self.admit(owner, conn, enter.name, enter.quiet, enter.resume).await;
             }
             ClientFrame::Send { req, recipients, body, sent_at, key } if admitted => {
-                match self.flood.charge(Instant::now(), conn, body.len()) {
+                let now = Instant::now();
+                match self.flood.charge(now, conn, body.len()) {
                     Verdict::Pass => Entry::Send { conn, req, recipients, body, sent_at, key },
-                    Verdict::Limited(wait) => {
+                    // An instance answers every refused send (it neither holds sends nor pauses readers).
+                    verdict @ (Verdict::Limited { .. } | Verdict::Early { .. }) => {
+                        let wait = match verdict {
+                            Verdict::Limited { wait, .. } => wait,
+                            Verdict::Early { until } => until.saturating_duration_since(now),
+                            _ => unreachable!("matched above"),
+                        };
                         let retry_after_ms = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
                         owner.reply_local(conn, &ServerFrame::RateLimited { req, retry_after_ms });
                         return Ok(());

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::ConnSettings;
+use super::gate::{Gate, LINGER};
 use crate::ServerError;
 use crate::fanout::private_queue::{PrivateQueue, PrivateSender, WriterProgress};
 use crate::fanout::stream::StreamReader;
@@ -51,6 +52,8 @@ pub(super) struct ConnEntry {
     pub(super) legacy: bool,
     /// Whether its client can resume a session (not the text protocol's).
     pub(super) resumable: bool,
+    /// Its reader's gate (pausing, read-ahead), if its reader has one (the binary protocol's).
+    pub(super) gate: Option<Arc<Gate>>,
 }
 
 /// Answers a connection the router refused with `Refused { code, message }` after the handshake,
@@ -131,37 +134,66 @@ pub(super) async fn serve_connection<S: ByteStream>(
     let progress = WriterProgress::new();
     tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
     let idle = settings.heartbeat * 3;
+    // Paused until the owner knows the connection, so no frame of it arrives before its `Open`.
+    let gate = Gate::paused();
     let reader = if legacy {
-        tokio::spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle))
+        tokio::spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
     } else {
-        tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle))
+        tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
     };
-    let entry =
-        ConnEntry { private, progress, kill: Some(kill_tx), reader: reader.abort_handle(), legacy, resumable: true };
+    let reader_handle = reader.abort_handle();
+    let entry = ConnEntry {
+        private,
+        progress,
+        kill: Some(kill_tx),
+        reader: reader_handle,
+        legacy,
+        resumable: true,
+        gate: Some(gate.clone()),
+    };
     if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
         reader.abort();
     }
+    gate.resume();
     let _ = reader.await;
     Ok(())
 }
 
-/// Reads frames of type `F` (this version's, or version 1's, converted) until the connection ends.
-async fn read_loop<R, F>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration)
+/// Reads frames of type `F` (this version's, or version 1's, converted) until the connection ends,
+/// each only once its [`Gate`] allows (not while paused; at most [`MAX_READ_AHEAD`](super::gate::MAX_READ_AHEAD)
+/// frames ahead of the owner). The silence timeout counts only time spent reading.
+async fn read_loop<R, F>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration, gate: Arc<Gate>)
 where
     R: AsyncRead + Unpin,
     F: serde::de::DeserializeOwned + Into<ClientFrame>,
 {
     let mut reader: FrameReader<_, F> = FrameReader::new(read);
     let reason = loop {
-        match tokio::time::timeout(idle, reader.read_frame()).await {
+        tokio::select! {
+            biased;
+            () = gate.lingering() => return linger(&mut reader).await,
+            () = gate.ready() => {}
+        }
+        let read = tokio::select! {
+            biased;
+            () = gate.lingering() => return linger(&mut reader).await,
+            read = tokio::time::timeout(idle, reader.read_frame()) => read,
+        };
+        match read {
             Err(_) => break "timeout".to_string(),
             Ok(Ok(Some(frame))) => {
                 let frame = frame.into();
                 if frame == ClientFrame::Leave {
                     break crate::router::QUIT.to_string();
                 }
-                if inbound.send(Inbound::Frame { conn, frame }).await.is_err() {
-                    return;
+                if matches!(frame, ClientFrame::Pong) {
+                    gate.applied(); // nothing for the owner to do
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    () = gate.lingering() => return linger(&mut reader).await,
+                    sent = inbound.send(Inbound::Frame { conn, frame }) => if sent.is_err() { return },
                 }
             }
             Ok(Ok(None)) => break "disconnected".to_string(),
@@ -172,4 +204,9 @@ where
         }
     };
     let _ = inbound.send(Inbound::Closed { conn, reason }).await;
+}
+
+/// Discards what the client still sends, until it closes or [`LINGER`] has passed (see `gate`).
+async fn linger<R: AsyncRead + Unpin, F: serde::de::DeserializeOwned>(reader: &mut FrameReader<R, F>) {
+    let _ = tokio::time::timeout(LINGER, async { while let Ok(Some(_)) = reader.read_frame().await {} }).await;
 }

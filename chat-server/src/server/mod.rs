@@ -12,6 +12,7 @@
 //! | `mod`        | [`Server`]: binding, the owner loop, accepting, shutdown                |
 //! | `config`     | [`ServerConfig`]: the settings, their defaults, the router's settings   |
 //! | `connection` | one connection: handshake, reader loop, its writer task, `busy` refusals |
+//! | `gate`       | a connection reader's flow control: paused over the rate limit, bounded read-ahead |
 //! | `owner`      | the owner's state: feeds the router, performs its outputs              |
 //! | `text`       | one connection speaking seed 000's text protocol (`--text-listen`)     |
 //! | `http`       | the web listener's HTTP side (`--web`): the page, the WebSocket upgrade |
@@ -36,12 +37,15 @@
 //! **Shutdown**: the owner task checks the shutdown signal first on every turn; on shutdown it stops
 //! accepting, the router ends every session (`Closing { shutting_down }` to every client, departures
 //! journaled), the journal is closed (final watermarks, fsync) and writers get up to
-//! [`SHUTDOWN_GRACE`] to flush.
+//! [`SHUTDOWN_GRACE`] to flush. Readers linger meanwhile (up to `gate::LINGER`, discarding input) so
+//! that closing does not reset connections whose clients are still sending: a reset would discard the
+//! last answers (`storage_unavailable` for each send not made durable) before the client reads them.
 
 mod accounts_file;
 mod cluster;
 mod config;
 mod connection;
+mod gate;
 mod http;
 mod owner;
 mod text;
@@ -86,6 +90,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub const TEXT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// TCP keepalive of text connections: time between probes (three unanswered: the connection is dead).
 pub const TEXT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// After a storage failure, the longest time sends still arriving are answered `storage_unavailable`
+/// before the server closes its connections.
+pub const REFUSAL_DRAIN: Duration = Duration::from_millis(500);
+/// After a storage failure, the silence (no frame from any client) that ends the refusals early.
+pub const REFUSAL_QUIET: Duration = Duration::from_millis(20);
 /// Capacity of the queue from readers to the owner task.
 const INBOUND_CAPACITY: usize = 8192;
 /// WebSockets upgraded and waiting for the owner to admit them.
@@ -304,6 +313,18 @@ impl<L: Listener> Server<L> {
             }
         }
         info!("shutting down");
+        if failure.is_some() {
+            // What clients had in flight is answered (every send: `storage_unavailable`) rather than
+            // left unanswered: frames go on being read and applied until none arrives for
+            // REFUSAL_QUIET, for at most REFUSAL_DRAIN.
+            let end = tokio::time::Instant::now() + REFUSAL_DRAIN;
+            while let Ok(Some(inbound)) =
+                tokio::time::timeout_at(end.min(tokio::time::Instant::now() + REFUSAL_QUIET), inbound_rx.recv()).await
+            {
+                owner.apply(now(), inbound).await?;
+                owner.end_turn(now()).await?;
+            }
+        }
         drop(listener);
         drop(text);
         drop(upgrades);

@@ -155,6 +155,13 @@ impl Owner {
         })
     }
 
+    /// A frame `conn`'s reader handed over was applied: it may read one more ahead.
+    pub(super) fn applied(&self, conn: ConnId) {
+        if let Some(gate) = self.conns.get(&conn).and_then(|e| e.gate.as_ref()) {
+            gate.applied();
+        }
+    }
+
     /// The task serving `conn` (still in its handshake), so that the router can close it early.
     pub(super) fn serving(&mut self, conn: ConnId, task: AbortHandle) {
         self.handshaking.insert(conn, task);
@@ -179,6 +186,7 @@ impl Owner {
                 if let Some(input) = Input::from_frame(conn, frame) {
                     self.router.handle(now, input);
                 }
+                self.applied(conn);
             }
             Inbound::Closed { conn, reason } => {
                 self.handshaking.remove(&conn);
@@ -331,6 +339,16 @@ impl Owner {
                     self.accounts.verify(conn, name, credential, self.inbound.clone())
                 }
                 Output::Kick { conn, code, reason } => self.kick(conn, code, reason),
+                Output::Pause { conn, .. } => {
+                    if let Some(gate) = self.conns.get(&conn).and_then(|e| e.gate.as_ref()) {
+                        gate.pause();
+                    }
+                }
+                Output::Resume { conn } => {
+                    if let Some(gate) = self.conns.get(&conn).and_then(|e| e.gate.as_ref()) {
+                        gate.resume();
+                    }
+                }
             }
         }
         Ok(())
@@ -431,8 +449,12 @@ impl Owner {
                 let _ = entry.private.try_send(item);
             }
         }
+        // A reader with a gate lingers: its client reads the last frames instead of a reset.
         for (_, entry) in self.conns.drain() {
-            entry.reader.abort();
+            match &entry.gate {
+                Some(gate) => gate.linger(),
+                None => entry.reader.abort(),
+            }
         }
         for (_, task) in self.handshaking.drain() {
             task.abort();

@@ -90,6 +90,7 @@ pub(super) async fn serve_text<S: ByteStream>(
                         reader: reader.0.abort_handle(),
                         legacy: false,
                         resumable: false,
+                        gate: None,
                     };
                     Inbound::Open { conn, entry }
                 }

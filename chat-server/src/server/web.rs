@@ -115,8 +115,15 @@ pub(super) async fn serve_web(
                     feed = Some((FrameFeed::new(queue, stream_reader.clone(), progress.clone()), progress.clone()));
                     kill = Some(kill_rx);
                     let reader = reader.0.abort_handle();
-                    let entry =
-                        ConnEntry { private, progress, kill: Some(kill_tx), reader, legacy: false, resumable: true };
+                    let entry = ConnEntry {
+                        private,
+                        progress,
+                        kill: Some(kill_tx),
+                        reader,
+                        legacy: false,
+                        resumable: true,
+                        gate: None,
+                    };
                     Inbound::Open { conn, entry }
                 }
                 WebEvent::Frame(frame) => Inbound::Frame { conn, frame },
