@@ -49,6 +49,10 @@ pub struct Synced {
     pub upto: u64,
 }
 
+/// A sync slower than this is logged as a warning: nothing is acknowledged or delivered while it runs,
+/// so a stalled disk stalls the chat, and the operator should know why.
+pub(crate) const SLOW_SYNC: Duration = Duration::from_secs(1);
+
 /// The longest the thread waits for more messages before a sync (see the module docs).
 pub(crate) const MAX_GATHER: Duration = Duration::from_millis(2);
 
@@ -280,6 +284,13 @@ fn run(
         }
         last_sync = Instant::now();
         last_took = last_sync - started;
+        if last_took >= SLOW_SYNC {
+            tracing::warn!(
+                path = %path.display(),
+                took_ms = last_took.as_millis() as u64,
+                "journal: one fdatasync took over a second; nothing is acknowledged or delivered until it returns (a slow or overloaded disk)"
+            );
+        }
         if want.upto > done_upto {
             last_batch = want.upto - done_upto;
             done_upto = want.upto;
