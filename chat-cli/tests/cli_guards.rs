@@ -41,7 +41,19 @@ fn a_thousand_piped_lines_are_paced_by_the_rate_limit_and_none_is_lost() {
     drop(stdin);
     let started = Instant::now();
     for i in 0..1000 {
-        let m = reader.event_of("message");
+        // Bounded per message (30 s: a loaded machine was seen to stall one for more than the
+        // default wait); on a stall, say where, and what the bot said.
+        let m = loop {
+            let Some(e) = reader.event_within(Duration::from_secs(30)) else {
+                let _ = bot.kill();
+                let mut stderr = String::new();
+                let _ = std::io::Read::read_to_string(&mut bot.stderr.take().unwrap(), &mut stderr);
+                panic!("no message {i} in 30 s; the bot said: {stderr}");
+            };
+            if e["type"] == "message" {
+                break e;
+            }
+        };
         assert_eq!(m["text"], format!("line {i}"), "every line, once, in order");
     }
     let took = started.elapsed();
