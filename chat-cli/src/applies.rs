@@ -58,7 +58,7 @@ const APPLIES: &[(&str, &[&str])] = &[
             "interface",
             "peers",
             "secret_file",
-    "key_file",
+            "key_file",
             "show_clock",
             "time_format",
             "no_time",

@@ -101,7 +101,8 @@ fn a_user_restarted_with_its_key_collects_what_was_kept_and_another_key_does_not
 
     // Mallory holds the secret and takes the free name, with her own key file: she gets nothing.
     let mallory_key = dir.path().join("mallory.key");
-    let mut mallory = node("bob", GROUP, &data, &[&secret[..], &["--key-file", mallory_key.to_str().expect("UTF-8")]].concat());
+    let mut mallory =
+        node("bob", GROUP, &data, &[&secret[..], &["--key-file", mallory_key.to_str().expect("UTF-8")]].concat());
     mallory.event_of("ready");
     wait_for(&mut alice, "joined", |e| e["name"] == "bob");
     mallory.say("/peers");
@@ -143,7 +144,8 @@ fn open_malformed_or_truncated_key_files_are_refused_and_kept() {
     let secret = secret.to_str().expect("UTF-8");
     let key = dir.path().join("zed.key");
     let key_flag = key.to_str().expect("UTF-8");
-    let join = ["--mode", "p2p", "--name", "zed", "--group", GROUP_REFUSED, "--secret-file", secret, "--key-file", key_flag];
+    let join =
+        ["--mode", "p2p", "--name", "zed", "--group", GROUP_REFUSED, "--secret-file", secret, "--key-file", key_flag];
 
     // A good file, made by a first start (the node is then stopped).
     let mut zed = node("zed", GROUP_REFUSED, &data, &join[6..]);

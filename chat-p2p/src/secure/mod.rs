@@ -27,10 +27,10 @@ pub use datagram::{
     DATAGRAM_MAGIC, DATAGRAM_VERSION, DATAGRAM_WINDOW, HEADER_LEN, MAX_REMEMBERED, Opened, ReplayGuard, SEAL_OVERHEAD,
     Sealer, is_sealed,
 };
+pub use node_key::{KEY_FILE_HEADER, NodeKey};
 pub use noise::{
     HandshakeFailure, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, NOISE_PARAMS, NoiseStream, PROLOGUE, initiate, respond,
 };
-pub use node_key::{KEY_FILE_HEADER, NodeKey};
 pub use secret::{FILE_HEADER, GroupSecret, KDF_SALT, SECRET_LEN};
 
 use crate::protocol::PeerKey;

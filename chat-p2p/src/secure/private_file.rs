@@ -22,7 +22,10 @@ pub fn read_private(path: &Path) -> Result<String, String> {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(format!("it is accessible to other users (mode {mode:04o}): run `chmod 600 {}`", path.display()));
+            return Err(format!(
+                "it is accessible to other users (mode {mode:04o}): run `chmod 600 {}`",
+                path.display()
+            ));
         }
     }
     if !metadata.is_file() {
