@@ -30,6 +30,7 @@ const CONNECTION: &[&str] = &[
     "interface",
     "peers",
     "secret_file",
+    "key_file",
 ];
 
 /// For each subcommand (by name), the global flags (by id) it uses; the default command (`join`) uses
@@ -57,6 +58,7 @@ const APPLIES: &[(&str, &[&str])] = &[
             "interface",
             "peers",
             "secret_file",
+            "key_file",
             "show_clock",
             "time_format",
             "no_time",

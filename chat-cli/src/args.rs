@@ -67,6 +67,11 @@ pub struct Cli {
     /// holding it get in: links are authenticated and encrypted (Noise), datagrams sealed.
     #[arg(long, global = true, value_name = "FILE", env = "CHAT_GROUP_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// P2P, with --secret-file: this node's identity key, kept in this file (made on first use, mode
+    /// 0600; default $XDG_DATA_HOME/chat-cli/p2p-keys/NAME.key). The same key on every start lets a
+    /// user collect the messages kept for them while offline.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// P2P: allow a non-loopback --listen or --interface without a group secret (anyone who can
     /// reach this node can then join and forge). A server's is `serve --insecure`.
     #[arg(long)]

@@ -215,6 +215,9 @@ fn server_tls(serve: &ServeArgs, listen: SocketAddr) -> Result<Option<TlsServer>
 /// How to reach and log in to the server from the client flags.
 pub fn client_config(cli: &Cli, name: UserName) -> Result<ClientConfig, String> {
     check_servers(&cli.server)?;
+    if cli.key_file.is_some() {
+        return Err("--key-file is for --mode p2p (a server knows its users by their accounts)".into());
+    }
     let mut config = ClientConfig::new(cli.server.clone(), name);
     if cli.no_reconnect {
         config.reconnect = None;
@@ -309,6 +312,9 @@ pub fn p2p_config(cli: &Cli, name: UserName) -> std::result::Result<chat_p2p::P2
     }
     if let Some(path) = &cli.secret_file {
         config.secret = Some(chat_p2p::secure::GroupSecret::load(path).map_err(|e| e.to_string())?);
+    } else if cli.key_file.is_some() {
+        // The key file itself is read later ([`crate::p2p_key`]: a bad one is not a usage error).
+        return Err("--key-file goes with --secret-file (without a group secret the name is the identity)".into());
     }
     // Only loopback may go without a secret (as `serve` without TLS and accounts).
     let exposed = [config.listen.ip(), std::net::IpAddr::V4(config.interface)].into_iter().find(|ip| !ip.is_loopback());

@@ -9,6 +9,7 @@
 //! | `commands` | the line language (`/msg`, `MSG:user:text`, ...)       |
 //! | `config`   | flags to each topology's settings (bad values: exit 2)  |
 //! | `group_secret` | `chat-cli secret new` and `secret id`: P2P group secret files |
+//! | `p2p_key`  | a P2P node's identity key file (`--key-file`, a default per name): made once, then loaded |
 //! | `input`    | standard input of the line mode: the `> ` prompt on a terminal (`--plain`), bounded lines on a pipe |
 //! | `oneshot`  | `chat-cli send` and `chat-cli tail`, for scripts          |
 //! | `render`   | human output and `--json` events (`chat_server::json`) |
@@ -23,8 +24,8 @@
 //!
 //! Exit codes: 0 on a clean leave or shutdown; 2 for usage errors (a bad or world-readable
 //! `--secret-file` included); 1 with a one-line reason otherwise (server unreachable, name taken,
-//! `auth_failed` (a P2P group with another secret, or one needing a secret), connection lost, log
-//! verification failed).
+//! `auth_failed` (a P2P group with another secret, or one needing a secret), a P2P node key file that
+//! cannot be used (`--key-file`: readable by others, malformed), connection lost, log verification failed).
 
 mod account;
 mod applies;
@@ -36,6 +37,7 @@ mod config;
 mod group_secret;
 mod input;
 mod oneshot;
+mod p2p_key;
 mod render;
 mod safe_text;
 mod secrets;
@@ -161,6 +163,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A P2P node key file that cannot be used: one line on standard error (and an `error` event with
+/// `--json`), exit code 1: the file, not the command line, needs fixing.
+fn key_failure(json: bool, message: &str) -> Result<ExitCode> {
+    if json {
+        Renderer::new(true, false, Box::new(Stdout)).error(chat_core::ErrorCode::AuthFailed, message);
+    }
+    eprintln!("chat-cli: {message}");
+    Ok(ExitCode::FAILURE)
+}
+
 /// A usage error: one line on standard error, exit code 2.
 fn usage(message: &str) -> Result<ExitCode> {
     eprintln!("chat-cli: {message}");
@@ -240,10 +252,16 @@ async fn join(cli: &Cli) -> Result<ExitCode> {
         Mode::P2p => config::p2p_config(cli, name).map(Topology::P2p),
         Mode::Server => config::client_config(cli, name).map(Topology::Server),
     };
-    let topology = match topology {
+    let mut topology = match topology {
         Ok(topology) => topology,
         Err(message) => return usage(&message),
     };
+    if let Topology::P2p(config) = &mut topology {
+        match p2p_key::node_key(cli, &config.name) {
+            Ok(key) => config.key = key,
+            Err(message) => return key_failure(cli.json, &message),
+        }
+    }
     let times = if cli.no_time {
         Ok(clock_text::TimeStyle::none())
     } else {

@@ -12,7 +12,9 @@
 //! In P2P mode (`--mode p2p`) a one-shot is a transient member of the group ([`chat_p2p::P2pConfig::quiet`]):
 //! it joins as any node does (same flags: `--group`, `--peer`, `--secret-file`, ...) but flagged quiet, so no
 //! member reports its join or leave, `/peers` and `/who` do not list it and it collects no offline messages;
-//! it never founds a group (no group answering is exit 1). `send` exits 0 once its message is ordered and
+//! it never founds a group (no group answering is exit 1). With a group secret it joins with its user's
+//! node key (`--key-file`, or the default per name: see `p2p_key.rs`), so a one-shot named as a user is
+//! that user, and a key file that cannot be used is exit 1. `send` exits 0 once its message is ordered and
 //! every member holds it (the P2P acknowledgement), then leaves.
 
 use std::process::ExitCode;
@@ -60,6 +62,7 @@ fn quiet(cli: &Cli, name: UserName, tls: bool) -> Result<Quiet, String> {
                 ("--interface", cli.interface.is_some()),
                 ("--peer", !cli.peers.is_empty()),
                 ("--timeout-ms", cli.timeout_ms.is_some()),
+                ("--key-file", cli.key_file.is_some()),
             ];
             if let Some((flag, _)) = p2p_only.iter().find(|(_, given)| *given) {
                 return Err(format!("{flag} is for --mode p2p (a one-shot in server mode connects to --server)"));
@@ -77,13 +80,17 @@ fn quiet(cli: &Cli, name: UserName, tls: bool) -> Result<Quiet, String> {
     }
 }
 
-/// Starts the quiet session; `Err` is the failure's code and message.
-async fn connect(settings: Quiet) -> Result<Chat, (ErrorCode, String)> {
+/// Starts the quiet session; `Err` is the failure's code and message. A P2P one-shot joins with its
+/// user's node key (`crate::p2p_key`), as the user's chat does: the name stays bound to one key.
+async fn connect(cli: &Cli, settings: Quiet) -> Result<Chat, (ErrorCode, String)> {
     match settings {
         Quiet::Server(config) => {
             chat_server::client::connect(config).await.map(Chat::new).map_err(|e| (e.code(), e.to_string()))
         }
-        Quiet::P2p(config) => chat_p2p::join(config).await.map(Chat::new).map_err(|e| (e.code(), e.to_string())),
+        Quiet::P2p(mut config) => {
+            config.key = crate::p2p_key::node_key(cli, &config.name).map_err(|e| (ErrorCode::AuthFailed, e))?;
+            chat_p2p::join(config).await.map(Chat::new).map_err(|e| (e.code(), e.to_string()))
+        }
     }
 }
 
@@ -95,7 +102,7 @@ pub async fn send(cli: &Cli, args: &SendArgs, name: UserName) -> Result<ExitCode
     };
     let text = args.text.join(" ");
     let mut out = Renderer::new(cli.json, false, Box::new(Stdout));
-    let mut chat = match connect(config).await {
+    let mut chat = match connect(cli, config).await {
         Ok(chat) => chat,
         Err((code, message)) => return failed(&mut out, cli.json, code, &message),
     };
@@ -121,7 +128,7 @@ pub async fn tail(cli: &Cli, args: &TailArgs, name: UserName) -> Result<ExitCode
         Err(message) => return crate::usage(&message),
     };
     let mut out = Renderer::new(cli.json, cli.show_clock, Box::new(Stdout));
-    let mut chat = match connect(config).await {
+    let mut chat = match connect(cli, config).await {
         Ok(chat) => chat,
         Err((code, message)) => return failed(&mut out, cli.json, code, &message),
     };

@@ -1,8 +1,8 @@
 //! P2P users who go away and come back, through the real binary: a message to a member who crashed
 //! or left is kept by the group (the sender's `sent` says `queued`) and delivered when a node of that
 //! name joins again; the restarted node is in its rooms again (`ready`) and has their history; names
-//! never seen stay `unknown_user`. With a group secret, another process taking the free name gets
-//! nothing of what was kept.
+//! never seen stay `unknown_user`. With a group secret, another process taking the free name (with
+//! another node key) gets nothing of what was kept; `cli_p2p_key.rs` has the rightful user's return.
 
 mod common;
 
@@ -109,15 +109,18 @@ fn with_a_secret_another_process_taking_the_name_collects_nothing() {
     let secret = ["--secret-file", path];
     let mut alice = node("alice", SECRET_GROUP, &secret);
     alice.event_of("ready");
-    let bob = node("bob", SECRET_GROUP, &secret);
+    let bob_key = dir.path().join("bob.key");
+    let bob = node("bob", SECRET_GROUP, &[&secret[..], &["--key-file", bob_key.to_str().expect("UTF-8")]].concat());
     wait_for(&mut alice, "joined", |e| e["name"] == "bob");
     assert_eq!(bob.finish(), 0);
     wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
     alice.say("/msg bob for bob's key only");
     assert_eq!(names(&alice.event_of("sent")["queued"]), ["bob"]);
     // Mallory holds the secret and takes the free name: admitted, but the queue is bound to the key
-    // bob's process had; she gets nothing, and it still waits (sending to bob now reaches her live).
-    let mut mallory = node("bob", SECRET_GROUP, &secret);
+    // bob's node has (his key file); with another key file she gets nothing, and it still waits (sending to bob now reaches her live).
+    let mallory_key = dir.path().join("mallory.key");
+    let mallory_key = ["--key-file", mallory_key.to_str().expect("UTF-8")];
+    let mut mallory = node("bob", SECRET_GROUP, &[&secret[..], &mallory_key[..]].concat());
     mallory.event_of("ready");
     wait_for(&mut alice, "joined", |e| e["name"] == "bob");
     mallory.say("/peers");

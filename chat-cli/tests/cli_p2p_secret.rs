@@ -31,6 +31,7 @@ fn node(name: &str, group: &str, secret: Option<&Path>) -> Proc {
 fn run(args: &[&str]) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
         .args(args)
+        .env("XDG_DATA_HOME", common::data_home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

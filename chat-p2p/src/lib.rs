@@ -14,7 +14,7 @@
 //! | `protocol`   | every protocol message ([`protocol::PeerMsg`]) and its envelope              |
 //! | `node`       | [`node::Node`]: join, heartbeats, failure detection, election, sequencing, flood control ([`Limits`]) |
 //! | `sim`        | a seeded in-memory simulation of many nodes with crashes and partitions      |
-//! | `secure`     | groups with a secret: [`secure::GroupSecret`], Noise links, sealed datagrams (shell only) |
+//! | `secure`     | groups with a secret: [`secure::GroupSecret`], node keys ([`secure::NodeKey`]), Noise links, sealed datagrams (shell only) |
 //! | `runtime`    | the async shell: the node task, its links (bounded, idle ones closed) and discovery, generic over the network |
 //! | `transport`  | [`join`] (TCP, multicast), [`join_on`] (in memory), [`P2pConfig`], [`P2pTransport`] |
 //! | `error`      | [`P2pError`]                                                                 |

@@ -36,7 +36,8 @@ use crate::election::{ElectionMsg, Term};
 pub use crate::group::{Change, Snapshot};
 
 /// A node's static public key (X25519) in a group with a secret: the identity its Noise links are
-/// authenticated with, drawn fresh by every process and bound to a node ID by the coordinator at join.
+/// authenticated with ([`crate::secure::NodeKey`]: kept by the program, or drawn fresh by the process),
+/// bound to a node ID by the coordinator at join.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PeerKey(pub [u8; 32]);
 

@@ -31,7 +31,7 @@ use crate::P2pError;
 use crate::node::{Counters, Limits, Node, NodeConfig};
 use crate::protocol::{RoomOp, RoomOutcome};
 use crate::runtime::{Discovery, Driver, EVENT_QUEUE, Network, NoDiscovery, NodeRequest, Shared, now};
-use crate::secure::{GroupSecret, Security};
+use crate::secure::{GroupSecret, NodeKey, Security};
 
 /// Local requests queued for the node task.
 const REQUEST_QUEUE: usize = 64;
@@ -75,6 +75,12 @@ pub struct P2pConfig {
     /// same secret get in, and each member can send only as itself. Without it, anybody who can
     /// reach the node or the multicast group can join and forge: keep such nodes on loopback.
     pub secret: Option<GroupSecret>,
+    /// This node's identity in a group with a secret (default none: a key pair drawn fresh when the
+    /// node starts, so its identity lasts as long as the process). The coordinator binds the name to
+    /// it, and what is kept for the user while offline is collected only with it: a program that
+    /// keeps the key (`chat-cli` does, in a file per user) lets a user come back to its messages.
+    /// Unused without [`P2pConfig::secret`].
+    pub key: Option<NodeKey>,
     /// The address to advertise instead of the listening one (default none: the listening address,
     /// an unspecified IP replaced by [`P2pConfig::interface`]): for a node reached through a port
     /// forward or a relay.
@@ -103,6 +109,7 @@ impl P2pConfig {
             history: node.history,
             limits: node.limits,
             secret: None,
+            key: None,
             advertise: None,
             quiet: false,
         }
@@ -148,7 +155,7 @@ pub async fn join(config: P2pConfig) -> Result<P2pTransport, P2pError> {
     let what = "tcp listener";
     let listener = TcpListener::bind(config.listen).await.map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, listener.local_addr().map_err(|e| bind_error(what, e))?);
-    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    let security = security(&config);
     let dialer = TcpDialer::default();
     if !config.peers.is_empty() {
         return start(config, addr, Network { listener, dialer, discovery: NoDiscovery, security }).await;
@@ -173,12 +180,21 @@ pub async fn join_on(net: &MemoryNetwork, config: P2pConfig) -> Result<P2pTransp
     let listener = net.bind(config.listen).map_err(|e| bind_error(what, e))?;
     let addr = advertised(&config, Listener::local_addr(&listener).map_err(|e| bind_error(what, e))?);
     let dialer = net.dialer(addr);
-    let security = config.secret.as_ref().map(|s| Arc::new(Security::new(s)));
+    let security = security(&config);
     if !config.peers.is_empty() {
         return start(config, addr, Network { listener, dialer, discovery: NoDiscovery, security }).await;
     }
     let discovery = net.join_group(config.group, addr);
     start(config, addr, Network { listener, dialer, discovery, security }).await
+}
+
+/// The node's keys if it has a secret: its [`P2pConfig::key`], or a fresh pair.
+fn security(config: &P2pConfig) -> Option<Arc<Security>> {
+    let secret = config.secret.as_ref()?;
+    Some(Arc::new(match &config.key {
+        Some(key) => Security::with_key(secret, key),
+        None => Security::new(secret),
+    }))
 }
 
 /// Refuses a name the coordinator would refuse: the naming rules of [`UserName::new`], normalized.

@@ -2,7 +2,8 @@
 //! required to fail: real nodes (`join_on`) on one in-memory network in virtual time, attacked by
 //! raw connections and datagrams that speak the protocol without the secret (outsiders), or with
 //! it but under another member's identity (insiders). Plus: a node with the wrong secret or none is
-//! refused with `auth_failed`, and a recorded datagram replayed later is ignored. (The passive
+//! refused with `auth_failed`, a recorded datagram replayed later is ignored, and offline messages go
+//! to the node key they were kept for (`P2pConfig::key`), never to another key taking the name. (The passive
 //! recorder between two nodes over real TCP is in `net_secret.rs`.) Every wait is bounded and every
 //! node is stopped at the end.
 
@@ -373,6 +374,58 @@ async fn a_recorded_join_request_replayed_now_or_later_admits_nobody() {
         // The ghost is removed again (nobody answers at its address).
         assert_eq!(wait_agreed(&refs, 3).await, c);
         stop(nodes).await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// Polls `t` until it lists `n` peers (bounded).
+async fn peers_are(t: &P2pTransport, n: usize) {
+    for _ in 0..MAX_POLLS {
+        if t.peers().await.map(|p| p.len()) == Ok(n) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("{} never listed {n} peers", t.local_name())
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_messages_go_to_the_node_key_they_were_kept_for_not_to_the_name() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let net = MemoryNetwork::new();
+        let bob_key = chat_p2p::secure::NodeKey::generate();
+        let bob_config = || P2pConfig { key: Some(bob_key.clone()), ..with_secret("bob") };
+        let alice = start_with(&net, with_secret("alice")).await;
+        let mut bob = start_with(&net, bob_config()).await;
+        peers_are(&alice, 2).await;
+        bob.leave().await.expect("bob leaves");
+        peers_are(&alice, 1).await;
+        let to_bob = |body: &str| chat_core::OutgoingMessage {
+            recipients: Recipients::Unicast(name("bob")),
+            body: body.into(),
+            sent_at: Timestamp::default(),
+        };
+        for body in ["kept 1", "kept 2"] {
+            let receipt = alice.send(to_bob(body)).await.expect("ordered");
+            assert_eq!(receipt.queued, [name("bob")], "{body}");
+        }
+        // Mallory holds the secret, takes the name, with a key of her own: nothing for her.
+        let mut mallory = start_with(&net, with_secret("bob")).await;
+        peers_are(&alice, 2).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let events = queued_events(&mut mallory).await;
+        assert!(!events.iter().any(|e| matches!(e, Event::Message(_))), "mallory collected: {events:?}");
+        mallory.leave().await.expect("mallory leaves");
+        peers_are(&alice, 1).await;
+        // Bob again, another process with the same key: both, in order, once.
+        let mut bob = start_with(&net, bob_config()).await;
+        let (got, _) = messages(&mut bob, 2).await;
+        assert_eq!(got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["kept 1", "kept 2"]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let events = queued_events(&mut bob).await;
+        assert!(!events.iter().any(|e| matches!(e, Event::Message(_))), "delivered twice: {events:?}");
+        stop(vec![alice, bob]).await;
     })
     .await
     .expect("test finished in time");

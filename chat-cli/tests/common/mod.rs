@@ -29,10 +29,24 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `chat-cli ARGS` with piped standard input and output.
+/// Where the children of this test process keep their data (P2P node keys): never the user's own.
+#[allow(dead_code)] // not every test file uses the shared one
+pub fn data_home() -> String {
+    format!("{}/xdg-data-{}", env!("CARGO_TARGET_TMPDIR"), std::process::id())
+}
+
+/// Starts `chat-cli ARGS` with piped standard input and output (and `XDG_DATA_HOME` [`data_home`]).
+#[allow(dead_code)] // not every test file uses the shared environment
 pub fn spawn(name: &str, args: &[&str]) -> Proc {
+    spawn_with_env(name, args, &[("XDG_DATA_HOME", &data_home())])
+}
+
+/// Starts `chat-cli ARGS` with these environment variables set, as [`spawn`] does.
+#[allow(dead_code)] // only some test files set their own environment
+pub fn spawn_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -17,10 +17,11 @@
 //! ```
 //!
 //! **Identity.** A queue is bound to the key (`Member.key`) of the member of that name that
-//! departed last when the queue was made. With a group secret a node's key is drawn when its
-//! process starts, so only that same process (removed for silence or a partition, back again)
-//! collects: anybody else joining under the name, a later process of the rightful user included,
-//! gets nothing, and the queue waits (bounded) for the key's holder. Without a secret there are no
+//! departed last when the queue was made. With a group secret a node's key is its identity key
+//! ([`crate::P2pConfig::key`]; `chat-cli` keeps one per user in a file), so the rightful user
+//! started again collects, while anybody else joining under the name with another key gets nothing,
+//! and the queue waits (bounded) for the key's holder. (A node given no key draws one per process:
+//! then only that process, removed for silence or a partition and back, collects.) Without a secret there are no
 //! keys (`None`): as everything else in such a group, the name is the identity.
 //!
 //! **Privacy.** While a user is offline, the text kept for it is held by every node (the group is

@@ -5,6 +5,8 @@
 //! | `secret`   | [`GroupSecret`]: the file format, creating and loading it, the keys derived (HKDF) |
 //! | `noise`    | the Noise handshake of every TCP link ([`initiate`], [`respond`]) and [`NoiseStream`] |
 //! | `datagram` | sealed discovery datagrams ([`Sealer`]) and the replay window ([`ReplayGuard`])   |
+//! | `node_key` | [`NodeKey`]: a node's static key pair (its identity) and its file format          |
+//! | `private_file` | creating (mode 0600, never overwriting) and reading (private, bounded) key files |
 //!
 //! Everything here belongs to the async shell (`runtime/`): the node core never sees a key or a
 //! ciphertext. What it receives are facts: a frame came over a link authenticated as the holder of
@@ -12,16 +14,20 @@
 //! (`Input::Untrusted`); it binds keys to member IDs and decides what those facts mean.
 //!
 //! [`Security`] is what one node holds: the keys derived from the secret and a static X25519 key
-//! pair drawn fresh when the node starts (never stored: a node's identity lasts as long as its process).
+//! pair, its identity: the [`NodeKey`] the program hands over (`chat-cli` keeps one per user in a
+//! file, so a user's identity outlives its process), or one drawn fresh when the node starts.
 
 mod datagram;
+mod node_key;
 mod noise;
+pub mod private_file;
 mod secret;
 
 pub use datagram::{
     DATAGRAM_MAGIC, DATAGRAM_VERSION, DATAGRAM_WINDOW, HEADER_LEN, MAX_REMEMBERED, Opened, ReplayGuard, SEAL_OVERHEAD,
     Sealer, is_sealed,
 };
+pub use node_key::{KEY_FILE_HEADER, NodeKey};
 pub use noise::{
     HandshakeFailure, MAX_NOISE_MESSAGE, MAX_PLAINTEXT, NOISE_PARAMS, NoiseStream, PROLOGUE, initiate, respond,
 };
@@ -50,16 +56,12 @@ impl std::fmt::Debug for Security {
 impl Security {
     /// The keys of `secret` and a fresh static key pair.
     pub fn new(secret: &GroupSecret) -> Self {
-        let keys = secret.keys();
-        // The parameters are a constant (parsed in the tests); the key pair comes from the operating
-        // system's random source, whose failure is fatal everywhere (as `rand::rngs::OsRng` treats it).
-        let params = NOISE_PARAMS.parse().expect("valid Noise parameters");
-        let pair = snow::Builder::new(params).generate_keypair().expect("the operating system's random source works");
-        let mut private = [0u8; 32];
-        private.copy_from_slice(&pair.private);
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&pair.public);
-        Security { keys, private, key: PeerKey(public), secret_id: secret.id() }
+        Security::with_key(secret, &NodeKey::generate())
+    }
+
+    /// The keys of `secret` and the static key pair `key`.
+    pub fn with_key(secret: &GroupSecret, key: &NodeKey) -> Self {
+        Security { keys: secret.keys(), private: *key.private(), key: key.public(), secret_id: secret.id() }
     }
 
     /// The sealer of this group's datagrams.

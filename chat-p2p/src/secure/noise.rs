@@ -16,8 +16,8 @@
 //! Every Noise message, handshake or transport, is framed as a 2-byte big-endian length and the
 //! message (at most [`MAX_NOISE_MESSAGE`] bytes, as Noise allows). The pre-shared key is the
 //! secret's `noise psk` key, so only holders of the secret complete the handshake (mutual
-//! authentication of the group), and each side learns the other's static key (X25519, drawn fresh
-//! by every process): the link's identity, which the node binds to a member ID. Placing the PSK in
+//! authentication of the group), and each side learns the other's static key (X25519, the node's
+//! [`super::NodeKey`]): the link's identity, which the node binds to a member ID. Placing the PSK in
 //! message 2 (not 3, as in `XXpsk3`) lets the *dialer* notice a wrong secret, so a node with another
 //! secret that dials a member is told at once why it cannot get in.
 //!

@@ -12,7 +12,7 @@
 //! digits (32 random bytes; upper case accepted). [`GroupSecret::create`] writes a fresh one with
 //! mode 0600 and never overwrites a file. [`GroupSecret::load`] refuses, on Unix, a file that its
 //! group or others may read or write (as OpenSSH refuses such a private key): a secret that others on
-//! the machine can read is no secret.
+//! the machine can read is no secret. Both go through `private_file.rs`, as node key files do.
 //!
 //! ## Derived keys
 //!
@@ -26,13 +26,13 @@
 //! | `public id`      | [`GroupSecret::id`]: 8 bytes shown to users to compare secrets without revealing them |
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::private_file::{create_private, hex, parse_hex_key, read_private};
 use crate::P2pError;
 
 /// Bytes of a group secret.
@@ -97,67 +97,26 @@ impl GroupSecret {
 
     /// The file's text: the header line and the hex line.
     pub fn to_file_text(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{FILE_HEADER}\n{hex}\n")
+        format!("{FILE_HEADER}\n{}\n", hex(&self.0))
     }
 
     /// Parses a secret file's text (see the module documentation); `Err` says what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-        let line = lines.next().ok_or("no secret in it (expected a line of 64 hex digits)")?;
-        if lines.next().is_some() {
-            return Err("more than one secret line (expected exactly one line of 64 hex digits)".into());
-        }
-        if line.len() != 2 * SECRET_LEN || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("the secret line is not 64 hex digits ({} characters)", line.chars().count()));
-        }
-        let mut bytes = [0u8; SECRET_LEN];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
-        Ok(GroupSecret(bytes))
+        parse_hex_key(text, "secret").map(GroupSecret)
     }
 
     /// Reads the secret in `path`, refusing (on Unix) a file that its group or others may access.
     pub fn load(path: &Path) -> Result<Self, P2pError> {
         let bad = |reason: String| P2pError::Secret { path: path.to_path_buf(), reason };
-        let metadata = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(bad(format!(
-                    "it is accessible to other users (mode {mode:04o}): run `chmod 600 {}`",
-                    path.display()
-                )));
-            }
-        }
-        if !metadata.is_file() {
-            return Err(bad("not a regular file".into()));
-        }
-        if metadata.len() > 4096 {
-            return Err(bad(format!("{} bytes: too long for a secret file", metadata.len())));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        GroupSecret::parse(&text).map_err(bad)
+        GroupSecret::parse(&read_private(path).map_err(bad)?).map_err(bad)
     }
 
     /// Writes a fresh secret to `path` (created with mode 0600; an existing file is never
     /// overwritten) and returns it.
     pub fn create(path: &Path) -> Result<Self, P2pError> {
-        let bad = |reason: String| P2pError::Secret { path: path.to_path_buf(), reason };
         let secret = GroupSecret::generate();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => bad("it exists already (a secret is never overwritten)".into()),
-            _ => bad(e.to_string()),
-        })?;
-        file.write_all(secret.to_file_text().as_bytes()).map_err(|e| bad(e.to_string()))?;
-        file.sync_all().map_err(|e| bad(e.to_string()))?;
+        create_private(path, &secret.to_file_text())
+            .map_err(|reason| P2pError::Secret { path: path.to_path_buf(), reason })?;
         Ok(secret)
     }
 }

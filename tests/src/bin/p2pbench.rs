@@ -19,8 +19,8 @@
 //! `--window` and `--rate` run library nodes instead of `chat-cli` (see `bench/p2p_window.rs`).
 //!
 //! With `--secret`, the run makes a fresh group secret file (`chat-cli secret new`, in a temporary
-//! directory removed at the end) and every node joins with `--secret-file`: Noise on every link,
-//! sealed datagrams.
+//! directory removed at the end) and every node joins with `--secret-file` (and a `--key-file` of its
+//! own there): Noise on every link, sealed datagrams.
 //!
 //! With `--broadcast M`, one group of N nodes instead: every node sends M broadcasts, one at a time
 //! (`chat-cli` waits for each to be ordered before reading the next line), and the run reports
@@ -113,8 +113,10 @@ impl Node {
             args.extend(["--heartbeat-ms", hb.as_str()]);
         }
         let secret = setup.secret.as_ref().map(|p| p.to_string_lossy().into_owned());
-        if let Some(secret) = &secret {
-            args.extend(["--secret-file", secret.as_str()]);
+        // Each node's key beside the secret, in the benchmark's own directory (never the user's data).
+        let key = setup.secret.as_ref().map(|p| p.with_file_name(format!("{name}.key")).to_string_lossy().into_owned());
+        if let (Some(secret), Some(key)) = (&secret, &key) {
+            args.extend(["--secret-file", secret.as_str(), "--key-file", key.as_str()]);
         }
         let bin = setup.bin;
         let mut child = Command::new(bin)
