@@ -33,42 +33,25 @@ const CONNECTION: &[&str] = &[
     "key_file",
 ];
 
-/// For each subcommand (by name), the global flags (by id) it uses; the default command (`join`) uses
-/// them all. Nested subcommands (`log show`) use their parent's.
-const APPLIES: &[(&str, &[&str])] = &[
-    ("serve", &["mode", "json", "listen", "heartbeat_ms"]),
-    ("send", CONNECTION),
-    (
-        "tail",
-        &[
-            "mode",
-            "json",
-            "name",
-            "server",
-            "ca",
-            "tls_fingerprint",
-            "known_servers",
-            "password",
-            "password_file",
-            "token_file",
-            "listen",
-            "heartbeat_ms",
-            "timeout_ms",
-            "group",
-            "interface",
-            "peers",
-            "secret_file",
-            "key_file",
-            "show_clock",
-            "time_format",
-            "no_time",
-        ],
-    ),
-    ("bench", &["mode", "json", "server"]),
-    ("log", &["json"]),
+/// What `tail` adds to a one-shot's session: how message times are shown.
+const TIMES: &[&str] = &["show_clock", "time_format", "no_time"];
+
+/// For each subcommand (by name), the global flags (by id) it uses, as groups; the default command
+/// (`join`) uses them all. Nested subcommands (`log show`) use their parent's.
+const APPLIES: &[(&str, &[&[&str]])] = &[
+    ("serve", &[&["mode", "json", "listen", "heartbeat_ms"]]),
+    ("send", &[CONNECTION]),
+    ("tail", &[CONNECTION, TIMES]),
+    ("bench", &[&["mode", "json", "server"]]),
+    ("log", &[&["json"]]),
     ("secret", &[]),
-    ("account", &["password_file"]),
+    ("account", &[&["password_file"]]),
 ];
+
+/// Whether a subcommand with these flag groups (its entry of [`APPLIES`]) uses the global flag `id`.
+fn uses(groups: &[&[&str]], id: &str) -> bool {
+    groups.iter().any(|g| g.contains(&id))
+}
 
 /// Parses the command line (exits with clap's usage error, code 2, on a bad one).
 pub fn parse() -> Cli {
@@ -100,7 +83,7 @@ pub fn command() -> Command {
     let globals: Vec<Arg> = cmd.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
     for (sub, used) in APPLIES {
         let unused: Vec<Arg> =
-            globals.iter().filter(|a| !used.contains(&a.get_id().as_str())).map(|a| a.clone().hide(true)).collect();
+            globals.iter().filter(|a| !uses(used, a.get_id().as_str())).map(|a| a.clone().hide(true)).collect();
         cmd = cmd.mut_subcommand(*sub, |c| hide(c, &unused));
     }
     cmd
@@ -120,7 +103,7 @@ pub fn misplaced(cmd: &Command, matches: &ArgMatches) -> Option<String> {
     let copy = |id: &str| inner.get_arguments().any(|a| a.get_id() == id && a.is_global_set() && a.is_hide_set());
     global_ids(cmd)
         .into_iter()
-        .filter(|id| !used.contains(&id.as_str()) && copy(id))
+        .filter(|id| !uses(used, id.as_str()) && copy(id))
         .find(|id| inner_matches.value_source(id) == Some(ValueSource::CommandLine))
         .map(|id| {
             let long = cmd.get_arguments().find(|a| a.get_id() == id.as_str()).and_then(|a| a.get_long());

@@ -9,10 +9,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proc;
-use serde_json::Value;
 
 /// Multicast groups of this file: loopback only, ports no other test uses.
 const GROUP: &str = "239.255.77.78:47761";
@@ -24,23 +23,6 @@ fn node(name: &str, group: &str, data: &Path, extra: &[&str]) -> Proc {
     args.extend(["--heartbeat-ms", "50", "--timeout-ms", "300"]);
     args.extend(extra);
     common::spawn_with_env(name, &args, &[("XDG_DATA_HOME", data.to_str().expect("UTF-8"))])
-}
-
-/// Reads `p`'s events until one of `kind` satisfies `pred` (bounded: 10 s).
-fn wait_for(p: &mut Proc, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    if let Some(e) = p.seen.iter().find(|e| e["type"] == kind && pred(e)) {
-        return e.clone();
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(e) = p.event_within(Duration::from_millis(100))
-            && e["type"] == kind
-            && pred(&e)
-        {
-            return e;
-        }
-    }
-    panic!("{}: no such {kind} event in time: {:?}", p.name, p.seen)
 }
 
 /// Reads `p`'s events until it has been quiet for 300 ms (bounded: 50 reads).
@@ -84,7 +66,7 @@ fn a_user_restarted_with_its_key_collects_what_was_kept_and_another_key_does_not
     let bob_key = data.join("chat-cli").join("p2p-keys").join("bob.key");
     let mut bob = node("bob", GROUP, &data, &secret);
     bob.event_of("ready");
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     let key_text = std::fs::read_to_string(&bob_key).expect("bob's key file was made");
     assert_eq!(std::fs::metadata(&bob_key).expect("a file").permissions().mode() & 0o777, 0o600);
 
@@ -92,7 +74,7 @@ fn a_user_restarted_with_its_key_collects_what_was_kept_and_another_key_does_not
     let killed = Command::new("kill").args(["-KILL", &bob.pid().to_string()]).status().expect("kill runs");
     assert!(killed.success());
     drop(bob);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     for text in ["first while away", "second while away"] {
         alice.say(&format!("/msg bob {text}"));
         let sent = alice.event_of("sent");
@@ -104,19 +86,19 @@ fn a_user_restarted_with_its_key_collects_what_was_kept_and_another_key_does_not
     let mut mallory =
         node("bob", GROUP, &data, &[&secret[..], &["--key-file", mallory_key.to_str().expect("UTF-8")]].concat());
     mallory.event_of("ready");
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     mallory.say("/peers");
     mallory.event_of("peers");
     drain(&mut mallory);
     assert!(texts(&mallory).is_empty(), "collected by another key: {:?}", mallory.seen);
     assert_ne!(std::fs::read_to_string(&mallory_key).expect("her own file"), key_text);
     assert_eq!(mallory.finish(), 0);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
 
     // Bob starts again, same name, same (default) key file: the kept messages, in order, once.
     let mut bob = node("bob", GROUP, &data, &secret);
     bob.event_of("ready");
-    wait_for(&mut bob, "message", |e| e["text"] == "second while away");
+    bob.wait_for("message", |e| e["text"] == "second while away");
     bob.say("/peers");
     bob.event_of("peers");
     drain(&mut bob);
@@ -127,7 +109,7 @@ fn a_user_restarted_with_its_key_collects_what_was_kept_and_another_key_does_not
 
     // Collected means gone: a third start brings nothing again.
     assert_eq!(bob.finish(), 0);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     let mut bob = node("bob", GROUP, &data, &secret);
     bob.event_of("ready");
     bob.say("/peers");

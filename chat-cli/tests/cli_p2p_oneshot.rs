@@ -39,23 +39,6 @@ fn node(name: &str) -> Proc {
     common::spawn(name, &args)
 }
 
-/// Reads `p`'s events until one of `kind` satisfies `pred` (bounded: 10 s).
-fn wait_for(p: &mut Proc, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    if let Some(e) = p.seen.iter().find(|e| e["type"] == kind && pred(e)) {
-        return e.clone();
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(e) = p.event_within(Duration::from_millis(100))
-            && e["type"] == kind
-            && pred(&e)
-        {
-            return e;
-        }
-    }
-    panic!("{}: no such {kind} event in time: {:?}", p.name, p.seen)
-}
-
 /// The names `p` was told joined or left (of the group, not of a room).
 fn comings_and_goings(p: &Proc) -> Vec<String> {
     p.seen
@@ -71,11 +54,11 @@ fn one_shots_are_quiet_transient_members_acknowledged_before_exit_0() {
     alice.event_of("ready");
     let mut bob = node("bob");
     bob.event_of("ready");
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     alice.say("/join #ops");
     alice.event_of("history");
     alice.say("/all before the tail");
-    wait_for(&mut bob, "message", |e| e["text"] == "before the tail");
+    bob.wait_for("message", |e| e["text"] == "before the tail");
 
     // tail: the recent history, then what arrives, until SIGTERM (exit 0).
     let mut args = p2p(GROUP);
@@ -92,10 +75,10 @@ fn one_shots_are_quiet_transient_members_acknowledged_before_exit_0() {
     let sent = json_lines(&out);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["type"], "sent");
-    let m = wait_for(&mut bob, "message", |e| e["text"] == "hello from a script");
+    let m = bob.wait_for("message", |e| e["text"] == "hello from a script");
     assert_eq!((m["from"].as_str(), m["id"].clone()), (Some("bot"), sent[0]["id"].clone()));
     alice.say("/all live");
-    wait_for(&mut tail, "message", |e| e["text"] == "live");
+    tail.wait_for("message", |e| e["text"] == "live");
     assert!(!tail.seen.iter().any(|e| e["text"] == "hello from a script"), "the tail saw bob's direct message");
 
     // Refused: a name nobody ever held, a room the one-shot is not in; exit 1, one line on stderr.
@@ -115,7 +98,7 @@ fn one_shots_are_quiet_transient_members_acknowledged_before_exit_0() {
 
     // A member who left: the one-shot's message is kept for her (queued), and acknowledged.
     assert_eq!(bob.finish(), 0);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     let out = one_shot(GROUP, &["--name", "bot", "send", "--to", "bob", "kept"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_lines(&out)[0]["queued"], serde_json::json!(["bob"]));

@@ -7,7 +7,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proc;
 use serde_json::Value;
@@ -24,23 +24,6 @@ fn node(name: &str, group: &str, extra: &[&str]) -> Proc {
     common::spawn(name, &args)
 }
 
-/// Reads `p`'s events until one of `kind` satisfies `pred` (bounded: 10 s).
-fn wait_for(p: &mut Proc, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    if let Some(e) = p.seen.iter().find(|e| e["type"] == kind && pred(e)) {
-        return e.clone();
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(e) = p.event_within(Duration::from_millis(100))
-            && e["type"] == kind
-            && pred(&e)
-        {
-            return e;
-        }
-    }
-    panic!("{}: no such {kind} event in time: {:?}", p.name, p.seen)
-}
-
 fn names(v: &Value) -> Vec<&str> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
@@ -51,19 +34,19 @@ fn a_crashed_user_comes_back_to_its_rooms_its_history_and_what_was_kept_for_it()
     alice.event_of("ready");
     let mut bob = node("bob", GROUP, &[]);
     bob.event_of("ready");
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     bob.say("/join #ops");
     bob.event_of("history");
     alice.say("/join #ops");
     alice.event_of("history");
     alice.say("said in the room");
-    wait_for(&mut bob, "message", |e| e["text"] == "said in the room");
+    bob.wait_for("message", |e| e["text"] == "said in the room");
 
     // Bob's process is killed: once the group noticed, what alice sends him is kept.
     let killed = Command::new("kill").args(["-KILL", &bob.pid().to_string()]).status().expect("kill runs");
     assert!(killed.success());
     drop(bob);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     alice.say("/msg BOB while you were away");
     let sent = alice.event_of("sent");
     assert_eq!((names(&sent["queued"]), names(&sent["unknown"])), (vec!["bob"], vec![]), "{sent}");
@@ -78,9 +61,9 @@ fn a_crashed_user_comes_back_to_its_rooms_its_history_and_what_was_kept_for_it()
     let mut bob = node("bob", GROUP, &[]);
     let ready = bob.event_of("ready");
     assert_eq!(names(&ready["rooms"]), ["#ops"], "{ready}");
-    let first = wait_for(&mut bob, "message", |e| e["text"] == "while you were away");
+    let first = bob.wait_for("message", |e| e["text"] == "while you were away");
     assert_eq!((first["kind"].as_str(), first["from"].as_str()), (Some("unicast"), Some("alice")), "{first}");
-    wait_for(&mut bob, "message", |e| e["text"] == "to both");
+    bob.wait_for("message", |e| e["text"] == "to both");
     let order: Vec<&str> =
         bob.seen.iter().filter(|e| e["type"] == "message").filter_map(|e| e["text"].as_str()).collect();
     assert_eq!(order, ["while you were away", "to both"], "kept messages once each, in order");
@@ -91,7 +74,7 @@ fn a_crashed_user_comes_back_to_its_rooms_its_history_and_what_was_kept_for_it()
     assert_eq!(texts, ["said in the room", "said while bob was away"], "{history}");
     // Nothing is kept twice: a second return brings nothing.
     assert_eq!(bob.finish(), 0);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     let mut bob = node("bob", GROUP, &[]);
     bob.event_of("ready");
     bob.say("/peers");
@@ -111,9 +94,9 @@ fn with_a_secret_another_process_taking_the_name_collects_nothing() {
     alice.event_of("ready");
     let bob_key = dir.path().join("bob.key");
     let bob = node("bob", SECRET_GROUP, &[&secret[..], &["--key-file", bob_key.to_str().expect("UTF-8")]].concat());
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     assert_eq!(bob.finish(), 0);
-    wait_for(&mut alice, "left", |e| e["name"] == "bob" && e["room"].is_null());
+    alice.wait_for("left", |e| e["name"] == "bob" && e["room"].is_null());
     alice.say("/msg bob for bob's key only");
     assert_eq!(names(&alice.event_of("sent")["queued"]), ["bob"]);
     // Mallory holds the secret and takes the free name: admitted, but the queue is bound to the key
@@ -122,7 +105,7 @@ fn with_a_secret_another_process_taking_the_name_collects_nothing() {
     let mallory_key = ["--key-file", mallory_key.to_str().expect("UTF-8")];
     let mut mallory = node("bob", SECRET_GROUP, &[&secret[..], &mallory_key[..]].concat());
     mallory.event_of("ready");
-    wait_for(&mut alice, "joined", |e| e["name"] == "bob");
+    alice.wait_for("joined", |e| e["name"] == "bob");
     mallory.say("/peers");
     mallory.event_of("peers");
     std::thread::sleep(Duration::from_millis(300));

@@ -95,6 +95,24 @@ impl Proc {
         panic!("{}: no {kind} event in time", self.name)
     }
 
+    /// The first event (already seen, or read now) of `kind` that satisfies `pred` (bounded: 10 s).
+    #[allow(dead_code)] // not every test file waits for a particular event
+    pub fn wait_for(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(e) = self.seen.iter().find(|e| e["type"] == kind && pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(e) = self.event_within(Duration::from_millis(100))
+                && e["type"] == kind
+                && pred(&e)
+            {
+                return e;
+            }
+        }
+        panic!("{}: no such {kind} event in time: {:?}", self.name, self.seen)
+    }
+
     /// Types one line.
     #[allow(dead_code)] // not every test file types
     pub fn say(&mut self, line: &str) {
