@@ -291,6 +291,14 @@ impl Flood {
     }
 }
 
+/// The `retry_after_ms` of a refusal that must wait `wait`, rounded up to a whole millisecond: a
+/// client that waits this long after reading the answer (read after it was sent) is never inside the
+/// refusal window, whose end is not on a millisecond. Rounded down, a heeding client arrived a fraction
+/// of a millisecond early, each time a strike, and was disconnected as a flood.
+pub(crate) fn retry_after_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX)
+}
+
 /// One more strike for `c` at `now`.
 fn strike(c: &mut ConnState, now: Instant) {
     c.strikes = c.strikes.saturating_add(1);

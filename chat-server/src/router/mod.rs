@@ -111,7 +111,7 @@ pub use limits::{
     ADDRESS_FACTOR, AddressLimits, DEFAULT_ADDRESS_BYTE_RATE, DEFAULT_ADDRESS_MESSAGE_RATE, DEFAULT_BYTE_RATE,
     DEFAULT_FLOOD_STRIKES, DEFAULT_MESSAGE_RATE, FLOOD_GRACE, Limits, MAX_ADDRESSES, times,
 };
-pub(crate) use limits::{Flood, Verdict};
+pub(crate) use limits::{Flood, Verdict, retry_after_ms};
 use offline::Offline;
 pub use offline::{
     DEFAULT_MAX_KNOWN, DEFAULT_OFFLINE_BYTES, DEFAULT_OFFLINE_MESSAGES, DEFAULT_OFFLINE_TOTAL_BYTES, OfflineLimits,

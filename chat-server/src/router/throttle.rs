@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use chat_core::{ErrorCode, Recipients, Timestamp};
 
-use super::{ConnId, Output, Router, Verdict};
+use super::{ConnId, Output, Router, Verdict, retry_after_ms};
 use crate::protocol::ServerFrame;
 
 /// Most sends held per connection while its refusal window lasts (a pausing shell reads at most this
@@ -120,8 +120,7 @@ impl Router {
     }
 
     fn rate_limited(&mut self, conn: ConnId, req: u64, wait: std::time::Duration) {
-        let retry_after_ms = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
-        self.reply(conn, ServerFrame::RateLimited { req, retry_after_ms });
+        self.reply(conn, ServerFrame::RateLimited { req, retry_after_ms: retry_after_ms(wait) });
     }
 
     /// Holds a send until `conn`'s window ends at `until`, or refuses it past the holding bounds.

@@ -253,3 +253,39 @@ fn connections_from_one_address_share_its_buckets_and_a_reconnection_gets_no_fre
     assert_eq!(send(&mut r, t0(), 6, 9), passed(9));
     assert_eq!(send(&mut r, t0(), 6, 10), vec![limited(6, 10, 100), pause(6, ms(100))]);
 }
+
+#[test]
+fn a_client_that_waits_what_it_is_told_is_never_early_and_never_disconnected() {
+    // 3 strikes make a flood; the refusals' waits are not whole milliseconds (a bucket refilling at
+    // 10/s since a moment between two milliseconds).
+    let mut r = router(3, None);
+    login(&mut r, 1, None, "alice");
+    let mut now = t0() + Duration::from_micros(300);
+    let mut req = 0;
+    let mut passes = 0;
+    // 200 sends, each sent again exactly `retry_after_ms` after its refusal, as the client library does.
+    while passes < 200 {
+        req += 1;
+        loop {
+            let out = send(&mut r, now, 1, req);
+            if out == passed(req) {
+                passes += 1;
+                // The next line comes a little later, faster than the limit allows.
+                now += Duration::from_micros(13_700);
+                break;
+            }
+            let [
+                Seen::Out(Output::Reply { frame: ServerFrame::RateLimited { retry_after_ms, .. }, .. }),
+                Seen::Out(Output::Pause { until, .. }),
+            ] = out.as_slice()
+            else {
+                panic!("send {req}: refused, paused, or passed, never held or kicked: {out:?}")
+            };
+            now += Duration::from_millis(*retry_after_ms);
+            assert!(now >= *until, "told to retry before the window ends");
+            // The window's end comes first (the shell's timer), then the resend.
+            r.handle_timeout(now);
+            seen(&mut r);
+        }
+    }
+}

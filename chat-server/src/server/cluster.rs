@@ -322,7 +322,7 @@ impl Shell {
                             Verdict::Early { until } => until.saturating_duration_since(now),
                             _ => unreachable!("matched above"),
                         };
-                        let retry_after_ms = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
+                        let retry_after_ms = crate::router::retry_after_ms(wait);
                         owner.reply_local(conn, &ServerFrame::RateLimited { req, retry_after_ms });
                         return Ok(());
                     }
