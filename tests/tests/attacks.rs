@@ -332,3 +332,27 @@ async fn names_that_look_like_an_online_user_or_hide_characters_are_refused() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_with_more_input_behind_it_reads_its_refusal_not_a_reset() {
+    let server = start(server_config(None)).await;
+    let _alice = raw_login(server.addr(), "alice").await;
+    // Twenty tries: a login under a taken name, with 64 KiB of sends written right behind it (unread
+    // input when the server closes the connection).
+    for attempt in 0..20 {
+        let mut conn = raw(server.addr(), [127, 0, 0, 1].into()).await.unwrap();
+        conn.write_frame(&ClientFrame::Login { name: name("alice") }).await.unwrap();
+        let body = "x".repeat(1024);
+        for req in 1..=64 {
+            if conn.write_frame(&broadcast(req, &body, req)).await.is_err() {
+                break; // the server may have closed already: what matters is what we read
+            }
+        }
+        let first = timeout(WAIT, conn.read_frame()).await.expect("an answer in time");
+        assert!(
+            matches!(first, Ok(Some(ServerFrame::Refused { code: ErrorCode::NameTaken, .. }))),
+            "attempt {attempt}: {first:?}"
+        );
+    }
+    server.stop().await.unwrap();
+}
