@@ -230,10 +230,12 @@ impl<V> NameMap<V> {
 
     /// Registers `name`; if the same name is registered already, gives back the value (nothing changes).
     pub fn insert(&mut self, name: UserName, value: V) -> Result<(), V> {
-        if self.find(&name).is_some() {
+        // The keys once (a login's hot path): taken if the name is registered or shares a key.
+        let keys = name.keys();
+        if self.entries.contains_key(&name) || keys.iter().any(|k| self.keys.contains_key(k)) {
             return Err(value);
         }
-        for key in name.keys() {
+        for key in keys {
             self.keys.insert(key, name.clone());
         }
         self.entries.insert(name, value);

@@ -96,7 +96,11 @@ pub const RESERVED_NAMES: [&str; 1] = [crate::text::SYSTEM_NAME];
 
 /// Whether `name` is one of the [`RESERVED_NAMES`] (the same name: any case, look-alikes).
 pub fn is_reserved(name: &UserName) -> bool {
-    RESERVED_NAMES.iter().any(|r| UserName::new(*r).is_ok_and(|r| r.same_as(name)))
+    // The reserved names' keys are computed once, not at every login.
+    static RESERVED_KEYS: std::sync::OnceLock<Vec<chat_core::NameKey>> = std::sync::OnceLock::new();
+    let reserved = RESERVED_KEYS
+        .get_or_init(|| RESERVED_NAMES.iter().filter_map(|r| UserName::new(*r).ok()).flat_map(|r| r.keys()).collect());
+    name.keys().iter().any(|k| reserved.contains(k))
 }
 
 /// The refusal for a failed credential: the same words whatever failed.
