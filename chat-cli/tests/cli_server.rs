@@ -68,7 +68,9 @@ fn server_and_three_clients_over_json() {
 
     // A taken name: refused with name_taken and a non-zero exit.
     let mut dup = spawn(&["--json", "--name", "bob", "--server", &addr]);
-    assert_eq!(dup.event_of("error")["code"], "name_taken");
+    // The whole event on a mismatch: one loaded CI run saw `disconnected` here (not reproduced since).
+    let refused = dup.event_of("error");
+    assert_eq!(refused["code"], "name_taken", "{refused}");
     assert_ne!(dup.finish(), 0);
 
     // Leaving: exit, /quit and end of input all exit 0; the others hear about it.
