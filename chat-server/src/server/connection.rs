@@ -46,33 +46,14 @@ pub(super) struct ConnEntry {
     pub(super) progress: Arc<WriterProgress>,
     /// Disconnects it at once with a last `Closing` frame.
     pub(super) kill: Option<oneshot::Sender<(ErrorCode, String)>>,
-    /// Stops its reader.
-    pub(super) reader: ReaderStop,
+    /// Its reader task.
+    pub(super) reader: AbortHandle,
     /// Whether it speaks protocol version 1 (its frames are converted).
     pub(super) legacy: bool,
     /// Whether its client can resume a session (not the text protocol's).
     pub(super) resumable: bool,
     /// Its reader's gate (pausing, read-ahead), if its reader has one (the binary protocol's).
     pub(super) gate: Option<Arc<Gate>>,
-}
-
-/// Stops a connection's reader: a task of its own (text, WebSocket), or the read loop that the
-/// connection's own task runs (the binary protocol: no second task per connection).
-pub(super) enum ReaderStop {
-    /// The reader is a task.
-    Task(AbortHandle),
-    /// The reader is a future inside the connection's task.
-    Inline(futures_util::future::AbortHandle),
-}
-
-impl ReaderStop {
-    /// Stops the reader (it reads nothing more; its end is reported as for a lost connection).
-    pub(super) fn abort(&self) {
-        match self {
-            ReaderStop::Task(handle) => handle.abort(),
-            ReaderStop::Inline(handle) => handle.abort(),
-        }
-    }
 }
 
 /// Answers a connection the router refused with `Refused { code, message }` after the handshake,
@@ -155,29 +136,26 @@ pub(super) async fn serve_connection<S: ByteStream>(
     let idle = settings.heartbeat * 3;
     // Paused until the owner knows the connection, so no frame of it arrives before its `Open`.
     let gate = Gate::paused();
-    // The read loop runs in this task (one task less per connection: about 1 KiB of an idle
-    // connection's memory), stoppable by the owner through `ReaderStop::Inline`.
-    let (stop, registration) = futures_util::future::AbortHandle::new_pair();
+    let reader = if legacy {
+        tokio::spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
+    } else {
+        tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
+    };
+    let reader_handle = reader.abort_handle();
     let entry = ConnEntry {
         private,
         progress,
         kill: Some(kill_tx),
-        reader: ReaderStop::Inline(stop),
+        reader: reader_handle,
         legacy,
         resumable: true,
         gate: Some(gate.clone()),
     };
     if inbound.send(Inbound::Open { conn, entry }).await.is_err() {
-        return Ok(());
+        reader.abort();
     }
     gate.resume();
-    let _ = if legacy {
-        let reading = read_loop::<_, v1::ClientFrame>(conn, read, inbound, idle, gate);
-        futures_util::future::Abortable::new(reading, registration).await
-    } else {
-        let reading = read_loop::<_, ClientFrame>(conn, read, inbound, idle, gate);
-        futures_util::future::Abortable::new(reading, registration).await
-    };
+    let _ = reader.await;
     Ok(())
 }
 

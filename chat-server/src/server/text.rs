@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::connection::{ConnEntry, Inbound, ReaderStop};
+use super::connection::{ConnEntry, Inbound};
 use super::now;
 use crate::fanout::KILL_GRACE;
 use crate::fanout::feed::{FrameFeed, Next};
@@ -87,7 +87,7 @@ pub(super) async fn serve_text<S: ByteStream>(
                         private,
                         progress,
                         kill: Some(kill_tx),
-                        reader: ReaderStop::Task(reader.0.abort_handle()),
+                        reader: reader.0.abort_handle(),
                         legacy: false,
                         resumable: false,
                         gate: None,

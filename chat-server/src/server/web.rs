@@ -35,7 +35,7 @@ use tokio::time::{Instant, timeout};
 use tracing::debug;
 
 use super::ConnSettings;
-use super::connection::{ConnEntry, Inbound, ReaderStop};
+use super::connection::{ConnEntry, Inbound};
 use crate::fanout::KILL_GRACE;
 use crate::fanout::feed::{FrameFeed, Next};
 use crate::fanout::private_queue::{PrivateQueue, WriterProgress};
@@ -119,7 +119,7 @@ pub(super) async fn serve_web(
                         private,
                         progress,
                         kill: Some(kill_tx),
-                        reader: ReaderStop::Task(reader),
+                        reader,
                         legacy: false,
                         resumable: true,
                         gate: None,
