@@ -7,23 +7,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chat_cli::loadgen::{self, ChatPubSub, LoadConfig, LoadReport, LoadTls, Pace, Pattern, Violations};
-use chat_server::ServerError;
 use chat_server::router::AuthMode;
-use chat_server::server::{Server, ServerConfig};
+use chat_server::server::ServerConfig;
 use chat_server::tls::{Fingerprint, TlsServer, Trust};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tests::TestServer;
 use tokio::time::timeout;
 
-/// Bound on every run and on stopping the server.
+/// Bound on every run (stopping the server is bounded by `TestServer::stop`).
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Running {
+    server: TestServer,
     addr: SocketAddr,
     fingerprint: Fingerprint,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), ServerError>>,
-    _dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -39,18 +35,12 @@ impl Running {
             auth: AuthMode::Open,
             ..ServerConfig::default()
         };
-        let server = Server::bind(config).await.unwrap();
-        let addr = server.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Running { addr, fingerprint, stop, task, _dir: dir }
+        let server = TestServer::start_with(config, Some(dir)).await.unwrap();
+        Running { addr: server.addr(), server, fingerprint }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
+        self.server.stop().await.unwrap();
     }
 }
 

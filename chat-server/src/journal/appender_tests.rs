@@ -109,17 +109,23 @@ fn a_turn_of_joins_and_leaves_is_written_but_moves_no_watermark() {
     assert!(step(&mut a, Input::Written).is_empty(), "nothing new stored: the watermark stays");
 }
 
+/// bob and carol tracked (their delivery marks returned), then messages 1 and 2 stored.
+fn bob_and_carol_with_two_stored(a: &mut Appender) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+    let bob = Arc::new(AtomicU64::new(0));
+    let carol = Arc::new(AtomicU64::new(0));
+    step(a, Input::Record(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob) }));
+    step(a, Input::Record(JournalInput::Join { name: name("carol"), after: 0, mark: Arc::clone(&carol) }));
+    step(a, Input::Record(store(1)));
+    step(a, Input::Record(store(2)));
+    (bob, carol)
+}
+
 #[test]
 fn the_tick_writes_advanced_watermarks_clamped_to_what_is_stored() {
     let t0 = Instant::now();
     let mut a = Appender::new(t0, FsyncPolicy::EveryBatch, START, 0);
     assert_eq!(a.poll_timeout(), None, "nobody tracked: no tick");
-    let bob = Arc::new(AtomicU64::new(0));
-    let carol = Arc::new(AtomicU64::new(0));
-    step(&mut a, Input::Record(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob) }));
-    step(&mut a, Input::Record(JournalInput::Join { name: name("carol"), after: 0, mark: Arc::clone(&carol) }));
-    step(&mut a, Input::Record(store(1)));
-    step(&mut a, Input::Record(store(2)));
+    let (bob, _carol) = bob_and_carol_with_two_stored(&mut a);
     let Output::Write { end, .. } = step(&mut a, Input::EndOfTurn)[0] else { panic!("a write") };
     assert_eq!(step(&mut a, Input::Written), [Output::Sync { end, upto: 2 }]);
     assert_eq!(a.poll_timeout(), Some(t0 + MARKS_TICK));
@@ -144,12 +150,7 @@ fn the_tick_writes_advanced_watermarks_clamped_to_what_is_stored() {
 #[test]
 fn a_leave_writes_the_final_watermark_first_and_close_writes_the_rest() {
     let mut a = Appender::new(Instant::now(), FsyncPolicy::Never, START, 0);
-    let bob = Arc::new(AtomicU64::new(0));
-    let carol = Arc::new(AtomicU64::new(0));
-    step(&mut a, Input::Record(JournalInput::Join { name: name("bob"), after: 0, mark: Arc::clone(&bob) }));
-    step(&mut a, Input::Record(JournalInput::Join { name: name("carol"), after: 0, mark: Arc::clone(&carol) }));
-    step(&mut a, Input::Record(store(1)));
-    step(&mut a, Input::Record(store(2)));
+    let (bob, carol) = bob_and_carol_with_two_stored(&mut a);
     step(&mut a, Input::EndOfTurn);
     step(&mut a, Input::Written);
     bob.store(2, Ordering::Release);

@@ -62,13 +62,8 @@ impl Owner {
             return Ok(());
         }
         let Some(journal) = &mut self.journal else { return Ok(()) };
-        match journal.handle_timeout(now) {
-            Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
-            Ok(None) => return Ok(()),
-            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
-        }
-        self.perform().await?;
-        self.end_turn(now).await
+        let advanced = journal.handle_timeout(now);
+        self.advanced(now, advanced).await
     }
 
     /// Why the journal stopped, if it did and the router was not told yet.
@@ -90,10 +85,20 @@ impl Owner {
             return Ok(());
         }
         let Some(journal) = &mut self.journal else { return Ok(()) };
-        match journal.handle_synced(synced) {
+        let advanced = journal.handle_synced(synced);
+        self.advanced(now, advanced).await
+    }
+
+    /// What the journal said after a tick or a sync: a new durable watermark (the router releases
+    /// what waited for it), nothing, or a failure (kept for the router); then the turn ends.
+    async fn advanced(&mut self, now: Instant, advanced: Result<Option<u64>, ServerError>) -> Result<(), ServerError> {
+        match advanced {
             Ok(Some(upto)) => self.router.handle(now, Input::Durable { upto }),
             Ok(None) => return Ok(()),
-            Err(e) => self.failure = Some(journal.stopped_reason().unwrap_or_else(|| e.to_string())),
+            Err(e) => {
+                let stopped = self.journal.as_ref().and_then(Journal::stopped_reason);
+                self.failure = Some(stopped.unwrap_or_else(|| e.to_string()));
+            }
         }
         self.perform().await?;
         self.end_turn(now).await
