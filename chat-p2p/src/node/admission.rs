@@ -10,7 +10,8 @@
 //!        │      (quiet: JoinedQuietly instead of Joined: nobody reports it, nor its Left)
 //!        ├── the same name, address and key as a member:
 //!        │       asking for that member's ID back: it is admitted again in place (no Joined: it never left)
-//!        │       otherwise: a copy of a request already answered, ignored
+//!        │       otherwise (it is being admitted, or its JoinAck answered this very request, a retry
+//!        │       that crossed the answer): a copy, ignored
 //!        ├── name breaks the naming rules ───► JoinRefused{invalid_name}
 //!        ├── the same name as a member's ────► JoinRefused{name_taken}
 //!        ├── with a secret: no key, or a member's key ──► JoinRefused{protocol}
@@ -108,7 +109,8 @@ impl Coordinator {
         match self.head.view().by_name(&name).cloned() {
             Some(m) if m.addr == addr && m.name == name && m.key == key => {
                 let admitting = self.admitting.iter().any(|a| a.id == m.id);
-                if !admitting && claim.is_some() {
+                let answered = self.answered.get(&m.id) == Some(&nonce);
+                if !admitting && !answered && claim.is_some() {
                     // It believes it is out (it was told so, or lost its coordinator; after a
                     // partition it may even believe it holds another number): admit it again in
                     // place, under the ID this group knows it by. Nobody else sees anything: it
@@ -193,6 +195,7 @@ impl Coordinator {
             let start = Pos::new(term, a.at);
             let ack = PeerMsg::JoinAck { nonce: a.nonce, id: a.id, term, state, history, start, clock };
             common.send_to(a.addr, ack);
+            self.answered.insert(a.id, a.nonce);
             self.outbox.release(a.id);
             self.alive.insert(a.id, now);
         }
@@ -219,6 +222,7 @@ impl Coordinator {
         self.flood.forget(id);
         self.outbox.remove(id);
         self.admitting.retain(|a| a.id != id);
+        self.answered.remove(&id);
         tracing::info!(%id, "member removed");
         self.order_change(common, now, Change::Left(id));
     }

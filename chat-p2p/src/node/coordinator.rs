@@ -58,6 +58,10 @@ pub(super) struct Coordinator {
     pub(super) outbox: Outboxes,
     /// Members being admitted: their `JoinAck` goes once their `Joined` is committed.
     pub(super) admitting: Vec<Admitting>,
+    /// The nonce of the request each member's `JoinAck` answered (this term): a copy of that request
+    /// arriving later (a retry that crossed the answer) is ignored, not taken for a member that
+    /// believes it is out. Bounded by the members: an entry goes when its member does.
+    pub(super) answered: BTreeMap<NodeId, u64>,
     /// The failover sync, until it is done.
     pub(super) syncing: Option<SyncState>,
     /// Submissions received during the sync, ordered after it.

@@ -69,6 +69,7 @@ impl Coordinator {
             seq: Sequencer::new(term, ids.iter().copied()),
             outbox: Outboxes::new(term),
             admitting: Vec::new(),
+            answered: BTreeMap::new(),
             syncing: Some(SyncState { waiting: others, reports, deadline: now + common.cfg.timeout }),
             queued: VecDeque::new(),
             alive: ids.iter().map(|id| (*id, now)).collect(),

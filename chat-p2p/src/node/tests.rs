@@ -188,6 +188,38 @@ fn a_coordinator_answers_a_rejoiner_signing_with_its_old_id_itself() {
 }
 
 #[test]
+fn a_copy_of_an_answered_join_request_is_ignored_but_a_new_one_admits_the_member_again() {
+    let t0 = Instant::now();
+    let mut node = founder(t0);
+    let request = |nonce| match carol_request(nonce) {
+        PeerMsg::JoinRequest { name, addr, nonce, clock, key, quiet, .. } => {
+            // Asking for an ID back, as a member handed over after a heal does.
+            PeerMsg::JoinRequest { name, addr, nonce, clock, key, id: Some(NodeId(2)), quiet }
+        }
+        other => other,
+    };
+    let acks = |out: &[Output]| -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { msg: Envelope { msg: PeerMsg::JoinAck { nonce, .. }, .. }, .. } => Some(*nonce),
+                _ => None,
+            })
+            .collect()
+    };
+    node.handle(t0, Input::Receive(envelope(None, 3, request(7))));
+    assert_eq!(acks(&drain(&mut node)), vec![7], "admitted");
+    // A retry of the same request that crossed the JoinAck: not a member that believes it is out
+    // (admitting it again would restart its outbox after what its first JoinAck covered, and it
+    // would never get what lies between).
+    node.handle(t0, Input::Receive(envelope(None, 3, request(7))));
+    assert_eq!(drain(&mut node), Vec::new(), "a copy is ignored");
+    // A new request (another nonce) from the same member: it believes it is out; admitted again in place.
+    node.handle(t0, Input::Receive(envelope(None, 3, request(8))));
+    assert_eq!(acks(&drain(&mut node)), vec![8], "admitted again");
+    assert_eq!(node.peers().len(), 2, "in place: nobody new");
+}
+
+#[test]
 fn a_member_forwards_a_join_request_to_the_coordinator() {
     let t0 = Instant::now();
     let mut node = member(t0);
