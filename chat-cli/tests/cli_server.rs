@@ -113,6 +113,19 @@ fn usage_errors_exit_2_and_unreachable_server_exits_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "one-line reason: {stderr}");
     assert!(out.stdout.is_empty(), "human mode prints the reason on stderr only");
+    // A port that is taken: exit 1 with one line that names the cause once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
+        .args(["serve", "--listen", &addr, "--no-log"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("chat-cli: cannot start the server: "), "{stderr}");
+    assert_eq!(last.matches("(os error").count(), 1, "the cause once: {last}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use chat_transport::TransportError;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// A socket or file operation failed.
-    #[error("i/o error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The wire layer failed (bad frame, version mismatch...).
     #[error(transparent)]

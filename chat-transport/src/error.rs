@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The socket failed; the connection is unusable: drop it (and maybe reconnect).
-    #[error("i/o error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A frame's length prefix exceeds the limit; the peer is broken or hostile: close.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
