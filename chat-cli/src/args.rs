@@ -152,6 +152,13 @@ pub enum Cmd {
         /// The server's data directory (where the accounts file lives).
         #[arg(long, default_value = "chat-data", global = true)]
         data_dir: PathBuf,
+        /// The accounts of the cluster on these NATS servers (nats://HOST:PORT, comma-separated)
+        /// instead of a data directory: the change goes through the cluster's shared log.
+        #[arg(long, value_name = "URL[,URL...]", global = true)]
+        cluster: Option<String>,
+        /// The cluster's stream.
+        #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME", global = true)]
+        cluster_stream: String,
     },
 }
 

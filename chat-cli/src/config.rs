@@ -48,7 +48,8 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         AuthArg::Open => AuthMode::Open,
         AuthArg::Accounts => AuthMode::Accounts,
     };
-    if auth == AuthMode::Accounts && serve.no_log {
+    // In cluster mode the accounts live in the cluster's shared log, not in the data directory.
+    if auth == AuthMode::Accounts && serve.no_log && serve.cluster.is_none() {
         return Err("--auth accounts needs the data directory (the accounts live there): drop --no-log".into());
     }
     // Safe by default: only loopback may go without TLS and accounts (as Redis's protected mode).

@@ -157,7 +157,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Some(Cmd::Account { ref action, ref data_dir }) => account::run(&cli, action, data_dir),
+        Some(Cmd::Account { ref action, cluster: Some(ref urls), ref cluster_stream, .. }) => {
+            let config = match config::log_cluster(urls, cluster_stream) {
+                Ok(config) => config,
+                Err(message) => return usage(&message),
+            };
+            account::run_cluster(&cli, action, &config).await
+        }
+        Some(Cmd::Account { ref action, ref data_dir, .. }) => account::run(&cli, action, data_dir),
         Some(Cmd::Secret { ref action }) => group_secret::run(action),
         Some(Cmd::Join) | None => join(&cli).await,
     }

@@ -104,7 +104,7 @@ pub fn is_reserved(name: &UserName) -> bool {
 }
 
 /// The refusal for a failed credential: the same words whatever failed.
-const AUTH_FAILED: &str = "wrong name, password or token";
+pub(super) const AUTH_FAILED: &str = "wrong name, password or token";
 
 impl Router {
     /// Refuses a login under a reserved name; true if it did.
@@ -165,6 +165,11 @@ impl Router {
                 self.refuse(conn, ErrorCode::AuthFailed, AUTH_FAILED.into());
             }
         }
+    }
+
+    /// The registered name (display form) that is the same name as `name`, if any.
+    pub(super) fn registered_as(&self, name: &UserName) -> Option<UserName> {
+        self.auth.registered.find(name).cloned()
     }
 
     /// The registered names, as read from the accounts file.
