@@ -12,7 +12,9 @@
 //!
 //! The delay: none for the first [`FREE_FAILURES`] failures of an address within [`FAILURE_MEMORY`],
 //! then 250 ms doubling per failure up to [`MAX_FAILURE_DELAY`]. The set of registered names comes from
-//! the shell (`Registered`), which reads the accounts file again when it changes.
+//! the shell (`Registered`), which reads the accounts file again when it changes (in cluster mode: the
+//! replica, when an `Account` entry of the shared log changes them; a credential its instance verified
+//! arrives as `AdmitAccount`, see `login`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
