@@ -138,11 +138,29 @@ fn accounts_are_shared_by_every_instance_through_the_log_and_survive_a_restart_o
     for secret in [passwords[0], passwords[1], "third horse battery", "bob's horse battery", &token[..]] {
         assert!(!shown.contains(secret), "{secret:?} is in the log");
     }
+    let lines = Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["log", "show", "--cluster", &urls]).output();
+    let lines = String::from_utf8(lines.unwrap().stdout).unwrap();
+    let changes: Vec<&str> = lines.lines().filter(|l| l.starts_with("ACCOUNT")).collect();
+    assert!(changes.contains(&"ACCOUNT REGISTER alice") && changes.contains(&"ACCOUNT REMOVE bob"), "{lines}");
+    assert!(!lines.contains("$argon2id$"), "the lines show no hash: {lines}");
     let verified = Command::new(env!("CARGO_BIN_EXE_chat-cli")).args(["log", "verify", "--cluster", &urls]).output();
     assert!(verified.as_ref().unwrap().status.success(), "{}", said(&verified.unwrap()));
 
+    // A password user whose instance dies resumes on the other one (the credential is checked there).
+    let both = format!("{},{}", a.addr, b.addr);
+    let password_file = third.to_str().unwrap();
+    let mut alice =
+        common::spawn("alice", &["--json", "--name", "alice", "--server", &both, "--password-file", password_file]);
+    alice.event_of("ready");
+    alice.say("before");
+    assert_eq!(alice.event_of("message")["text"], "before");
+    a.kill();
+    alice.event_of("resumed");
+    alice.say("after");
+    assert_eq!(alice.event_of("message")["text"], "after");
+    assert_eq!(alice.finish(), 0);
+
     // Everything stops (instances and NATS) and starts again: the accounts are still there.
-    assert_eq!(a.terminate(), Some(0));
     assert_eq!(b.terminate(), Some(0));
     nats.stop_all();
     nats.start_all();

@@ -122,3 +122,47 @@ fn a_web_user_on_one_instance_and_a_terminal_user_on_another_share_one_order() {
     assert_eq!(bob.finish(), 0);
     assert_eq!(b.terminate(), Some(0));
 }
+
+/// The browser test (`tests/web/browser_test.py --cluster`): two headless Chromium users on one
+/// instance and a `chat-cli` user on another exchange broadcasts, a room message, DMs and a multicast
+/// and see one order; a tab that leaves and comes back resumes. Runs when Debian's `chromium` and
+/// `chromium-driver` are installed (`tests/web/run.sh` installs them); otherwise it says so and passes.
+#[test]
+fn in_a_real_browser_across_instances_when_chromium_is_installed() {
+    let found = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if let Some(missing) = ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool)) {
+        println!("SKIPPED: browser test across instances: {missing} is not installed (tests/web/run.sh installs it)");
+        return;
+    }
+    let Some(nats) = nats::cluster_or_skip("in_a_real_browser_across_instances") else { return };
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chat-cli"));
+    let out = bin
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/chat-cli")
+        .join("web-screenshots-cluster");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web/browser_test.py");
+    let run = Command::new("python3")
+        .arg(script)
+        .arg("--bin")
+        .arg(bin)
+        .arg("--out")
+        .arg(&out)
+        .args(["--cluster", &nats.urls()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "the browser test across instances failed:\n{said}");
+    println!("{said}");
+    for page in ["alice.png", "bob.png", "bob-disconnected.png"] {
+        let png = std::fs::read(out.join(page)).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{page} is a picture");
+    }
+}
