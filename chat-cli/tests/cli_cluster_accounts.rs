@@ -172,3 +172,61 @@ fn accounts_are_shared_by_every_instance_through_the_log_and_survive_a_restart_o
     assert_eq!(alice.finish(), 0);
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// One NATS node that requires a user and password (and its JetStream store), stopped when dropped.
+struct SecuredNats(std::process::Child, tempfile::TempDir, u16);
+
+impl Drop for SecuredNats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_account_tool_reaches_a_nats_that_requires_credentials_and_is_refused_without_them() {
+    let bin = match nats::nats_server() {
+        Ok(bin) => bin,
+        Err(reason) => return println!("skipped: nats-server cannot be installed: {reason}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("n.conf");
+    let store = dir.path().join("store");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\nauthorization {{ user: chat, password: s3cret }}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin).arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let nats = SecuredNats(child, dir, port);
+    let url = format!("nats://127.0.0.1:{}", nats.2);
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", nats.2)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let user = ["--cluster-user", "chat:s3cret"];
+    let a =
+        Instance::start(&url, "127.0.0.1:0", &[&["--auth", "accounts", "--cluster-replicas", "1"][..], &user].concat());
+    // Without the NATS user, or with a wrong password: the tool cannot publish anything.
+    for access in [&[][..], &["--cluster-user", "chat:guess"]] {
+        let mut args = vec!["add", "alice"];
+        args.extend(access);
+        let out = account(&args, &url, Some("alice's horse battery"));
+        assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+        assert!(said(&out).contains("cannot connect") || said(&out).contains("authorization"), "{}", said(&out));
+    }
+    let listed = account(&["list", "--cluster-user", "chat:s3cret"], &url, None);
+    assert!(listed.status.success() && listed.stdout.is_empty(), "nobody registered: {}", said(&listed));
+    let added = account(&["add", "alice", "--cluster-user", "chat:s3cret"], &url, Some("alice's horse battery"));
+    assert!(added.status.success(), "{}", said(&added));
+    let password = secret_file(nats.1.path(), "password", "alice's horse battery");
+    let (alice, first) = login("alice", &a.addr, Some(("--password-file", &password)));
+    assert_eq!(first["type"], "ready", "{first}");
+    assert_eq!(alice.finish(), 0);
+    assert_eq!(a.terminate(), Some(0));
+}
