@@ -1,4 +1,5 @@
-//! `chat-cli account add|remove|list|passwd|token`: the server's accounts file.
+//! `chat-cli account add|remove|list|passwd|token`: the server's accounts file, or with `--cluster`
+//! the accounts of a cluster (changed through its shared log: `chat_server::cluster::admin`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chat_core::UserName;
 use chat_server::accounts::Accounts;
+use chat_server::cluster::ClusterConfig;
+use chat_server::cluster::admin::{AccountAnswer, AccountRequest, account};
 
 use crate::args::{AccountAction, Cli};
 use crate::secrets::new_password;
@@ -58,6 +61,49 @@ pub fn run(cli: &Cli, action: &AccountAction, dir: &Path) -> Result<ExitCode> {
                 "chat-cli: a token for {user}: it is shown only now; log in with --token-file FILE or CHAT_TOKEN"
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one account action on the accounts of the cluster at `config`: the same words and exit codes
+/// as with a data directory.
+pub async fn run_cluster(cli: &Cli, action: &AccountAction, config: &ClusterConfig) -> Result<ExitCode> {
+    let request = match action {
+        AccountAction::Add { name: raw } => {
+            let name = name(raw)?;
+            let password = new_password(cli, name.as_str())?;
+            AccountRequest::Add { name, password }
+        }
+        AccountAction::Remove { name: raw } => AccountRequest::Remove { name: name(raw)? },
+        AccountAction::List => AccountRequest::List,
+        AccountAction::Passwd { name: raw } => {
+            let name = name(raw)?;
+            let password = new_password(cli, name.as_str())?;
+            AccountRequest::Passwd { name, password }
+        }
+        AccountAction::Token { name: raw } => AccountRequest::Token { name: name(raw)? },
+    };
+    let urls = config.urls.join(",");
+    let answer = match account(config, request).await {
+        Ok(answer) => answer,
+        // A refusal reads as with a data directory ("alice is registered already").
+        Err(refusal @ chat_server::ServerError::Account(_)) => return Err(refusal.into()),
+        Err(e) => return Err(e).with_context(|| format!("the accounts of the cluster at {urls}")),
+    };
+    match (action, answer) {
+        (_, AccountAnswer::Names(names)) => {
+            for user in names {
+                println!("{user}");
+            }
+        }
+        (AccountAction::Token { name: raw }, AccountAnswer::Token(token)) => {
+            println!("{token}");
+            eprintln!("chat-cli: a token for {raw}: it is shown only now; log in with --token-file FILE or CHAT_TOKEN");
+        }
+        (AccountAction::Add { name: raw }, _) => eprintln!("chat-cli: {raw} is registered"),
+        (AccountAction::Remove { name: raw }, _) => eprintln!("chat-cli: {raw} is no longer registered"),
+        (AccountAction::Passwd { name: raw }, _) => eprintln!("chat-cli: the password of {raw} is changed"),
+        (_, answer) => bail!("unexpected answer {answer:?}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -152,6 +152,16 @@ pub enum Cmd {
         /// The server's data directory (where the accounts file lives).
         #[arg(long, default_value = "chat-data", global = true)]
         data_dir: PathBuf,
+        /// The accounts of the cluster on these NATS servers (nats://HOST:PORT, comma-separated)
+        /// instead of a data directory: the change goes through the cluster's shared log.
+        #[arg(long, value_name = "URL[,URL...]", global = true)]
+        cluster: Option<String>,
+        /// The cluster's stream.
+        #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME", global = true)]
+        cluster_stream: String,
+        /// How to authenticate to NATS (with --cluster).
+        #[command(flatten)]
+        nats: NatsAccess,
     },
 }
 
@@ -294,27 +304,9 @@ pub struct ServeArgs {
     /// (its sessions are then detached, for their clients to resume elsewhere).
     #[arg(long, default_value_t = chat_server::cluster::DEFAULT_LEASE.as_millis() as u64)]
     pub cluster_lease_ms: u64,
-    /// Cluster mode: a NATS credentials file (JWT and NKey seed).
-    #[arg(long, value_name = "FILE")]
-    pub cluster_creds: Option<PathBuf>,
-    /// Cluster mode: a NATS user and password, USER:PASSWORD.
-    #[arg(long, value_name = "USER:PASSWORD", env = "CHAT_CLUSTER_USER")]
-    pub cluster_user: Option<String>,
-    /// Cluster mode: a NATS token, from the first line of this file.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_token_file: Option<PathBuf>,
-    /// Cluster mode: TLS to NATS, trusting the CA certificates in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_ca: Option<PathBuf>,
-    /// Cluster mode: TLS client certificate for NATS (PEM); needs --cluster-key.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_cert: Option<PathBuf>,
-    /// Cluster mode: the key of --cluster-cert (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub cluster_key: Option<PathBuf>,
-    /// Cluster mode: require TLS to NATS (trusting the system's CAs unless --cluster-ca).
-    #[arg(long)]
-    pub cluster_tls: bool,
+    /// Cluster mode: how to authenticate to NATS.
+    #[command(flatten)]
+    pub nats: NatsAccess,
     /// Also serve the web client (a page and its WebSocket, `/ws`) on this address: over TLS when the
     /// server has TLS; beyond loopback only with TLS and accounts, or `--insecure`. Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -370,6 +362,36 @@ pub struct LogCluster {
     /// The cluster's stream.
     #[arg(long, default_value = chat_server::cluster::DEFAULT_STREAM, value_name = "NAME")]
     pub cluster_stream: String,
+    /// How to authenticate to NATS.
+    #[command(flatten)]
+    pub nats: NatsAccess,
+}
+
+/// How to reach a cluster's NATS servers securely (`serve --cluster`, `log … --cluster`,
+/// `account … --cluster`).
+#[derive(Debug, Args)]
+pub struct NatsAccess {
+    /// Cluster mode: a NATS credentials file (JWT and NKey seed).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cluster_creds: Option<PathBuf>,
+    /// Cluster mode: a NATS user and password, USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD", env = "CHAT_CLUSTER_USER", global = true)]
+    pub cluster_user: Option<String>,
+    /// Cluster mode: a NATS token, from the first line of this file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cluster_token_file: Option<PathBuf>,
+    /// Cluster mode: TLS to NATS, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cluster_ca: Option<PathBuf>,
+    /// Cluster mode: TLS client certificate for NATS (PEM); needs --cluster-key.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cluster_cert: Option<PathBuf>,
+    /// Cluster mode: the key of --cluster-cert (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cluster_key: Option<PathBuf>,
+    /// Cluster mode: require TLS to NATS (trusting the system's CAs unless --cluster-ca).
+    #[arg(long, global = true)]
+    pub cluster_tls: bool,
 }
 
 /// `send` options (the server is `--server`, the sender `--name`).

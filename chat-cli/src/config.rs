@@ -14,7 +14,7 @@ use chat_server::router::{AddressLimits, AuthMode, Limits};
 use chat_server::server::ServerConfig;
 use chat_server::tls::{KNOWN_SERVERS_FILE, TlsClient, TlsServer, Trust};
 
-use crate::args::{AuthArg, Cli, ServeArgs};
+use crate::args::{AuthArg, Cli, NatsAccess, ServeArgs};
 use crate::secrets::login_credential;
 
 /// The server's settings from `serve`'s flags; `Err` is a usage message.
@@ -48,7 +48,8 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
         AuthArg::Open => AuthMode::Open,
         AuthArg::Accounts => AuthMode::Accounts,
     };
-    if auth == AuthMode::Accounts && serve.no_log {
+    // In cluster mode the accounts live in the cluster's shared log, not in the data directory.
+    if auth == AuthMode::Accounts && serve.no_log && serve.cluster.is_none() {
         return Err("--auth accounts needs the data directory (the accounts live there): drop --no-log".into());
     }
     // Safe by default: only loopback may go without TLS and accounts (as Redis's protected mode).
@@ -112,11 +113,13 @@ pub fn server_config(cli: &Cli, serve: &ServeArgs) -> Result<ServerConfig, Strin
     })
 }
 
-/// The cluster whose log `log show --cluster` / `log verify --cluster` read.
-pub fn log_cluster(urls: &str, stream: &str) -> Result<ClusterConfig, String> {
+/// The cluster whose log `log show --cluster` / `log verify --cluster` read (and whose accounts
+/// `account … --cluster` changes), reached with `access`.
+pub fn log_cluster(urls: &str, stream: &str, access: &NatsAccess) -> Result<ClusterConfig, String> {
     let urls = cluster_urls(urls)?;
     let mut config = ClusterConfig::new(urls);
     config.stream = checked_stream(stream)?;
+    nats_access(&mut config, access)?;
     Ok(config)
 }
 
@@ -151,36 +154,43 @@ fn checked_stream(stream: &str) -> Result<String, String> {
 /// Cluster mode from `--cluster URL[,URL...]` and the `--cluster-*` flags (`None` without `--cluster`).
 fn cluster_config(serve: &ServeArgs) -> Result<Option<ClusterConfig>, String> {
     let Some(urls) = &serve.cluster else {
-        let stray = serve.cluster_creds.is_some()
-            || serve.cluster_user.is_some()
-            || serve.cluster_token_file.is_some()
-            || serve.cluster_ca.is_some()
-            || serve.cluster_cert.is_some();
+        let access = &serve.nats;
+        let stray = access.cluster_creds.is_some()
+            || access.cluster_user.is_some()
+            || access.cluster_token_file.is_some()
+            || access.cluster_ca.is_some()
+            || access.cluster_cert.is_some();
         return if stray { Err("the --cluster-* options go with --cluster URL".into()) } else { Ok(None) };
     };
     let mut config = ClusterConfig::new(cluster_urls(urls)?);
     config.stream = checked_stream(&serve.cluster_stream)?;
     config.replicas = serve.cluster_replicas.clamp(1, 5);
     config.lease = Duration::from_millis(serve.cluster_lease_ms.max(1000));
-    config.creds = serve.cluster_creds.clone();
-    if let Some(user) = &serve.cluster_user {
+    nats_access(&mut config, &serve.nats)?;
+    Ok(Some(config))
+}
+
+/// The NATS credentials and TLS settings of `access`, into `config`.
+fn nats_access(config: &mut ClusterConfig, access: &NatsAccess) -> Result<(), String> {
+    config.creds = access.cluster_creds.clone();
+    if let Some(user) = &access.cluster_user {
         let Some((user, password)) = user.split_once(':') else {
             return Err("--cluster-user needs USER:PASSWORD".into());
         };
         config.user = Some((user.to_string(), password.to_string()));
     }
-    if let Some(file) = &serve.cluster_token_file {
+    if let Some(file) = &access.cluster_token_file {
         let token = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         config.token = Some(token.lines().next().unwrap_or("").trim().to_string());
     }
-    config.ca = serve.cluster_ca.clone();
-    config.client_cert = match (&serve.cluster_cert, &serve.cluster_key) {
+    config.ca = access.cluster_ca.clone();
+    config.client_cert = match (&access.cluster_cert, &access.cluster_key) {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         (None, None) => None,
         _ => return Err("--cluster-cert and --cluster-key go together".into()),
     };
-    config.require_tls = serve.cluster_tls;
-    Ok(Some(config))
+    config.require_tls = access.cluster_tls;
+    Ok(())
 }
 
 /// `--web-origin`: `http://HOST[:PORT]` or `https://HOST[:PORT]`, nothing more (as browsers send it).

@@ -111,7 +111,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Some(Cmd::Log { action: LogAction::Show { ref dir, json, ref cluster } }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if let Some(urls) = &cluster.cluster {
-                let config = match config::log_cluster(urls, &cluster.cluster_stream) {
+                let config = match config::log_cluster(urls, &cluster.cluster_stream, &cluster.nats) {
                     Ok(config) => config,
                     Err(message) => return usage(&message),
                 };
@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Some(Cmd::Log { action: LogAction::Verify { ref dir, ref cluster } }) => {
             if let Some(urls) = &cluster.cluster {
-                let config = match config::log_cluster(urls, &cluster.cluster_stream) {
+                let config = match config::log_cluster(urls, &cluster.cluster_stream, &cluster.nats) {
                     Ok(config) => config,
                     Err(message) => return usage(&message),
                 };
@@ -157,7 +157,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Some(Cmd::Account { ref action, ref data_dir }) => account::run(&cli, action, data_dir),
+        Some(Cmd::Account { ref action, cluster: Some(ref urls), ref cluster_stream, ref nats, .. }) => {
+            let config = match config::log_cluster(urls, cluster_stream, nats) {
+                Ok(config) => config,
+                Err(message) => return usage(&message),
+            };
+            account::run_cluster(&cli, action, &config).await
+        }
+        Some(Cmd::Account { ref action, ref data_dir, .. }) => account::run(&cli, action, data_dir),
         Some(Cmd::Secret { ref action }) => group_secret::run(action),
         Some(Cmd::Join) | None => join(&cli).await,
     }

@@ -15,6 +15,11 @@
 //!
 //! [`Accounts::verify`] answers the same way, after the same work, for an unknown name and for a wrong
 //! password: an unknown name is checked against a dummy hash.
+//!
+//! In cluster mode the accounts are not a file but entries of the shared log: `chat-cli account …
+//! --cluster` hashes (`hash_password`, [`new_token`]) before it publishes, and every replica builds an
+//! [`Accounts::in_memory`] table from the hashes alone (`add_hashed`, `set_password_hashed`,
+//! `add_token_hash`), which check what they are given: the log is read as hostile input too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +43,15 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Prefix of every token, so a token is recognisable in a configuration file.
 pub const TOKEN_PREFIX: &str = "chat_";
+/// Longest password hash accepted from the shared log, in bytes (a PHC string is about 100).
+pub const MAX_HASH_LEN: usize = 256;
+/// Most memory an accepted password hash may ask of a verification, in KiB (ours use 19 MiB): a
+/// hash from the shared log that asks for more is refused, so no entry can make logins expensive.
+pub const MAX_HASH_MEMORY_KIB: u32 = 64 * 1024;
+/// Most passes an accepted password hash may ask for (ours use 2).
+pub const MAX_HASH_PASSES: u32 = 8;
+/// Most lanes an accepted password hash may ask for (ours use 1).
+pub const MAX_HASH_LANES: u32 = 4;
 
 /// One account.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,8 +70,8 @@ struct File {
     accounts: Vec<Account>,
 }
 
-/// The accounts of a data directory.
-#[derive(Debug)]
+/// The accounts of a data directory (or, in cluster mode, of the shared log: see the module documentation).
+#[derive(Debug, Clone)]
 pub struct Accounts {
     path: PathBuf,
     accounts: NameMap<Account>,
@@ -92,6 +106,11 @@ fn refused(reason: impl Into<String>) -> ServerError {
 }
 
 impl Accounts {
+    /// No accounts, kept in memory only: a cluster's replica fills it from the shared log.
+    pub fn in_memory() -> Accounts {
+        Accounts { path: PathBuf::new(), accounts: NameMap::default() }
+    }
+
     /// The accounts file of `dir`.
     pub fn path_in(dir: &Path) -> PathBuf {
         dir.join(ACCOUNTS_FILE)
@@ -160,8 +179,20 @@ impl Accounts {
         if let Some(taken) = self.accounts.find(&name) {
             return Err(refused(format!("{taken} is registered already")));
         }
-        let password = hash(password)?;
-        let account = Account { name: name.clone(), password, tokens: Vec::new() };
+        self.add_hashed(name, hash_password(password)?)
+    }
+
+    /// Registers `name` with the password hash `phc` (an argon2id PHC string within the bounds
+    /// above): the same refusals as [`Accounts::add`], and a hash that is not acceptable.
+    pub fn add_hashed(&mut self, name: UserName, phc: String) -> Result<(), ServerError> {
+        if crate::router::is_reserved(&name) {
+            return Err(refused(format!("{name} is reserved for the server's notices")));
+        }
+        if let Some(taken) = self.accounts.find(&name) {
+            return Err(refused(format!("{taken} is registered already")));
+        }
+        check_hash(&phc)?;
+        let account = Account { name: name.clone(), password: phc, tokens: Vec::new() };
         self.accounts.insert(name, account).map_err(|_| refused("registered already"))
     }
 
@@ -172,23 +203,37 @@ impl Accounts {
 
     /// Sets a new password for `name` (its tokens stay valid).
     pub fn set_password(&mut self, name: &UserName, password: &str) -> Result<(), ServerError> {
-        let hashed = hash(password)?;
+        if !self.is_registered(name) {
+            return Err(refused(format!("no account {name}")));
+        }
+        self.set_password_hashed(name, hash_password(password)?)
+    }
+
+    /// Sets the password hash `phc` for `name` (checked as by [`Accounts::add_hashed`]).
+    pub fn set_password_hashed(&mut self, name: &UserName, phc: String) -> Result<(), ServerError> {
+        check_hash(&phc)?;
         let (registered, mut account) =
             self.accounts.remove(name).ok_or_else(|| refused(format!("no account {name}")))?;
-        account.password = hashed;
+        account.password = phc;
         self.accounts.insert(registered, account).map_err(|_| refused("lost the account"))
     }
 
     /// Issues a new token for `name`: returned once, stored hashed.
     pub fn issue_token(&mut self, name: &UserName) -> Result<String, ServerError> {
+        let (token, hashed) = new_token();
+        self.add_token_hash(name, hashed)?;
+        Ok(token)
+    }
+
+    /// Adds a token, given as its SHA-256 in 64 lowercase hex digits, to `name`'s account.
+    pub fn add_token_hash(&mut self, name: &UserName, hashed: String) -> Result<(), ServerError> {
+        if hashed.len() != 64 || !hashed.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(refused("a token hash is 64 lowercase hex digits"));
+        }
         let (registered, mut account) =
             self.accounts.remove(name).ok_or_else(|| refused(format!("no account {name}")))?;
-        let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let token = format!("{TOKEN_PREFIX}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        account.tokens.push(token_hash(&token));
-        self.accounts.insert(registered, account).map_err(|_| refused("lost the account"))?;
-        Ok(token)
+        account.tokens.push(hashed);
+        self.accounts.insert(registered, account).map_err(|_| refused("lost the account"))
     }
 
     /// Whether `credential` proves ownership of `name`; the registered name (display form) if so.
@@ -217,8 +262,36 @@ impl Accounts {
     }
 }
 
-/// Hashes a new password (argon2id, random salt), after checking its length.
-fn hash(password: &str) -> Result<String, ServerError> {
+/// A new token and its hash (as [`Accounts::add_token_hash`] takes it): the token is shown once.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let token = format!("{TOKEN_PREFIX}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let hashed = token_hash(&token);
+    (token, hashed)
+}
+
+/// Whether `phc` is a password hash an account may hold: an argon2id PHC string whose parameters
+/// stay within [`MAX_HASH_MEMORY_KIB`], [`MAX_HASH_PASSES`] and [`MAX_HASH_LANES`].
+fn check_hash(phc: &str) -> Result<(), ServerError> {
+    let bad = || refused("not an acceptable argon2id password hash");
+    if phc.len() > MAX_HASH_LEN {
+        return Err(bad());
+    }
+    let parsed = PasswordHash::new(phc).map_err(|_| bad())?;
+    if parsed.algorithm != argon2::Algorithm::Argon2id.ident() || parsed.hash.is_none() || parsed.salt.is_none() {
+        return Err(bad());
+    }
+    let params = argon2::Params::try_from(&parsed).map_err(|_| bad())?;
+    if params.m_cost() > MAX_HASH_MEMORY_KIB || params.t_cost() > MAX_HASH_PASSES || params.p_cost() > MAX_HASH_LANES {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Hashes a new password (argon2id, random salt), after checking its length. Blocking (argon2):
+/// call it off the async runtime's workers.
+pub fn hash_password(password: &str) -> Result<String, ServerError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(refused(format!("a password needs at least {MIN_PASSWORD_LEN} characters")));
     }

@@ -6,7 +6,10 @@ Drives Chromium through chromedriver's WebDriver protocol (HTTP + JSON, Python's
 only). Writes a screenshot of each page to OUT (alice.png, bob.png, and bob-disconnected.png once
 the server is gone). Every wait is bounded; every process started here is stopped here.
 
-Usage: browser_test.py --bin target/debug/chat-cli --out target/web-screenshots
+With --cluster NATS_URLS the browsers' server is one instance of a cluster (`serve --cluster --web`) and
+the chat-cli user is on another instance: the same checks, across instances.
+
+Usage: browser_test.py --bin target/debug/chat-cli --out target/web-screenshots [--cluster nats://...]
 """
 
 import argparse
@@ -215,6 +218,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--chromedriver", default=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    parser.add_argument("--cluster", help="NATS URLs: the browsers on one instance, chat-cli on another")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     started = time.monotonic()
@@ -222,13 +226,19 @@ def main():
     scratch = tempfile.mkdtemp(prefix="chat-web-test-")
     try:
         data = os.path.join(scratch, "data")
+        storage = ["--cluster", args.cluster] if args.cluster else ["--data-dir", data]
         server = JsonProcess(
             "server",
-            [args.bin, "serve", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--data-dir", data, "--json"],
+            [args.bin, "serve", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--json", *storage],
         )
         cleanup.append(server.stop)
         listening = server.event_of("listening")
         addr, web = listening["addr"], listening["web_addr"]
+        if args.cluster:
+            # carol's instance: another one of the same cluster.
+            other = JsonProcess("other", [args.bin, "serve", "--listen", "127.0.0.1:0", "--json", *storage])
+            cleanup.append(other.stop)
+            addr = other.event_of("listening")["addr"]
 
         port = free_port()
         driver = Process("chromedriver", [args.chromedriver, f"--port={port}", "--allowed-ips=127.0.0.1"])

@@ -208,6 +208,9 @@ fn monitor(port: u16, path: &str) -> Option<Value> {
 pub struct Instance {
     /// Where clients connect.
     pub addr: String,
+    /// Where the web client is served (`--web`), if it is.
+    #[allow(dead_code)] // only the web test reads it
+    pub web: Option<String>,
     child: Child,
     /// Every line it wrote to standard error so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -248,7 +251,8 @@ impl Instance {
         let event: Value = serde_json::from_str(&first).expect("JSON");
         assert_eq!(event["type"], "listening", "{first}");
         let addr = event["addr"].as_str().expect("addr").to_string();
-        let instance = Instance { addr, child, log };
+        let web = event["web_addr"].as_str().map(String::from);
+        let instance = Instance { addr, web, child, log };
         instance.wait_for_log("serving as one instance");
         instance
     }

@@ -22,6 +22,8 @@
 //! | `Kicked`   | the instance kicked a connection (slow consumer)  | `Input::Kicked`: the session ends        |
 //! | `Tick`     | the instance published nothing for a while        | nothing but the time: grace periods and login deadlines run on log time |
 //! | `Down`     | an instance's lease is gone (see `lease`)         | that instance's sessions are detached; its later batches are ignored |
+//! | `Account`  | `chat-cli account … --cluster` changes an account (hashes only: see `accounts`) | the replica's account table changes (the first registration of a name wins); a change of the names is `Input::Registered` |
+//! | `Authenticated` | a connection logged in with a password or token its instance verified against its replica's accounts | `Input::AdmitAccount`: logged in under the registered name, or `auth_failed` if the account is gone meanwhile |
 //!
 //! Entries are an enum encoded by variant index: variants are only ever appended.
 
@@ -30,6 +32,7 @@ use chat_core::{Recipients, RoomName, Timestamp};
 use chat_transport::codec::{LEN_PREFIX, MAX_FRAME_LEN, decode_payload, encode_frame_into};
 use serde::{Deserialize, Serialize};
 
+use super::accounts::AccountChange;
 use crate::router::{ClusterLogin, ConnId};
 
 /// The version of the batch format this build writes (and the newest it reads).
@@ -123,19 +126,23 @@ pub enum Entry {
         /// Which.
         instance: u32,
     },
+    /// An account changes (published by `chat-cli account … --cluster`, which hashed first).
+    Account(AccountChange),
+    /// A connection logs in with a credential its instance verified: `name` is the account's.
+    Authenticated(ClusterLogin),
 }
 
 impl Entry {
     /// The connection an entry speaks for, if any (it must belong to the publishing instance).
     pub fn conn(&self) -> Option<ConnId> {
         match self {
-            Entry::Admit(login) => Some(login.conn),
+            Entry::Admit(login) | Entry::Authenticated(login) => Some(login.conn),
             Entry::Send { conn, .. }
             | Entry::JoinRoom { conn, .. }
             | Entry::PartRoom { conn, .. }
             | Entry::Gone { conn, .. }
             | Entry::Kicked { conn, .. } => Some(*conn),
-            Entry::Up | Entry::Tick | Entry::Down { .. } => None,
+            Entry::Up | Entry::Tick | Entry::Down { .. } | Entry::Account(_) => None,
         }
     }
 }
@@ -303,17 +310,50 @@ mod tests {
             legacy: false,
             resumable: true,
         };
-        let entries = vec![Entry::Up, Entry::Admit(login), send("hi"), Entry::Tick, Entry::Down { instance: 3 }];
+        let account = AccountChange::Token { name: UserName::new("bob").unwrap(), token: "ab".repeat(32) };
+        let entries = vec![
+            Entry::Up,
+            Entry::Admit(login.clone()),
+            send("hi"),
+            Entry::Tick,
+            Entry::Down { instance: 3 },
+            Entry::Account(account),
+            Entry::Authenticated(login),
+        ];
         let mut w = BatchWriter::new(&header(5));
         for e in &entries {
             assert!(w.push(e));
         }
-        assert_eq!(w.len(), 5);
+        assert_eq!(w.len(), 7);
         let (h, decoded) = decode_batch(&w.finish()).unwrap();
         assert_eq!(h, header(5));
         assert_eq!(decoded, entries);
         assert_eq!(msg_id(7, 5), "00000007.5");
         assert_eq!(instance_of(conn_base(7) + 2), 7);
+    }
+
+    #[test]
+    fn variants_keep_their_indices_so_old_logs_still_read() {
+        let frame = |e: &Entry| {
+            let mut buf = BytesMut::new();
+            encode_frame_into(e, &mut buf).unwrap();
+            buf[LEN_PREFIX..].to_vec()
+        };
+        assert_eq!(frame(&Entry::Up), [0]);
+        assert_eq!(frame(&Entry::Tick), [7]);
+        assert_eq!(frame(&Entry::Down { instance: 3 }), [8, 3]);
+        let change = AccountChange::Remove { name: UserName::new("bob").unwrap() };
+        assert_eq!(frame(&Entry::Account(change))[..2], [9, 2], "appended: Account is 9, Remove its 3rd change");
+        let login = ClusterLogin {
+            conn: 1,
+            name: UserName::new("bob").unwrap(),
+            quiet: false,
+            token: [0; 32],
+            resume: None,
+            legacy: false,
+            resumable: true,
+        };
+        assert_eq!(frame(&Entry::Authenticated(login))[0], 10);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! settings: instances that ran with other `--grace-ms`, `--history` or room and offline limits may
 //! end sessions or drop queued messages at other points than the replay shows.
 //!
-//! `show --json` prints one object per batch instead: `{"seq", "time_ms", "header", "entries"}`.
+//! `show` adds a line per account change (`ACCOUNT REGISTER alice`, `ACCOUNT TOKEN bob REFUSED (no account
+//! bob)`): the name and the outcome, never a hash. `show --json` prints one object per batch instead:
+//! `{"seq", "time_ms", "header", "entries"}` (account changes with their hashes, never a password).
 
 use std::fmt;
 use std::io::Write;
@@ -20,13 +22,14 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::entry::decode_batch;
+use super::accounts::AccountChange;
+use super::entry::{Entry, decode_batch};
 use super::reader::{self, Delivered};
 use super::{Applied, ClusterConfig, Replica, connect, replicated};
 use crate::ServerError;
 use crate::journal::Record;
 use crate::journal::replay::{Replay, ViolationKind};
-use crate::logview::record_line;
+use crate::logview::{escape, record_line};
 use crate::router::{Output, Router, RouterConfig, RouterState};
 
 /// What a read of the cluster's log found.
@@ -138,7 +141,7 @@ fn record_of(output: Output) -> Option<Record> {
 
 /// Prints the cluster's log (see the module documentation).
 pub async fn show(config: &ClusterConfig, out: &mut impl Write, json: bool) -> Result<ClusterReport, ServerError> {
-    replay(config, |d, _, records| {
+    replay(config, |d, applied, records| {
         if json {
             let line = match decode_batch(&d.payload) {
                 Ok((header, entries)) => serde_json::json!({
@@ -151,10 +154,34 @@ pub async fn show(config: &ClusterConfig, out: &mut impl Write, json: bool) -> R
             for line in records.iter().filter_map(record_line) {
                 writeln!(out, "{line}")?;
             }
+            for line in account_lines(&d.payload, applied) {
+                writeln!(out, "{line}")?;
+            }
         }
         Ok(())
     })
     .await
+}
+
+/// `ACCOUNT REGISTER alice`, `ACCOUNT TOKEN alice REFUSED (no account alice)`, ...: the account changes of
+/// a batch and their outcomes (no hash is printed).
+fn account_lines(payload: &[u8], applied: &Applied) -> Vec<String> {
+    let Applied::Batch { accounts: outcomes, .. } = applied else { return Vec::new() };
+    let Ok((_, entries)) = decode_batch(payload) else { return Vec::new() };
+    let changes = entries.into_iter().filter_map(|e| if let Entry::Account(c) = e { Some(c) } else { None });
+    changes
+        .zip(outcomes)
+        .map(|(change, outcome)| {
+            let what = match change {
+                AccountChange::Register { .. } => "REGISTER",
+                AccountChange::Password { .. } => "PASSWORD",
+                AccountChange::Remove { .. } => "REMOVE",
+                AccountChange::Token { .. } => "TOKEN",
+            };
+            let refused = outcome.as_ref().err().map(|r| format!(" REFUSED ({})", escape(r))).unwrap_or_default();
+            format!("ACCOUNT {what} {}{refused}", change.name())
+        })
+        .collect()
 }
 
 /// Checks the cluster's log (see the module documentation).

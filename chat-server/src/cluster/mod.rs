@@ -43,7 +43,17 @@
 //! | `reader`    | the ordered consumer feeding batches to the owner task                     |
 //! | `lease`     | the instance's lease and the sweep of the others'                          |
 //! | `logview`   | `chat-cli log show --cluster` / `log verify --cluster`                     |
+//! | `accounts`  | the accounts' changes the log carries, and how a replica applies them      |
+//! | `admin`     | `chat-cli account … --cluster`: hash here, publish the change, read its outcome |
+//!
+//! **Accounts** (`--auth accounts`, or registered names under `--auth open`) are entries of the log
+//! too: every replica holds the same account table, built from password *hashes* and token hashes
+//! that `chat-cli account … --cluster` computed before publishing. A login with a credential is
+//! verified by the instance that accepted it, against its replica's table, off the owner task; only
+//! the verdict (an `Authenticated` login under the account's name) enters the log.
 
+pub mod accounts;
+pub mod admin;
 pub mod entry;
 mod lease;
 pub mod logview;

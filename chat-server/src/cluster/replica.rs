@@ -11,6 +11,8 @@
 //! | a batch number already seen from its instance  | ignored (a duplicate publish)                          |
 //! | an entry for a connection of another instance  | ignored, counted (an instance speaks only for its own) |
 //! | `Down { i }`                                   | `i` marked down; every session attached to one of its connections is detached (`Disconnected { instance_down }`) |
+//! | `Account(change)`                              | the account table changes (see `accounts`); if the registered names changed, `Input::Registered` |
+//! | `Authenticated(login)`                         | `Input::AdmitAccount`                                  |
 //! | after every batch                              | `handle_timeout(now)`: grace periods, login deadlines  |
 //!
 //! Because every input that changes shared state comes through here, in the same order and with the
@@ -22,6 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::entry::{Entry, decode_batch, instance_of};
+use crate::accounts::Accounts;
 use crate::router::{Input, Router};
 
 /// Log time is mapped to the router's `Instant`s as `base + (log_ms - LOG_EPOCH_MS)` (2020-01-01):
@@ -42,6 +45,8 @@ pub enum Applied {
         entries: usize,
         /// Instances this batch marked down.
         down: Vec<u32>,
+        /// The outcome of each account change in the batch, in order (a refusal's words).
+        accounts: Vec<Result<(), String>>,
     },
     /// Ignored: see the module table.
     Ignored(&'static str),
@@ -65,12 +70,15 @@ pub struct Replica {
     instances: BTreeMap<u32, Instance>,
     /// Batches or entries ignored as malformed or out of place.
     rejected: u64,
+    /// The accounts, as the log's `Account` entries made them.
+    accounts: Accounts,
 }
 
 impl Replica {
     /// A replica whose log time starts at the epoch, mapped to `base`.
     pub fn new(base: Instant) -> Self {
-        Replica { base, log_ms: LOG_EPOCH_MS, applied: 0, instances: BTreeMap::new(), rejected: 0 }
+        let accounts = Accounts::in_memory();
+        Replica { base, log_ms: LOG_EPOCH_MS, applied: 0, instances: BTreeMap::new(), rejected: 0, accounts }
     }
 
     /// The router's `now`: the log time so far.
@@ -91,6 +99,11 @@ impl Replica {
     /// Batches or entries ignored as malformed or out of place.
     pub fn rejected(&self) -> u64 {
         self.rejected
+    }
+
+    /// The accounts so far.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// Whether `instance` has published anything (or been marked down).
@@ -139,7 +152,7 @@ impl Replica {
             return Applied::Ignored("duplicate batch");
         }
         instance.last = header.number;
-        let (mut applied, mut down) = (0, Vec::new());
+        let (mut applied, mut down, mut accounts) = (0, Vec::new(), Vec::new());
         for entry in entries {
             if entry.conn().is_some_and(|c| instance_of(c) != header.instance) {
                 self.rejected += 1;
@@ -161,9 +174,17 @@ impl Replica {
                         down.push(instance);
                     }
                 }
+                Entry::Account(change) => {
+                    let outcome = change.apply(&mut self.accounts);
+                    if outcome.is_ok() && change.changes_names() {
+                        router.handle(now, Input::Registered { names: self.accounts.names() });
+                    }
+                    accounts.push(outcome);
+                }
+                Entry::Authenticated(login) => router.handle(now, Input::AdmitAccount(login)),
             }
         }
-        Applied::Batch { instance: header.instance, entries: applied, down }
+        Applied::Batch { instance: header.instance, entries: applied, down, accounts }
     }
 
     /// Marks `instance` down and detaches its sessions; false if it already was.

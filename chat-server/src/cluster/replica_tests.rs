@@ -158,7 +158,7 @@ fn an_instance_marked_down_detaches_its_sessions_and_is_ignored_from_then_on() {
     node.feed(T0, &batch(1, 1, &[admit(conn(1, 1), "alice")]));
     node.feed(T0, &batch(2, 1, &[admit(conn(2, 1), "bob")]));
     let (applied, out) = node.feed(T0 + 1, &batch(2, 2, &[Entry::Down { instance: 1 }]));
-    assert_eq!(applied, Applied::Batch { instance: 2, entries: 1, down: vec![1] });
+    assert_eq!(applied, Applied::Batch { instance: 2, entries: 1, down: vec![1], accounts: vec![] });
     assert!(!out.iter().any(|o| matches!(o, Output::SessionEnded { .. })), "detached, not ended: {out:?}");
     assert!(node.replica.is_down(1));
     assert_eq!(node.router.connections(), vec![conn(2, 1)]);
@@ -189,7 +189,7 @@ fn duplicates_redeliveries_garbage_and_foreign_connections_are_ignored() {
     assert_eq!(node.feed(T0, b"\x00\x00\x00\x05hello").0, Applied::Ignored("malformed"));
     // Instance 2 speaks for a connection of instance 1 (a bug or an attack): that entry is dropped.
     let (applied, out) = node.feed(T0, &batch(2, 1, &[send(conn(1, 1), 1, "forged"), Entry::Tick]));
-    assert_eq!(applied, Applied::Batch { instance: 2, entries: 1, down: vec![] });
+    assert_eq!(applied, Applied::Batch { instance: 2, entries: 1, down: vec![], accounts: vec![] });
     assert!(!out.iter().any(|o| matches!(o, Output::Store(_))), "{out:?}");
     assert_eq!(node.replica.rejected(), 2);
     assert_eq!(node.router.last_seq(), 0);
@@ -203,4 +203,48 @@ fn log_time_never_goes_back() {
     let stored = out.iter().find_map(|o| if let Output::Store(s) = o { Some(s.clone()) } else { None }).unwrap();
     assert_eq!(stored.message.time, T0 + 500, "a stream timestamp behind the last one counts as the last");
     assert_eq!(node.replica.log_ms(), T0 + 500);
+}
+
+fn account_login(conn: ConnId, who: &str) -> Entry {
+    let Entry::Admit(login) = admit(conn, who) else { unreachable!() };
+    Entry::Authenticated(login)
+}
+
+#[test]
+fn accounts_come_from_the_log_and_verified_logins_start_sessions_under_the_accounts_name() {
+    use super::accounts::AccountChange;
+    let mut accounts_mode = Node::new();
+    accounts_mode.router = Router::new(
+        replicated(RouterConfig { auth: crate::router::AuthMode::Accounts, ..RouterConfig::default() }),
+        RouterState::default(),
+    );
+    for node in [&mut Node::new(), &mut accounts_mode] {
+        let phc = crate::accounts::hash_password("correct horse").unwrap();
+        let register = |who: &str| Entry::Account(AccountChange::Register { name: name(who), password: phc.clone() });
+        // Two registrations of one name: the first in the log wins, the second is refused.
+        let (applied, _) = node.feed(T0, &batch(9, 1, &[register("Alice"), register("alice")]));
+        let refused = Err("Alice is registered already".to_string());
+        assert_eq!(applied, Applied::Batch { instance: 9, entries: 2, down: vec![], accounts: vec![Ok(()), refused] });
+        assert_eq!(node.replica.accounts().names(), [name("Alice")]);
+        // A plain login under the registered name is refused, as on a single server.
+        let (_, out) = node.feed(T0, &batch(1, 1, &[admit(conn(1, 1), "alice")]));
+        let frames = frames_for(&out, conn(1, 1));
+        assert!(
+            matches!(&frames[..], [ServerFrame::Refused { code: ErrorCode::NameTaken | ErrorCode::AuthFailed, .. }]),
+            "{frames:?}"
+        );
+        // A login its instance verified: a session under the account's name (display form).
+        let (_, out) = node.feed(T0, &batch(1, 2, &[account_login(conn(1, 2), "Alice")]));
+        assert!(
+            matches!(&frames_for(&out, conn(1, 2))[0], ServerFrame::Welcome { name: n, .. } if n.as_str() == "Alice")
+        );
+        // The account is removed before another verified login reaches the log: refused.
+        let remove = Entry::Account(AccountChange::Remove { name: name("alice") });
+        node.feed(T0, &batch(9, 2, &[remove]));
+        let (_, out) = node.feed(T0, &batch(2, 1, &[account_login(conn(2, 1), "Alice")]));
+        let frames = frames_for(&out, conn(2, 1));
+        assert!(matches!(&frames[..], [ServerFrame::Refused { code: ErrorCode::AuthFailed, .. }]), "{frames:?}");
+    }
+    // In accounts mode the plain login was refused for want of a credential.
+    assert!(accounts_mode.router.name_of(conn(1, 1)).is_none());
 }

@@ -12,7 +12,9 @@
 //!
 //! The delay: none for the first [`FREE_FAILURES`] failures of an address within [`FAILURE_MEMORY`],
 //! then 250 ms doubling per failure up to [`MAX_FAILURE_DELAY`]. The set of registered names comes from
-//! the shell (`Registered`), which reads the accounts file again when it changes.
+//! the shell (`Registered`), which reads the accounts file again when it changes (in cluster mode: the
+//! replica, when an `Account` entry of the shared log changes them; a credential its instance verified
+//! arrives as `AdmitAccount`, see `login`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -104,7 +106,7 @@ pub fn is_reserved(name: &UserName) -> bool {
 }
 
 /// The refusal for a failed credential: the same words whatever failed.
-const AUTH_FAILED: &str = "wrong name, password or token";
+pub(super) const AUTH_FAILED: &str = "wrong name, password or token";
 
 impl Router {
     /// Refuses a login under a reserved name; true if it did.
@@ -165,6 +167,11 @@ impl Router {
                 self.refuse(conn, ErrorCode::AuthFailed, AUTH_FAILED.into());
             }
         }
+    }
+
+    /// The registered name (display form) that is the same name as `name`, if any.
+    pub(super) fn registered_as(&self, name: &UserName) -> Option<UserName> {
+        self.auth.registered.find(name).cloned()
     }
 
     /// The registered names, as read from the accounts file.

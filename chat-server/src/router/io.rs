@@ -188,6 +188,10 @@ pub enum Input {
         /// Why, as announced to the others.
         reason: String,
     },
+    /// Cluster mode: a connection of some instance logs in with a credential that instance verified
+    /// against its replica's accounts; `login.name` is the account's name. Logged in under it if the
+    /// name is still registered here (at this point of the log), refused `auth_failed` if not.
+    AdmitAccount(ClusterLogin),
 }
 
 /// A login as the shared log of a cluster carries it (see [`Input::Admit`]): never a credential or

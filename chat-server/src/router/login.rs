@@ -18,6 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::commit::Visible;
+use super::io::ClusterLogin;
 use super::sessions::{LoginOptions, Presented, Session};
 use super::{ConnId, MAX_LISTED_NAMES, MAX_WELCOME_NAMES, Output, Router};
 use crate::journal::Record;
@@ -51,7 +52,27 @@ impl Router {
     }
 
     /// A login whose right to the name another instance of a cluster settled (see `Input::Admit`).
-    pub(super) fn admit(&mut self, now: Instant, admit: super::io::ClusterLogin) {
+    pub(super) fn admit(&mut self, now: Instant, admit: ClusterLogin) {
+        let (conn, name, options) = self.cluster_login(admit);
+        self.login(now, conn, name, options);
+    }
+
+    /// A login whose credential an instance of a cluster verified (see `Input::AdmitAccount`).
+    pub(super) fn admit_account(&mut self, now: Instant, admit: ClusterLogin) {
+        let (conn, name, options) = self.cluster_login(admit);
+        if self.sessions.name_of(conn).is_some() {
+            let message = "already logged in".to_string();
+            return self.reply(conn, ServerFrame::Rejected { req: 0, code: ErrorCode::Protocol, message });
+        }
+        match self.registered_as(&name) {
+            Some(registered) => self.log_in_as(now, conn, registered, options),
+            // The account was removed between the check and this entry.
+            None => self.refuse(conn, ErrorCode::AuthFailed, super::auth::AUTH_FAILED.into()),
+        }
+    }
+
+    /// A cluster login's connection (opened with its flags), name and options.
+    fn cluster_login(&mut self, admit: ClusterLogin) -> (ConnId, UserName, LoginOptions) {
         let conn = admit.conn;
         self.sessions.open(conn);
         if admit.legacy {
@@ -60,8 +81,7 @@ impl Router {
             self.sessions.set_unresumable(conn);
         }
         let resume = admit.resume.map(|(hash, cursor)| Presented { hash, cursor, token: String::new() });
-        let options = LoginOptions { resume, quiet: admit.quiet, minted: Some(admit.token) };
-        self.login(now, conn, admit.name, options);
+        (conn, admit.name, LoginOptions { resume, quiet: admit.quiet, minted: Some(admit.token) })
     }
 
     /// A version 2 login.

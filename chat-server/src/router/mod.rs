@@ -265,6 +265,7 @@ impl Router {
             Input::EndOfTurn => self.end_turn(now),
             Input::Shutdown => self.shutdown(),
             Input::Admit(login) => self.admit(now, login),
+            Input::AdmitAccount(login) => self.admit_account(now, login),
             Input::Kicked { conn, reason } => self.end_session_of(conn, reason),
         }
     }

@@ -4,6 +4,10 @@
 //! Checking a password is argon2 work (tens of milliseconds): it runs on the blocking pool, at most
 //! [`MAX_VERIFYING`] at once so a storm of login attempts cannot take every thread, and its verdict
 //! comes back to the owner as an inbound report like any other.
+//!
+//! In cluster mode there is no file: the cluster shell hands over a snapshot of its replica's
+//! account table ([`AccountsFile::set_table`]) whenever a change of the log altered it, and
+//! credentials are checked against the snapshot current when the login came in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,12 +33,19 @@ pub(super) struct AccountsFile {
     seen: Option<Option<SystemTime>>,
     checked: Option<Instant>,
     verifying: Arc<Semaphore>,
+    /// Cluster mode: the accounts of the shared log (checked instead of a file).
+    table: Option<Arc<Accounts>>,
 }
 
 impl AccountsFile {
     /// The accounts of `dir` (none without a data directory).
     pub(super) fn new(dir: Option<PathBuf>) -> Self {
-        AccountsFile { dir, seen: None, checked: None, verifying: Arc::new(Semaphore::new(MAX_VERIFYING)) }
+        AccountsFile { dir, seen: None, checked: None, verifying: Arc::new(Semaphore::new(MAX_VERIFYING)), table: None }
+    }
+
+    /// Cluster mode: from now on, credentials are checked against `table`.
+    pub(super) fn set_table(&mut self, table: Arc<Accounts>) {
+        self.table = Some(table);
     }
 
     /// The registered names if the file changed since the last call (at most one look per second,
@@ -61,11 +72,14 @@ impl AccountsFile {
 
     /// Checks `credential` for `name` on the blocking pool; the verdict comes back on `inbound`.
     pub(super) fn verify(&self, conn: ConnId, name: UserName, credential: Credential, inbound: mpsc::Sender<Inbound>) {
-        let dir = self.dir.clone();
+        let (dir, table) = (self.dir.clone(), self.table.clone());
         let verifying = self.verifying.clone();
         tokio::spawn(async move {
             let Ok(_permit) = verifying.acquire_owned().await else { return };
             let checked = tokio::task::spawn_blocking(move || {
+                if let Some(table) = table {
+                    return table.verify(&name, &credential);
+                }
                 let accounts = dir.as_deref().map(Accounts::load).transpose();
                 match accounts {
                     Ok(Some(accounts)) => accounts.verify(&name, &credential),

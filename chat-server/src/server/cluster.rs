@@ -15,17 +15,22 @@
 //! |-------------------------------------|-------------------------------------------------------------|
 //! | `Accepted`, `Opened`                | to the local router only (admission, login deadline)        |
 //! | `Login`, `Enter` without credential | `Admit` entry: a token drawn here, only its hash published  |
-//! | `Enter` / `LoginWith` with a credential | the local router, which refuses it (cluster mode has no accounts) |
+//! | `Enter` / `LoginWith` with a credential | the local router (`Authenticate`): the owner checks it against this replica's accounts off the owner task (argon2); right: `Authenticated` entry under the account's name; wrong: the local router refuses it (`auth_failed`, delayed as on a single server) |
 //! | `Send`, `JoinRoom`, `PartRoom`      | entries, once the connection's `Admit` was published; before, the local router refuses them. A `Send` is first charged to the connection's flood control here: over the limit it is answered `RateLimited` (or the connection kicked, `flood`) without entering the log |
 //! | `Peers`, `History`, `Rooms`, `Who`, `Ping` | the local router: they read the replica and change nothing |
 //! | the connection ends                 | `Gone` entry (or the local router, if it never logged in)   |
 //! | the owner kicked or closed it       | `Kicked` / `Gone` entry                                     |
+//!
+//! Connections come from the TCP listener, the text protocol's and the web listener's upgraded
+//! WebSockets (`--web`), all admitted the same way. The replica's account table (built from the
+//! log's `Account` entries) is handed to the owner's credential checks whenever it changes.
 //!
 //! An instance that applies its own `Down` (its lease expired: NATS did not hear from it for a
 //! whole lease) tells its clients to go elsewhere and stops with an error, to be restarted.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::UserName;
@@ -40,7 +45,8 @@ use super::accounts_file::AccountsFile;
 use super::connection::{Inbound, refuse, serve_connection, serve_tls};
 use super::owner::Owner;
 use super::text::{refuse_text, serve_text};
-use super::{ConnSettings, INBOUND_CAPACITY, SHUTDOWN_GRACE, ServerConfig, TURN_INPUTS, accept_text};
+use super::web::{Upgraded, refuse_web, serve_web};
+use super::{ConnSettings, INBOUND_CAPACITY, SHUTDOWN_GRACE, ServerConfig, TURN_INPUTS, accept_text, accept_web, http};
 use crate::ServerError;
 use crate::cluster::publisher::Publisher;
 use crate::cluster::reader::{self, Delivered};
@@ -68,12 +74,15 @@ struct Shell {
     down: bool,
     /// Flood control of this instance's connections, charged before their sends are published.
     flood: Flood,
+    /// Logins with a credential being checked: (quiet, resume) for their `Authenticated` entry.
+    credentials: HashMap<ConnId, (bool, Option<Resume>)>,
 }
 
 /// Serves as one instance of the cluster until `shutdown` completes (or the log marks it down).
 pub(super) async fn run<L: Listener>(
     mut listener: L,
     mut text: Option<L>,
+    web: Option<tokio::net::TcpListener>,
     config: ServerConfig,
     link: Link,
     shutdown: impl Future<Output = ()>,
@@ -106,6 +115,7 @@ pub(super) async fn run<L: Listener>(
 
     let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
     let mut owner = Owner::new(router, None, AccountsFile::new(None), inbound_tx.clone());
+    owner.accounts.set_table(Arc::new(replica.accounts().clone()));
     owner.track_ended();
     let mut shell = Shell {
         replica,
@@ -116,12 +126,14 @@ pub(super) async fn run<L: Listener>(
         last_publish: Instant::now(),
         down: false,
         flood: Flood::new(config.limits),
+        credentials: HashMap::new(),
     };
     shell.publish(Entry::Up).await?;
     let tracker = TaskTracker::new();
     let stream_reader = owner.stream.reader();
     let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
     let mut next_conn: ConnId = conn_base(instance);
+    let (mut upgrades, http) = http::start(web, &config);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -200,11 +212,27 @@ pub(super) async fn run<L: Listener>(
                 let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
                 owner.serving(conn, task.abort_handle());
             }
+            Some(Upgraded { socket, peer }) = accept_web(&mut upgrades) => {
+                next_conn += 1;
+                let conn = next_conn;
+                if let Err((code, message)) = owner.accept(shell.replica.now(), conn, peer.ip()).await? {
+                    tracker.spawn(refuse_web(socket, code, message));
+                    continue;
+                }
+                shell.flood.connected(conn, peer.ip());
+                let (inbound, reader) = (inbound_tx.clone(), stream_reader.clone());
+                let task = tracker.spawn(serve_web(conn, socket, inbound, settings, reader));
+                owner.serving(conn, task.abort_handle());
+            }
         }
     }
     info!("shutting down");
     drop(listener);
     drop(text);
+    drop(upgrades);
+    if let Some(http) = http {
+        http.abort();
+    }
     let marked_down = shell.down;
     // Every session of this instance is detached at once in every replica; its clients resume on
     // another instance (they are told to go by `Closing { shutting_down }`).
@@ -251,10 +279,12 @@ impl Shell {
     /// Applies one batch of the log.
     fn apply(&mut self, owner: &mut Owner, delivered: Delivered) {
         let applied = self.replica.apply(&mut owner.router, delivered.seq, delivered.time_ms, &delivered.payload);
-        if let Applied::Batch { down, .. } = applied
-            && down.contains(&self.instance)
-        {
-            self.down = true;
+        if let Applied::Batch { down, accounts, .. } = applied {
+            self.down |= down.contains(&self.instance);
+            // Rare (an administrator's change): a fresh snapshot for the credential checks.
+            if accounts.iter().any(Result::is_ok) {
+                owner.accounts.set_table(Arc::new(self.replica.accounts().clone()));
+            }
         }
     }
 
@@ -291,6 +321,7 @@ impl Shell {
             Inbound::Closed { conn, reason } => {
                 owner.closed(conn);
                 self.flood.forget(conn);
+                self.credentials.remove(&conn);
                 self.flags.remove(&conn);
                 if self.admitted.remove(&conn) {
                     self.publish(Entry::Gone { conn, reason }).await?;
@@ -298,8 +329,14 @@ impl Shell {
                     owner.router.handle(now, Input::Disconnected { conn, reason });
                 }
             }
-            // Cluster mode has no accounts: every credential is refused, by the local router.
-            Inbound::Authenticated { conn, .. } => owner.router.handle(now, Input::Authenticated { conn, name: None }),
+            // A right credential: the login enters the log under the account's name. A wrong one:
+            // the local router refuses it (after the delay its address has earned).
+            Inbound::Authenticated { conn, name } => match (name, self.credentials.remove(&conn)) {
+                (Some(name), Some((quiet, resume))) => {
+                    self.admit(owner, conn, name, quiet, resume, true).await?;
+                }
+                _ => owner.router.handle(now, Input::Authenticated { conn, name: None }),
+            },
         }
         owner.perform().await
     }
@@ -307,9 +344,20 @@ impl Shell {
     async fn frame(&mut self, owner: &mut Owner, conn: ConnId, frame: ClientFrame) -> Result<(), ServerError> {
         let admitted = self.admitted.contains(&conn);
         let entry = match frame {
-            ClientFrame::Login { name } => return self.admit(owner, conn, name, false, None).await,
+            ClientFrame::Login { name } => return self.admit(owner, conn, name, false, None, false).await,
             ClientFrame::Enter(enter) if enter.credential.is_none() => {
-                return self.admit(owner, conn, enter.name, enter.quiet, enter.resume).await;
+                return self.admit(owner, conn, enter.name, enter.quiet, enter.resume, false).await;
+            }
+            // With a credential: the local router asks for the check (see the module table).
+            ClientFrame::Enter(enter) => {
+                self.credentials.insert(conn, (enter.quiet, enter.resume.clone()));
+                owner.router.handle(self.replica.now(), Input::Enter { conn, enter });
+                return Ok(());
+            }
+            ClientFrame::LoginWith { name, credential } => {
+                self.credentials.insert(conn, (false, None));
+                owner.router.handle(self.replica.now(), Input::LoginWith { conn, name, credential });
+                return Ok(());
             }
             ClientFrame::Send { req, recipients, body, sent_at, key } if admitted => {
                 let now = Instant::now();
@@ -345,7 +393,8 @@ impl Shell {
         self.publish(entry).await
     }
 
-    /// A login: a token is drawn here and only hashes enter the log.
+    /// A login (`account`: its credential was verified, `name` is the account's): a token is drawn
+    /// here and only hashes enter the log.
     async fn admit(
         &mut self,
         owner: &mut Owner,
@@ -353,6 +402,7 @@ impl Shell {
         name: UserName,
         quiet: bool,
         resume: Option<Resume>,
+        account: bool,
     ) -> Result<(), ServerError> {
         let (legacy, resumable) = self.flags.get(&conn).copied().unwrap_or((false, true));
         let mut secret = [0u8; 32];
@@ -363,6 +413,6 @@ impl Shell {
         owner.set_tokens(conn, minted, resume.map(|r| r.token));
         self.admitted.insert(conn);
         let login = ClusterLogin { conn, name, quiet, token, resume: claim, legacy, resumable };
-        self.publish(Entry::Admit(login)).await
+        self.publish(if account { Entry::Authenticated(login) } else { Entry::Admit(login) }).await
     }
 }

@@ -51,6 +51,21 @@ struct WebState {
     origins: OriginPolicy,
 }
 
+/// Starts serving `web` (if the server has a web listener) with the server's TLS, origin policy and
+/// connection limit: its upgraded WebSockets come out of the receiver; the task stops when the
+/// receiver is dropped (or is aborted). Used by the single server's and a cluster instance's loops.
+pub(super) fn start(
+    web: Option<TcpListener>,
+    config: &super::ServerConfig,
+) -> (Option<mpsc::Receiver<Upgraded>>, Option<tokio::task::JoinHandle<()>>) {
+    let Some(listener) = web else { return (None, None) };
+    let (tx, rx) = mpsc::channel(super::UPGRADE_CAPACITY);
+    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
+    let origins = OriginPolicy::new(tls.is_some(), &config.web_origins);
+    let serve = serve_http(listener, tls, origins, tx, config.max_connections);
+    (Some(rx), Some(tokio::spawn(serve)))
+}
+
 /// Serves the page and upgrades WebSockets until `upgrades` is closed.
 pub(super) async fn serve_http(
     listener: TcpListener,

@@ -185,7 +185,7 @@ impl<L: Listener> Server<L> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { mut listener, mut text, web, config, journal, state, link } = self;
         if let Some(link) = link {
-            return cluster::run(listener, text, config, link, shutdown).await;
+            return cluster::run(listener, text, web, config, link, shutdown).await;
         }
         let router = Router::new(config.router(), state);
         let mut synced = journal.as_ref().map(Journal::synced);
@@ -199,16 +199,7 @@ impl<L: Listener> Server<L> {
         let mut owner = Owner::new(router, journal, accounts, inbound_tx.clone());
         let stream_reader = owner.stream.reader();
         let settings = ConnSettings { heartbeat: config.heartbeat, outbox: config.outbox_capacity };
-        let (mut upgrades, http) = match web {
-            Some(listener) => {
-                let (tx, rx) = mpsc::channel(UPGRADE_CAPACITY);
-                let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
-                let origins = crate::web::OriginPolicy::new(tls.is_some(), &config.web_origins);
-                let serve = http::serve_http(listener, tls, origins, tx, config.max_connections);
-                (Some(rx), Some(tokio::spawn(serve)))
-            }
-            None => (None, None),
-        };
+        let (mut upgrades, http) = http::start(web, &config);
         let mut next_conn: ConnId = 0;
         let mut failure = None;
         tokio::pin!(shutdown);
@@ -399,23 +390,8 @@ fn check(config: &ServerConfig) -> Result<(), ServerError> {
             expected: "--auth open: the text protocol carries no credentials, so with accounts nobody could log in over it",
         });
     }
-    if config.cluster.is_some() && config.auth == AuthMode::Accounts {
-        return Err(ServerError::InvalidConfig {
-            setting: "auth",
-            value: "accounts".into(),
-            expected: "--auth open with --cluster (accounts are not shared by the instances of a cluster yet)",
-        });
-    }
-    if let Some(addr) = config.web_listen
-        && config.cluster.is_some()
-    {
-        return Err(ServerError::InvalidConfig {
-            setting: "web",
-            value: addr.to_string(),
-            expected: "no --web with --cluster (an instance of a cluster does not serve the web client yet)",
-        });
-    }
-    if config.auth == AuthMode::Accounts && config.data_dir.is_none() {
+    // In cluster mode the accounts live in the shared log (see `crate::cluster::accounts`).
+    if config.auth == AuthMode::Accounts && config.data_dir.is_none() && config.cluster.is_none() {
         return Err(ServerError::InvalidConfig {
             setting: "auth",
             value: "accounts".into(),

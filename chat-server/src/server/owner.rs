@@ -68,7 +68,7 @@ pub(super) struct Owner {
     /// Refusals the router decided for connections just accepted.
     refused: Vec<(ConnId, ErrorCode, String)>,
     /// The accounts file, and the checking of credentials.
-    accounts: AccountsFile,
+    pub(super) accounts: AccountsFile,
     /// Where checked credentials come back.
     inbound: mpsc::Sender<Inbound>,
     /// Cluster mode (see `server::cluster`): the connections this owner ended itself (kicked, with
