@@ -8,6 +8,7 @@ mod common;
 #[allow(dead_code)]
 #[path = "common/nats.rs"]
 mod nats;
+mod websocket;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,38 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::WAIT;
 use nats::Instance;
-use serde_json::{Value, json};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
-
-fn open(web: &str) -> WebSocket<TcpStream> {
-    let stream = TcpStream::connect(web).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut request = format!("ws://{web}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("origin", format!("http://{web}").parse().unwrap());
-    tungstenite::client(request, stream).expect("the WebSocket opens").0
-}
-
-fn send(ws: &mut WebSocket<TcpStream>, command: Value) {
-    ws.send(Message::text(command.to_string())).unwrap();
-}
-
-/// The next event of type `kind` (others skipped); `None` if the server closed first.
-fn event_of(ws: &mut WebSocket<TcpStream>, kind: &str) -> Option<Value> {
-    for _ in 0..1000 {
-        match ws.read() {
-            Ok(Message::Text(text)) => {
-                let event: Value = serde_json::from_str(&text).unwrap();
-                if event["type"] == kind {
-                    return Some(event);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-    panic!("no {kind} event")
-}
+use serde_json::json;
+use websocket::{event_of, open, send};
 
 #[test]
 fn a_web_user_on_one_instance_and_a_terminal_user_on_another_share_one_order() {

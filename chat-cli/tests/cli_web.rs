@@ -2,43 +2,13 @@
 //! (as the page speaks) and a `chat-cli` user chat, and both receive the very same JSON events.
 
 mod common;
+mod websocket;
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use common::{WAIT, spawn};
-use serde_json::{Value, json};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
-
-fn open(web: &str) -> WebSocket<TcpStream> {
-    let stream = TcpStream::connect(web).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut request = format!("ws://{web}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("origin", format!("http://{web}").parse().unwrap());
-    tungstenite::client(request, stream).expect("the WebSocket opens").0
-}
-
-fn send(ws: &mut WebSocket<TcpStream>, command: Value) {
-    ws.send(Message::text(command.to_string())).unwrap();
-}
-
-/// The next event of type `kind` (others skipped); `None` if the server closed first.
-fn event_of(ws: &mut WebSocket<TcpStream>, kind: &str) -> Option<Value> {
-    for _ in 0..1000 {
-        match ws.read() {
-            Ok(Message::Text(text)) => {
-                let event: Value = serde_json::from_str(&text).unwrap();
-                if event["type"] == kind {
-                    return Some(event);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-    panic!("no {kind} event")
-}
+use common::spawn;
+use serde_json::json;
+use websocket::{event_of, open, send};
 
 #[test]
 fn a_browser_user_and_a_chat_cli_user_see_the_same_events() {

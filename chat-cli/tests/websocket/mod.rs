@@ -1,0 +1,41 @@
+//! A WebSocket user speaking to `serve --web` as the page does: open, send a JSON command, read
+//! the next event of a kind. Shared by the web tests (single server and cluster).
+
+use std::net::TcpStream;
+
+use serde_json::Value;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+use crate::common::WAIT;
+
+/// Opens `ws://WEB/ws` with the page's origin; reads wait at most [`WAIT`].
+pub fn open(web: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(web).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut request = format!("ws://{web}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("origin", format!("http://{web}").parse().unwrap());
+    tungstenite::client(request, stream).expect("the WebSocket opens").0
+}
+
+/// Sends one JSON command.
+pub fn send(ws: &mut WebSocket<TcpStream>, command: Value) {
+    ws.send(Message::text(command.to_string())).unwrap();
+}
+
+/// The next event of type `kind` (others skipped); `None` if the server closed first.
+pub fn event_of(ws: &mut WebSocket<TcpStream>, kind: &str) -> Option<Value> {
+    for _ in 0..1000 {
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == kind {
+                    return Some(event);
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    panic!("no {kind} event")
+}
