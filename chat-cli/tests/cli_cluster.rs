@@ -15,11 +15,21 @@ use common::{Proc, WAIT};
 use nats::{Instance, NatsCluster};
 use serde_json::Value;
 
-/// A client of `addrs` (tried in turn), ready.
+/// A client of `addrs` (tried in turn), ready; if it is not within [`WAIT`], the test fails with what
+/// it printed (its events and its standard error).
 fn client(name: &str, addrs: &str) -> Proc {
     let mut p = common::spawn(name, &["--json", "--name", name, "--server", addrs]);
-    p.event_of("ready");
-    p
+    let deadline = Instant::now() + WAIT;
+    while let Some(e) = p.event_within(deadline.saturating_duration_since(Instant::now())) {
+        if e["type"] == "ready" {
+            return p;
+        }
+    }
+    let stderr = p.stderr.lock().unwrap().clone();
+    panic!(
+        "{name}: not ready within {WAIT:?} (server {addrs}); its events: {:?}; its standard error: {stderr:?}",
+        p.seen
+    )
 }
 
 /// Message events seen by `p` until `count` of them pass `keep`.
