@@ -4,12 +4,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 /// Longest wait for any one event or exit.
 pub const WAIT: Duration = Duration::from_secs(15);
+/// Lines of a child's standard error kept for failure reports (the last ones).
+const STDERR_LINES: usize = 200;
 
 /// A running `chat-cli`; every event it printed is kept in `seen`.
 pub struct Proc {
@@ -20,6 +23,9 @@ pub struct Proc {
     lines: Receiver<String>,
     /// Every JSON event read so far.
     pub seen: Vec<Value>,
+    /// The last [`STDERR_LINES`] lines it wrote to standard error (its warnings), for failure reports.
+    #[allow(dead_code)] // not every test file reports it
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Proc {
@@ -49,11 +55,22 @@ pub fn spawn_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("chat-cli starts");
     let stdout = child.stdout.take().expect("stdout");
     let stdin = child.stdin.take();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (sink, pipe) = (stderr.clone(), child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() == STDERR_LINES {
+                kept.remove(0);
+            }
+            kept.push(line);
+        }
+    });
     let (tx, lines) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -62,7 +79,7 @@ pub fn spawn_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
             }
         }
     });
-    Proc { name: name.into(), child, stdin, lines, seen: Vec::new() }
+    Proc { name: name.into(), child, stdin, lines, seen: Vec::new(), stderr }
 }
 
 impl Proc {

@@ -157,7 +157,7 @@ impl NatsCluster {
         self.wait_for_meta_leader();
     }
 
-    fn wait_for_meta_leader(&self) {
+    fn wait_for_meta_leader(&mut self) {
         let deadline = Instant::now() + BOOT;
         while Instant::now() < deadline {
             let leaders: Vec<String> = self
@@ -171,7 +171,31 @@ impl NatsCluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}");
+        panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}\n{}", self.report());
+    }
+
+    /// Each node's state and the last lines of its log (for a failure message): a node that exited
+    /// (a port taken by another process meanwhile, say) says why there.
+    fn report(&mut self) -> String {
+        let mut report = String::new();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let state = match node.child.as_mut().map(|c| c.try_wait()) {
+                None => "stopped by the test".to_string(),
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited: {status}"),
+                Some(Err(e)) => format!("unknown: {e}"),
+            };
+            let log = std::fs::read_to_string(self.dir.path().join(format!("n{}.log", i + 1))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(12)..];
+            report += &format!(
+                "n{} (client port {}), {state}; its last log lines:\n  {}\n",
+                i + 1,
+                node.client,
+                tail.join("\n  ")
+            );
+        }
+        report
     }
 
     /// The index (0..3) of the node leading `stream`, as the live nodes report it.

@@ -71,15 +71,18 @@ impl FrameFeed {
             if let Some(frame) = self.decode_pending() {
                 return Next::Frame(frame);
             }
-            // Closed is read before popping: whatever was queued before the close is popped.
+            // Closed is read before popping: whatever was queued before the close is popped. So is
+            // the head: every private frame due before it was handed over before it was announced
+            // (see the writer), so none can turn up after the stream up to it was read.
             let closed = self.private.is_closed();
+            let head = *self.stream.head.borrow_and_update();
             match self.held.take().or_else(|| self.private.pop()) {
                 Some(Private::Frame { bytes, seq, bpos }) => {
                     if let Some(c) = self.cursor
                         && bpos > c
                     {
-                        // The owner hands frames over once what they follow is published; should
-                        // one come early all the same, it waits rather than skip the stream.
+                        // The owner hands a frame over once what it follows is sealed, and announces
+                        // the head just after: until then the frame waits rather than skip the stream.
                         let head = *self.stream.head.borrow_and_update();
                         self.held = Some(Private::Frame { bytes, seq, bpos });
                         if bpos > head {
@@ -99,13 +102,10 @@ impl FrameFeed {
                     self.progress.cursor.store(from, Ordering::Release);
                 }
                 None if closed => return Next::Closed,
-                None => {
-                    let head = *self.stream.head.borrow_and_update();
-                    match self.cursor {
-                        Some(c) if head > c => self.collect(c, head),
-                        _ => return Next::Nothing,
-                    }
-                }
+                None => match self.cursor {
+                    Some(c) if head > c => self.collect(c, head),
+                    _ => return Next::Nothing,
+                },
             }
         }
     }
@@ -190,6 +190,7 @@ mod tests {
         let mut feed = FrameFeed::new(queue, stream.reader(), progress.clone());
         stream.append(&frame(0), 0).unwrap(); // before the subscription: never read
         stream.seal();
+        stream.announce();
         let from = stream.offset();
         sender.try_send(Private::Subscribe { from }).unwrap();
         stream.append(&frame(1), 0).unwrap();
@@ -199,16 +200,86 @@ mod tests {
         sender.try_send(Private::Frame { bytes, seq: 0, bpos: stream.offset() }).unwrap();
         assert_eq!(all(&mut feed), Vec::<u64>::new(), "3 waits for 1 and 2");
         stream.seal();
+        stream.announce();
         stream.append(&frame(4), 0).unwrap();
         stream.seal();
+        stream.announce();
         assert_eq!(all(&mut feed), [1, 2, 3, 4]);
         assert_eq!(progress.cursor.load(Ordering::Acquire), stream.head());
         // Closed: what was queued before is still read; the stream is no longer followed.
         sender.try_send(Private::Frame { bytes: encode_frame(&frame(5)).unwrap(), seq: 0, bpos: 0 }).unwrap();
         stream.append(&frame(6), 0).unwrap();
         stream.seal();
+        stream.announce();
         drop(sender);
         assert_eq!(all(&mut feed), [5]);
         assert!(matches!(feed.next(), Next::Closed));
+    }
+
+    /// A turn as the owner ends it: stream frame 1, private frame 2 to follow it, stream frame 3; the
+    /// stream sealed; the reader looks (woken by an earlier announcement, say); then the private
+    /// frame is handed over and the head announced. Were the head announced at the seal, the reader
+    /// would read 1 and 3, and 2 would come after 3 (a client drops a message whose sequence number is
+    /// not above the last it saw: it would be lost).
+    #[test]
+    fn a_reader_looking_between_the_seal_and_the_hand_over_reads_nothing_of_that_turn() {
+        let mut stream = Stream::new();
+        let (sender, queue) = PrivateQueue::new(16);
+        let mut feed = FrameFeed::new(queue, stream.reader(), WriterProgress::new());
+        sender.try_send(Private::Subscribe { from: 0 }).unwrap();
+        stream.append(&frame(1), 1).unwrap();
+        let private = Private::Frame { bytes: encode_frame(&frame(2)).unwrap(), seq: 2, bpos: stream.offset() };
+        stream.append(&frame(3), 3).unwrap();
+        stream.seal();
+        assert_eq!(all(&mut feed), Vec::<u64>::new(), "sealed but not announced");
+        sender.try_send(private).unwrap();
+        assert_eq!(all(&mut feed), Vec::<u64>::new(), "handed over: 2 waits for 1 to be announced");
+        stream.announce();
+        assert_eq!(all(&mut feed), [1, 2, 3]);
+    }
+
+    /// The same turns on a thread of their own, with yields between the steps (a preempted owner),
+    /// while this thread reads: every frame once, in server order, wherever the reads fall.
+    #[test]
+    fn concurrent_turns_come_out_in_server_order() {
+        const TURNS: u64 = 3000;
+        let mut stream = Stream::new();
+        let (sender, queue) = PrivateQueue::new(4 * TURNS as usize);
+        let mut feed = FrameFeed::new(queue, stream.reader(), WriterProgress::new());
+        sender.try_send(Private::Subscribe { from: 0 }).unwrap();
+        let owner = std::thread::spawn(move || {
+            for turn in 0..TURNS {
+                let n = turn * 3;
+                stream.append(&frame(n), n + 1).unwrap();
+                let bytes = encode_frame(&frame(n + 1)).unwrap();
+                let private = Private::Frame { bytes, seq: n + 2, bpos: stream.offset() };
+                stream.append(&frame(n + 2), n + 3).unwrap();
+                stream.seal();
+                std::thread::yield_now();
+                sender.try_send(private).unwrap();
+                std::thread::yield_now();
+                stream.announce();
+            }
+            // A last private frame after everything, then the close: the stream up to it is read first.
+            let bpos = stream.offset();
+            sender.try_send(Private::Frame { bytes: encode_frame(&frame(3 * TURNS)).unwrap(), seq: 0, bpos }).unwrap();
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut got = Vec::new();
+        loop {
+            match feed.next() {
+                Next::Frame(ServerFrame::Peers { req, .. }) => got.push(req),
+                Next::Frame(other) => panic!("{other:?}"),
+                Next::Nothing => {
+                    assert!(std::time::Instant::now() < deadline, "stuck after {} frames", got.len());
+                    std::thread::yield_now();
+                }
+                Next::Closed => break,
+            }
+        }
+        owner.join().unwrap();
+        let misplaced: Vec<_> = got.windows(2).filter(|w| w[0] >= w[1]).map(|w| (w[0], w[1])).take(5).collect();
+        assert!(misplaced.is_empty(), "out of server order (first five): {misplaced:?}");
+        assert_eq!(got.len() as u64, 3 * TURNS + 1, "every frame once");
     }
 }

@@ -4,9 +4,18 @@
 //!
 //! ```text
 //!  owner ── append(frame) ──► Stream (shared, append-only chunks of encoded frames) ──┐ every subscribed
-//!        │                    head offset published when the router says `Publish`    │ writer reads the
+//!        │                    sealed when the router says `Publish`, head announced   │ writer reads the
 //!        │                                                                            ▼ same Bytes
 //!        └── Private { frame, bpos } ──► per-connection bounded queue ──────────► writer ──► socket
+//! ```
+//!
+//! **The order of a turn's end** (the owner's half, then the writer's), which keeps every private
+//! frame before the stream frames that follow it:
+//!
+//! ```text
+//!  owner:  Stream::seal (readable, not announced) ─► private frames queued ─► Stream::announce (head)
+//!  writer: read the announced head ─► pop private frames (each after the stream up to its bpos)
+//!          ─► the stream up to that head, only once the private queue was empty
 //! ```
 //!
 //! | module          | owns                                                                  |

@@ -7,8 +7,11 @@
 //! ```
 //!
 //! Nothing is done per recipient: at the end of an owner turn that publishes, the pending bytes are
-//! sealed into one chunk and the new head offset is published; each writer wakes, takes slices of the
-//! chunks between its cursor and the head, and writes them. Chunks every reader has passed are
+//! sealed into one chunk ([`Stream::seal`]), the turn's private frames are handed over, and then the
+//! new head offset is announced ([`Stream::announce`]); each writer wakes, takes slices of the chunks
+//! between its cursor and the head, and writes them. (Sealed before the hand-over, so a private frame
+//! can be preceded by the stream up to its position; announced after it, so a writer that reads the
+//! head before its private queue finds there every private frame due before that head.) Chunks every reader has passed are
 //! dropped ([`Stream::trim`]), so the stream's memory is bounded by the slow-consumer backlog limit,
 //! shared by all connections. Offsets are byte positions since the server started.
 
@@ -63,7 +66,7 @@ impl Stream {
         self.sealed + self.pending.len() as u64
     }
 
-    /// The sealed head (what writers can read).
+    /// The sealed head (what writers can read; announced to them by [`Stream::announce`]).
     pub(crate) fn head(&self) -> u64 {
         self.sealed
     }
@@ -79,7 +82,8 @@ impl Stream {
         Ok(())
     }
 
-    /// Publishes everything appended since the last seal as one chunk.
+    /// Makes everything appended since the last seal one chunk, readable but not announced: the
+    /// writers learn of it from [`Stream::announce`].
     pub(crate) fn seal(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -88,7 +92,13 @@ impl Stream {
         let chunk = Chunk { start: self.sealed, bytes, seqs: std::mem::take(&mut self.pending_seqs) };
         self.sealed = chunk.end();
         lock(&self.chunks).push_back(chunk);
-        self.head.send_replace(self.sealed);
+    }
+
+    /// Announces the sealed head to the writers (see the module documentation: only once the private
+    /// frames that follow what was sealed are handed over).
+    pub(crate) fn announce(&mut self) {
+        let sealed = self.sealed;
+        self.head.send_if_modified(|head| std::mem::replace(head, sealed) != sealed);
     }
 
     /// Drops chunks that end at or before `min_cursor` (every reader is past them).

@@ -6,7 +6,9 @@
 //! for the shared log, which can stall for seconds during a NATS failover.
 //!
 //! A private frame tagged `bpos` is written after the stream up to `bpos`, then the stream goes on
-//! from there, so private and stream frames keep their relative order. The writer publishes how far
+//! from there, so private and stream frames keep their relative order. The writer reads the announced
+//! head before it pops private frames, and writes the stream only up to that head (see the module
+//! documentation of `fanout` for the owner's half of this agreement). The writer publishes how far
 //! it got (stream cursor, highest message sequence written) in its [`WriterProgress`], which the owner
 //! reads for the lag policy and the journal for delivery watermarks.
 
@@ -82,15 +84,25 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
             return close_with(write, std::mem::take(&mut segments), code, reason).await;
         }
 
+        // The head is read *before* the private queue. The owner announces a head only after handing
+        // over the private frames that precede the stream up to it, so every private frame due before
+        // `head` is in the queue now; one queued later has a `bpos` at or past `head`. Reading the queue
+        // first would let a frame queued in between be written after stream frames that follow it.
+        let head = *stream.head.borrow_and_update();
         // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
         let mut seq = 0;
+        // Whether every private frame queued was taken: only then may the stream go on past them.
+        let mut drained = false;
         let mut bytes = segments.iter().map(Bytes::len).sum::<usize>();
         while bytes < MAX_WRITE_BATCH && segments.len() < MAX_IOVECS {
             let item = match next.take() {
                 Some(item) => item,
                 None => match private.pop() {
                     Some(item) => item,
-                    None => break,
+                    None => {
+                        drained = true;
+                        break;
+                    }
                 },
             };
             match item {
@@ -108,8 +120,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
                 Private::Subscribe { from } => cursor = Some(from),
             }
         }
-        if let Some(c) = cursor.filter(|_| !private.is_closed()) {
-            let head = *stream.head.borrow_and_update();
+        if drained && let Some(c) = cursor.filter(|_| !private.is_closed()) {
             let budget = MAX_WRITE_BATCH.saturating_sub(bytes) as u64;
             let to = head.min(c + budget.max(1));
             if to > c && segments.len() < MAX_IOVECS {
@@ -195,3 +206,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(write: &mut W, segments: &mut
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

@@ -5,8 +5,9 @@
 //! frames, journals, and reports back the facts the router needs (a full queue, readers' positions).
 //!
 //! A turn: the inputs of one batch are applied (`apply`), then `end_turn` asks the router to publish
-//! what is due, hands the turn's private frames to the writers (a frame tagged `early` may be written
-//! before notices that wait unpublished; any other follows everything appended), closes what must be
+//! what is due (the stream is sealed), hands the turn's private frames to the writers (a frame tagged
+//! `early` may be written before notices that wait unpublished; any other follows everything
+//! appended), and only then announces the sealed stream to the writers, closes what must be
 //! closed, samples the readers' lag every [`LAG_CHECK_EVERY`] bytes of stream, and reports full
 //! queues, until nothing more happens.
 
@@ -256,7 +257,11 @@ impl Owner {
         }
     }
 
-    /// Hands this turn's private frames to the writers; a refused frame marks its queue full.
+    /// Hands this turn's private frames to the writers (a refused frame marks its queue full), *then*
+    /// announces the stream sealed so far. In that order: a writer that saw the new head before the
+    /// private frames that precede part of it were queued would write those frames after stream
+    /// frames that follow them, and the client, which drops a message whose sequence number is not
+    /// above the last it saw, would lose them.
     fn hand_over(&mut self) {
         for (conn, item) in std::mem::take(&mut self.pending) {
             if let Some(entry) = self.conns.get(&conn)
@@ -266,6 +271,7 @@ impl Owner {
                 self.full.push(conn);
             }
         }
+        self.stream.announce();
     }
 
     /// Carries out everything the router asked for.
@@ -449,6 +455,7 @@ impl Owner {
                 let _ = entry.private.try_send(item);
             }
         }
+        self.stream.announce();
         // A reader with a gate lingers: its client reads the last frames instead of a reset.
         for (_, entry) in self.conns.drain() {
             match &entry.gate {
@@ -468,3 +475,6 @@ impl Owner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
