@@ -13,6 +13,9 @@ use serde_json::Value;
 
 /// Longest wait for the nodes to agree on a JetStream meta leader.
 const BOOT: Duration = Duration::from_secs(30);
+/// Tries at starting a cluster: the ports are chosen free, but another process may take one before
+/// nats-server binds it (the node then exits); the next try takes other ports.
+const START_TRIES: usize = 3;
 
 /// The installed nats-server, or why there is none (the test is then skipped, saying so).
 pub fn nats_server() -> Result<PathBuf, String> {
@@ -71,8 +74,29 @@ impl Drop for NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts three nodes and waits until they agree on a meta leader.
+    /// Starts three nodes and waits until they agree on a meta leader (on other ports if a node
+    /// exited meanwhile: its port was taken).
     pub fn start(bin: &Path) -> NatsCluster {
+        let mut earlier = String::new();
+        for _ in 1..START_TRIES {
+            let mut cluster = Self::try_start(bin);
+            if cluster.meta_leader_within(BOOT) {
+                return cluster;
+            }
+            if !cluster.some_node_exited() {
+                panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}\n{}", cluster.report());
+            }
+            earlier += &format!("a node exited; trying other ports:\n{}", cluster.report());
+        }
+        let mut cluster = Self::try_start(bin);
+        if !cluster.meta_leader_within(BOOT) {
+            panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}\n{}{earlier}", cluster.report());
+        }
+        cluster
+    }
+
+    /// Three nodes on ports free a moment ago, started.
+    fn try_start(bin: &Path) -> NatsCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ports = free_ports(9);
         let mut nodes = Vec::new();
@@ -98,8 +122,12 @@ impl NatsCluster {
         for i in 0..3 {
             cluster.restart(i);
         }
-        cluster.wait_for_meta_leader();
         cluster
+    }
+
+    /// Whether a node the test did not stop has exited.
+    fn some_node_exited(&mut self) -> bool {
+        self.nodes.iter_mut().any(|n| n.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))))
     }
 
     /// `nats://127.0.0.1:PORT,...` of every node.
@@ -158,8 +186,18 @@ impl NatsCluster {
     }
 
     fn wait_for_meta_leader(&mut self) {
-        let deadline = Instant::now() + BOOT;
+        if !self.meta_leader_within(BOOT) {
+            panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}\n{}", self.report());
+        }
+    }
+
+    /// Whether the three nodes agree on a meta leader within `limit` (gives up early if a node exited).
+    fn meta_leader_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
+            if self.some_node_exited() {
+                return false;
+            }
             let leaders: Vec<String> = self
                 .nodes
                 .iter()
@@ -167,11 +205,11 @@ impl NatsCluster {
                 .filter_map(|v| v["meta_cluster"]["leader"].as_str().map(String::from))
                 .collect();
             if leaders.len() == 3 && leaders.iter().all(|l| *l == leaders[0]) && !leaders[0].is_empty() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the NATS nodes did not agree on a meta leader within {BOOT:?}\n{}", self.report());
+        false
     }
 
     /// Each node's state and the last lines of its log (for a failure message): a node that exited
