@@ -69,6 +69,17 @@ async fn run(stream: stream::Stream, subject: String, mut next: u64, tx: mpsc::S
             if seq < next {
                 continue;
             }
+            if seq > next && next > 1 {
+                // The stream holds one subject and is never trimmed by this program: a gap means
+                // batches were removed behind its back (a purge, a limit set by hand), and what they
+                // held is missing from every replica that reads past it.
+                warn!(
+                    expected = next,
+                    got = seq,
+                    missing = seq - next,
+                    "a gap in the shared log: batches were removed from the stream"
+                );
+            }
             next = seq + 1;
             let delivered = Delivered { seq, time_ms, payload: message.message.payload.clone() };
             if tx.send(delivered).await.is_err() {
