@@ -337,18 +337,31 @@ impl Instance {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, and the exit code.
+    /// SIGTERM, and the exit code. A clean stop publishes everything it queued (its `Down` entry
+    /// included) before it exits: its log must not say that the shared log did not take them.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + crate::common::WAIT;
-        loop {
+        let code = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
+                break status.code();
             }
             if Instant::now() > deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        // The last lines of its standard error may still be on their way to `log`.
+        let done = |log: &[String]| log.iter().any(|l| l.contains("published to the shared log"));
+        for _ in 0..50 {
+            if done(&self.log.lock().unwrap()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let log = self.log.lock().unwrap();
+        let unpublished = log.iter().find(|l| l.contains("did not take this instance's last entries"));
+        assert!(unpublished.is_none(), "a clean stop left entries unpublished: {unpublished:?}");
+        code
     }
 }

@@ -83,9 +83,18 @@ impl Lease {
         Lease { instance, task, store }
     }
 
+    /// Stops refreshing and sweeping, and waits until the task is gone (its sender of `Down`
+    /// entries with it, so the publisher's queue can close). The lease stays until [`Lease::release`].
+    pub async fn stop(&mut self) {
+        if !self.task.is_finished() {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+    }
+
     /// Stops refreshing and removes the lease (a clean shutdown).
-    pub async fn release(self) {
-        self.task.abort();
+    pub async fn release(mut self) {
+        self.stop().await;
         if let Err(e) = self.store.purge(key(self.instance)).await {
             warn!(error = %e, "could not remove this instance's lease");
         }

@@ -110,7 +110,7 @@ pub(super) async fn run<L: Listener>(
     let instance = Lease::claim(store.clone(), |i| replica.knows(i)).await?;
     let publisher = Publisher::start(link.js.clone(), subject, instance);
     let (live_tx, live_rx) = watch::channel(replica.live());
-    let lease = Lease::start(store, instance, link.config.lease, live_rx, publisher.sender());
+    let mut lease = Lease::start(store, instance, link.config.lease, live_rx, publisher.sender());
     info!(instance = format_args!("{instance:08x}"), "serving as one instance of the cluster");
 
     let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -241,6 +241,8 @@ pub(super) async fn run<L: Listener>(
     }
     let Shell { publisher, replica, .. } = shell;
     let stats = publisher.stats.clone();
+    // The sweeper holds a sender of the publisher's queue: stopped first, or the queue never closes.
+    lease.stop().await;
     if !publisher.close(PUBLISH_GRACE).await {
         warn!("the shared log did not take this instance's last entries before shutdown");
     }
