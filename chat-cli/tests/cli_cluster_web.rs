@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::WAIT;
 use nats::Instance;
 use serde_json::json;
-use websocket::{event_of, open, send};
+use websocket::{event_of, missing_browser_tool, open, send};
 
 #[test]
 fn a_web_user_on_one_instance_and_a_terminal_user_on_another_share_one_order() {
@@ -100,14 +100,7 @@ fn a_web_user_on_one_instance_and_a_terminal_user_on_another_share_one_order() {
 /// `chromium-driver` are installed (`tests/web/run.sh` installs them); otherwise it says so and passes.
 #[test]
 fn in_a_real_browser_across_instances_when_chromium_is_installed() {
-    let found = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if let Some(missing) = ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool)) {
+    if let Some(missing) = missing_browser_tool() {
         println!("SKIPPED: browser test across instances: {missing} is not installed (tests/web/run.sh installs it)");
         return;
     }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::spawn;
 use serde_json::json;
-use websocket::{event_of, open, send};
+use websocket::{event_of, missing_browser_tool, open, send};
 
 #[test]
 fn a_browser_user_and_a_chat_cli_user_see_the_same_events() {
@@ -71,14 +71,7 @@ fn the_web_listener_keeps_the_safe_defaults() {
 /// them and runs it).
 #[test]
 fn in_a_real_browser_when_chromium_is_installed() {
-    let found = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if let Some(missing) = ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool)) {
+    if let Some(missing) = missing_browser_tool() {
         println!("SKIPPED: browser test: {missing} is not installed (tests/web/run.sh installs Chromium and runs it)");
         return;
     }

@@ -2,6 +2,7 @@
 //! the next event of a kind. Shared by the web tests (single server and cluster).
 
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
@@ -38,4 +39,17 @@ pub fn event_of(ws: &mut WebSocket<TcpStream>, kind: &str) -> Option<Value> {
         }
     }
     panic!("no {kind} event")
+}
+
+/// The first of the browser test's tools (`chromium`, `chromedriver`, `python3`) that is not
+/// installed, if one is not (the browser tests then say so and pass; `tests/web/run.sh` installs them).
+pub fn missing_browser_tool() -> Option<&'static str> {
+    let found = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool))
 }
