@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::WAIT;
 use nats::Instance;
 use serde_json::json;
-use websocket::{event_of, missing_browser_tool, open, send};
+use websocket::{assert_screenshots, event_of, missing_browser_tool, open, run_browser_test, send};
 
 #[test]
 fn a_web_user_on_one_instance_and_a_terminal_user_on_another_share_one_order() {
@@ -105,28 +105,8 @@ fn in_a_real_browser_across_instances_when_chromium_is_installed() {
         return;
     }
     let Some(nats) = nats::cluster_or_skip("in_a_real_browser_across_instances") else { return };
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chat-cli"));
-    let out = bin
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>/chat-cli")
-        .join("web-screenshots-cluster");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web/browser_test.py");
-    let run = Command::new("python3")
-        .arg(script)
-        .arg("--bin")
-        .arg(bin)
-        .arg("--out")
-        .arg(&out)
-        .args(["--cluster", &nats.urls()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "the browser test across instances failed:\n{said}");
+    let (passed, said, out) = run_browser_test("web-screenshots-cluster", &["--cluster", &nats.urls()]);
+    assert!(passed, "the browser test across instances failed:\n{said}");
     println!("{said}");
-    for page in ["alice.png", "bob.png", "bob-disconnected.png"] {
-        let png = std::fs::read(out.join(page)).expect("a screenshot");
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{page} is a picture");
-    }
+    assert_screenshots(&out);
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::spawn;
 use serde_json::json;
-use websocket::{event_of, missing_browser_tool, open, send};
+use websocket::{assert_screenshots, event_of, missing_browser_tool, open, run_browser_test, send};
 
 #[test]
 fn a_browser_user_and_a_chat_cli_user_see_the_same_events() {
@@ -75,24 +75,8 @@ fn in_a_real_browser_when_chromium_is_installed() {
         println!("SKIPPED: browser test: {missing} is not installed (tests/web/run.sh installs Chromium and runs it)");
         return;
     }
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chat-cli"));
-    let out =
-        bin.parent().and_then(std::path::Path::parent).expect("target/<profile>/chat-cli").join("web-screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web/browser_test.py");
-    let run = Command::new("python3")
-        .arg(script)
-        .arg("--bin")
-        .arg(bin)
-        .arg("--out")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 runs");
-    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "the browser test failed:\n{said}");
+    let (passed, said, out) = run_browser_test("web-screenshots", &[]);
+    assert!(passed, "the browser test failed:\n{said}");
     println!("{said}");
-    for page in ["alice.png", "bob.png", "bob-disconnected.png"] {
-        let png = std::fs::read(out.join(page)).expect("a screenshot");
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{page} is a picture");
-    }
+    assert_screenshots(&out);
 }

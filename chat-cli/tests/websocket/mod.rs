@@ -2,6 +2,7 @@
 //! the next event of a kind. Shared by the web tests (single server and cluster).
 
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -52,4 +53,33 @@ pub fn missing_browser_tool() -> Option<&'static str> {
             .is_ok_and(|s| s.success())
     };
     ["chromium", "chromedriver", "python3"].into_iter().find(|tool| !found(tool))
+}
+
+/// Runs `tests/web/browser_test.py` with this test binary's `chat-cli`, screenshots in
+/// `target/<profile>/../SCREENSHOTS` (and `extra` arguments); whether it passed, what it printed,
+/// and where the screenshots are.
+pub fn run_browser_test(screenshots: &str, extra: &[&str]) -> (bool, String, PathBuf) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_chat-cli"));
+    let out = bin.parent().and_then(Path::parent).expect("target/<profile>/chat-cli").join(screenshots);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web/browser_test.py");
+    let run = Command::new("python3")
+        .arg(script)
+        .arg("--bin")
+        .arg(bin)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    (run.status.success(), said, out)
+}
+
+/// Every page the browser test photographs is a picture.
+pub fn assert_screenshots(out: &Path) {
+    for page in ["alice.png", "bob.png", "bob-disconnected.png"] {
+        let png = std::fs::read(out.join(page)).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{page} is a picture");
+    }
 }
