@@ -8,6 +8,7 @@ mod nats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,30 @@ fn kill_9_of_an_instance_mid_traffic_its_clients_resume_on_another_exactly_once_
     let (ok, report) = log_cmd("verify", &urls);
     assert!(ok, "{report}");
     drop(b);
+}
+
+/// An instance accepts connections only once its own `Up` is applied. Before, its log time is that
+/// of the last batch it read: the epoch on a fresh stream, or a batch older than the login timeout
+/// after a pause. A connection accepted then got a login deadline in that past and was closed, "no
+/// login within …", as soon as the next batch moved log time to the present (seen once in CI).
+/// Here a client connects and types its name the moment the instance listens, in both cases.
+#[test]
+fn a_client_connecting_while_an_instance_starts_is_served_not_timed_out() {
+    let Some(nats) = start_nats("a_client_connecting_while_an_instance_starts") else { return };
+    let urls = nats.urls();
+    let extra = ["--text-listen", "127.0.0.1:0", "--login-timeout-ms", "1000"];
+    for case in ["a fresh stream", "a stream whose last batch is older than the login timeout"] {
+        let instance = Instance::spawn(&urls, "127.0.0.1:0", &extra);
+        let text = instance.text.clone().expect("the listening event names the text listener");
+        let mut carol = TcpStream::connect(&text).unwrap();
+        carol.set_read_timeout(Some(WAIT)).unwrap();
+        carol.write_all(b"CONNECT\ncarol\n").unwrap();
+        let lines: Vec<String> = BufReader::new(carol).lines().take(3).map(|l| l.expect("a line in time")).collect();
+        assert_eq!(lines[2], "0:Sistema:Usuários conectados: carol", "{case}: {lines:?}");
+        instance.wait_for_log("serving as one instance");
+        assert_eq!(instance.terminate(), Some(0));
+        std::thread::sleep(Duration::from_millis(1500)); // the stream's last batch ages past the timeout
+    }
 }
 
 #[test]

@@ -273,6 +273,9 @@ pub struct Instance {
     /// Where the web client is served (`--web`), if it is.
     #[allow(dead_code)] // only the web test reads it
     pub web: Option<String>,
+    /// Where seed 000's text protocol is served (`--text-listen`), if it is.
+    #[allow(dead_code)] // only one test reads it
+    pub text: Option<String>,
     child: Child,
     /// Every line it wrote to standard error so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -286,8 +289,17 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    /// Starts an instance on `listen` (`127.0.0.1:0` for a free port) against `urls`.
+    /// Starts an instance on `listen` (`127.0.0.1:0` for a free port) against `urls`; returns once
+    /// it serves (it accepts connections).
     pub fn start(urls: &str, listen: &str, extra: &[&str]) -> Instance {
+        let instance = Instance::spawn(urls, listen, extra);
+        instance.wait_for_log("serving as one instance");
+        instance
+    }
+
+    /// Starts an instance as [`Instance::start`] does, but returns as soon as it listens: it may
+    /// still be reading the shared log.
+    pub fn spawn(urls: &str, listen: &str, extra: &[&str]) -> Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
             .args(["serve", "--listen", listen, "--json", "--no-rate-limit", "--cluster", urls])
             .args(extra)
@@ -314,9 +326,8 @@ impl Instance {
         assert_eq!(event["type"], "listening", "{first}");
         let addr = event["addr"].as_str().expect("addr").to_string();
         let web = event["web_addr"].as_str().map(String::from);
-        let instance = Instance { addr, web, child, log };
-        instance.wait_for_log("serving as one instance");
-        instance
+        let text = event["text_addr"].as_str().map(String::from);
+        Instance { addr, web, text, child, log }
     }
 
     /// Waits until a line of the log contains `needle`; returns it.

@@ -2,7 +2,8 @@
 //! single server, with the shared log of [`crate::cluster`] in place of the journal.
 //!
 //! ```text
-//!  start: read the stream to its end (Replica) ─► claim an instance ID ─► publish `Up` ─► serve
+//!  start: read the stream to its end (Replica) ─► claim an instance ID ─► publish `Up`
+//!         ─► accept connections once `Up` is applied (log time has caught up with the clock)
 //!
 //!  select! (biased): shutdown │ a batch of the log │ inbound from connections │ tick │ accept
 //!      batch   ─► Replica::apply ─► Router outputs ─► Owner performs those for our connections
@@ -76,6 +77,10 @@ struct Shell {
     flood: Flood,
     /// Logins with a credential being checked: (quiet, resume) for their `Authenticated` entry.
     credentials: HashMap<ConnId, (bool, Option<Resume>)>,
+    /// One of this instance's own batches (its `Up` first) was applied: log time has caught up with
+    /// the clock, and connections are accepted. Before, log time is that of the last batch read (the
+    /// epoch on a fresh stream), and a login deadline set then would expire at the next batch.
+    serving: bool,
 }
 
 /// Serves as one instance of the cluster until `shutdown` completes (or the log marks it down).
@@ -111,7 +116,6 @@ pub(super) async fn run<L: Listener>(
     let publisher = Publisher::start(link.js.clone(), subject, instance);
     let (live_tx, live_rx) = watch::channel(replica.live());
     let mut lease = Lease::start(store, instance, link.config.lease, live_rx, publisher.sender());
-    info!(instance = format_args!("{instance:08x}"), "serving as one instance of the cluster");
 
     let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
     let mut owner = Owner::new(router, None, AccountsFile::new(None), inbound_tx.clone());
@@ -127,6 +131,7 @@ pub(super) async fn run<L: Listener>(
         down: false,
         flood: Flood::new(config.limits),
         credentials: HashMap::new(),
+        serving: false,
     };
     shell.publish(Entry::Up).await?;
     let tracker = TaskTracker::new();
@@ -171,7 +176,7 @@ pub(super) async fn run<L: Listener>(
                 }
                 live_tx.send_replace(shell.replica.live());
             }
-            accepted = listener.accept() => {
+            accepted = listener.accept(), if shell.serving => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -199,7 +204,7 @@ pub(super) async fn run<L: Listener>(
                 };
                 owner.serving(conn, task.abort_handle());
             }
-            accepted = accept_text(&mut text) => {
+            accepted = accept_text(&mut text), if shell.serving => {
                 let Ok((stream, peer)) = accepted else { continue };
                 next_conn += 1;
                 let conn = next_conn;
@@ -212,7 +217,7 @@ pub(super) async fn run<L: Listener>(
                 let task = tracker.spawn(serve_text(conn, stream, inbound, settings.outbox, reader));
                 owner.serving(conn, task.abort_handle());
             }
-            Some(Upgraded { socket, peer }) = accept_web(&mut upgrades) => {
+            Some(Upgraded { socket, peer }) = accept_web(&mut upgrades), if shell.serving => {
                 next_conn += 1;
                 let conn = next_conn;
                 if let Err((code, message)) = owner.accept(shell.replica.now(), conn, peer.ip()).await? {
@@ -281,8 +286,12 @@ impl Shell {
     /// Applies one batch of the log.
     fn apply(&mut self, owner: &mut Owner, delivered: Delivered) {
         let applied = self.replica.apply(&mut owner.router, delivered.seq, delivered.time_ms, &delivered.payload);
-        if let Applied::Batch { down, accounts, .. } = applied {
+        if let Applied::Batch { instance, down, accounts, .. } = applied {
             self.down |= down.contains(&self.instance);
+            if instance == self.instance && !self.serving {
+                self.serving = true;
+                info!(instance = format_args!("{instance:08x}"), "serving as one instance of the cluster");
+            }
             // Rare (an administrator's change): a fresh snapshot for the credential checks.
             if accounts.iter().any(Result::is_ok) {
                 owner.accounts.set_table(Arc::new(self.replica.accounts().clone()));
