@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use chat_core::{NodeId, Recipients, RoomName, Timestamp, UserName};
-use chat_server::protocol::{ClientFrame, Enter, ServerFrame};
+use chat_server::protocol::{ClientFrame, Enter};
 use chat_transport::codec::LEN_PREFIX;
-use chat_transport::{FrameCodec, MAX_FRAME_LEN, Role, decode_payload_borrowed, encode_frame, handshake};
+use chat_transport::{MAX_FRAME_LEN, Role, decode_payload_borrowed, encode_frame, handshake};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 
 use super::OPEN_TIMEOUT;
 use super::protocol::{Dest, Incoming, Party, PubSub, Stamp, read_more};
@@ -33,8 +32,6 @@ pub const PRE_WELCOME_HEARTBEAT: Duration = Duration::from_secs(5);
 pub struct ChatPubSub {
     /// Start of every user name of this run.
     prefix: String,
-    /// This connection's frame decoder (for the handshake and login; messages use the views).
-    decoder: FrameDecoder,
     /// The request ID of the next `Send`.
     next_req: u64,
     /// How often to ping: [`PRE_WELCOME_HEARTBEAT`] until `Welcome` says otherwise.
@@ -46,17 +43,6 @@ pub struct ChatPubSub {
     room: Option<RoomName>,
 }
 
-/// A decoder of server frames: each connection (and each clone) has its own length state.
-#[derive(Debug)]
-struct FrameDecoder(FrameCodec<ServerFrame, ()>);
-
-impl Clone for FrameDecoder {
-    /// A fresh decoder: clones are made between frames, where the length state is empty.
-    fn clone(&self) -> Self {
-        FrameDecoder(FrameCodec::new())
-    }
-}
-
 impl ChatPubSub {
     /// An adapter whose user names start with `prefix` (keep names of concurrent runs apart), for runs
     /// with up to `subscribers` subscribers.
@@ -64,7 +50,6 @@ impl ChatPubSub {
         let names = (0..subscribers).map(|i| user(prefix, 's', i)).collect::<io::Result<Vec<_>>>()?;
         Ok(ChatPubSub {
             prefix: prefix.to_string(),
-            decoder: FrameDecoder(FrameCodec::new()),
             next_req: 1,
             heartbeat: PRE_WELCOME_HEARTBEAT,
             names: Arc::new(names),
@@ -76,16 +61,24 @@ impl ChatPubSub {
     pub fn in_room(self, room: RoomName) -> Self {
         ChatPubSub { room: Some(room), ..self }
     }
-
-    fn decoder(&mut self) -> &mut FrameCodec<ServerFrame, ()> {
-        &mut self.decoder.0
-    }
 }
 
 fn user(prefix: &str, kind: char, i: usize) -> io::Result<UserName> {
     let mut s = String::with_capacity(prefix.len() + 8);
     let _ = write!(s, "{prefix}{kind}{i}");
     UserName::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+/// The payload length of the whole frame at the start of `buf`, if it has arrived: the frame layout
+/// of `chat_transport::codec` (a 4-byte big-endian length, then the payload, at most
+/// [`MAX_FRAME_LEN`]), split without `FrameCodec`'s per-frame copy.
+fn frame_len(buf: &[u8]) -> io::Result<Option<usize>> {
+    let Some(head) = buf.first_chunk::<LEN_PREFIX>() else { return Ok(None) };
+    let len = u32::from_be_bytes(*head) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+    }
+    Ok((buf.len() >= LEN_PREFIX + len).then_some(len))
 }
 
 fn chat_error(e: chat_transport::TransportError) -> io::Error {
@@ -115,24 +108,32 @@ impl PubSub for ChatPubSub {
         let mut buf = BytesMut::with_capacity(4096);
         let deadline = Instant::now() + OPEN_TIMEOUT;
         loop {
-            while let Some(frame) = self.decoder().decode(&mut buf).map_err(chat_error)? {
-                match frame {
-                    ServerFrame::Welcome { heartbeat_ms, .. } => {
+            // Read through the borrowed view: a `Welcome` lists up to 1000 names, and decoding them
+            // as `UserName`s (allocated, validated) was most of the generator's work in a join storm.
+            while let Some(len) = frame_len(&buf)? {
+                let payload = &buf[LEN_PREFIX..LEN_PREFIX + len];
+                match decode_payload_borrowed::<ServerFrameView<'_>>(payload).map_err(chat_error)? {
+                    ServerFrameView::Welcome { heartbeat_ms, .. } => {
+                        buf.advance(LEN_PREFIX + len);
                         self.heartbeat = Duration::from_millis(heartbeat_ms.max(10));
                         let Some(room) = self.room.clone() else { return Ok(buf) };
                         let join = encode_frame(&ClientFrame::JoinRoom { req: 0, room }).map_err(chat_error)?;
                         stream.write_all(&join).await?;
                         stream.flush().await?;
+                        continue;
                     }
                     // The room's history answers the join: in the room from now on.
-                    ServerFrame::History { req: 0, done: true, .. } if self.room.is_some() => return Ok(buf),
-                    ServerFrame::Rejected { req: 0, code, message } => {
+                    ServerFrameView::History { req: 0, done: true, .. } if self.room.is_some() => {
+                        buf.advance(LEN_PREFIX + len);
+                        return Ok(buf);
+                    }
+                    ServerFrameView::Rejected { req: 0, code, message } => {
                         return Err(io::Error::other(format!("cannot join the room: {code} {message}")));
                     }
-                    ServerFrame::Refused { code, message } => {
+                    ServerFrameView::Refused { code, message } => {
                         return Err(io::Error::other(format!("login refused: {code} {message}")));
                     }
-                    _ => {}
+                    _ => buf.advance(LEN_PREFIX + len),
                 }
             }
             read_more(stream, &mut buf, deadline).await?;
@@ -140,18 +141,15 @@ impl PubSub for ChatPubSub {
     }
 
     fn decode(&mut self, buf: &mut BytesMut, replies: &mut BytesMut) -> io::Result<Option<Incoming>> {
-        // The frame layout of `chat_transport::codec` (4-byte big-endian length, then the payload),
-        // split here without `FrameCodec`'s per-frame copy of the prefix; the payload goes through
-        // the codec's own `decode_payload` (same bincode configuration and limits).
-        let Some(head) = buf.first_chunk::<LEN_PREFIX>() else { return Ok(None) };
-        let len = u32::from_be_bytes(*head) as usize;
-        if len > MAX_FRAME_LEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-        }
-        if buf.len() < LEN_PREFIX + len {
-            buf.reserve(LEN_PREFIX + len - buf.len());
+        // Views go through the codec's own `decode_payload_borrowed` (same bincode configuration
+        // and limits).
+        let Some(len) = frame_len(buf)? else {
+            if let Some(head) = buf.first_chunk::<LEN_PREFIX>() {
+                // Room for the rest of a frame that has begun.
+                buf.reserve((LEN_PREFIX + u32::from_be_bytes(*head) as usize).saturating_sub(buf.len()));
+            }
             return Ok(None);
-        }
+        };
         let payload = &buf[LEN_PREFIX..LEN_PREFIX + len];
         // Most frames are messages: their sequence number and body are read by hand (checked
         // against the codec by a test); the rest through a borrowed view, which allocates nothing
