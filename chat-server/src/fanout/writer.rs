@@ -13,8 +13,8 @@
 //! reads for the lag policy and the journal for delivery watermarks.
 
 use std::io::IoSlice;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,138 +31,160 @@ use crate::protocol::ServerFrame;
 pub const MAX_WRITE_BATCH: usize = 1024 * 1024;
 /// Most slices in one vectored write (Linux `IOV_MAX` is 1024).
 const MAX_IOVECS: usize = 512;
+/// The encoded `Ping`, shared by every writer (not one copy in each writer's state).
+static PING: LazyLock<Bytes> = LazyLock::new(|| encode_frame(&ServerFrame::Ping).expect("ping encodes"));
 /// How long a disconnected slow consumer gets to accept its `Closing` frame.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// The writer task of one connection.
-pub(crate) async fn write_loop<W: AsyncWrite + Unpin + Send>(
+///
+/// Its future is the task's memory for as long as the connection lives, idle or not: a kick's
+/// `close_with` is boxed, so its state is allocated only when it happens, and nothing large is held
+/// across the loop's awaits.
+///
+/// (A plain function returning an `async move` block: an `async fn` would keep a second copy of its
+/// arguments in its state.)
+#[allow(clippy::manual_async_fn)] // on purpose: see the note above
+pub(crate) fn write_loop<W: AsyncWrite + Unpin + Send>(
     mut write: W,
     private: Arc<PrivateQueue>,
     mut stream: StreamReader,
     mut kill: oneshot::Receiver<(ErrorCode, String)>,
     progress: Arc<WriterProgress>,
     heartbeat: Duration,
-) {
-    let ping = encode_frame(&ServerFrame::Ping).expect("ping encodes");
-    let mut cursor: Option<u64> = None;
-    let mut kill_armed = true;
-    let mut stream_open = true;
-    let mut next: Option<Private> = None;
-    let mut segments: Vec<Bytes> = Vec::new();
-    // Something was written: the login was answered, pings may follow.
-    let mut answered = false;
-    loop {
-        // A kick drops the queue too: look for it before taking a closed queue for a clean end.
-        if kill_armed && let Ok((code, reason)) = kill.try_recv() {
-            return close_with(write, std::mem::take(&mut segments), code, reason).await;
-        }
-        // The owner forgot this connection (it left, or the server is stopping) and everything queued
-        // for it is written: close. The stream is not followed any further.
-        if next.is_none() && private.is_closed() && private.is_empty() {
-            break;
-        }
-        // Wait only when there is nothing to write.
-        let backlog = cursor.is_some_and(|c| c < *stream.head.borrow());
-        if next.is_none() && !backlog && private.is_empty() {
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let mut cursor: Option<u64> = None;
+        let mut kill_armed = true;
+        let mut stream_open = true;
+        let mut segments: Vec<Bytes> = Vec::new();
+        // Something was written: the login was answered, pings may follow.
+        let mut answered = false;
+        // The loop's only awaits are the wait for work and the write: what ends it (a kick's close,
+        // the clean end) runs after it, so that the future's layout needs no room for them.
+        let exit = loop {
+            // A kick drops the queue too: look for it before taking a closed queue for a clean end.
+            if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+                break Exit::Kicked(code, reason);
+            }
+            // The owner forgot this connection (it left, or the server is stopping) and everything queued
+            // for it is written: close. The stream is not followed any further.
+            if private.is_closed() && private.is_empty() {
+                break Exit::Done;
+            }
+            // Wait only when there is nothing to write.
+            let backlog = cursor.is_some_and(|c| c < *stream.head.borrow());
+            if !backlog && private.is_empty() {
+                tokio::select! {
+                    biased;
+                    killed = &mut kill, if kill_armed => {
+                        kill_armed = false;
+                        if let Ok((code, reason)) = killed {
+                            break Exit::Kicked(code, reason);
+                        }
+                        continue;
+                    }
+                    () = private.ready.notified() => {}
+                    changed = stream.head.changed(), if cursor.is_some() && stream_open => {
+                        // Err: the owner dropped the stream (shutdown); what was sealed stays readable.
+                        stream_open = changed.is_ok();
+                    }
+                    () = tokio::time::sleep(heartbeat), if answered => segments.push(PING.clone()),
+                }
+            } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+                break Exit::Kicked(code, reason);
+            }
+
+            // The head is read *before* the private queue. The owner announces a head only after handing
+            // over the private frames that precede the stream up to it, so every private frame due before
+            // `head` is in the queue now; one queued later has a `bpos` at or past `head`. Reading the queue
+            // first would let a frame queued in between be written after stream frames that follow it.
+            let head = *stream.head.borrow_and_update();
+            // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
+            let mut seq = 0;
+            // Whether every private frame queued was taken: only then may the stream go on past them.
+            let mut drained = false;
+            let mut bytes = segments.iter().map(Bytes::len).sum::<usize>();
+            while bytes < MAX_WRITE_BATCH && segments.len() < MAX_IOVECS {
+                let Some(item) = private.pop() else {
+                    drained = true;
+                    break;
+                };
+                match item {
+                    Private::Frame { bytes: frame, seq: s, bpos } => {
+                        if let Some(c) = cursor
+                            && bpos > c
+                        {
+                            seq = seq.max(stream.collect(c, bpos, &mut segments));
+                            cursor = Some(bpos);
+                        }
+                        bytes += frame.len();
+                        segments.push(frame);
+                        seq = seq.max(s);
+                    }
+                    Private::Subscribe { from } => cursor = Some(from),
+                }
+            }
+            if drained && let Some(c) = cursor.filter(|_| !private.is_closed()) {
+                let budget = MAX_WRITE_BATCH.saturating_sub(bytes) as u64;
+                let to = head.min(c + budget.max(1));
+                if to > c && segments.len() < MAX_IOVECS {
+                    seq = seq.max(stream.collect(c, to, &mut segments));
+                    cursor = Some(to);
+                }
+            }
+            if segments.is_empty() {
+                continue;
+            }
+            // A client that stopped reading blocks this write; the kill switch must still get through.
             tokio::select! {
                 biased;
                 killed = &mut kill, if kill_armed => {
-                    kill_armed = false;
                     if let Ok((code, reason)) = killed {
-                        return close_with(write, std::mem::take(&mut segments), code, reason).await;
+                        // `segments` holds exactly what is not written yet: finish the frames begun first.
+                        break Exit::Kicked(code, reason);
                     }
-                    continue;
-                }
-                () = private.ready.notified() => {}
-                changed = stream.head.changed(), if cursor.is_some() && stream_open => {
-                    // Err: the owner dropped the stream (shutdown); what was sealed stays readable.
-                    stream_open = changed.is_ok();
-                }
-                () = tokio::time::sleep(heartbeat), if answered => segments.push(ping.clone()),
-            }
-        } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
-            return close_with(write, std::mem::take(&mut segments), code, reason).await;
-        }
-
-        // The head is read *before* the private queue. The owner announces a head only after handing
-        // over the private frames that precede the stream up to it, so every private frame due before
-        // `head` is in the queue now; one queued later has a `bpos` at or past `head`. Reading the queue
-        // first would let a frame queued in between be written after stream frames that follow it.
-        let head = *stream.head.borrow_and_update();
-        // Gather: private frames in order (each preceded by the stream up to its bpos), then the stream.
-        let mut seq = 0;
-        // Whether every private frame queued was taken: only then may the stream go on past them.
-        let mut drained = false;
-        let mut bytes = segments.iter().map(Bytes::len).sum::<usize>();
-        while bytes < MAX_WRITE_BATCH && segments.len() < MAX_IOVECS {
-            let item = match next.take() {
-                Some(item) => item,
-                None => match private.pop() {
-                    Some(item) => item,
-                    None => {
-                        drained = true;
-                        break;
+                    kill_armed = false;
+                    if write_all_vectored(&mut write, &mut segments).await.is_err() {
+                        break Exit::Failed;
                     }
-                },
-            };
-            match item {
-                Private::Frame { bytes: frame, seq: s, bpos } => {
-                    if let Some(c) = cursor
-                        && bpos > c
-                    {
-                        seq = seq.max(stream.collect(c, bpos, &mut segments));
-                        cursor = Some(bpos);
+                }
+                written = write_all_vectored(&mut write, &mut segments) => {
+                    if written.is_err() {
+                        break Exit::Failed;
                     }
-                    bytes += frame.len();
-                    segments.push(frame);
-                    seq = seq.max(s);
-                }
-                Private::Subscribe { from } => cursor = Some(from),
-            }
-        }
-        if drained && let Some(c) = cursor.filter(|_| !private.is_closed()) {
-            let budget = MAX_WRITE_BATCH.saturating_sub(bytes) as u64;
-            let to = head.min(c + budget.max(1));
-            if to > c && segments.len() < MAX_IOVECS {
-                seq = seq.max(stream.collect(c, to, &mut segments));
-                cursor = Some(to);
-            }
-        }
-        if segments.is_empty() {
-            continue;
-        }
-        // A client that stopped reading blocks this write; the kill switch must still get through.
-        tokio::select! {
-            biased;
-            killed = &mut kill, if kill_armed => {
-                if let Ok((code, reason)) = killed {
-                    // `segments` holds exactly what is not written yet: finish the frames begun first.
-                    return close_with(write, segments, code, reason).await;
-                }
-                kill_armed = false;
-                if write_all_vectored(&mut write, &mut segments).await.is_err() {
-                    return;
                 }
             }
-            written = write_all_vectored(&mut write, &mut segments) => {
-                if written.is_err() {
-                    return;
-                }
+            answered = true;
+            // An idle connection should not keep the segment list of its busiest moment (8 KiB budget per connection).
+            if segments.capacity() > 64 {
+                segments = Vec::new();
             }
-        }
-        answered = true;
-        // An idle connection should not keep the segment list of its busiest moment (8 KiB budget per connection).
-        if segments.capacity() > 64 {
-            segments = Vec::new();
-        }
-        if let Some(c) = cursor {
-            progress.cursor.store(c, Ordering::Release);
-        }
-        if seq > 0 {
-            progress.mark.fetch_max(seq, Ordering::Release);
+            if let Some(c) = cursor {
+                progress.cursor.store(c, Ordering::Release);
+            }
+            if seq > 0 {
+                progress.mark.fetch_max(seq, Ordering::Release);
+            }
+        };
+        match exit {
+            Exit::Done => {
+                let _ = write.shutdown().await;
+            }
+            Exit::Kicked(code, reason) => Box::pin(close_with(write, segments, code, reason)).await,
+            Exit::Failed => {}
         }
     }
-    let _ = write.shutdown().await;
+}
+
+/// How a writer ends.
+enum Exit {
+    /// Everything queued is written and the owner forgot the connection: end the stream.
+    Done,
+    /// Kicked: what was begun, then `Closing { code, reason }` (see `close_with`).
+    Kicked(ErrorCode, String),
+    /// A write failed: the connection is gone.
+    Failed,
 }
 
 /// Ends a kicked connection: what was begun, then `Closing { code, reason }` (both within

@@ -75,3 +75,20 @@ async fn a_writer_woken_mid_turn_never_writes_a_private_frame_after_later_stream
     assert!(misplaced.is_empty(), "out of server order (first five): {misplaced:?}");
     assert_eq!(got.len() as u64, 3 * TURNS + 1, "every frame once");
 }
+
+/// Most bytes of a writer's future (see [`write_loop`]): with tokio's task header it makes a 640-byte
+/// task, one per connection for its whole life. `RUSTFLAGS=-Zprint-type-sizes cargo +nightly build`
+/// shows the layout when this grows.
+const MAX_WRITER_FUTURE: usize = 528;
+
+#[test]
+fn a_writers_future_stays_small() {
+    let (_client, server) = tokio::io::duplex(64);
+    let (_write_half_reader, write) = tokio::io::split(server);
+    let (_sender, queue) = PrivateQueue::new(4);
+    let stream = Stream::new();
+    let (_kill, kill_rx) = oneshot::channel();
+    let writer = write_loop(write, queue, stream.reader(), kill_rx, WriterProgress::new(), Duration::from_secs(5));
+    let size = std::mem::size_of_val(&writer);
+    assert!(size <= MAX_WRITER_FUTURE, "a writer's future is {size} bytes, over {MAX_WRITER_FUTURE}");
+}

@@ -60,8 +60,9 @@ struct Conn {
     legacy: bool,
     /// Whether its client cannot resume a session (version 1, the text protocol).
     unresumable: bool,
-    /// Its login request, while its credential is checked.
-    pending: Option<LoginOptions>,
+    /// Its login request, while its credential is checked (boxed: rare, and ~100 bytes that every
+    /// connection's entry would carry).
+    pending: Option<Box<LoginOptions>>,
 }
 
 /// The answer to a send, remembered under its idempotency key.
@@ -160,12 +161,12 @@ impl Sessions {
 
     /// Keeps `conn`'s login request while its credential is checked.
     pub(super) fn set_pending(&mut self, conn: ConnId, options: LoginOptions) {
-        self.conns.entry(conn).or_default().pending = Some(options);
+        self.conns.entry(conn).or_default().pending = Some(Box::new(options));
     }
 
     /// Takes `conn`'s kept login request.
     pub(super) fn take_pending(&mut self, conn: ConnId) -> LoginOptions {
-        self.conns.get_mut(&conn).and_then(|c| c.pending.take()).unwrap_or_default()
+        self.conns.get_mut(&conn).and_then(|c| c.pending.take()).map(|o| *o).unwrap_or_default()
     }
 
     /// Starts `session` for `name`; false (nothing changes) if the same name has a session.

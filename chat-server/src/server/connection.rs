@@ -7,6 +7,7 @@ use std::time::Duration;
 use chat_core::ErrorCode;
 use chat_transport::{ByteStream, FrameReader, Role, TransportError, encode_frame, handshake_accepting};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
@@ -106,7 +107,7 @@ pub(super) async fn serve_tls<S: ByteStream>(
     }
 }
 
-/// Handshake, then register with the owner and run the reader loop (the writer is its own task).
+/// Handshake, then start the connection's reader and writer tasks and register them with the owner.
 pub(super) async fn serve_connection<S: ByteStream>(
     conn: ConnId,
     mut stream: S,
@@ -132,15 +133,16 @@ pub(super) async fn serve_connection<S: ByteStream>(
     let (private, rx) = PrivateQueue::new(settings.outbox);
     let (kill_tx, kill_rx) = oneshot::channel();
     let progress = WriterProgress::new();
-    tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
     let idle = settings.heartbeat * 3;
     // Paused until the owner knows the connection, so no frame of it arrives before its `Open`.
     let gate = Gate::paused();
+    // Tracked, so that shutdown waits for a reader's linger as for a writer's flush.
     let reader = if legacy {
-        tokio::spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
+        tracker.spawn(read_loop::<_, v1::ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
     } else {
-        tokio::spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
+        tracker.spawn(read_loop::<_, ClientFrame>(conn, read, inbound.clone(), idle, gate.clone()))
     };
+    tracker.spawn(write_loop(write, rx, stream_reader, kill_rx, progress.clone(), settings.heartbeat));
     let reader_handle = reader.abort_handle();
     let entry = ConnEntry {
         private,
@@ -155,58 +157,168 @@ pub(super) async fn serve_connection<S: ByteStream>(
         reader.abort();
     }
     gate.resume();
-    let _ = reader.await;
+    // This task ends here: from `Open` on the owner controls the connection through its entry (the
+    // reader's abort handle, the writer's kill switch), so nothing waits for the reader (one task
+    // less per connection held: about a kilobyte of an idle connection's memory).
     Ok(())
 }
 
 /// Reads frames of type `F` (this version's, or version 1's, converted) until the connection ends,
 /// each only once its [`Gate`] allows (not while paused; at most [`MAX_READ_AHEAD`](super::gate::MAX_READ_AHEAD)
 /// frames ahead of the owner). The silence timeout counts only time spent reading.
-async fn read_loop<R, F>(conn: ConnId, read: R, inbound: mpsc::Sender<Inbound>, idle: Duration, gate: Arc<Gate>)
+///
+/// Its future is the task's memory for as long as the connection lives, idle or not, so the rare
+/// paths (lingering, waiting for room in the owner's queue, the last report) are boxed: their state
+/// is allocated only when they run.
+///
+/// (A plain function returning an `async move` block: an `async fn` would keep a second copy of its
+/// arguments in its state.)
+#[allow(clippy::manual_async_fn)] // on purpose: see the note above
+fn read_loop<R, F>(
+    conn: ConnId,
+    read: R,
+    inbound: mpsc::Sender<Inbound>,
+    idle: Duration,
+    gate: Arc<Gate>,
+) -> impl Future<Output = ()>
 where
     R: AsyncRead + Unpin,
     F: serde::de::DeserializeOwned + Into<ClientFrame>,
 {
-    let mut reader: FrameReader<_, F> = FrameReader::new(read);
-    let reason = loop {
+    async move {
+        let mut reader: FrameReader<_, F> = FrameReader::new(read);
+        // No frame or step is held across an `.await` of this loop but the next one: the rare awaits
+        // come after it, so the future's layout needs room for the wait for the next frame only.
+        let end = loop {
+            let frame: ClientFrame = match next_step(conn, &mut reader, &gate, idle).await {
+                Step::Frame(frame) => frame.into(),
+                Step::Linger => break End::Linger,
+                Step::End(reason) => break End::Report(reason),
+            };
+            if frame == ClientFrame::Leave {
+                break End::Report(crate::router::QUIT.to_string());
+            }
+            if matches!(frame, ClientFrame::Pong) {
+                gate.applied(); // nothing for the owner to do
+                continue;
+            }
+            if gate.is_lingering() {
+                break End::Linger;
+            }
+            // The owner's queue has room almost always; waiting for room is the boxed path.
+            let full = match inbound.try_send(Inbound::Frame { conn, frame }) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(frame)) => frame,
+                Err(TrySendError::Closed(_)) => break End::Quiet,
+            };
+            if !Box::pin(send_or_linger(&mut reader, &inbound, full, &gate)).await {
+                break End::Quiet;
+            }
+        };
+        match end {
+            End::Linger => Box::pin(linger(&mut reader)).await,
+            End::Report(reason) => {
+                let _ = Box::pin(inbound.send(Inbound::Closed { conn, reason })).await;
+            }
+            End::Quiet => {}
+        }
+    }
+}
+
+/// How a reader ends.
+enum End {
+    /// The owner closed the connection: discard what the client still sends for a while.
+    Linger,
+    /// The connection ended (the client left, closed, fell silent): tell the owner why.
+    Report(String),
+    /// Nothing more to do (the owner is gone, or the reader lingered already).
+    Quiet,
+}
+
+/// What the reader does next.
+enum Step<F> {
+    /// Hand this frame over.
+    Frame(F),
+    /// The owner closed the connection: linger.
+    Linger,
+    /// The connection ended, for this reason.
+    End(String),
+}
+
+/// Waits for the gate, then for the next frame (within `idle`), unless told to linger first. (Not an
+/// `async fn`, for the reason given at [`read_loop`].)
+#[allow(clippy::manual_async_fn)] // on purpose: see the note above
+fn next_step<'a, R, F>(
+    conn: ConnId,
+    reader: &'a mut FrameReader<R, F>,
+    gate: &'a Gate,
+    idle: Duration,
+) -> impl Future<Output = Step<F>> + 'a
+where
+    R: AsyncRead + Unpin,
+    F: serde::de::DeserializeOwned,
+{
+    async move {
         tokio::select! {
             biased;
-            () = gate.lingering() => return linger(&mut reader).await,
+            () = gate.lingering() => return Step::Linger,
             () = gate.ready() => {}
         }
         let read = tokio::select! {
             biased;
-            () = gate.lingering() => return linger(&mut reader).await,
+            () = gate.lingering() => return Step::Linger,
             read = tokio::time::timeout(idle, reader.read_frame()) => read,
         };
         match read {
-            Err(_) => break "timeout".to_string(),
-            Ok(Ok(Some(frame))) => {
-                let frame = frame.into();
-                if frame == ClientFrame::Leave {
-                    break crate::router::QUIT.to_string();
-                }
-                if matches!(frame, ClientFrame::Pong) {
-                    gate.applied(); // nothing for the owner to do
-                    continue;
-                }
-                tokio::select! {
-                    biased;
-                    () = gate.lingering() => return linger(&mut reader).await,
-                    sent = inbound.send(Inbound::Frame { conn, frame }) => if sent.is_err() { return },
-                }
-            }
-            Ok(Ok(None)) => break "disconnected".to_string(),
+            Err(_) => Step::End("timeout".to_string()),
+            Ok(Ok(Some(frame))) => Step::Frame(frame),
+            Ok(Ok(None)) => Step::End("disconnected".to_string()),
             Ok(Err(e)) => {
                 debug!(conn, error = %e, "read failed");
-                break "disconnected".to_string();
+                Step::End("disconnected".to_string())
             }
         }
-    };
-    let _ = inbound.send(Inbound::Closed { conn, reason }).await;
+    }
+}
+
+/// Waits for room in the owner's queue for `frame`, unless the connection is told to linger first
+/// (then lingers). Whether the reader goes on.
+async fn send_or_linger<R: AsyncRead + Unpin, F: serde::de::DeserializeOwned>(
+    reader: &mut FrameReader<R, F>,
+    inbound: &mpsc::Sender<Inbound>,
+    frame: Inbound,
+    gate: &Gate,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = gate.lingering() => {
+            linger(reader).await;
+            false
+        }
+        sent = inbound.send(frame) => sent.is_ok(),
+    }
 }
 
 /// Discards what the client still sends, until it closes or [`LINGER`] has passed (see `gate`).
 async fn linger<R: AsyncRead + Unpin, F: serde::de::DeserializeOwned>(reader: &mut FrameReader<R, F>) {
     let _ = tokio::time::timeout(LINGER, async { while let Ok(Some(_)) = reader.read_frame().await {} }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most bytes of a reader's future (see [`read_loop`]): with tokio's task header it makes a 640-byte
+    /// task, one per connection for its whole life. `RUSTFLAGS=-Zprint-type-sizes cargo +nightly build`
+    /// shows the layout when this grows.
+    const MAX_READER_FUTURE: usize = 528;
+
+    #[test]
+    fn a_readers_future_stays_small() {
+        let (read, _write) = tokio::io::split(tokio::io::empty());
+        let (inbound, _rx) = mpsc::channel(1);
+        let reader = read_loop::<_, ClientFrame>(1, read, inbound, Duration::from_secs(15), Gate::paused());
+        let size = std::mem::size_of_val(&reader);
+        assert!(size <= MAX_READER_FUTURE, "a reader's future is {size} bytes, over {MAX_READER_FUTURE}");
+    }
 }

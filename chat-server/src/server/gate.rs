@@ -86,6 +86,11 @@ impl Gate {
         self.linger.notify_waiters();
     }
 
+    /// Whether the reader was told to linger.
+    pub(super) fn is_lingering(&self) -> bool {
+        self.lingering.load(Ordering::Acquire)
+    }
+
     /// Completes once the reader must linger. **Cancel-safe.**
     pub(super) async fn lingering(&self) {
         loop {
