@@ -64,7 +64,7 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin + Send>(
         // the clean end) runs after it, so that the future's layout needs no room for them.
         let exit = loop {
             // A kick drops the queue too: look for it before taking a closed queue for a clean end.
-            if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+            if let Some((code, reason)) = kicked(&mut kill, &mut kill_armed) {
                 break Exit::Kicked(code, reason);
             }
             // The owner forgot this connection (it left, or the server is stopping) and everything queued
@@ -91,7 +91,7 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin + Send>(
                     }
                     () = tokio::time::sleep(heartbeat), if answered => segments.push(PING.clone()),
                 }
-            } else if kill_armed && let Ok((code, reason)) = kill.try_recv() {
+            } else if let Some((code, reason)) = kicked(&mut kill, &mut kill_armed) {
                 break Exit::Kicked(code, reason);
             }
 
@@ -173,6 +173,23 @@ pub(crate) fn write_loop<W: AsyncWrite + Unpin + Send>(
             }
             Exit::Kicked(code, reason) => Box::pin(close_with(write, segments, code, reason)).await,
             Exit::Failed => {}
+        }
+    }
+}
+
+/// The kick waiting on `kill`, if any, while it is `armed`. A closed channel (the owner forgot the
+/// connection without a kick) disarms it: a oneshot must never be polled again once `try_recv` has
+/// seen it closed (tokio panics, and the writer's queued frames, a `Refused` say, would be lost).
+fn kicked(kill: &mut oneshot::Receiver<(ErrorCode, String)>, armed: &mut bool) -> Option<(ErrorCode, String)> {
+    if !*armed {
+        return None;
+    }
+    match kill.try_recv() {
+        Ok(kick) => Some(kick),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => {
+            *armed = false;
+            None
         }
     }
 }

@@ -92,3 +92,33 @@ fn a_writers_future_stays_small() {
     let size = std::mem::size_of_val(&writer);
     assert!(size <= MAX_WRITER_FUTURE, "a writer's future is {size} bytes, over {MAX_WRITER_FUTURE}");
 }
+
+/// A connection refused at login: its `Refused` is queued, then the owner forgets the connection
+/// (the queue closes, the kill switch is dropped unused) before the writer first runs. The writer
+/// must write the frame and end the stream. (It used to poll the kill switch after `try_recv` had
+/// seen it closed: a panic in the writer, and the client saw the connection close without its
+/// `Refused`.)
+#[tokio::test]
+async fn a_frame_queued_before_the_owner_forgets_the_connection_is_written_then_the_stream_ends() {
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (sender, queue) = PrivateQueue::new(4);
+    let refused = ServerFrame::Refused { code: chat_core::ErrorCode::NameTaken, message: "taken".into() };
+    sender.try_send(Private::Frame { bytes: encode_frame(&refused).unwrap(), seq: 0, bpos: 0 }).unwrap();
+    drop(sender);
+    let (kill, kill_rx) = oneshot::channel();
+    drop(kill);
+    let stream = Stream::new();
+    let writer = tokio::spawn(write_loop(
+        server,
+        queue,
+        stream.reader(),
+        kill_rx,
+        WriterProgress::new(),
+        Duration::from_secs(5),
+    ));
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got)).await.expect("the stream ends").unwrap();
+    assert!(writer.await.is_ok(), "the writer must not panic");
+    let frame: ServerFrame = decode_payload(&got[LEN_PREFIX..]).unwrap();
+    assert_eq!(frame, refused);
+}
