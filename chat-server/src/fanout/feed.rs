@@ -165,10 +165,7 @@ mod tests {
 
     use super::*;
     use crate::fanout::stream::Stream;
-
-    fn frame(n: u64) -> ServerFrame {
-        ServerFrame::Peers { req: n, names: vec![] }
-    }
+    use crate::fanout::turns_tests::{TURNS, assert_every_turn_in_order, numbered as frame, owner_turns};
 
     fn all(feed: &mut FrameFeed) -> Vec<u64> {
         let mut out = Vec::new();
@@ -242,28 +239,11 @@ mod tests {
     /// while this thread reads: every frame once, in server order, wherever the reads fall.
     #[test]
     fn concurrent_turns_come_out_in_server_order() {
-        const TURNS: u64 = 3000;
-        let mut stream = Stream::new();
+        let stream = Stream::new();
         let (sender, queue) = PrivateQueue::new(4 * TURNS as usize);
         let mut feed = FrameFeed::new(queue, stream.reader(), WriterProgress::new());
         sender.try_send(Private::Subscribe { from: 0 }).unwrap();
-        let owner = std::thread::spawn(move || {
-            for turn in 0..TURNS {
-                let n = turn * 3;
-                stream.append(&frame(n), n + 1).unwrap();
-                let bytes = encode_frame(&frame(n + 1)).unwrap();
-                let private = Private::Frame { bytes, seq: n + 2, bpos: stream.offset() };
-                stream.append(&frame(n + 2), n + 3).unwrap();
-                stream.seal();
-                std::thread::yield_now();
-                sender.try_send(private).unwrap();
-                std::thread::yield_now();
-                stream.announce();
-            }
-            // A last private frame after everything, then the close: the stream up to it is read first.
-            let bpos = stream.offset();
-            sender.try_send(Private::Frame { bytes: encode_frame(&frame(3 * TURNS)).unwrap(), seq: 0, bpos }).unwrap();
-        });
+        let owner = owner_turns(stream, sender);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut got = Vec::new();
         loop {
@@ -278,8 +258,6 @@ mod tests {
             }
         }
         owner.join().unwrap();
-        let misplaced: Vec<_> = got.windows(2).filter(|w| w[0] >= w[1]).map(|w| (w[0], w[1])).take(5).collect();
-        assert!(misplaced.is_empty(), "out of server order (first five): {misplaced:?}");
-        assert_eq!(got.len() as u64, 3 * TURNS + 1, "every frame once");
+        assert_every_turn_in_order(&got);
     }
 }

@@ -33,4 +33,7 @@ pub(crate) mod private_queue;
 pub(crate) mod stream;
 pub(crate) mod writer;
 
+#[cfg(test)]
+mod turns_tests;
+
 pub use writer::{KILL_GRACE, MAX_WRITE_BATCH};

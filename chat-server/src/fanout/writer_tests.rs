@@ -10,12 +10,8 @@ use tokio::sync::oneshot;
 use super::write_loop;
 use crate::fanout::private_queue::{Private, PrivateQueue, WriterProgress};
 use crate::fanout::stream::Stream;
+use crate::fanout::turns_tests::{TURNS, assert_every_turn_in_order, owner_turns};
 use crate::protocol::ServerFrame;
-
-/// A frame carrying its position in server order.
-fn numbered(n: u64) -> ServerFrame {
-    ServerFrame::Peers { req: n, names: vec![] }
-}
 
 /// Owner turns on a thread of their own, each: a stream frame, a private frame to follow it, another
 /// stream frame, then the end of the turn as the owner does it (the stream sealed, the private frames
@@ -23,37 +19,15 @@ fn numbered(n: u64) -> ServerFrame {
 /// must write every frame once, in server order, however its wake-ups fall between those steps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_woken_mid_turn_never_writes_a_private_frame_after_later_stream_frames() {
-    const TURNS: u64 = 3000;
     let (client, server) = tokio::io::duplex(1 << 20);
     let (sender, queue) = PrivateQueue::new(4 * TURNS as usize);
-    let mut stream = Stream::new();
+    let stream = Stream::new();
     let reader = stream.reader();
     sender.try_send(Private::Subscribe { from: 0 }).unwrap();
     let (_kill, kill_rx) = oneshot::channel();
     let writer =
         tokio::spawn(write_loop(server, queue, reader, kill_rx, WriterProgress::new(), Duration::from_secs(3600)));
-    let owner = std::thread::spawn(move || {
-        for turn in 0..TURNS {
-            let n = turn * 3;
-            stream.append(&numbered(n), n + 1).unwrap();
-            let private =
-                Private::Frame { bytes: encode_frame(&numbered(n + 1)).unwrap(), seq: n + 2, bpos: stream.offset() };
-            stream.append(&numbered(n + 2), n + 3).unwrap();
-            stream.seal();
-            std::thread::yield_now();
-            sender.try_send(private).unwrap();
-            std::thread::yield_now();
-            stream.announce();
-            if turn % 64 == 0 {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-        // A last private frame after everything: the writer writes the stream up to it, then closes.
-        let end = Private::Frame { bytes: encode_frame(&numbered(3 * TURNS)).unwrap(), seq: 0, bpos: stream.offset() };
-        sender.try_send(end).unwrap();
-        drop(sender);
-        stream
-    });
+    let owner = owner_turns(stream, sender);
     let read = async {
         let mut client = client;
         let mut got = Vec::new();
@@ -71,9 +45,7 @@ async fn a_writer_woken_mid_turn_never_writes_a_private_frame_after_later_stream
     let got = tokio::time::timeout(Duration::from_secs(60), read).await.expect("the writer finishes");
     let _stream = owner.join().unwrap();
     writer.await.unwrap();
-    let misplaced: Vec<_> = got.windows(2).filter(|w| w[0] >= w[1]).map(|w| (w[0], w[1])).take(5).collect();
-    assert!(misplaced.is_empty(), "out of server order (first five): {misplaced:?}");
-    assert_eq!(got.len() as u64, 3 * TURNS + 1, "every frame once");
+    assert_every_turn_in_order(&got);
 }
 
 /// Most bytes of a writer's future (see [`write_loop`]): with tokio's task header it makes a 640-byte
