@@ -176,6 +176,41 @@ fn accounts_are_shared_by_every_instance_through_the_log_and_survive_a_restart_o
 /// One NATS node that requires a user and password (and its JetStream store), stopped when dropped.
 struct SecuredNats(std::process::Child, tempfile::TempDir, u16);
 
+impl SecuredNats {
+    /// Starts the node on a free port and waits until it accepts connections. The port is found by
+    /// binding and releasing it, so another socket may take it first: the node then exits, and it
+    /// is started again on another port (at most three times).
+    fn start(bin: &std::path::Path) -> SecuredNats {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let config = dir.path().join("n.conf");
+            let store = dir.path().join("store");
+            let conf = format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\nauthorization {{ user: chat, password: s3cret }}\n",
+                store.display()
+            );
+            std::fs::write(&config, conf).unwrap();
+            let mut child =
+                Command::new(bin).arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            let deadline = std::time::Instant::now() + common::WAIT;
+            while child.try_wait().unwrap().is_none() {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return SecuredNats(child, dir, port);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("nats-server did not start");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            // It exited: its port was taken meanwhile. Another port.
+        }
+        panic!("nats-server exited on three free ports")
+    }
+}
+
 impl Drop for SecuredNats {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -189,26 +224,8 @@ fn the_account_tool_reaches_a_nats_that_requires_credentials_and_is_refused_with
         Ok(bin) => bin,
         Err(reason) => return println!("skipped: nats-server cannot be installed: {reason}"),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("n.conf");
-    let store = dir.path().join("store");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\nauthorization {{ user: chat, password: s3cret }}\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin).arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let nats = SecuredNats(child, dir, port);
+    let nats = SecuredNats::start(&bin);
     let url = format!("nats://127.0.0.1:{}", nats.2);
-    let deadline = std::time::Instant::now() + common::WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", nats.2)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let user = ["--cluster-user", "chat:s3cret"];
     let a =
         Instance::start(&url, "127.0.0.1:0", &[&["--auth", "accounts", "--cluster-replicas", "1"][..], &user].concat());

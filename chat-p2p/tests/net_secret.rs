@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chat_core::{Event, OutgoingMessage, Recipients, Timestamp, Transport, UserName};
 use chat_p2p::secure::GroupSecret;
-use chat_p2p::{P2pConfig, P2pTransport, join};
+use chat_p2p::{P2pConfig, P2pError, P2pTransport, join};
 use chat_transport::discovery::{DiscoveryConfig, DiscoverySocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +18,9 @@ use tokio::task::JoinSet;
 
 /// Upper bound for one whole test.
 const TEST_LIMIT: Duration = Duration::from_secs(40);
+
+/// How many free ports a node tries before a taken port fails the test.
+const PORT_ATTEMPTS: usize = 5;
 
 type Recording = Arc<Mutex<Vec<u8>>>;
 
@@ -90,6 +93,27 @@ async fn delivered(t: &mut P2pTransport, body: &str) {
     panic!("{}: no {body:?}", t.local_name())
 }
 
+/// Starts a node listening on a free port behind a fresh relay. The port is found by binding and
+/// releasing it, so another socket may take it before the node binds it: a taken port is retried
+/// with a new port and relay (at most [`PORT_ATTEMPTS`] times).
+async fn start(
+    who: &str,
+    port: u16,
+    secret: Option<&GroupSecret>,
+    tape: &Recording,
+    relays: &mut JoinSet<()>,
+) -> P2pTransport {
+    for attempt in 1..=PORT_ATTEMPTS {
+        let at = free_port();
+        let c = config(who, port, secret, at, relay(at, Arc::clone(tape), relays).await);
+        match tokio::time::timeout(Duration::from_secs(10), join(c)).await.expect("in time") {
+            Err(P2pError::Bind { what: "tcp listener", .. }) if attempt < PORT_ATTEMPTS => {}
+            joined => return joined.expect("joined"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 /// Runs two nodes (`alice` founds, `bob` joins) whose links pass through recording relays, has
 /// each say a sentence, and returns what the relays and a multicast listener recorded.
 async fn recorded_chat(port: u16, secret: Option<&GroupSecret>) -> (Vec<u8>, Vec<u8>) {
@@ -105,15 +129,8 @@ async fn recorded_chat(port: u16, secret: Option<&GroupSecret>) -> (Vec<u8>, Vec
             heard.lock().expect("air").extend_from_slice(&buf[..n]);
         }
     });
-    let (alice_at, bob_at) = (free_port(), free_port());
-    let alice_relay = relay(alice_at, Arc::clone(&tape), &mut relays).await;
-    let bob_relay = relay(bob_at, Arc::clone(&tape), &mut relays).await;
-    let start = |who: &'static str, listen, advertise| async move {
-        let c = config(who, port, secret, listen, advertise);
-        tokio::time::timeout(Duration::from_secs(10), join(c)).await.expect("in time").expect("joined")
-    };
-    let mut alice = start("alice", alice_at, alice_relay).await;
-    let mut bob = start("bob", bob_at, bob_relay).await;
+    let mut alice = start("alice", port, secret, &tape, &mut relays).await;
+    let mut bob = start("bob", port, secret, &tape, &mut relays).await;
     // Both list both, with the same coordinator (bob may take over if his ID is the higher).
     let coordinator = |peers: Vec<chat_core::PeerInfo>| {
         (peers.len() == 2).then(|| peers.into_iter().find(|p| p.coordinator).map(|p| p.name)).flatten()
