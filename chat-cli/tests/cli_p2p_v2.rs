@@ -124,12 +124,29 @@ fn an_unreachable_peer_is_an_error_naming_it_and_no_group_of_one() {
     assert_eq!(lonely.finish(), 1);
 }
 
+/// A node that founds a group listening on a free loopback address: the node and that address.
+/// The address is found by binding and releasing it, so another socket may take it first: the
+/// node then exits naming the bind, and it is started again on another address (at most 3 times).
+fn founder(name: &str, group: &str) -> (Proc, String) {
+    for attempt in 1..=3 {
+        let addr = free_addr();
+        let mut p = node(name, group, &["--found", "--listen", &addr]);
+        let first = p.event();
+        if first["type"] == "ready" {
+            assert_eq!(first["node_id"], 1, "the founder is node 1");
+            return (p, addr);
+        }
+        let taken = first["message"].as_str().is_some_and(|m| m.contains("cannot bind tcp listener"));
+        assert!(taken && attempt < 3, "{name} did not found a group: {first}");
+        assert_eq!(p.finish(), 1);
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 #[test]
 fn found_then_join_through_a_peer_without_multicast() {
-    let addr = free_addr();
     // Two different multicast groups: bob can only find alice through --peer.
-    let mut alice = node("alice", "239.255.77.78:47713", &["--found", "--listen", &addr]);
-    assert_eq!(alice.event_of("ready")["node_id"], 1);
+    let (mut alice, addr) = founder("alice", "239.255.77.78:47713");
     let mut bob = node("bob", "239.255.77.78:47714", &["--peer", &addr]);
     assert_eq!(bob.event_of("ready")["node_id"], 2);
     wait_peers(&mut [&mut alice, &mut bob], &[(1, "alice", true), (2, "bob", false)]);
