@@ -84,6 +84,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_OUTBOX: usize = 8192;
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Connections the kernel queues, fully opened, before the server accepts them (per listener; the
+/// kernel caps it at `net.core.somaxconn`, 4096 on current Linux). A queue that is full drops the
+/// client's last handshake packet, and that client waits for a retransmission (1 s, 3 s, 7 s…):
+/// tokio's default of 1 024 overflowed in a storm of 3 000 connections at once.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// How long shutdown waits for writers to flush.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// TCP keepalive of text connections (they have no heartbeat): first probe after this much silence.
@@ -134,13 +139,13 @@ impl Server<TcpListener> {
             None => None,
         };
         let (journal, state) = open_journal(&config)?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = listen(config.listen)?;
         let text = match config.text_listen {
-            Some(addr) => Some(bind_text(addr).await?),
+            Some(addr) => Some(bind_text(addr)?),
             None => None,
         };
         let web = match config.web_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(listen(addr)?),
             None => None,
         };
         Ok(Server { listener, text, web, config, journal, state, link })
@@ -364,9 +369,18 @@ async fn accept_web(upgrades: &mut Option<mpsc::Receiver<Upgraded>>) -> Option<U
     }
 }
 
+/// A listening socket at `addr` (address reuse as `TcpListener::bind`, backlog [`LISTEN_BACKLOG`]).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the text protocol's listener; the connections it accepts inherit its TCP keepalive.
-async fn bind_text(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr).await?;
+fn bind_text(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = listen(addr)?;
     let keepalive = socket2::TcpKeepalive::new().with_time(TEXT_KEEPALIVE_IDLE).with_interval(TEXT_KEEPALIVE_INTERVAL);
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd"))]
     let keepalive = keepalive.with_retries(3);
